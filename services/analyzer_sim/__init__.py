@@ -1,0 +1,1 @@
+"""mlpower.analyzer_sim"""

@@ -1,0 +1,1 @@
+"""mlpower.sut_agent"""

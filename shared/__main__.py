@@ -1,0 +1,3 @@
+from mlpower.cli import main
+
+main()

@@ -1,0 +1,240 @@
+"""The bus: one small interface, two adapters (RabbitMQ in ``mlpower.rabbitmq``, in-memory here).
+
+Contract, identical for both adapters (tests/shared/test_bus_contract.py runs it on each):
+
+* ``publish`` encodes a message and sends it to the exchange of its family with a routing key;
+  run documents are persistent and, on RabbitMQ, confirmed by the broker before it returns.
+* ``subscribe`` consumes a queue (declared from a ``QueueSpec``) on a background thread, in
+  order, and acks a message only after the handler returned.
+* A body that does not decode, or a handler that raises, is dead-lettered with the reason and
+  the consumer carries on.
+* ``Subscription.abort()`` behaves like a crashed consumer: an unacked message is redelivered
+  to the next consumer of the queue with ``redelivered=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from mlpower import topology
+from mlpower.schema import DecodeError, Message, decode, encode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a handler learns about a message besides its content."""
+
+    routing_key: str
+    exchange: str
+    redelivered: bool = False
+    headers: dict[str, object] = field(default_factory=dict)
+
+
+Handler = Callable[[Message, Delivery], None]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    body: bytes
+    reason: str
+    exchange: str
+    routing_key: str
+
+
+class Subscription(Protocol):
+    queue_name: str
+
+    def close(self) -> None:
+        """Stop consuming after the message in hand is handled and acked."""
+
+    def abort(self) -> None:
+        """Stop as if the consumer crashed: the message in hand is not acked and is redelivered."""
+
+
+class Bus(Protocol):
+    def publish(self, message: Message, routing_key: str) -> None: ...
+
+    def publish_raw(self, exchange: str, routing_key: str, body: bytes) -> None:
+        """Send bytes as they are; for tests and tools that must send what does not decode."""
+
+    def subscribe(self, spec: topology.QueueSpec, handler: Handler) -> Subscription: ...
+
+    def declare(self, spec: topology.QueueSpec) -> None:
+        """Create the queue and its bindings now, so messages published before a consumer starts are kept."""
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Take up to ``limit`` messages off the dead-letter queue (for inspection tools and tests)."""
+
+    def purge(self, queue_name: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def handle_body(body: bytes, delivery: Delivery, handler: Handler) -> str | None:
+    """Decode and handle one body; returns the reason to dead-letter it, or None when handled."""
+    try:
+        message = decode(body)
+    except DecodeError as exc:
+        log.warning("dead-lettering undecodable message on %s: %s", delivery.routing_key, exc)
+        return f"decode: {exc}"
+    try:
+        handler(message, delivery)
+    except Exception as exc:  # the handler's failure must not kill the consumer
+        log.exception("handler failed for %s on %s", getattr(message, "type", "?"), delivery.routing_key)
+        return f"handler: {type(exc).__name__}: {exc}"
+    return None
+
+
+# --------------------------------------------------------------------------- in-memory adapter
+
+
+class _Crashed(Exception):
+    """Raised inside an in-memory consumer thread to abandon the message in hand."""
+
+
+@dataclass
+class _Envelope:
+    body: bytes
+    exchange: str
+    routing_key: str
+    redelivered: bool = False
+
+
+class _MemoryQueue:
+    def __init__(self, spec: topology.QueueSpec) -> None:
+        self.spec = spec
+        self.items: queue.Queue[_Envelope] = queue.Queue()
+        self.consumer: _MemorySubscription | None = None
+        self.lock = threading.Lock()
+
+
+class _MemorySubscription:
+    def __init__(self, bus: InMemoryBus, q: _MemoryQueue, handler: Handler) -> None:
+        self.queue_name = q.spec.name
+        self._bus, self._queue, self._handler = bus, q, handler
+        self._stop = threading.Event()
+        self._crash = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"memory-consumer-{q.spec.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                envelope = self._queue.items.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            delivery = Delivery(envelope.routing_key, envelope.exchange, envelope.redelivered)
+            reason = handle_body(envelope.body, delivery, self._guarded_handler)
+            if self._crash.is_set():
+                self._requeue_front(envelope)
+                return
+            if reason is not None:
+                self._bus._dead_letter(envelope, reason)
+
+    def _guarded_handler(self, message: Message, delivery: Delivery) -> None:
+        self._handler(message, delivery)
+        if self._crash.is_set():
+            raise _Crashed()
+
+    def _requeue_front(self, envelope: _Envelope) -> None:
+        q = self._queue.items
+        with q.mutex:
+            q.queue.appendleft(_Envelope(envelope.body, envelope.exchange, envelope.routing_key, True))
+            q.not_empty.notify()
+
+    def close(self) -> None:
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+        self._queue.consumer = None
+
+    def abort(self) -> None:
+        self._crash.set()
+        self._stop.set()
+        self._queue.consumer = None
+
+
+class InMemoryBus:
+    """The embedded default for single-process runs and unit tests: same contract, no broker."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, _MemoryQueue] = {}
+        self._dead: queue.Queue[DeadLetter] = queue.Queue()
+        self._lock = threading.Lock()
+        self._anonymous = 0
+
+    def _declare(self, spec: topology.QueueSpec) -> _MemoryQueue:
+        with self._lock:
+            name = spec.name
+            if not name:
+                self._anonymous += 1
+                name = f"amq.gen-{self._anonymous}"
+                spec = topology.QueueSpec(name, spec.exchange, spec.patterns, spec.durable, True, spec.prefetch)
+            existing = self._queues.get(name)
+            if existing is None:
+                existing = self._queues[name] = _MemoryQueue(spec)
+            elif set(spec.patterns) - set(existing.spec.patterns):
+                merged = tuple(dict.fromkeys(existing.spec.patterns + spec.patterns))
+                existing.spec = topology.QueueSpec(name, spec.exchange, merged, spec.durable, spec.exclusive)
+            return existing
+
+    def publish(self, message: Message, routing_key: str) -> None:
+        self.publish_raw(topology.exchange_for(message), routing_key, encode(message))
+
+    def publish_raw(self, exchange: str, routing_key: str, body: bytes) -> None:
+        with self._lock:
+            targets = [
+                q for q in self._queues.values()
+                if q.spec.exchange == exchange and any(topology.topic_matches(p, routing_key) for p in q.spec.patterns)
+            ]
+        for q in targets:
+            q.items.put(_Envelope(body, exchange, routing_key))
+
+    def subscribe(self, spec: topology.QueueSpec, handler: Handler) -> Subscription:
+        q = self._declare(spec)
+        subscription = _MemorySubscription(self, q, handler)
+        q.consumer = subscription
+        return subscription
+
+    def declare(self, spec: topology.QueueSpec) -> None:
+        """Create the queue now, so messages published before a consumer starts are kept."""
+        self._declare(spec)
+
+    def _dead_letter(self, envelope: _Envelope, reason: str) -> None:
+        self._dead.put(DeadLetter(envelope.body, reason, envelope.exchange, envelope.routing_key))
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        taken: list[DeadLetter] = []
+        while len(taken) < limit:
+            try:
+                taken.append(self._dead.get_nowait())
+            except queue.Empty:
+                break
+        return taken
+
+    def purge(self, queue_name: str) -> None:
+        q = self._queues.get(queue_name)
+        if q is not None:
+            with q.items.mutex:
+                q.items.queue.clear()
+
+    def close(self) -> None:
+        for q in list(self._queues.values()):
+            if q.consumer is not None:
+                q.consumer.close()
+
+
+def connect(url: str, *, kind: str = "rabbitmq", client_name: str = "mlpower") -> Bus:
+    """The bus a service's settings ask for: ``rabbitmq`` (``url`` is an AMQP URL) or ``memory``."""
+    if kind == "memory":
+        return InMemoryBus()
+    from mlpower.rabbitmq import RabbitMQBus  # the only module that imports pika
+
+    return RabbitMQBus(url, client_name=client_name)

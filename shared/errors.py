@@ -1,0 +1,13 @@
+"""The root of every mlpower error; each service derives its own small hierarchy from it."""
+
+
+class MlpowerError(Exception):
+    """An expected failure with a message fit for a user; entry points print it and exit non-zero."""
+
+
+class SettingsError(MlpowerError):
+    """A setting (environment variable) is missing or invalid; the message names it."""
+
+
+class BusError(MlpowerError):
+    """The message bus could not be reached or refused an operation."""

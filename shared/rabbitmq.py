@@ -1,0 +1,277 @@
+"""The RabbitMQ adapter of the bus: the only module of mlpower that imports pika.
+
+pika's BlockingConnection is not thread-safe, so the bus keeps one connection for publishing
+(guarded by a lock, with publisher confirms) and one connection per subscription, owned by that
+subscription's consumer thread. Both reconnect with capped exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import pika
+import pika.exceptions
+
+from mlpower import topology
+from mlpower.bus import DeadLetter, Delivery, Handler, handle_body
+from mlpower.errors import BusError
+from mlpower.schema import Message, encode
+
+log = logging.getLogger(__name__)
+
+REASON_HEADER = "x-mlpower-reason"
+_RECOVERABLE = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.AMQPChannelError,
+    pika.exceptions.StreamLostError,
+    pika.exceptions.ConnectionWrongStateError,
+    pika.exceptions.ChannelWrongStateError,
+    ConnectionError,
+    OSError,
+)
+
+
+def _parameters(url: str, client_name: str, heartbeat: int | None) -> pika.URLParameters:
+    try:
+        params = pika.URLParameters(url)
+    except Exception as exc:
+        raise BusError(f"AMQP_URL {url!r} is not an AMQP URL: {exc}") from exc
+    params.client_properties = {"connection_name": client_name}
+    params.connection_attempts = 1
+    params.socket_timeout = 5
+    params.blocked_connection_timeout = 30
+    if heartbeat is not None:
+        params.heartbeat = heartbeat
+    return params
+
+
+def declare_topology(channel: Any) -> None:
+    for exchange in topology.TOPIC_EXCHANGES:
+        channel.exchange_declare(exchange=exchange, exchange_type="topic", durable=True)
+    channel.exchange_declare(exchange=topology.DEAD_LETTER_EXCHANGE, exchange_type="fanout", durable=True)
+    channel.queue_declare(queue=topology.DEAD_LETTER_QUEUE, durable=True)
+    channel.queue_bind(queue=topology.DEAD_LETTER_QUEUE, exchange=topology.DEAD_LETTER_EXCHANGE)
+
+
+def declare_queue(channel: Any, spec: topology.QueueSpec) -> str:
+    arguments = {"x-dead-letter-exchange": topology.DEAD_LETTER_EXCHANGE, **spec.arguments}
+    result = channel.queue_declare(
+        queue=spec.name,
+        durable=spec.durable and not spec.exclusive,
+        exclusive=spec.exclusive,
+        auto_delete=spec.exclusive,
+        arguments=arguments,
+    )
+    name: str = result.method.queue
+    for pattern in spec.patterns:
+        channel.queue_bind(queue=name, exchange=spec.exchange, routing_key=pattern)
+    return name
+
+
+class _Backoff:
+    def __init__(self, first_s: float = 0.2, cap_s: float = 5.0) -> None:
+        self.first_s, self.cap_s, self.next_s = first_s, cap_s, first_s
+
+    def wait(self, stop: threading.Event | None = None) -> None:
+        if stop is not None:
+            stop.wait(self.next_s)
+        else:
+            time.sleep(self.next_s)
+        self.next_s = min(self.cap_s, self.next_s * 2)
+
+    def reset(self) -> None:
+        self.next_s = self.first_s
+
+
+class _RabbitSubscription:
+    def __init__(self, bus: RabbitMQBus, spec: topology.QueueSpec, handler: Handler) -> None:
+        self.queue_name = spec.name
+        self._bus, self._spec, self._handler = bus, spec, handler
+        self._stop = threading.Event()
+        self._crash = threading.Event()
+        self._ready = threading.Event()
+        self._connection: Any = None
+        self._channel: Any = None
+        self._thread = threading.Thread(target=self._run, name=f"rabbit-consumer-{spec.name}", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout=15):
+            self.close()
+            raise BusError(f"could not start consuming {spec.name!r} from {bus.url_for_logs}")
+
+    def _run(self) -> None:
+        backoff = _Backoff()
+        while not self._stop.is_set():
+            try:
+                self._consume()
+                backoff.reset()
+            except _RECOVERABLE as exc:
+                if self._stop.is_set():
+                    break
+                log.warning("consumer of %s lost the broker (%s); reconnecting", self._spec.name, exc)
+                backoff.wait(self._stop)
+        self._close_connection()
+
+    def _consume(self) -> None:
+        self._connection = pika.BlockingConnection(_parameters(self._bus.url, self._bus.client_name, None))
+        channel = self._channel = self._connection.channel()
+        channel.confirm_delivery()
+        declare_topology(channel)
+        name = declare_queue(channel, self._spec)
+        self.queue_name = name
+        channel.basic_qos(prefetch_count=self._spec.prefetch)
+        channel.basic_consume(queue=name, on_message_callback=self._on_message, auto_ack=False)
+        self._ready.set()
+        while not self._stop.is_set():
+            self._connection.process_data_events(time_limit=0.2)
+
+    def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        if self._stop.is_set():
+            return  # not acked: redelivered to the next consumer
+        delivery = Delivery(
+            routing_key=method.routing_key,
+            exchange=method.exchange,
+            redelivered=bool(method.redelivered),
+            headers=dict(properties.headers or {}),
+        )
+        reason = handle_body(body, delivery, self._handler)
+        if self._crash.is_set():
+            return
+        if reason is not None:
+            headers = {**delivery.headers, REASON_HEADER: reason[:1000], "x-mlpower-exchange": method.exchange}
+            channel.basic_publish(
+                exchange=topology.DEAD_LETTER_EXCHANGE,
+                routing_key=method.routing_key,
+                body=body,
+                properties=pika.BasicProperties(delivery_mode=2, headers=headers),
+            )
+        channel.basic_ack(delivery_tag=method.delivery_tag)
+
+    def _close_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except Exception:  # closing a broken connection may fail in many ways; it is gone either way
+                log.debug("closing consumer connection failed", exc_info=True)
+
+    def close(self) -> None:
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=10)
+
+    def abort(self) -> None:
+        self._crash.set()
+        self.close()
+
+
+class RabbitMQBus:
+    def __init__(self, url: str, *, client_name: str = "mlpower", publish_timeout_s: float = 30.0) -> None:
+        self.url = url
+        self.client_name = client_name
+        self.publish_timeout_s = publish_timeout_s
+        _parameters(url, client_name, 0)  # validate early
+        self._lock = threading.Lock()
+        self._connection: Any = None
+        self._channel: Any = None
+        self._subscriptions: list[_RabbitSubscription] = []
+        with self._lock:
+            self._ensure_channel()
+
+    @property
+    def url_for_logs(self) -> str:
+        params = pika.URLParameters(self.url)
+        return f"amqp://{params.host}:{params.port}{params.virtual_host}"
+
+    def _ensure_channel(self) -> Any:
+        if self._channel is not None and self._channel.is_open and self._connection.is_open:
+            return self._channel
+        try:
+            # Heartbeats need the I/O loop to run; an idle publisher does not run it, so it relies on
+            # publish errors and reconnects instead of being dropped between publishes.
+            self._connection = pika.BlockingConnection(_parameters(self.url, self.client_name, 0))
+            channel = self._connection.channel()
+            channel.confirm_delivery()
+            declare_topology(channel)
+        except _RECOVERABLE as exc:
+            self._connection = self._channel = None
+            raise BusError(f"RabbitMQ at {self.url_for_logs} does not answer: {exc}") from exc
+        self._channel = channel
+        return channel
+
+    def _with_channel(self, operation: str, action: Any) -> Any:
+        deadline = time.monotonic() + self.publish_timeout_s
+        backoff = _Backoff()
+        while True:
+            with self._lock:
+                try:
+                    return action(self._ensure_channel())
+                except pika.exceptions.UnroutableError:
+                    return None  # no queue bound: nobody asked for it, which is not a failure
+                except (*_RECOVERABLE, BusError) as exc:
+                    self._channel = None
+                    if time.monotonic() >= deadline:
+                        raise BusError(f"{operation} failed after retries: {exc}") from exc
+                    log.warning("%s failed (%s); reconnecting", operation, exc)
+            backoff.wait()
+
+    def publish(self, message: Message, routing_key: str) -> None:
+        self.publish_raw(topology.exchange_for(message), routing_key, encode(message))
+
+    def publish_raw(self, exchange: str, routing_key: str, body: bytes) -> None:
+        properties = pika.BasicProperties(delivery_mode=2, content_type="application/json")
+        self._with_channel(
+            f"publish to {exchange}/{routing_key}",
+            lambda ch: ch.basic_publish(exchange=exchange, routing_key=routing_key, body=body, properties=properties),
+        )
+
+    def declare(self, spec: topology.QueueSpec) -> None:
+        self._with_channel(f"declare {spec.name}", lambda ch: declare_queue(ch, spec))
+
+    def subscribe(self, spec: topology.QueueSpec, handler: Handler) -> _RabbitSubscription:
+        subscription = _RabbitSubscription(self, spec, handler)
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        def take(channel: Any) -> list[DeadLetter]:
+            taken: list[DeadLetter] = []
+            while len(taken) < limit:
+                method, properties, body = channel.basic_get(queue=topology.DEAD_LETTER_QUEUE, auto_ack=True)
+                if method is None:
+                    break
+                headers = dict(properties.headers or {})
+                reason = headers.get(REASON_HEADER)
+                if isinstance(reason, bytes):
+                    reason = reason.decode("utf-8", "replace")
+                exchange = headers.get("x-mlpower-exchange", method.exchange)
+                taken.append(DeadLetter(body, str(reason or "rejected"), str(exchange), method.routing_key))
+            return taken
+
+        result: list[DeadLetter] = self._with_channel("read dead letters", take)
+        return result
+
+    def purge(self, queue_name: str) -> None:
+        def purge(channel: Any) -> None:
+            try:
+                channel.queue_purge(queue=queue_name)
+            except pika.exceptions.ChannelClosedByBroker:
+                self._channel = None  # no such queue: nothing to purge
+
+        self._with_channel(f"purge {queue_name}", purge)
+
+    def delete_queue(self, queue_name: str) -> None:
+        self._with_channel(f"delete {queue_name}", lambda ch: ch.queue_delete(queue=queue_name))
+
+    def close(self) -> None:
+        for subscription in self._subscriptions:
+            subscription.close()
+        with self._lock:
+            if self._connection is not None and self._connection.is_open:
+                try:
+                    self._connection.close()
+                except _RECOVERABLE:
+                    pass
+            self._connection = self._channel = None

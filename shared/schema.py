@@ -1,0 +1,381 @@
+"""The one message vocabulary of mlpower: commands (asks), run documents (facts about one run)
+and events (facts about the lab).
+
+Every message is a frozen pydantic model with ``extra="forbid"`` and a ``type`` discriminator.
+Units live in field names (``power_w``, ``t_utc_s``). Timestamps are UTC seconds since the epoch.
+``SCHEMA_VERSION`` is carried by every message as ``v``; a message of another version does not
+decode (it is dead-lettered by the bus) rather than being half understood.
+
+The JSON Schemas generated from these models are committed under ``shared/schemas/`` and a test
+fails when they drift from this module (regenerate with ``mlpower schemas write``).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+SCHEMA_VERSION = 1
+
+
+class SchemaModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Message(SchemaModel):
+    v: Literal[1] = SCHEMA_VERSION  # bump together with SCHEMA_VERSION
+
+
+# --------------------------------------------------------------------------- shared pieces
+
+Mode = Literal["ranging", "testing"]
+"""The two MLPerf measurement modes: auto ranges first, then fixed ranges."""
+
+Tier = Literal["official", "informative"]
+"""official: a certified analyzer through PTDaemon; informative: anything else (direct SCPI, NVML...)."""
+
+
+class SampleFlag(enum.IntFlag):
+    """Per-sample quality bits. A flagged sample is kept, shown, and never averaged silently."""
+
+    OK = 0
+    OVERRANGE = 1  # the meter reported overrange (or the reading exceeded the range's limit)
+    MISSING = 2  # no value: NaN, "no data", a parse failure, or a range-switch gap
+    RANGE_CHANGE = 4  # the range changed on this sample (auto-range switch)
+    AUTO_RANGE = 8  # taken with auto ranges (ranging mode)
+    INTERPOLATED = 16  # produced by merging streams onto a common timebase
+    SOFTWARE_METER = 32  # from a software meter (NVML, RAPL): informative only
+
+
+class SourceInfo(SchemaModel):
+    """Where a stream's numbers come from, so that every figure can say how it was measured."""
+
+    kind: Literal["wt310e", "ptdaemon", "nvml", "rapl", "simulator", "merged"]
+    model: str = ""
+    serial: str = ""
+    firmware: str = ""
+    address: str = ""
+    channel: int = 1
+    tier: Tier = "informative"
+
+
+class ColumnSpec(SchemaModel):
+    name: str
+    unit: str
+    dtype: Literal["float64", "int64", "str"] = "float64"
+    description: str = ""
+
+
+SAMPLE_COLUMNS: tuple[ColumnSpec, ...] = (
+    ColumnSpec(name="t_utc_s", unit="s", description="sample time, UTC seconds since the epoch"),
+    ColumnSpec(name="power_w", unit="W", description="active power"),
+    ColumnSpec(name="voltage_v", unit="V", description="RMS voltage"),
+    ColumnSpec(name="current_a", unit="A", description="RMS current"),
+    ColumnSpec(name="power_factor", unit="1", description="power factor"),
+    ColumnSpec(name="voltage_range_v", unit="V", description="voltage range in use (0 = auto)"),
+    ColumnSpec(name="current_range_a", unit="A", description="current range in use (0 = auto)"),
+    ColumnSpec(name="uncertainty_w", unit="W", description="per-sample uncertainty of power_w"),
+    ColumnSpec(name="flags", unit="1", dtype="int64", description="SampleFlag bits"),
+)
+"""The columns of every sample page, in order."""
+
+
+# --------------------------------------------------------------------------- run documents
+
+
+class RunDocument(Message):
+    """Base of the documents that make up one run's stream; ``seq`` orders them within the run."""
+
+    run_id: str
+    seq: int = Field(ge=0)
+
+
+class RunStart(RunDocument):
+    type: Literal["run.start"] = "run.start"
+    lab: str
+    sut: str
+    analyzer: str
+    benchmark: str = ""
+    scenario: str = ""
+    modes: tuple[Mode, ...] = ("ranging", "testing")
+    settings: dict[str, Any] = Field(default_factory=dict)
+    t_utc_s: float
+    tier: Tier = "informative"
+    compliant_durations: bool = True
+
+
+class StreamDescriptor(RunDocument):
+    type: Literal["run.descriptor"] = "run.descriptor"
+    stream: str
+    source: SourceInfo
+    columns: tuple[ColumnSpec, ...] = SAMPLE_COLUMNS
+    sample_interval_s: float = Field(gt=0)
+
+
+class SamplePage(RunDocument):
+    """A columnar batch of samples of one stream. Missing values are ``None`` with ``MISSING`` set."""
+
+    type: Literal["run.page"] = "run.page"
+    stream: str
+    page: int = Field(ge=0, description="page number within the stream, from 0")
+    mode: Mode | None = None
+    t_utc_s: list[float]
+    power_w: list[float | None]
+    voltage_v: list[float | None]
+    current_a: list[float | None]
+    power_factor: list[float | None]
+    voltage_range_v: list[float | None]
+    current_range_a: list[float | None]
+    uncertainty_w: list[float | None]
+    flags: list[int]
+
+    @model_validator(mode="after")
+    def _columns_have_equal_length(self) -> SamplePage:
+        n = len(self.t_utc_s)
+        for column in SAMPLE_COLUMNS[1:]:
+            if len(getattr(self, column.name)) != n:
+                raise ValueError(f"column {column.name} has {len(getattr(self, column.name))} rows, t_utc_s {n}")
+        return self
+
+    def __len__(self) -> int:
+        return len(self.t_utc_s)
+
+
+MarkName = Literal[
+    "idle_begin",
+    "idle_end",
+    "ranging_begin",
+    "ranging_end",
+    "testing_begin",
+    "testing_end",
+    "power_begin",
+    "power_end",
+]
+
+
+class PhaseMark(RunDocument):
+    type: Literal["run.mark"] = "run.mark"
+    name: MarkName
+    mode: Mode | None = None
+    t_utc_s: float
+    source: Literal["director", "loadgen", "agent", "ptdaemon"] = "director"
+    detail: str = ""
+
+
+class RunStop(RunDocument):
+    type: Literal["run.stop"] = "run.stop"
+    status: Literal["success", "failed", "aborted"]
+    reason: str = ""
+    t_utc_s: float
+    pages: int = 0
+    samples: int = 0
+    marks: int = 0
+    output_dir: str = ""
+
+
+# --------------------------------------------------------------------------- commands (asks)
+
+
+class StartRun(Message):
+    type: Literal["cmd.start_run"] = "cmd.start_run"
+    sut: str
+    run_id: str = ""
+    benchmark: str = ""
+    scenario: str = ""
+    modes: tuple[Mode, ...] = ("ranging", "testing")
+    sample_interval_s: float = Field(default=1.0, gt=0)
+    workload: str = ""
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class StopRun(Message):
+    type: Literal["cmd.stop_run"] = "cmd.stop_run"
+    run_id: str
+    reason: str = ""
+
+
+class SetRanges(Message):
+    """Fixed ranges for the next measurement; ``None`` means auto range."""
+
+    type: Literal["cmd.set_ranges"] = "cmd.set_ranges"
+    analyzer: str
+    voltage_range_v: float | None = None
+    current_range_a: float | None = None
+
+
+class RunWorkloadPhase(Message):
+    type: Literal["cmd.run_workload_phase"] = "cmd.run_workload_phase"
+    run_id: str
+    sut: str
+    mode: Mode
+    workload: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class RebuildFigures(Message):
+    type: Literal["cmd.rebuild_figures"] = "cmd.rebuild_figures"
+    figures: tuple[str, ...] = ()
+    mode: Literal["paper", "corrected"] = "paper"
+    reason: str = ""
+
+
+# --------------------------------------------------------------------------- events (facts)
+
+
+class WorkloadPhase(Message):
+    """What the SUT agent's workload is doing; the simulator's follow-the-SUT model listens."""
+
+    type: Literal["evt.workload_phase"] = "evt.workload_phase"
+    run_id: str
+    sut: str
+    mode: Mode | None = None
+    state: Literal["started", "power_begin", "power_end", "finished", "failed"]
+    t_utc_s: float
+    detail: str = ""
+
+
+class RunCompleted(Message):
+    type: Literal["evt.run_completed"] = "evt.run_completed"
+    run_id: str
+    lab: str
+    sut: str
+    status: Literal["success", "failed", "aborted"]
+    reason: str = ""
+    output_dir: str = ""
+    t_utc_s: float
+
+
+class Finding(SchemaModel):
+    rule: str
+    severity: Literal["error", "warning", "info"]
+    status: Literal["pass", "fail", "not_applicable"]
+    message: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class LiveFinding(Message):
+    type: Literal["evt.live_finding"] = "evt.live_finding"
+    run_id: str
+    sut: str = ""
+    finding: Finding
+    t_utc_s: float
+
+
+class RunSummary(SchemaModel):
+    """The published numbers of one run; every figure names its ``source``."""
+
+    run_id: str
+    source: str
+    method: str
+    scenario: str = ""
+    window_s: float | None = None
+    avg_power_w: float | None = None
+    avg_power_uncertainty_w: float | None = None
+    energy_j: float | None = None
+    energy_trapezoid_j: float | None = None
+    idle_power_w: float | None = None
+    net_avg_power_w: float | None = None
+    performance: float | None = None
+    performance_unit: str = ""
+    efficiency: float | None = None
+    efficiency_unit: str = ""
+    samples_in_window: int = 0
+    flagged_samples_in_window: int = 0
+    compliant_durations: bool = True
+
+
+class RunAnalyzed(Message):
+    type: Literal["evt.run_analyzed"] = "evt.run_analyzed"
+    run_id: str
+    lab: str = ""
+    sut: str = ""
+    summary: RunSummary
+    findings: tuple[Finding, ...] = ()
+    verdict: Literal["pass", "fail"]
+    t_utc_s: float
+
+
+class FiguresRebuilt(Message):
+    type: Literal["evt.figures_rebuilt"] = "evt.figures_rebuilt"
+    job_id: str
+    rendered: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    mode: Literal["paper", "corrected"] = "paper"
+    t_utc_s: float
+
+
+# --------------------------------------------------------------------------- the union
+
+RUN_DOCUMENT_TYPES: tuple[type[RunDocument], ...] = (RunStart, StreamDescriptor, SamplePage, PhaseMark, RunStop)
+COMMAND_TYPES: tuple[type[Message], ...] = (StartRun, StopRun, SetRanges, RunWorkloadPhase, RebuildFigures)
+EVENT_TYPES: tuple[type[Message], ...] = (
+    WorkloadPhase,
+    RunCompleted,
+    LiveFinding,
+    RunAnalyzed,
+    FiguresRebuilt,
+)
+MESSAGE_TYPES: tuple[type[Message], ...] = RUN_DOCUMENT_TYPES + COMMAND_TYPES + EVENT_TYPES
+
+AnyMessage = Annotated[
+    RunStart
+    | StreamDescriptor
+    | SamplePage
+    | PhaseMark
+    | RunStop
+    | StartRun
+    | StopRun
+    | SetRanges
+    | RunWorkloadPhase
+    | RebuildFigures
+    | WorkloadPhase
+    | RunCompleted
+    | LiveFinding
+    | RunAnalyzed
+    | FiguresRebuilt,
+    Field(discriminator="type"),
+]
+
+_MESSAGE_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyMessage)
+
+
+class DecodeError(ValueError):
+    """A message body that is not a valid message of this schema version."""
+
+
+def family(message: Message) -> Literal["runs", "commands", "events"]:
+    type_name: str = getattr(message, "type")
+    return {"run": "runs", "cmd": "commands", "evt": "events"}[type_name.split(".", 1)[0]]  # type: ignore[return-value]
+
+
+def encode(message: Message) -> bytes:
+    return message.model_dump_json().encode("utf-8")
+
+
+def decode(body: bytes | str) -> Message:
+    """Parse one message; any failure (bad UTF-8, bad JSON, unknown type, wrong version) is DecodeError."""
+    try:
+        raw = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DecodeError(f"not JSON: {exc}") from exc
+    if isinstance(raw, dict) and raw.get("v", SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise DecodeError(f"schema version {raw.get('v')!r} is not {SCHEMA_VERSION}")
+    try:
+        message: Message = _MESSAGE_ADAPTER.validate_python(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise DecodeError(f"invalid message at {where or '<root>'}: {first.get('msg')}") from exc
+    return message
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of every message type, keyed by its ``type``, plus the union."""
+    schemas: dict[str, dict[str, Any]] = {
+        model.model_fields["type"].default: model.model_json_schema() for model in MESSAGE_TYPES
+    }
+    schemas["message"] = _MESSAGE_ADAPTER.json_schema()
+    return schemas

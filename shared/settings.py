@@ -1,0 +1,76 @@
+"""The settings base every service's typed Settings class derives from.
+
+Settings come from environment variables (and ``*_FILE`` secret files for credentials), are
+validated at start, and a bad value raises ``SettingsError`` with a one-line message that names
+the variable. Only entry points turn that into an exit status.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlpower.errors import SettingsError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "mlperf_power"
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs: where the bus is, which lab it belongs to, where results go."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    amqp_url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/", validation_alias="AMQP_URL")
+    bus: Literal["rabbitmq", "memory"] = Field(default="rabbitmq", validation_alias="MLPOWER_BUS")
+    lab: str = Field(default="lab", validation_alias="MLPOWER_LAB", pattern=r"^[A-Za-z0-9_\-]+$")
+    results_dir: Path = Field(default=Path("results"), validation_alias="MLPOWER_RESULTS_DIR")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", validation_alias="MLPOWER_LOG_LEVEL")
+    api_token: str = Field(default="", validation_alias="MLPOWER_API_TOKEN", repr=False)
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_url_is_amqp(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+            raise ValueError("must look like amqp://user:password@host:5672/vhost")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def _secret_files(settings_cls: type[BaseSettings]) -> dict[str, str]:
+    """``NAME_FILE=/run/secrets/x`` supplies ``NAME`` from a file (Docker/Kubernetes secrets)."""
+    values: dict[str, str] = {}
+    for name, field in settings_cls.model_fields.items():
+        alias = field.validation_alias if isinstance(field.validation_alias, str) else name.upper()
+        path = os.environ.get(f"{alias}_FILE")
+        if path and alias not in os.environ:
+            try:
+                values[alias] = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise SettingsError(f"invalid setting {alias}_FILE: cannot read {path}: {exc.strerror}") from exc
+    return values
+
+
+def load_settings(settings_cls: type[S], **overrides: object) -> S:
+    """Build a service's settings from the environment; a bad value names its variable."""
+    try:
+        return settings_cls(**{**_secret_files(settings_cls), **overrides})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field_name = str(first["loc"][0]) if first.get("loc") else "?"
+        field = settings_cls.model_fields.get(field_name)
+        alias = field.validation_alias if field is not None and isinstance(field.validation_alias, str) else field_name
+        raise SettingsError(f"invalid setting {str(alias).upper()}: {first.get('msg')}") from exc

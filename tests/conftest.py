@@ -1,0 +1,64 @@
+"""Fixtures shared by every test: paths to the project and to ../shared, and the real broker."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DIR = PROJECT_ROOT.parent / "shared"
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """../shared beside the project; a missing folder fails loudly rather than skipping."""
+    assert (SHARED_DIR / "docs").is_dir(), f"reference folder {SHARED_DIR} is missing (it must sit beside the project)"
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def data_dir(shared_dir: Path) -> Path:
+    return shared_dir / "data" / "mlperf_power"
+
+
+@pytest.fixture(scope="session")
+def trace_csv(shared_dir: Path) -> Path:
+    return shared_dir / "data" / "traces" / "h200_nvml_trace.csv"
+
+
+def _broker_answers(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """The real RabbitMQ; `make test` starts it, so a dead broker is a failure, not a skip."""
+    assert _broker_answers(AMQP_URL), f"RabbitMQ does not answer at {AMQP_URL}: run 'make rabbitmq'"
+    return AMQP_URL
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique name for queues, runs and labs, so tests never see each other's messages."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def rabbit_bus(amqp_url: str) -> Iterator[object]:
+    from mlpower.rabbitmq import RabbitMQBus
+
+    bus = RabbitMQBus(amqp_url, client_name="pytest")
+    yield bus
+    bus.close()

@@ -1,0 +1,55 @@
+"""The vocabulary: validation, versioning and the drift test of the committed JSON Schemas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError, create_model
+
+from mlpower import schema as s
+from mlpower import schema_files
+from tests.shared.examples import example_of
+
+
+def test_committed_schemas_match_the_models() -> None:
+    assert schema_files.drift() == [], "run 'mlpower schemas write' and commit shared/schemas/"
+
+
+def test_drift_is_detected_when_a_field_is_added_without_regenerating(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    schema_files.write(tmp_path)
+    assert schema_files.drift(tmp_path) == []
+    grown = create_model("RunStop", __base__=s.RunStop, energy_j=(float, 0.0))
+    monkeypatch.setattr(s, "MESSAGE_TYPES", tuple(grown if t is s.RunStop else t for t in s.MESSAGE_TYPES))
+    assert schema_files.drift(tmp_path) == ["run.stop.json"]
+
+
+def test_unknown_fields_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        s.StopRun(run_id="r", reason="x", colour="red")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b"[]", b'{"type": "run.nope", "v": 1}', b"\xff\xfe",
+                                  b'{"type": "cmd.stop_run", "v": 1}'])
+def test_bad_bodies_raise_decode_error(body: bytes) -> None:
+    with pytest.raises(s.DecodeError):
+        s.decode(body)
+
+
+def test_a_message_of_another_version_does_not_decode() -> None:
+    body = s.encode(example_of(s.StopRun, "r")).replace(b'"v":1', b'"v":2')
+    with pytest.raises(s.DecodeError, match="schema version 2"):
+        s.decode(body)
+
+
+def test_sample_page_columns_must_have_equal_length() -> None:
+    page = example_of(s.SamplePage, "r")
+    with pytest.raises(ValidationError, match="power_w has 1 rows"):
+        s.SamplePage(**{**page.model_dump(), "power_w": [1.0]})
+
+
+def test_families_route_to_their_exchange() -> None:
+    assert s.family(example_of(s.SamplePage, "r")) == "runs"
+    assert s.family(example_of(s.StartRun, "r")) == "commands"
+    assert s.family(example_of(s.RunAnalyzed, "r")) == "events"
