@@ -56,8 +56,11 @@ def _register(root: typer.Typer) -> None:
         if isinstance(command, typer.Typer):
             root.add_typer(command, name=name, help=help_text)
         else:
-            root.command(name=name, help=help_text, context_settings={"allow_extra_args": True,
-                                                                       "ignore_unknown_options": False})(command)
+            # A command that must see raw arguments (``mlpower ptd`` takes PTDaemon's own flags) says so
+            # with a ``context_settings`` attribute.
+            root.command(name=name, help=help_text, context_settings=getattr(command, "context_settings", None))(
+                command
+            )
 
 
 def _register_missing(root: typer.Typer, name: str, help_text: str, why: str) -> None:
