@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pika
@@ -19,6 +20,7 @@ from mlpower import topology
 from mlpower.bus import DeadLetter, Delivery, Handler, handle_body
 from mlpower.errors import BusError
 from mlpower.schema import Message, encode
+from mlpower.spool import Spool, Spooled
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +170,8 @@ class _RabbitSubscription:
 
 
 class RabbitMQBus:
-    def __init__(self, url: str, *, client_name: str = "mlpower", publish_timeout_s: float = 30.0) -> None:
+    def __init__(self, url: str, *, client_name: str = "mlpower", publish_timeout_s: float = 30.0,
+                 spool_path: Path | None = None) -> None:
         self.url = url
         self.client_name = client_name
         self.publish_timeout_s = publish_timeout_s
@@ -177,8 +180,13 @@ class RabbitMQBus:
         self._connection: Any = None
         self._channel: Any = None
         self._subscriptions: list[_RabbitSubscription] = []
+        self._spool = Spool(spool_path)
+        self._closed = threading.Event()
+        self._flusher: threading.Thread | None = None
         with self._lock:
             self._ensure_channel()
+        if len(self._spool):
+            self._start_flusher()  # what a previous process spooled and never got confirmed
 
     @property
     def url_for_logs(self) -> str:
@@ -221,11 +229,63 @@ class RabbitMQBus:
         self.publish_raw(topology.exchange_for(message), routing_key, encode(message))
 
     def publish_raw(self, exchange: str, routing_key: str, body: bytes) -> None:
+        """Publish with a broker confirm; when the broker is away, spool and return at once.
+
+        Order is kept: once anything is spooled, later messages queue behind it until the
+        flusher has replayed the spool.
+        """
+        item = Spooled(exchange, routing_key, body)
+        with self._lock:
+            if not len(self._spool):
+                try:
+                    self._publish_now(item)
+                    return
+                except (*_RECOVERABLE, BusError) as exc:
+                    self._channel = None
+                    log.warning("publish to %s/%s failed (%s); spooling until the broker is back",
+                                exchange, routing_key, exc)
+            self._spool.append(item)
+        self._start_flusher()
+
+    def _publish_now(self, item: Spooled) -> None:
         properties = pika.BasicProperties(delivery_mode=2, content_type="application/json")
-        self._with_channel(
-            f"publish to {exchange}/{routing_key}",
-            lambda ch: ch.basic_publish(exchange=exchange, routing_key=routing_key, body=body, properties=properties),
+        self._ensure_channel().basic_publish(
+            exchange=item.exchange, routing_key=item.routing_key, body=item.body, properties=properties
         )
+
+    @property
+    def pending(self) -> int:
+        """Messages spooled and not yet confirmed by the broker."""
+        return len(self._spool)
+
+    def _start_flusher(self) -> None:
+        with self._lock:
+            if self._flusher is None or not self._flusher.is_alive():
+                self._flusher = threading.Thread(target=self._flush_loop, name="rabbit-spool-flusher", daemon=True)
+                self._flusher.start()
+
+    def _flush_loop(self) -> None:
+        backoff = _Backoff()
+        while not self._closed.is_set():
+            item = self._spool.head()
+            if item is None:
+                return
+            with self._lock:
+                try:
+                    self._publish_now(item)
+                    self._spool.pop_head()
+                    backoff.reset()
+                    continue
+                except (*_RECOVERABLE, BusError):
+                    self._channel = None
+            backoff.wait(self._closed)
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every spooled message is confirmed; False when time ran out."""
+        deadline = time.monotonic() + timeout_s
+        while len(self._spool) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not len(self._spool)
 
     def declare(self, spec: topology.QueueSpec) -> None:
         self._with_channel(f"declare {spec.name}", lambda ch: declare_queue(ch, spec))
@@ -268,6 +328,9 @@ class RabbitMQBus:
     def close(self) -> None:
         for subscription in self._subscriptions:
             subscription.close()
+        if len(self._spool):
+            self.flush(timeout_s=5.0)
+        self._closed.set()
         with self._lock:
             if self._connection is not None and self._connection.is_open:
                 try:
