@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
-
 from mlpower.errors import MlpowerError
 
 # (name, "module:attribute", help). An attribute that is a Typer app becomes a command group.

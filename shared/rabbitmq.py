@@ -15,7 +15,6 @@ from typing import Any
 
 import pika
 import pika.exceptions
-
 from mlpower import topology
 from mlpower.bus import DeadLetter, Delivery, Handler, handle_body
 from mlpower.errors import BusError

@@ -62,7 +62,8 @@ class RunStream:
             return document
 
     def descriptor(self, **fields: Any) -> StreamDescriptor:
-        return self._publish(StreamDescriptor, **fields)  # type: ignore[no-any-return]
+        document: StreamDescriptor = self._publish(StreamDescriptor, **fields)
+        return document
 
     def page(self, stream: str, **columns: Any) -> SamplePage:
         with self._lock:
@@ -71,7 +72,7 @@ class RunStream:
             self._send(document)
             self._pages[stream] = number + 1
             self.samples += len(document)
-            return document  # type: ignore[no-any-return]
+            return document
 
     def mark(self, name: str, **fields: Any) -> PhaseMark:
         fields.setdefault("t_utc_s", now_utc_s())
@@ -102,7 +103,7 @@ def read_documents(path: Path) -> Iterator[RunDocument]:
             except ValueError as exc:
                 raise ValueError(f"{path}:{number}: {exc}") from exc
             if not isinstance(document, RunDocument):
-                raise ValueError(f"{path}:{number}: {document.type} is not a run document")  # type: ignore[attr-defined]
+                raise ValueError(f"{path}:{number}: {getattr(document, 'type', '?')} is not a run document")
             yield document
 
 

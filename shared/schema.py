@@ -26,7 +26,7 @@ class SchemaModel(BaseModel):
 
 
 class Message(SchemaModel):
-    v: Literal[1] = SCHEMA_VERSION  # bump together with SCHEMA_VERSION
+    v: Literal[1] = 1  # bump together with SCHEMA_VERSION
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -347,7 +347,7 @@ class DecodeError(ValueError):
 
 
 def family(message: Message) -> Literal["runs", "commands", "events"]:
-    type_name: str = getattr(message, "type")
+    type_name: str = getattr(message, "type")  # noqa: B009 - the base class has no type; every concrete one does
     return {"run": "runs", "cmd": "commands", "evt": "events"}[type_name.split(".", 1)[0]]  # type: ignore[return-value]
 
 

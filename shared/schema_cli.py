@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typer
-
 from mlpower.errors import MlpowerError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)

@@ -11,7 +11,9 @@ SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 
 
 def render() -> dict[str, str]:
-    return {f"{name}.json": json.dumps(schema, indent=2, sort_keys=True) + "\n" for name, schema in json_schemas().items()}
+    return {
+        f"{name}.json": json.dumps(schema, indent=2, sort_keys=True) + "\n" for name, schema in json_schemas().items()
+    }
 
 
 def write(directory: Path = SCHEMA_DIR) -> list[Path]:

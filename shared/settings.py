@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from mlpower.errors import SettingsError
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from mlpower.errors import SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "mlperf_power"
@@ -30,7 +29,9 @@ class ServiceSettings(BaseSettings):
     bus: Literal["rabbitmq", "memory"] = Field(default="rabbitmq", validation_alias="MLPOWER_BUS")
     lab: str = Field(default="lab", validation_alias="MLPOWER_LAB", pattern=r"^[A-Za-z0-9_\-]+$")
     results_dir: Path = Field(default=Path("results"), validation_alias="MLPOWER_RESULTS_DIR")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", validation_alias="MLPOWER_LOG_LEVEL")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias="MLPOWER_LOG_LEVEL"
+    )
     api_token: str = Field(default="", validation_alias="MLPOWER_API_TOKEN", repr=False)
 
     @field_validator("amqp_url")
@@ -67,7 +68,8 @@ def _secret_files(settings_cls: type[BaseSettings]) -> dict[str, str]:
 def load_settings(settings_cls: type[S], **overrides: object) -> S:
     """Build a service's settings from the environment; a bad value names its variable."""
     try:
-        return settings_cls(**{**_secret_files(settings_cls), **overrides})
+        values: dict[str, Any] = {**_secret_files(settings_cls), **overrides}
+        return settings_cls(**values)
     except ValidationError as exc:
         first = exc.errors()[0]
         field_name = str(first["loc"][0]) if first.get("loc") else "?"

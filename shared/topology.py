@@ -40,7 +40,7 @@ def command_key(service: str, instance: str = "default") -> str:
 
 
 def event_key(message: Message, lab: str = "", sut: str = "") -> str:
-    event_name = str(getattr(message, "type")).split(".", 1)[1]
+    event_name = str(message.type).split(".", 1)[1]
     return ".".join(segment(part) for part in (event_name, lab or getattr(message, "lab", "") or "_",
                                                sut or getattr(message, "sut", "") or "_"))
 

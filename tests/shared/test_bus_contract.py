@@ -8,9 +8,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
 from mlpower import topology
 from mlpower.bus import Bus, Delivery, InMemoryBus
+from mlpower.schema import (
+    MESSAGE_TYPES as ALL_TYPES,
+)
 from mlpower.schema import (
     Finding,
     Message,
@@ -18,9 +20,7 @@ from mlpower.schema import (
     SamplePage,
     encode,
 )
-from mlpower.schema import (
-    MESSAGE_TYPES as ALL_TYPES,
-)
+
 from tests.shared.examples import example_of
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError, create_model
-
 from mlpower import schema as s
 from mlpower import schema_files
+from pydantic import ValidationError, create_model
+
 from tests.shared.examples import example_of
 
 

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from mlpower import topology
 from mlpower.errors import SettingsError
 from mlpower.runstream import RunStream, read_documents

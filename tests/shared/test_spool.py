@@ -10,6 +10,7 @@ from mlpower import topology
 from mlpower.rabbitmq import RabbitMQBus
 from mlpower.schema import SamplePage
 from mlpower.spool import SeqTracker, Spool, Spooled
+
 from tests.shared.examples import example_of
 from tests.tcp_proxy import TcpProxy
 
