@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from typing import Any
+
+from tests.reliability.ledger import LEDGER
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not (LEDGER.faults_injected or LEDGER.inputs_fuzzed or LEDGER.samples_sent or LEDGER.crashes):
+        return
+    terminalreporter.section("reliability summary")
+    for line in LEDGER.lines():
+        terminalreporter.write_line(line)
