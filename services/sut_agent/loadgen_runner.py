@@ -1,0 +1,193 @@
+"""The built-in workload: MLPerf LoadGen driving the tiny ResNet in one of three scenarios.
+
+Run as its own process, ``python -m mlpower.sut_agent.loadgen_runner --scenario offline --out DIR
+--duration-ms 3000``, because LoadGen stamps ``power_begin``/``power_end`` in the process's local
+time and the time-zone contract (power-dev-protocol.md §6.1) needs that to be UTC: ``TZ`` must
+be set before the process starts, which the agent does when it launches this module (and this
+module refuses to run otherwise, so a hand-started run cannot produce shifted markers).
+
+The SUT answers queries on one worker thread; the QSL holds random images generated in memory.
+Expected rates are calibrated from a few timed inferences so that a run lasts about the asked
+duration in every scenario.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCENARIOS = ("offline", "server", "singlestream")
+DEVICES = ("cpu", "cuda")
+QSL_SAMPLES = 256
+OFFLINE_BATCH = 16
+OFFLINE_RATE_MARGIN = 1.5
+SERVER_LOAD_FRACTION = 0.5  # offer half the measured capacity so that latencies stay bounded
+
+
+@dataclass(frozen=True)
+class Calibration:
+    single_latency_s: float
+    batch_throughput_per_s: float
+
+
+def _cpu_predictor(seed: int) -> Callable[[Any], Any]:
+    from mlpower.sut_agent.model import build_model
+
+    model = build_model(seed)
+    return model.predict
+
+
+def _cuda_predictor(seed: int) -> Callable[[Any], Any]:
+    """The same network shape in PyTorch on the GPU; only used when torch with CUDA is importable."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("loadgen_runner: --device cuda needs torch with a CUDA device")
+    torch.manual_seed(seed)
+    nn = torch.nn
+
+    class Block(nn.Module):  # type: ignore[misc]
+        def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1)
+            self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1)
+            self.shortcut = nn.Conv2d(c_in, c_out, 1, stride) if (c_in != c_out or stride != 1) else nn.Identity()
+
+        def forward(self, x: Any) -> Any:
+            return torch.relu(self.conv2(torch.relu(self.conv1(x))) + self.shortcut(x))
+
+    net = nn.Sequential(
+        nn.Conv2d(3, 16, 3, 1, 1), nn.ReLU(), Block(16, 16, 1), Block(16, 16, 1), Block(16, 32, 2),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10),
+    ).cuda().eval()
+
+    def predict(images: Any) -> Any:
+        with torch.inference_mode():
+            out = net(torch.from_numpy(images).cuda()).argmax(dim=1)
+            return out.to(torch.int32).cpu().numpy()
+
+    return predict
+
+
+PREDICTORS: dict[str, Callable[[int], Callable[[Any], Any]]] = {"cpu": _cpu_predictor, "cuda": _cuda_predictor}
+
+
+def calibrate(predict: Callable[[Any], Any], images: Any, rounds: int = 5) -> Calibration:
+    for _ in range(3):  # warm-up (allocations, caches, GPU kernels) before timing
+        predict(images[:OFFLINE_BATCH])
+    t0 = time.perf_counter()
+    for i in range(rounds):
+        predict(images[i : i + 1])
+    single_s = (time.perf_counter() - t0) / rounds
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        predict(images[:OFFLINE_BATCH])
+    batch_s = (time.perf_counter() - t0) / rounds
+    return Calibration(single_latency_s=max(single_s, 1e-6), batch_throughput_per_s=OFFLINE_BATCH / max(batch_s, 1e-6))
+
+
+class Sut:
+    """Queries go onto a queue; one worker thread runs the model and completes them in batches."""
+
+    def __init__(self, predict: Callable[[Any], Any], images: Any, lg: Any) -> None:
+        self._predict, self._images, self._lg = predict, images, lg
+        self._queue: queue.Queue[list[Any] | None] = queue.Queue()
+        self._worker = threading.Thread(target=self._work, name="sut-worker", daemon=True)
+        self._worker.start()
+
+    def issue(self, samples: list[Any]) -> None:
+        for start in range(0, len(samples), OFFLINE_BATCH):
+            self._queue.put(samples[start : start + OFFLINE_BATCH])
+
+    def flush(self) -> None:
+        """LoadGen calls this at the end of a run; every query is already answered by then."""
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._worker.join()
+
+    def _work(self) -> None:
+        lg = self._lg
+        while (batch := self._queue.get()) is not None:
+            labels = self._predict(self._images[[s.index for s in batch]])
+            responses = [
+                lg.QuerySampleResponse(s.id, labels[i : i + 1].ctypes.data, labels.itemsize)
+                for i, s in enumerate(batch)
+            ]
+            lg.QuerySamplesComplete(responses)
+
+
+def test_settings(lg: Any, scenario: str, duration_ms: int, cal: Calibration) -> Any:
+    settings = lg.TestSettings()
+    settings.mode = lg.TestMode.PerformanceOnly
+    settings.min_duration_ms = duration_ms
+    # A bound so that a wrong calibration cannot run away; LoadGen stops at max_duration_ms.
+    settings.max_duration_ms = duration_ms * 3 + 10_000
+    if scenario == "offline":
+        settings.scenario = lg.TestScenario.Offline
+        # LoadGen sizes the one Offline query from this rate; erring high keeps the run >= duration_ms.
+        settings.offline_expected_qps = OFFLINE_RATE_MARGIN * cal.batch_throughput_per_s
+    elif scenario == "server":
+        settings.scenario = lg.TestScenario.Server
+        settings.server_target_qps = max(1.0, SERVER_LOAD_FRACTION / cal.single_latency_s)
+        settings.server_target_latency_ns = int(max(0.1, 50 * cal.single_latency_s) * 1e9)
+        settings.min_query_count = 1
+    else:
+        settings.scenario = lg.TestScenario.SingleStream
+        settings.single_stream_expected_latency_ns = int(cal.single_latency_s * 1e9)
+        settings.min_query_count = 1
+    return settings
+
+
+def run(scenario: str, out_dir: Path, duration_ms: int, device: str = "cpu", seed: int = 0) -> None:
+    import mlperf_loadgen as lg
+
+    from mlpower.sut_agent.model import random_images
+
+    predict = PREDICTORS[device](seed)
+    images = random_images(QSL_SAMPLES, seed + 1)
+    cal = calibrate(predict, images)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sut_impl = Sut(predict, images, lg)
+    sut = lg.ConstructSUT(sut_impl.issue, sut_impl.flush)
+    # Every sample is already in memory, so loading and unloading are no-ops.
+    qsl = lg.ConstructQSL(QSL_SAMPLES, QSL_SAMPLES, lambda indices: None, lambda indices: None)
+    log_settings = lg.LogSettings()
+    log_settings.log_output.outdir = str(out_dir)
+    log_settings.log_output.copy_summary_to_stdout = False
+    try:
+        lg.StartTestWithLogSettings(sut, qsl, test_settings(lg, scenario, duration_ms, cal), log_settings)
+    finally:
+        sut_impl.stop()
+        lg.DestroyQSL(qsl)
+        lg.DestroySUT(sut)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlpower.sut_agent.loadgen_runner", description=__doc__.split("\n")[0])
+    parser.add_argument("--scenario", choices=SCENARIOS, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="folder for the LoadGen logs")
+    parser.add_argument("--duration-ms", type=int, required=True, help="LoadGen min_duration_ms")
+    parser.add_argument("--device", choices=DEVICES, default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if os.environ.get("TZ") != "UTC":
+        print("loadgen_runner: TZ must be UTC so that LoadGen's power markers are UTC (run it with TZ=UTC)",
+              file=sys.stderr)
+        return 2
+    run(args.scenario, args.out, args.duration_ms, args.device, args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
