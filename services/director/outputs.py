@@ -1,0 +1,287 @@
+"""The server-side output tree of power-dev (§3.7, §3.8, §4.2–4.4), plus samples.parquet.
+
+Formatting is pure (readings in, text out); ``write_*`` functions only put text on disk. The
+six files a client may download are ``DOWNLOADABLE``, in the order the upstream client fetches
+them. For a direct-SCPI analyzer there is no PTDaemon: the PTD-format lines are synthesized from
+the director's own readings and server.json says so under ``mlpower`` (and its ``ptd_config``
+``command`` is empty, because nothing was launched).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from mlpower.schema import SampleFlag
+
+from .merge import merge_by_time, usable_power
+
+DOWNLOADABLE: tuple[str, ...] = (
+    "power/ptd_logs.txt",
+    "ranging/spl.txt",
+    "power/server.json",
+    "power/server.log",
+    "run_1/spl.txt",
+    "run_1/ptd_out.txt",
+)
+"""power-dev's FETCH_FILES_LIST: the only files ``download`` serves."""
+
+MODE_DIR = {"ranging": "ranging", "testing": "run_1"}
+HASHED_DIRS = ("power", "ranging", "run_1")
+UNCERTAINTY_LIMIT = 0.01  # 1.00 % per sample (MLPerf power rules)
+
+
+class ReadingLike(Protocol):
+    t_utc_s: float
+    power_w: float | None
+    voltage_v: float | None
+    current_a: float | None
+    power_factor: float | None
+    voltage_range_v: float | None
+    current_range_a: float | None
+    uncertainty_w: float | None
+    flags: int
+
+
+# --------------------------------------------------------------------------- time formats
+
+
+def ptd_time(t_utc_s: float) -> str:
+    """PTD's ``MM-DD-YYYY HH:MM:SS.mmm`` in UTC."""
+    moment = dt.datetime.fromtimestamp(t_utc_s, tz=dt.UTC)
+    return moment.strftime("%m-%d-%Y %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+def parse_ptd_time(text: str) -> float:
+    return dt.datetime.strptime(text, "%m-%d-%Y %H:%M:%S.%f").replace(tzinfo=dt.UTC).timestamp()
+
+
+def log_time(t_utc_s: float) -> str:
+    """Python logging's ``asctime`` (``YYYY-MM-DD HH:MM:SS,mmm``), in UTC like every time here."""
+    moment = dt.datetime.fromtimestamp(t_utc_s, tz=dt.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S,") + f"{moment.microsecond // 1000:03d}"
+
+
+def session_id(t_utc_s: float, label: str) -> str:
+    """``YYYY-MM-DD_HH-MM-SS[_label]`` (upstream uses local time; the director runs in UTC)."""
+    stamp = dt.datetime.fromtimestamp(t_utc_s, tz=dt.UTC).strftime("%Y-%m-%d_%H-%M-%S")
+    return f"{stamp}_{label}" if label else stamp
+
+
+# --------------------------------------------------------------------------- spl.txt
+
+
+def _value(x: float | None) -> str:
+    return "-1.000000" if x is None or not math.isfinite(x) else f"{x:.6f}"
+
+
+def spl_fields(reading: ReadingLike) -> str:
+    """``Time,<ts>,Watts,<w>,Volts,<v>,Amps,<a>,PF,<pf>``; a flagged power is written -1 (never averaged)."""
+    return (f"Time,{ptd_time(reading.t_utc_s)},Watts,{_value(usable_power(reading))},Volts,{_value(reading.voltage_v)},"
+            f"Amps,{_value(reading.current_a)},PF,{_value(reading.power_factor)}")
+
+
+def spl_text(readings: Iterable[ReadingLike], mark: str) -> str:
+    """One analyzer's spl.txt: a line per sample with ``Mark``, then one extra empty line (§3.7)."""
+    return "".join(f"{spl_fields(r)},Mark,{mark}\n" for r in readings) + "\n"
+
+
+def merged_spl_text(streams: Sequence[Sequence[ReadingLike]], mark: str, tolerance_s: float) -> str:
+    """Several analyzers: the §3.7 line format, but rows paired by timestamp, not by line index."""
+    if len(streams) == 1:
+        return spl_text(streams[0], mark)
+    lines = []
+    for row in merge_by_time(streams, tolerance_s):
+        parts = ",".join(
+            f"Analyzer{j},{spl_fields(part) + ',Mark,' + mark if part is not None else 'missing'}"
+            for j, part in enumerate(row.parts, start=1)
+        )
+        lines.append(f"Time,{ptd_time(row.t_utc_s)},Watts,{_value(row.power_w)},Volts,-1.000000,Amps,-1.000000,"
+                     f"PF,-1.000000,Mark,{mark},{parts}\n")
+    return "".join(lines)
+
+
+@dataclass(frozen=True)
+class SplSample:
+    t_utc_s: float
+    watts: float
+    volts: float
+    amps: float
+    pf: float
+    mark: str
+
+
+def parse_spl_line(line: str) -> SplSample:
+    """Parse one ``Time,…,Mark,…`` line (the checker's reading of it); raises ValueError when malformed."""
+    fields = line.rstrip("\r\n").split(",")
+    if len(fields) < 12 or [fields[i] for i in (0, 2, 4, 6, 8, 10)] != ["Time", "Watts", "Volts", "Amps", "PF", "Mark"]:
+        raise ValueError(f"not an spl line: {line!r}")
+    return SplSample(parse_ptd_time(fields[1]), float(fields[3]), float(fields[5]), float(fields[7]),
+                     float(fields[9]), fields[11])
+
+
+# --------------------------------------------------------------------------- PTD-style summaries
+
+
+def watts_reply(readings: Sequence[ReadingLike]) -> str:
+    """``Watts,<avg>,<min>,<max>,<samples>,<errors>,<valid>`` over the samples that may be averaged."""
+    good = [p for p in (usable_power(r) for r in readings) if p is not None]
+    if not good:
+        return f"Watts,-1.000000,-1.000000,-1.000000,{len(readings)},{len(readings)},0"
+    return (f"Watts,{sum(good) / len(good):.6f},{min(good):.6f},{max(good):.6f},{len(readings)},"
+            f"{len(readings) - len(good)},{len(good)}")
+
+
+def relative_uncertainty(reading: ReadingLike) -> float | None:
+    power = usable_power(reading)
+    if power is None or reading.uncertainty_w is None or power <= 0 or not math.isfinite(reading.uncertainty_w):
+        return None
+    return reading.uncertainty_w / power
+
+
+def uncertainty_reply(readings: Sequence[ReadingLike]) -> str:
+    """``Uncertainty,<avg>,<min>,<max>,<total>,<invalid>,<valid>,<unknown>`` (relative values, PTD style)."""
+    invalid = sum(1 for r in readings if usable_power(r) is None)
+    known = [u for u in (relative_uncertainty(r) for r in readings) if u is not None]
+    unknown = len(readings) - invalid - len(known)
+    if not known:
+        return f"Uncertainty,-1.0,10000000.000000,0.000000,{len(readings)},{invalid},0,{unknown}"
+    return (f"Uncertainty,{sum(known) / len(known):.6f},{min(known):.6f},{max(known):.6f},{len(readings)},"
+            f"{invalid},{len(known)},{unknown}")
+
+
+def ptd_out_text(replies: Sequence[tuple[str, str]]) -> str:
+    """run_1/ptd_out.txt: per analyzer ``Analyzer <i>:``, ``Power: <Watts reply> `` (trailing space), ``Uncertainty: …``."""
+    return "".join(f"Analyzer {i}:\nPower: {watts} \nUncertainty: {unc}\n"
+                   for i, (watts, unc) in enumerate(replies, start=1))
+
+
+def ptd_logs_text(consoles: Sequence[str]) -> str:
+    """power/ptd_logs.txt: per analyzer a line ``Analyzer <i>`` and its console capture."""
+    return "".join(f"Analyzer {i}\n{console}" for i, console in enumerate(consoles, start=1))
+
+
+class ConsoleLog:
+    """A PTD-format console (``MM-DD-YYYY HH:MM:SS.mmm: <message>``) kept by the director itself."""
+
+    def __init__(self, banner: Sequence[str] = ()) -> None:
+        self._lines: list[str] = [f"{line}\n" for line in banner]
+
+    def add(self, t_utc_s: float, message: str) -> None:
+        self._lines.append(f"{ptd_time(t_utc_s)}: {message}\n")
+
+    def text(self) -> str:
+        return "".join(self._lines)
+
+
+def sample_console_lines(reading: ReadingLike, mode: str, analyzer_label: str) -> list[str]:
+    """What PTD prints for a problem sample; ranging (auto range) problems stay in the ranging window."""
+    lines: list[str] = []
+    if reading.flags & SampleFlag.MISSING or reading.power_w is None:
+        lines.append(f"ERROR: Bad watts reading nan from {analyzer_label}")
+    elif reading.flags & SampleFlag.OVERRANGE:
+        lines.append("ERROR: Current appears to be too high for set range")
+    elif mode == "ranging":
+        if reading.uncertainty_w is None:
+            lines.append("ERROR: Can't evaluate uncertainty of this sample!")
+    else:
+        u = relative_uncertainty(reading)
+        if u is not None and u > UNCERTAINTY_LIMIT:
+            lines.append(f"WARNING: Uncertainty {u * 100:.2f}%, which is above 1.00% limit for the last sample!")
+    return lines
+
+
+# --------------------------------------------------------------------------- server.json / server.log
+
+
+def server_log_line(t_utc_s: float, level: str, message: str) -> str:
+    return f"ptd-server {log_time(t_utc_s)} [{level}] {message}\n"
+
+
+def sha1_file(path: Path) -> str:
+    digest = hashlib.sha1()  # noqa: S324 - the format's checksum, not security
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def results_hashes(session_dir: Path) -> dict[str, str]:
+    """SHA-1 of every file of power/, ranging/ and run_1/ except server.json (not written yet)."""
+    hashes: dict[str, str] = {}
+    for folder in HASHED_DIRS:
+        base = session_dir / folder
+        if not base.is_dir():
+            continue
+        for path in sorted(p for p in base.rglob("*") if p.is_file()):
+            relative = path.relative_to(session_dir).as_posix()
+            if relative not in ("power/server.json", "power/client.json"):
+                hashes[relative] = sha1_file(path)
+    return dict(sorted(hashes.items()))
+
+
+def director_sources() -> tuple[dict[str, str], dict[str, str]]:
+    """``modules`` and ``sources`` of server.json for *this* implementation (honest: mlpower, not power-dev)."""
+    package_dir = Path(__file__).resolve().parent
+    sources = {p.relative_to(package_dir).as_posix(): sha1_file(p)
+               for p in sorted(package_dir.rglob("*.py")) if "__pycache__" not in p.parts}
+    modules = {f"mlpower.director.{Path(rel).with_suffix('').as_posix().replace('/', '.')}": rel
+               for rel in sources if rel != "__init__.py"}
+    return dict(sorted(modules.items())), dict(sorted(sources.items()))
+
+
+SERVER_JSON_KEYS = ("version", "timezone", "modules", "sources", "messages", "uuid", "session_name", "results",
+                    "phases", "ptd_messages", "ptd_config")
+
+
+def server_json_text(summary: Mapping[str, Any]) -> str:
+    """json.dump(indent=4) in the documented key order, ``debug`` only when true, no trailing newline."""
+    ordered: dict[str, Any] = {key: summary[key] for key in SERVER_JSON_KEYS}
+    if summary.get("debug"):
+        ordered["debug"] = True
+    for key, value in summary.items():  # mlpower's own, additional keys (the checker ignores extra keys)
+        if key not in ordered and key != "debug":
+            ordered[key] = value
+    return json.dumps(ordered, indent=4)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8", newline="")
+    tmp.replace(path)
+
+
+SAMPLE_FIELDS = ("t_utc_s", "power_w", "voltage_v", "current_a", "power_factor", "voltage_range_v",
+                 "current_range_a", "uncertainty_w", "flags")
+
+
+def write_parquet(path: Path, rows: Sequence[tuple[str, str | None, ReadingLike]], metadata: Mapping[str, Any]) -> None:
+    """All samples (stream, mode, the sample columns) with the run's metadata as Parquet key-value metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def clean(x: float | None) -> float | None:
+        return None if x is None or not math.isfinite(x) else float(x)
+
+    columns: dict[str, list[Any]] = {"stream": [s for s, _, _ in rows], "mode": [m for _, m, _ in rows]}
+    for name in SAMPLE_FIELDS:
+        values = [getattr(r, name) for _, _, r in rows]
+        columns[name] = [int(v) for v in values] if name == "flags" else [clean(v) for v in values]
+    types = {"stream": pa.string(), "mode": pa.string(), "flags": pa.int64()}
+    table = pa.table({k: pa.array(v, type=types.get(k, pa.float64())) for k, v in columns.items()})
+    table = table.replace_schema_metadata({f"mlpower.{k}".encode(): json.dumps(v, default=str).encode()
+                                           for k, v in metadata.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)

@@ -1,0 +1,129 @@
+"""The sampling thread of one analyzer during one phase.
+
+It reads a sample every ``interval_s`` (on a fixed schedule, so that jitter does not accumulate),
+keeps every reading, hands each one to ``on_sample`` (live metrics) and publishes them in
+``SamplePage``s through the run stream, at least every ``page_interval_s`` or ``page_max_samples``.
+A source that raises (``AnalyzerLost`` or anything else) ends the phase at once: the page in hand
+is published, then ``on_lost(reason)`` is called, so the run fails with the samples kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mlpower.runstream import RunStream
+from mlpower.schema import SampleFlag
+
+from .sources import AnalyzerSource, Reading
+
+log = logging.getLogger(__name__)
+
+PAGE_COLUMNS = ("t_utc_s", "power_w", "voltage_v", "current_a", "power_factor", "voltage_range_v",
+                "current_range_a", "uncertainty_w", "flags")
+
+
+def clean(reading: Reading) -> Reading:
+    """NaN/inf become ``None`` with MISSING set: a page must carry no number that is not a measurement."""
+    changes: dict[str, object] = {}
+    for name in PAGE_COLUMNS[1:-1]:
+        value = getattr(reading, name)
+        if value is not None and not math.isfinite(value):
+            changes[name] = None
+            if name == "power_w":
+                changes["flags"] = reading.flags | SampleFlag.MISSING
+    if reading.power_w is None and not reading.flags & (SampleFlag.MISSING | SampleFlag.OVERRANGE):
+        changes["flags"] = reading.flags | SampleFlag.MISSING
+    return reading.replace(**changes) if changes else reading
+
+
+@dataclass
+class RecorderConfig:
+    interval_s: float = 1.0
+    page_interval_s: float = 1.0
+    page_max_samples: int = 50
+
+
+@dataclass
+class RecorderStats:
+    reads: int = 0
+    pages: int = 0
+    late_reads: int = 0  # reads that started after their slot had passed (the schedule slipped)
+    read_started_mono: list[float] = field(default_factory=list)
+
+
+class Recorder:
+    def __init__(self, source: AnalyzerSource, stream: str, mode: str, run_stream: RunStream | None,
+                 config: RecorderConfig, *, on_sample: Callable[[str, Reading], None] | None = None,
+                 on_lost: Callable[[str], None] | None = None, extra_flags: int = 0) -> None:
+        self.source, self.stream, self.mode = source, stream, mode
+        self._run_stream, self._config = run_stream, config
+        self._on_sample, self._on_lost = on_sample, on_lost
+        self._extra_flags = extra_flags
+        self.readings: list[Reading] = []
+        self.stats = RecorderStats()
+        self.error: str | None = None
+        self._page: list[Reading] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"recorder-{stream}-{mode}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> list[Reading]:
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=timeout_s)
+        return self.readings
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        interval = self._config.interval_s
+        due = time.monotonic()
+        last_page = due
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.stats.read_started_mono.append(started)
+            try:
+                reading = clean(self.source.read_sample())
+            except Exception as exc:  # any failure of the source ends the phase; the reason is kept
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.error("analyzer %s lost during %s: %s", self.stream, self.mode, self.error)
+                self._flush()
+                if self._on_lost is not None:
+                    self._on_lost(self.error)
+                return
+            if self._extra_flags:
+                reading = reading.replace(flags=reading.flags | self._extra_flags)
+            self.stats.reads += 1
+            self.readings.append(reading)
+            self._page.append(reading)
+            if self._on_sample is not None:
+                self._on_sample(self.stream, reading)
+            now = time.monotonic()
+            if len(self._page) >= self._config.page_max_samples or now - last_page >= self._config.page_interval_s:
+                self._flush()
+                last_page = now
+            due += interval
+            if due < now:  # we fell behind: skip the missed slots rather than bursting to catch up
+                self.stats.late_reads += 1
+                due = now + interval - ((now - due) % interval)
+            self._stop.wait(max(0.0, due - time.monotonic()))
+        self._flush()
+
+    def _flush(self) -> None:
+        if not self._page or self._run_stream is None:
+            self._page = []
+            return
+        page, self._page = self._page, []
+        columns = {name: [getattr(r, name) for r in page] for name in PAGE_COLUMNS}
+        columns["flags"] = [int(f) for f in columns["flags"]]
+        self._run_stream.page(self.stream, mode=self.mode, **columns)
+        self.stats.pages += 1

@@ -1,0 +1,71 @@
+"""The director's settings: which analyzer, where to listen, how fast to sample, where results go."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import Field, field_validator, model_validator
+
+from mlpower.settings import ServiceSettings
+
+UPSTREAM_SLEEP_S = 10.0
+"""power-dev's ANALYZER_SLEEP_SECONDS: the pause inside every start (before Go) and every stop."""
+
+DEBUG_SLEEP_S = 0.5
+"""The sleep upstream uses when ``MLPP_DEBUG`` is set (and then marks server.json ``debug``)."""
+
+
+class DirectorSettings(ServiceSettings):
+    analyzer: str = Field(default="", validation_alias="MLPOWER_ANALYZER",
+                          description="analyzer resource(s), comma-separated: a VISA resource, serial path, "
+                                      "ptd://host:port, nvml or rapl")
+    analyzer_name: str = Field(default="analyzer1", validation_alias="MLPOWER_ANALYZER_NAME",
+                               pattern=r"^[A-Za-z0-9_\-]+$")
+    sut: str = Field(default="sut", validation_alias="MLPOWER_SUT", pattern=r"^[A-Za-z0-9_\-]+$")
+    host: str = Field(default="0.0.0.0", validation_alias="MLPOWER_DIRECTOR_HOST")
+    powerdev_port: int = Field(default=4950, ge=0, le=65535, validation_alias="MLPOWER_POWERDEV_PORT")
+    http_port: int = Field(default=8000, ge=0, le=65535, validation_alias="MLPOWER_DIRECTOR_HTTP_PORT")
+    sample_interval_s: float = Field(default=1.0, ge=0.1, le=60.0, validation_alias="MLPOWER_SAMPLE_INTERVAL_S")
+    page_interval_s: float = Field(default=1.0, gt=0, le=60.0, validation_alias="MLPOWER_PAGE_INTERVAL_S",
+                                   description="a sample page is published at least this often")
+    page_max_samples: int = Field(default=50, ge=1, le=10_000, validation_alias="MLPOWER_PAGE_MAX_SAMPLES")
+    analyzer_sleep_s: float | None = Field(default=None, ge=0, le=60, validation_alias="MLPOWER_ANALYZER_SLEEP_S",
+                                           description="pause in every start/stop; default 10 s (0.5 s with "
+                                                       "MLPP_DEBUG); anything under 10 s marks server.json debug")
+    mlpp_debug: bool = Field(default=False, description="set from the presence of MLPP_DEBUG (any value)")
+    max_line_bytes: int = Field(default=4096, ge=64, le=1_048_576, validation_alias="MLPOWER_MAX_LINE_BYTES")
+    ntp_command: str = Field(default="", validation_alias="MLPOWER_NTP_COMMAND",
+                             description="run for set_ntp (e.g. 'ntpdate -b -- pool.ntp.org'); empty = refuse")
+    cleanup_deletes: bool = Field(default=False, validation_alias="MLPOWER_CLEANUP_DELETES",
+                                  description="cleanup deletes the session folder (upstream) instead of keeping it")
+    phase_timeout_s: float = Field(default=3600.0, gt=0, validation_alias="MLPOWER_PHASE_TIMEOUT_S",
+                                   description="bus mode: how long to wait for the agent's workload phase")
+    bus_mode: bool = Field(default=True, validation_alias="MLPOWER_DIRECTOR_BUS_MODE")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mlpp_debug_from_environment(cls, values: object) -> object:
+        # upstream: MLPP_DEBUG with any value (even empty) switches debug on
+        if isinstance(values, dict) and "mlpp_debug" not in values and "MLPP_DEBUG" in os.environ:
+            values = {**values, "mlpp_debug": True}
+        return values
+
+    @field_validator("analyzer")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @property
+    def sleep_s(self) -> float:
+        if self.analyzer_sleep_s is not None:
+            return self.analyzer_sleep_s
+        return DEBUG_SLEEP_S if self.mlpp_debug else UPSTREAM_SLEEP_S
+
+    @property
+    def debug(self) -> bool:
+        """Honest marking: any shortened sleep makes the session non-compliant, as MLPP_DEBUG does upstream."""
+        return self.mlpp_debug or self.sleep_s < UPSTREAM_SLEEP_S
+
+    @property
+    def analyzers(self) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.analyzer.split(",") if part.strip())
