@@ -1,0 +1,217 @@
+"""Reading one run's output tree (power-dev-protocol.md §4.1): ``power/``, ``ranging/``, ``run_1/``.
+
+Works on mlpower's own trees and on MLPerf result folders with the same layout (a submission's
+``performance/`` folder). Nothing here raises for a damaged part of the tree: each part is
+either read or replaced by the reason it could not be, so that the checker can name the file
+(and line) in a finding. Only a folder that is no run at all raises.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlpower.runstream import read_documents
+from mlpower.schema import RunDocument, SampleFlag
+
+from .energy import Samples
+from .errors import InputError, NotARunError
+from .loadgen import DetailLog, parse_stamp, read_detail, read_summary
+
+MODE_DIRS = {"ranging": "ranging", "testing": "run_1"}
+REQUIRED_PATHS = (
+    "power/client.json", "power/client.log", "power/ptd_logs.txt", "power/server.json", "power/server.log",
+    "ranging/mlperf_log_detail.txt", "ranging/mlperf_log_summary.txt", "ranging/spl.txt",
+    "run_1/mlperf_log_detail.txt", "run_1/mlperf_log_summary.txt", "run_1/spl.txt",
+)
+DOCUMENT_PATHS = ("documents.jsonl", "power/documents.jsonl")  # mlpower's own run stream, when present
+_SPL_TAGS = ((0, "Time"), (2, "Watts"), (4, "Volts"), (6, "Amps"), (8, "PF"))
+
+
+@dataclass(frozen=True)
+class SplFile:
+    """``spl.txt``: the samples the checker averages, plus every row it could not read, by line."""
+
+    path: str
+    samples: Samples
+    power_factor: np.ndarray
+    marks: tuple[str, ...]
+    problems: tuple[str, ...] = ()
+
+
+def _float_or_nan(text: str) -> float:
+    value = float(text)
+    return math.nan if value == -1.0 else value  # -1.000000 is PTD's "not available"
+
+
+def parse_spl(text: str, path: str = "spl.txt") -> SplFile:
+    t, p, pf, flags, marks = [], [], [], [], []
+    problems: list[str] = []
+    lines = text.split("\n")
+    if text and not text.endswith("\n"):
+        problems.append(f"{path}:{len(lines)}: truncated: the last line has no line end")
+    for number, line in enumerate(lines, start=1):
+        line = line.rstrip("\r")
+        if not line.startswith("Time"):
+            if line.strip():
+                problems.append(f"{path}:{number}: not a sample line: {line[:60]!r}")
+            continue
+        fields = line.split(",")
+        bad_tag = next((tag for i, tag in _SPL_TAGS if i >= len(fields) or fields[i] != tag), None)
+        if bad_tag is not None or len(fields) < 10:
+            problems.append(f"{path}:{number}: corrupt sample row (expected field {bad_tag or 'PF value'}): "
+                            f"{line[:80]!r}")
+            continue
+        try:
+            stamp = parse_stamp(fields[1])
+        except ValueError:
+            problems.append(f"{path}:{number}: corrupt timestamp {fields[1]!r}")
+            continue
+        flag = 0
+        try:
+            watts = _float_or_nan(fields[3])
+            factor = _float_or_nan(fields[9])
+        except ValueError:
+            problems.append(f"{path}:{number}: corrupt value in {line[:80]!r}")
+            watts, factor = math.nan, math.nan
+        if math.isnan(watts):
+            flag |= int(SampleFlag.MISSING)
+        t.append(stamp)
+        p.append(watts)
+        pf.append(factor)
+        flags.append(flag)
+        marks.append(fields[11] if len(fields) > 11 and fields[10] == "Mark" else "")
+    samples = Samples.from_columns({"t_utc_s": t, "power_w": p, "flags": flags})
+    return SplFile(path, samples, np.array(pf, dtype=np.float64), tuple(marks), tuple(problems))
+
+
+@dataclass
+class ModeDir:
+    name: str  # "ranging" or "testing"
+    folder: str  # "ranging" or "run_1"
+    detail: DetailLog | None = None
+    summary: dict[str, str] | None = None
+    spl: SplFile | None = None
+    errors: dict[str, str] = field(default_factory=dict)  # relative path -> why it could not be read
+
+
+@dataclass
+class RunTree:
+    root: Path
+    client: dict[str, Any] | None = None
+    server: dict[str, Any] | None = None
+    modes: dict[str, ModeDir] = field(default_factory=dict)
+    ptd_logs: list[str] | None = None
+    ptd_out: str | None = None
+    documents: list[RunDocument] | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def testing(self) -> ModeDir:
+        return self.modes["testing"]
+
+    @property
+    def ranging(self) -> ModeDir:
+        return self.modes["ranging"]
+
+    def error_for(self, relative: str) -> str:
+        for errors in [self.errors, *(m.errors for m in self.modes.values())]:
+            if relative in errors:
+                return errors[relative]
+        return f"{relative}: missing"
+
+    @property
+    def uses_ptdaemon(self) -> tuple[bool, str]:
+        """Whether PTDaemon measured this run, and the evidence either way."""
+        if self.server is not None and self.server.get("ptd_messages"):
+            return True, "power/server.json lists PTDaemon messages"
+        if self.server is None:
+            return False, f"{self.error_for('power/server.json')}: cannot tell whether PTDaemon was used"
+        kinds = sorted({d.source.kind for d in self.documents or () if getattr(d, "type", "") == "run.descriptor"})
+        via = f" (stream source: {', '.join(kinds)})" if kinds else ""
+        return False, f"power/server.json has no ptd_messages: measured without PTDaemon{via}"
+
+
+def find_run_root(path: Path) -> Path:
+    """The session folder: ``path`` itself, its ``performance/`` folder, or its single session child."""
+    def is_run(folder: Path) -> bool:
+        return any((folder / name).is_dir() for name in ("power", "ranging", "run_1"))
+
+    if not path.is_dir():
+        raise NotARunError(f"{path}: no such folder")
+    if is_run(path):
+        return path
+    if is_run(path / "performance"):
+        return path / "performance"
+    children = [child for child in sorted(path.iterdir()) if child.is_dir() and is_run(child)]
+    if len(children) == 1:
+        return children[0]
+    if children:
+        raise NotARunError(f"{path}: holds {len(children)} runs ({', '.join(c.name for c in children[:5])}); "
+                           "name one of them")
+    raise NotARunError(f"{path}: not a run folder (no power/, ranging/ or run_1/)")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"{path.name}: cannot read: {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not a JSON object")
+    return data
+
+
+def _read_mode(root: Path, name: str, folder: str) -> ModeDir:
+    mode = ModeDir(name, folder)
+    base = root / folder
+    for filename, reader, attribute in (
+        ("mlperf_log_detail.txt", read_detail, "detail"),
+        ("mlperf_log_summary.txt", read_summary, "summary"),
+        ("spl.txt", lambda p: parse_spl(p.read_text(encoding="utf-8", errors="replace"), str(p)), "spl"),
+    ):
+        relative = f"{folder}/{filename}"
+        if not (base / filename).is_file():
+            mode.errors[relative] = f"{relative}: missing"
+            continue
+        try:
+            setattr(mode, attribute, reader(base / filename))
+        except (InputError, OSError) as exc:
+            mode.errors[relative] = str(exc)
+    return mode
+
+
+def read_tree(path: Path) -> RunTree:
+    root = find_run_root(Path(path))
+    tree = RunTree(root)
+    for relative, attribute in (("power/client.json", "client"), ("power/server.json", "server")):
+        if not (root / relative).is_file():
+            tree.errors[relative] = f"{relative}: missing"
+            continue
+        try:
+            setattr(tree, attribute, _read_json(root / relative))
+        except InputError as exc:
+            tree.errors[relative] = str(exc)
+    for name, folder in MODE_DIRS.items():
+        tree.modes[name] = _read_mode(root, name, folder)
+    logs = root / "power" / "ptd_logs.txt"
+    if logs.is_file():
+        tree.ptd_logs = logs.read_text(encoding="utf-8", errors="replace").splitlines()
+    out = root / "run_1" / "ptd_out.txt"
+    if out.is_file():
+        tree.ptd_out = out.read_text(encoding="utf-8", errors="replace")
+    for relative in DOCUMENT_PATHS:
+        if (root / relative).is_file():
+            try:
+                tree.documents = list(read_documents(root / relative))
+            except (ValueError, OSError) as exc:
+                tree.errors[relative] = str(exc)
+            break
+    return tree
