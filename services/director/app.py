@@ -1,0 +1,155 @@
+"""The director's HTTP control API (FastAPI): runs, status, artifacts, health, metrics.
+
+Control endpoints (POST) need ``Authorization: Bearer <MLPOWER_API_TOKEN>`` when a token is set.
+A run started here either goes through the SUT agent (``workload`` given and a bus present: the
+same path as a bus ``StartRun``) or is timed (``phase_s`` seconds per mode, e.g. idle power).
+Artifacts are served from the run's own folder only: paths that leave it are refused.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Response
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlpower.errors import MlpowerError
+from mlpower.schema import StartRun
+
+from .director import Busy, Director
+from .drive import Outcome, drive
+from .metrics import CONTENT_TYPE
+
+
+class RunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str = Field(default="", pattern=r"^[A-Za-z0-9_\-]{0,128}$")
+    benchmark: str = ""
+    scenario: str = ""
+    modes: tuple[Literal["ranging", "testing"], ...] = ("ranging", "testing")
+    sample_interval_s: float | None = Field(default=None, ge=0.1, le=60)
+    phase_s: float = Field(default=10.0, gt=0, le=86400, description="timed run: seconds per mode")
+    workload: str = Field(default="", description="run through the SUT agent over the bus")
+    voltage_range_v: float | None = Field(default=None, gt=0)
+    current_range_a: float | None = Field(default=None, gt=0)
+
+
+class RunAccepted(BaseModel):
+    run_id: str
+    output_dir: str
+    via: Literal["timed", "agent"]
+
+
+def create_app(director: Director, *, api_token: str = "", bus_mode: Any = None) -> FastAPI:
+    app = FastAPI(title="mlpower director", version="1", description=__doc__)
+
+    def authorize(authorization: Annotated[str | None, Header()] = None) -> None:
+        if not api_token:
+            return
+        expected = f"Bearer {api_token}"
+        if authorization is None or not hmac.compare_digest(authorization.encode(), expected.encode()):
+            raise HTTPException(status_code=401, detail="missing or wrong bearer token",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    control = [Depends(authorize)]
+    cancel: dict[str, threading.Event] = {}
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(director.metrics.exposition(), media_type=CONTENT_TYPE)
+
+    @app.get("/status")
+    def status() -> dict[str, Any]:
+        active = director.active
+        return {
+            "sut": director.settings.sut, "lab": director.settings.lab, "analyzers": list(director.settings.analyzers),
+            "busy": active is not None and not active.ended,
+            "run": None if active is None else {"run_id": active.run_id, "state": active.state.value,
+                                                "reason": active.status_reason},
+        }
+
+    @app.get("/runs")
+    def list_runs() -> list[dict[str, Any]]:
+        return director.list_runs()
+
+    @app.post("/runs", status_code=202, dependencies=control, response_model=RunAccepted)
+    def start_run(request: RunRequest) -> RunAccepted:
+        manual = None
+        if request.voltage_range_v is not None and request.current_range_a is not None:
+            manual = (request.voltage_range_v, request.current_range_a)
+        if "ranging" not in request.modes and manual is None:
+            raise HTTPException(422, "testing without ranging needs voltage_range_v and current_range_a")
+        try:
+            session = director.new_session(run_id=request.run_id or director.new_run_id(),
+                                           benchmark=request.benchmark, scenario=request.scenario,
+                                           sample_interval_s=request.sample_interval_s,
+                                           settings={"workload": request.workload, "phase_s": request.phase_s})
+        except Busy as exc:
+            raise HTTPException(409, str(exc)) from exc
+        except MlpowerError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        if request.workload and bus_mode is not None:
+            settings: dict[str, Any] = {}
+            if manual is not None:
+                settings = {"voltage_range_v": manual[0], "current_range_a": manual[1]}
+            bus_mode.run_in_background(session, StartRun(
+                sut=director.settings.sut, run_id=session.run_id, benchmark=request.benchmark,
+                scenario=request.scenario, modes=request.modes, workload=request.workload, settings=settings,
+                sample_interval_s=session.config.sample_interval_s))
+            return RunAccepted(run_id=session.run_id, output_dir=str(session.dir), via="agent")
+        stop = cancel.setdefault(session.run_id, threading.Event())
+
+        def timed(mode: str) -> Outcome:
+            stop.wait(request.phase_s)
+            return None
+
+        threading.Thread(target=drive, args=(session, request.modes, timed, manual), daemon=True,
+                         name=f"timed-{session.run_id}").start()
+        return RunAccepted(run_id=session.run_id, output_dir=str(session.dir), via="timed")
+
+    @app.get("/runs/{run_id}")
+    def run_status(run_id: str) -> dict[str, Any]:
+        found = _status_or_404(director, run_id)
+        folder = Path(found["output_dir"])
+        found["files"] = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        return found
+
+    @app.post("/runs/{run_id}/stop", dependencies=control)
+    def stop_run(run_id: str) -> dict[str, Any]:
+        _status_or_404(director, run_id)
+        stopped = director.stop_run(run_id, "stopped over HTTP")  # first: the timed wait must see it ended
+        if run_id in cancel:
+            cancel.pop(run_id).set()
+        return {"run_id": run_id, "stopped": stopped}
+
+    @app.get("/runs/{run_id}/files/{path:path}")
+    def download(run_id: str, path: str) -> FileResponse:
+        _status_or_404(director, run_id)
+        folder = director.run_dir(run_id).resolve()
+        target = (folder / path).resolve()
+        if not target.is_relative_to(folder) or ".." in Path(path).parts:
+            raise HTTPException(403, "outside the run's folder")
+        if not target.is_file():
+            raise HTTPException(404, f"no file {path} in run {run_id}")
+        return FileResponse(target)
+
+    return app
+
+
+def _status_or_404(director: Director, run_id: str) -> dict[str, Any]:
+    try:
+        found = director.run_status(run_id)
+    except MlpowerError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    if found is None:
+        raise HTTPException(404, f"no run {run_id}")
+    return found

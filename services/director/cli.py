@@ -1,0 +1,59 @@
+"""``mlpower director``: the power-dev server, the HTTP API and bus mode, until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def director(
+    analyzer: str = typer.Option("", "--analyzer", "-a", help="analyzer resource(s), comma-separated "
+                                 "(TCPIP0::host::10001::SOCKET, /dev/ttyUSB0, ptd://host:8888, nvml, rapl); "
+                                 "default MLPOWER_ANALYZER"),
+    port: int | None = typer.Option(None, "--port", "-p", help="power-dev TCP port (default 4950)"),
+    http_port: int | None = typer.Option(None, "--http-port", help="HTTP API port (default 8000)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="results folder (default MLPOWER_RESULTS_DIR)"),
+    sut: str | None = typer.Option(None, "--sut", help="the SUT this director measures"),
+    interval: float | None = typer.Option(None, "--interval", help="sample interval in seconds (0.1 .. 60)"),
+    host: str | None = typer.Option(None, "--host", help="listen address (default 0.0.0.0)"),
+    no_bus: bool = typer.Option(False, "--no-bus", help="no RabbitMQ: power-dev and HTTP only"),
+) -> None:
+    """Run the director."""
+    from mlpower.cli import run
+
+    def main() -> None:
+        import signal
+        import threading
+
+        from mlpower.bus import connect
+        from mlpower.cli import setup_logging
+        from mlpower.settings import load_settings
+
+        from .service import DirectorService
+        from .settings import DirectorSettings
+
+        overrides = {key: value for key, value in {
+            "analyzer": analyzer or None, "powerdev_port": port, "http_port": http_port, "results_dir": out,
+            "sut": sut, "sample_interval_s": interval, "host": host}.items() if value is not None}
+        if no_bus:
+            overrides["bus_mode"] = False
+        settings = load_settings(DirectorSettings, **overrides)
+        setup_logging(settings.log_level)
+        bus = None if no_bus else connect(settings.amqp_url, kind=settings.bus, client_name=f"director-{settings.sut}")
+        service = DirectorService(settings, bus=bus)
+        stopping = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stopping.set())
+        service.start()
+        typer.echo(f"director: power-dev on {settings.host}:{service.powerdev_port}, HTTP on "
+                   f"{settings.host}:{service.http_port}, results in {settings.results_dir}", err=True)
+        try:
+            while not stopping.wait(0.2) and not service.stop_requested.is_set():
+                pass
+        finally:
+            service.stop()
+            if bus is not None:
+                bus.close()
+
+    run(main)

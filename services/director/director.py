@@ -1,0 +1,156 @@
+"""The director: one analyzer set, at most one session at a time, whoever asks for it.
+
+The power-dev server, bus mode and the HTTP API all come here for a session, so a run started
+over the bus cannot trample one started by a power-dev client. When a session ends, for any
+reason, ``RunCompleted`` goes out on the events exchange.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlpower import topology
+from mlpower.bus import Bus
+from mlpower.errors import MlpowerError
+from mlpower.schema import RunCompleted
+from mlpower.timeutil import now_utc_s
+
+from .errors import DirectorError
+from .metrics import DirectorMetrics
+from .outputs import session_id
+from .runner import MeasurementSession, ServerLog, SessionConfig, SessionIdentity
+from .settings import DirectorSettings
+from .sources import AnalyzerSource, open_source
+
+log = logging.getLogger(__name__)
+
+SourceFactory = Callable[[str], AnalyzerSource]
+RUN_ID_RE = r"^[A-Za-z0-9_\-]{1,128}$"
+
+
+class Busy(DirectorError):
+    """A session is already running; the director measures one run at a time."""
+
+
+class Director:
+    def __init__(self, settings: DirectorSettings, *, bus: Bus | None = None,
+                 metrics: DirectorMetrics | None = None, source_factory: SourceFactory | None = None) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.metrics = metrics or DirectorMetrics(settings.sample_interval_s)
+        self._source_factory = source_factory or (lambda resource: open_source(resource))
+        self._lock = threading.Lock()
+        self.active: MeasurementSession | None = None
+        self.last: MeasurementSession | None = None
+        self._listeners: list[Callable[[MeasurementSession], None]] = []
+
+    def on_end(self, listener: Callable[[MeasurementSession], None]) -> None:
+        self._listeners.append(listener)
+
+    # ----------------------------------------------------------------------- sessions
+
+    def new_session(self, *, run_id: str = "", label: str = "", client_uuid: str = "", benchmark: str = "",
+                    scenario: str = "", sample_interval_s: float | None = None, server_log: ServerLog | None = None,
+                    messages: list[dict[str, Any]] | None = None, settings: dict[str, Any] | None = None,
+                    ) -> MeasurementSession:
+        """Open a session on the configured analyzers; ``Busy`` while another one runs."""
+        resources = self.settings.analyzers
+        if not resources:
+            raise DirectorError("no analyzer configured (MLPOWER_ANALYZER / --analyzer)")
+        run_id = run_id or session_id(now_utc_s(), label)
+        if not re.match(RUN_ID_RE, run_id):
+            raise DirectorError(f"invalid run id {run_id!r}: letters, digits, '-' and '_' only")
+        interval = sample_interval_s or self.settings.sample_interval_s
+        if interval < 0.1:
+            raise DirectorError(f"sample interval {interval} s is below the analyzer's 0.1 s minimum")
+        with self._lock:
+            if self.active is not None and not self.active.ended:
+                raise Busy(f"session {self.active.run_id} is running")
+            names = [self.settings.analyzer_name] if len(resources) == 1 else \
+                [f"{self.settings.analyzer_name}_{i}" for i in range(1, len(resources) + 1)]
+            sources = [(name, self._source_factory(resource)) for name, resource in zip(names, resources, strict=True)]
+            config = SessionConfig(
+                results_dir=Path(self.settings.results_dir), sample_interval_s=interval, sleep_s=self.settings.sleep_s,
+                debug=self.settings.debug, page_interval_s=self.settings.page_interval_s,
+                page_max_samples=self.settings.page_max_samples, settings=dict(settings or {}),
+            )
+            identity = SessionIdentity(run_id=run_id, lab=self.settings.lab, sut=self.settings.sut,
+                                       benchmark=benchmark, scenario=scenario, label=label, client_uuid=client_uuid)
+            self.metrics.interval_s = interval
+            session = MeasurementSession(identity, sources, config, bus=self.bus, metrics=self.metrics,
+                                         server_log=server_log, messages=messages, on_end=self._ended)
+            session.open()
+            self.active = self.last = session
+            return session
+
+    def powerdev_factory(self, label: str, client_uuid: str, server_log: ServerLog,
+                         messages: list[dict[str, Any]]) -> MeasurementSession:
+        return self.new_session(label=label, client_uuid=client_uuid, server_log=server_log, messages=messages)
+
+    def new_run_id(self) -> str:
+        return f"{session_id(now_utc_s(), '')}_{uuid.uuid4().hex[:6]}"
+
+    def _ended(self, session: MeasurementSession) -> None:
+        status = {"done": "success", "failed": "failed", "aborted": "aborted"}[session.state.value]
+        if self.bus is not None:
+            event = RunCompleted(run_id=session.run_id, lab=self.settings.lab, sut=self.settings.sut, status=status,
+                                 reason=session.status_reason, output_dir=str(session.dir), t_utc_s=now_utc_s())
+            try:
+                self.bus.publish(event, topology.event_key(event))
+            except MlpowerError as exc:
+                log.error("could not publish RunCompleted for %s: %s", session.run_id, exc)
+        for listener in self._listeners:
+            listener(session)
+
+    def stop_run(self, run_id: str, reason: str = "stopped") -> bool:
+        session = self.active
+        if session is None or session.ended or session.run_id != run_id:
+            return False
+        session.abort(reason)
+        return True
+
+    # ----------------------------------------------------------------------- what is on disk
+
+    def run_dir(self, run_id: str) -> Path:
+        if not re.match(RUN_ID_RE, run_id):
+            raise DirectorError(f"invalid run id {run_id!r}")
+        return Path(self.settings.results_dir) / run_id
+
+    def run_status(self, run_id: str) -> dict[str, Any] | None:
+        session = self.active
+        if session is not None and session.run_id == run_id and not session.ended:
+            return {"run_id": run_id, "state": session.state.value, "status": "running", "reason": "",
+                    "output_dir": str(session.dir)}
+        folder = self.run_dir(run_id)
+        server_json = folder / "power" / "server.json"
+        if not server_json.is_file():
+            return None
+        try:
+            extra = json.loads(server_json.read_text(encoding="utf-8")).get("mlpower", {})
+        except (OSError, json.JSONDecodeError):
+            extra = {}
+        return {"run_id": run_id, "state": "ended", "status": extra.get("status", "unknown"),
+                "reason": extra.get("reason", ""), "output_dir": str(folder)}
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        base = Path(self.settings.results_dir)
+        runs = []
+        if base.is_dir():
+            for folder in sorted(p for p in base.iterdir() if p.is_dir()):
+                try:
+                    status = self.run_status(folder.name)
+                except DirectorError:
+                    continue
+                if status is not None:
+                    runs.append(status)
+        active = self.active
+        if active is not None and not active.ended and all(r["run_id"] != active.run_id for r in runs):
+            runs.append(self.run_status(active.run_id) or {})
+        return runs
