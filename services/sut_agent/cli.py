@@ -1,0 +1,104 @@
+"""``mlpower agent``: run the SUT agent as a power-dev client (``--server``) or on the bus (``--bus``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def agent(
+    server: Annotated[str | None, typer.Option(help="the power-dev server, HOST[:PORT] (port 4950 by default)")] = None,
+    workload: Annotated[str | None, typer.Option(
+        help="builtin:offline|server|singlestream[:cuda], or a shell command writing LoadGen logs into "
+             "$MLPOWER_LOADGEN_LOG_DIR (or the {log_dir} placeholder)")] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder; the session tree goes to OUT/<session>/")] = None,
+    ntp: Annotated[str | None, typer.Option(help="NTP server to check this machine's clock against")] = None,
+    label: Annotated[str | None, typer.Option(help="session label (A-Z a-z 0-9 - _)")] = None,
+    duration_s: Annotated[float | None, typer.Option(
+        help="LoadGen min duration per run; below 600 s the run is marked non-compliant")] = None,
+    loadgen_logs: Annotated[Path | None, typer.Option(help="where workloads write LoadGen logs (default OUT/loadgen_logs)")] = None,
+    sut: Annotated[str | None, typer.Option(help="this SUT's name on the bus")] = None,
+    bus: Annotated[bool, typer.Option("--bus", help="bus mode: serve RunWorkloadPhase commands over RabbitMQ")] = False,
+    publish_events: Annotated[bool, typer.Option(help="client mode: also publish workload phase events on the bus")] = False,
+    allow_clock_offset: Annotated[bool, typer.Option(
+        "--allow-clock-offset", help="run even when the clock offset exceeds 400 ms (non-compliant)")] = False,
+    stop_server: Annotated[bool, typer.Option("--stop-server", help="ask the server to exit after this session")] = False,
+) -> None:
+    from mlpower.cli import run
+
+    flags = dict(locals())  # taken before the lambda, whose own locals() would be empty
+    run(lambda: _agent(**flags))
+
+
+def _agent(**flags: Any) -> None:
+    from mlpower.cli import setup_logging
+    from mlpower.settings import load_settings
+    from mlpower.sut_agent.errors import AgentError
+    from mlpower.sut_agent.settings import Settings
+
+    names = ("server", "workload", "ntp", "label", "duration_s", "sut")
+    overrides: dict[str, Any] = {name: flags[name] for name in names if flags[name] is not None}
+    if flags["out"] is not None:
+        overrides["results_dir"] = flags["out"]
+    if flags["allow_clock_offset"]:
+        overrides["allow_clock_offset"] = True
+    settings = load_settings(Settings, **overrides)
+    setup_logging(settings.log_level)
+    if flags["bus"]:
+        _serve_bus(settings)
+    elif settings.server:
+        _client_session(settings, flags)
+    else:
+        raise AgentError("give --server HOST[:PORT] (power-dev client mode) or --bus (bus mode)")
+
+
+def _client_session(settings: Any, flags: dict[str, Any]) -> None:
+    from mlpower.bus import connect
+    from mlpower.sut_agent.powerdev_client import DEFAULT_PORT, ClientOptions, run_client_session
+    from mlpower.sut_agent.runner import no_publish
+    from mlpower.sut_agent.settings import split_address
+    from mlpower.sut_agent.workloads import parse_workload
+    from mlpower.topology import event_key
+
+    host, port = split_address(settings.server, DEFAULT_PORT)
+    options = ClientOptions(
+        host=host, port=port, out_dir=Path(settings.results_dir), label=settings.label, loadgen_dir=flags["loadgen_logs"],
+        ntp_host=settings.ntp, duration_s=settings.duration_s, sut=settings.sut,
+        allow_clock_offset=settings.allow_clock_offset, stop_server=flags["stop_server"],
+        reply_timeout_s=settings.reply_timeout_s, workload_timeout_s=settings.workload_timeout_s,
+    )
+    bus = connect(settings.amqp_url, kind=settings.bus, client_name=f"agent-{settings.sut}") if flags["publish_events"] else None
+    try:
+        publish = (lambda event: bus.publish(event, event_key(event, lab=settings.lab))) if bus else no_publish
+        result = run_client_session(options, parse_workload(settings.workload), publish)
+    finally:
+        if bus is not None:
+            bus.close()
+    typer.echo(f"session {result.session_name}: {result.session_dir}")
+    for outcome in result.outcomes:
+        r = outcome.result
+        typer.echo(f"  {outcome.mode}: {r.scenario} {r.validity} {r.metric_key}={r.metric_value} {r.metric_unit}, "
+                   f"power window {r.window.duration_s:.3f} s, compliant durations: {outcome.compliant_durations}")
+
+
+def _serve_bus(settings: Any) -> None:
+    import signal
+    import threading
+
+    from mlpower.bus import connect
+    from mlpower.sut_agent.bus_mode import AgentService
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    bus = connect(settings.amqp_url, kind=settings.bus, client_name=f"agent-{settings.sut}")
+    service = AgentService(settings, bus).start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.close()
+        bus.close()
