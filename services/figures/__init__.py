@@ -1,1 +1,1 @@
-"""mlpower.figures"""
+"""mlpower.figures: the MLPerf Power paper's figures from the public results, run figures, rebuild API."""

@@ -1,0 +1,224 @@
+"""Incremental builds of the catalogue's figures, and the paper-versus-corrected audit.
+
+A figure is re-rendered only when the digest of its inputs changed: the bytes of the CSVs it
+reads, ``typed_values.json``, the figure code and style, and the mode. The digests of the last
+build live in ``<out>/.manifest.json``; a no-change rebuild hashes about 1 MB and returns
+without reading a table or importing matplotlib.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import time
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from mlpower.figures import catalogue
+from mlpower.figures.errors import FiguresError
+from mlpower.figures.figuredata import MODES, FigureData, flatten, same_value
+from mlpower.figures.loader import file_digest, load_results
+from mlpower.figures.typed import TYPED_FILE, typed_bytes
+
+log = logging.getLogger(__name__)
+
+MANIFEST = ".manifest.json"
+OUTPUT_SUFFIXES = (".png", ".svg", ".json")
+# The modules whose source decides what a figure looks like; a change to any re-renders everything.
+CODE_MODULES = ("catalogue", "case_studies", "draw", "figuredata", "histograms", "loader", "pairing", "parse",
+                "power_scales", "render", "trends", "typed")
+CODE_FILES = tuple(f"{m}.py" for m in CODE_MODULES) + ("paper.mplstyle",)
+
+
+@dataclass
+class BuildReport:
+    job_id: str
+    mode: str
+    out_dir: str
+    rendered: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "mode": self.mode, "out_dir": self.out_dir, "rendered": self.rendered,
+                "unchanged": self.unchanged, "seconds": round(self.seconds, 3)}
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise FiguresError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    return mode
+
+
+def code_digest() -> str:
+    package = resources.files("mlpower.figures")
+    digest = hashlib.sha256()
+    for name in CODE_FILES:
+        digest.update(name.encode() + b"\0" + package.joinpath(name).read_bytes())
+    return digest.hexdigest()
+
+
+def input_digests(entries: Iterable[catalogue.Entry], data_dir: Path, mode: str) -> dict[str, str]:
+    """One digest per figure: its input files' bytes, the typed values, the code, the mode."""
+    entries = list(entries)
+    files = {name: file_digest(data_dir / name) for name in sorted({f for e in entries for f in e.inputs})}
+    shared = hashlib.sha256(typed_bytes()).hexdigest() + code_digest() + mode
+    digests = {}
+    for entry in entries:
+        parts = [entry.name, shared] + [f"{name}={files[name]}" for name in entry.inputs]
+        digests[entry.name] = hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    return digests
+
+
+def read_manifest(out_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((out_dir / MANIFEST).read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
+    tmp = out_dir / f".{MANIFEST}.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, out_dir / MANIFEST)
+
+
+def _outputs_exist(out_dir: Path, name: str) -> bool:
+    return all((out_dir / f"{name}{suffix}").is_file() for suffix in OUTPUT_SUFFIXES)
+
+
+def _render_one(job: tuple[str, FigureData, dict[str, Any], str]) -> str:
+    from mlpower.figures.render import render_figure
+
+    draw_name, data, look, out_dir = job
+    render_figure(draw_name, data, look, Path(out_dir))
+    return data.name
+
+
+def _render_all(jobs: list[tuple[str, FigureData, dict[str, Any], str]], workers: int) -> None:
+    if workers <= 1 or len(jobs) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for job in jobs:
+            _render_one(job)
+        return
+    import mlpower.figures.draw  # noqa: F401 - imported before forking, so workers start with matplotlib loaded
+
+    # The slowest figures first, so that two workers finish at about the same time.
+    jobs = sorted(jobs, key=lambda job: -job[2]["figsize"][0] * job[2]["figsize"][1] * job[2]["font_size"])
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+        list(pool.map(_render_one, jobs, chunksize=1))
+
+
+def default_workers() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def build(out_dir: Path, data_dir: Path, *, mode: str = "paper", only: Iterable[str] | None = None,
+          workers: int | None = None, force: bool = False, job_id: str | None = None) -> BuildReport:
+    """Render the stale figures of ``only`` (all by default) into ``out_dir``; returns what was done."""
+    started = time.perf_counter()
+    check_mode(mode)
+    entries = catalogue.select(list(only or ()))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = BuildReport(job_id=job_id or uuid.uuid4().hex[:12], mode=mode, out_dir=str(out_dir))
+    digests = input_digests(entries, Path(data_dir), mode)
+    manifest = read_manifest(out_dir)
+    stale = [e for e in entries if force or manifest.get(e.name, {}).get("digest") != digests[e.name]
+             or not _outputs_exist(out_dir, e.name)]
+    report.unchanged = [e.name for e in entries if e not in stale]
+    if stale:
+        results = load_results(Path(data_dir))
+        from mlpower.figures.render import write_json
+
+        jobs = []
+        for entry in stale:
+            data = entry.compute(results, mode)
+            write_json(data, out_dir, {"title": entry.title, "upstream_script": entry.upstream_script,
+                                       "inputs_digest": digests[entry.name]})
+            jobs.append((entry.draw, data, entry.look, str(out_dir)))
+        _render_all(jobs, workers if workers is not None else default_workers())
+        for entry in stale:
+            manifest[entry.name] = {"digest": digests[entry.name], "mode": mode}
+        _write_manifest(out_dir, manifest)
+        report.rendered = [e.name for e in stale]
+    report.seconds = time.perf_counter() - started
+    log.info("figures build %s (%s): rendered %s, unchanged %s in %.2f s", report.job_id, mode, report.rendered,
+             report.unchanged, report.seconds)
+    return report
+
+
+# --------------------------------------------------------------------------- audit
+
+
+def compare(paper: FigureData, corrected: FigureData) -> list[dict[str, Any]]:
+    """Every plotted value that differs between the modes, with the rows behind each side."""
+    differences = []
+    key_values = (flatten(paper.key_values), flatten(corrected.key_values))
+    shown = set(key_values[0]) | set(key_values[1])
+    # Plotted values that are not key values themselves (e.g. each histogram value with its rows).
+    plotted = ({k: v["value"] for k, v in paper.points.items() if k not in shown},
+               {k: v["value"] for k, v in corrected.points.items() if k not in shown})
+    for section, left, right in (("key_values", *key_values), ("plotted", *plotted)):
+        for key in sorted(set(left) | set(right)):
+            if key in left and key in right and same_value(left[key], right[key]):
+                continue
+            differences.append({
+                "section": section, "key": key,
+                "paper": left.get(key), "corrected": right.get(key),
+                "change": "changed" if key in left and key in right else ("only_paper" if key in left else "only_corrected"),
+                "rows_paper": paper.points.get(key, {}).get("rows", []),
+                "rows_corrected": corrected.points.get(key, {}).get("rows", []),
+            })
+    return differences
+
+
+def audit(data_dir: Path, only: Iterable[str] | None = None) -> dict[str, Any]:
+    results = load_results(Path(data_dir))
+    figures = []
+    for entry in catalogue.select(list(only or ())):
+        paper, corrected = entry.compute(results, "paper"), entry.compute(results, "corrected")
+        figures.append({
+            "figure": entry.name, "title": entry.title,
+            "differences": compare(paper, corrected),
+            "notes": {"paper": paper.notes, "corrected": corrected.notes},
+            "skipped_rows": {"paper": paper.skipped, "corrected": corrected.skipped},
+        })
+    return {"data_dir": str(data_dir), "typed_values": TYPED_FILE, "figures": figures}
+
+
+def audit_markdown(report: dict[str, Any]) -> str:
+    lines = ["# Paper mode versus corrected mode", "",
+             f"Data: `{report['data_dir']}`. Each row is a plotted value that differs, with the rows responsible.", ""]
+    for figure in report["figures"]:
+        lines += [f"## {figure['figure']}: {figure['title']}", ""]
+        if not figure["differences"]:
+            lines += ["No plotted value differs.", ""]
+        else:
+            lines += ["| section | key | paper | corrected | rows (paper) | rows (corrected) |", "|---|---|---|---|---|---|"]
+            for d in figure["differences"]:
+                lines.append(f"| {d['section']} | `{d['key']}` | {d['paper']} | {d['corrected']} | "
+                             f"{'<br>'.join(d['rows_paper'])} | {'<br>'.join(d['rows_corrected'])} |")
+            lines.append("")
+        for mode in MODES:
+            for note in figure["notes"][mode]:
+                lines.append(f"- {mode}: {note}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_audit(report: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".md":
+        path.write_text(audit_markdown(report))
+    else:
+        path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+    return path

@@ -1,0 +1,117 @@
+"""The declared figure catalogue: one row per figure, instead of branching on names.
+
+Each row says how the figure's numbers are computed (a pure function of the results and the
+mode), how it is drawn (a pure function of those numbers and the row's ``look``), which input
+files it depends on (for incremental rebuilds), and every presentation constant of the figure
+(sizes, colours, markers, labels), so that the drawing code holds no literals of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlpower.figures import case_studies, histograms, power_scales, trends
+from mlpower.figures.errors import UnknownFigure
+from mlpower.figures.figuredata import FigureData
+from mlpower.figures.loader import DATACENTER, EDGE, PERFORMANCE, TINY, TRAINING, Results
+
+Compute = Callable[[Results, str], FigureData]
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    title: str
+    upstream_script: str
+    inputs: tuple[str, ...]
+    compute: Compute
+    draw: str  # the name of the drawing function in ``mlpower.figures.draw`` (matplotlib loads lazily)
+    look: dict[str, Any] = field(default_factory=dict)
+
+
+def _trend(name: str) -> Compute:
+    return lambda results, mode: trends.compute_trend(name, results, mode)
+
+
+TREND_LOOK = {"figsize": (14, 8), "font_size": 35, "marker_size": 8, "date_margin_days": 30,
+              "y_label": "Normalized Energy Efficiency (Samples/Joule)", "x_label": "MLPerf Inference Benchmark Version",
+              "legend_title": "Benchmark", "tick_rotation": 45}
+HIST_LOOK = {"figsize": (10, 4), "font_size": 24, "color": "lightcoral",
+             "x_label": "Energy Efficiency Percent Increase (%)", "y_label": "Frequency"}
+RATIO_LOOK = {"figsize": (11, 6), "font_size": 28, "width": 0.25, "colors": ["lightblue", "lightcoral", "lightgreen"],
+              "label_rotation": 60, "label_format": "{:.2f}", "reference": 1.0, "y_label": "Normalized Value",
+              "label_font_size": 16}
+
+CATALOGUE: tuple[Entry, ...] = (
+    Entry("fig1", "Performance trend against Moore's law", "fig1_perf_trends.py", (PERFORMANCE,),
+          case_studies.compute_fig1, "draw_fig1",
+          {"figsize": (12, 8), "font_size": 24, "log_base": 2, "y_limits": (1, 64),
+           "styles": {"ResNet": ("blue", "D"), "3D U-Net": ("red", "s"), "RetinaNet": ("purple", "^"),
+                      "Mask R-CNN": ("yellowgreen", "D"), "DLRM": ("teal", "o"), "GPT-J": ("salmon", "^"),
+                      "Stable Diffusion v2": ("green", "X"), "Moore's Law": ("gold", "o")},
+           "legend_columns": 4, "x_label": "MLPerf Inference Benchmark Version", "y_label": "Normalized Performance",
+           "tick_rotation": 45, "top_format": "%m/%y"}),
+    Entry("fig2", "Minimum and maximum power per scale", "fig2_power_scales.py", (TINY, EDGE, DATACENTER, TRAINING),
+          power_scales.compute_fig2, "draw_fig2",
+          {"figsize": (12, 6), "font_size": 26, "label_font_size": 18, "y_tick_size": 20, "offset": 0.175, "width": 0.35,
+           "min_colors": ["blue", "red", "green", "purple"], "max_colors": ["lightblue", "lightcoral", "lightgreen", "violet"],
+           "legend": {"Minimum Power": "dimgrey", "Maximum Power": "lightgrey"}, "y_margin": (2.0, 5.0),
+           "x_label": "System Type", "y_label": "Power Consumption (W)"}),
+    Entry("fig5a", "Datacenter efficiency trends", "fig5a_datacenter_trends.py", (DATACENTER,), _trend("fig5a"),
+          "draw_trend", {**TREND_LOOK, "markers": ["o", "s", "D", "P", "^", "o", "s"],
+                         "colors": ["blue", "red", "green", "purple", "orange", "brown", "grey"],
+                         "duplicate_single_point_days": 1, "power_of_ten_ticks": True}),
+    Entry("fig5b", "Edge efficiency trends", "fig5b_edge_trends.py", (EDGE,), _trend("fig5b"), "draw_trend",
+          {**TREND_LOOK, "markers": ["o", "s", "D", "P"], "colormap": "tab10", "fixed_y": "fig5b",
+           "y_tick_labels": ["$10^0$", "$5 \\times 10^0$", "$10^1$"]}),
+    Entry("fig5c", "Tiny efficiency trends", "fig5c_tiny_trends.py", (TINY,), _trend("fig5c"), "draw_trend",
+          {**TREND_LOOK, "markers": ["o", "s", "D", "P"], "colormap": "tab10",
+           "x_label": "MLPerf Tiny Benchmark Version"}),
+    Entry("fig6", "Llama2-70B LoRA training energy", "fig6_training_energy.py", (TRAINING,),
+          case_studies.compute_fig6, "draw_fig6",
+          {"figsize": (11, 6), "font_size": 24, "width": 0.35, "bar_colors": ["lightblue", "lightcoral"],
+           "line_color": "red", "legend_columns": 3, "x_label": "Number of Accelerators", "y_label": "Energy (MJ)",
+           "y2_label": "Time to Train (min)"}),
+    Entry("fig7", "Energy per inference against MACs", "fig7_workload_insights.py", (DATACENTER, TINY),
+          case_studies.compute_fig7, "draw_fig7",
+          {"figsize": (14, 7), "font_size": 28, "group_colors": {"datacenter": "lightblue", "tiny": "lightcoral"},
+           "group_labels": {"datacenter": "Datacenter", "tiny": "Tiny"}, "mac_color": "green", "mac_label": "MAC Operations",
+           "tick_rotation": 30, "marker_divisor": 5, "marker_size": 200,
+           "category_styles": {"Computer Vision": ("blue", "o"), "Recommendation": ("teal", "s"),
+                               "Language": ("red", "D"), "Generative AI": ("purple", "^"),
+                               "Anomaly Detection": ("grey", "P")},
+           "y_label": "Energy per Inference (Joules/Sample)", "y2_label": "Total MAC Operations"}),
+    Entry("fig8", "BERT accuracy-target efficiency gap", "fig8_accuracy_efficiency_histogram.py", (DATACENTER,),
+          histograms.compute_fig8, "draw_histogram", {**HIST_LOOK, "tick_size": 16}),
+    Entry("fig9", "BERT-99.9 efficiency relative to BERT-99.0", "fig9_quantization.py", (DATACENTER,),
+          case_studies.compute_fig9, "draw_fig9",
+          {"figsize": (12, 5.5), "font_size": 24, "width": 0.35, "colors": ["lightblue", "lightcoral"],
+           "y_ticks": (0.0, 1.0, 0.25), "legend_columns": 2, "x_label": "MLPerf Inference Version",
+           "y_label": "Normalized Efficiency"}),
+    Entry("fig10", "Efficiency change for the same hardware", "fig10_software_delta_histogram.py", (DATACENTER,),
+          histograms.compute_fig10, "draw_histogram", {**HIST_LOOK, "tick_size": 18}),
+    Entry("fig11a", "Software optimisation on one edge system", "fig11a_software_optimizations.py", (EDGE,),
+          case_studies.compute_fig11a, "draw_ratios", {**RATIO_LOOK, "y_top": 1.8}),
+    Entry("fig11b", "TPU hardware generations", "fig11b_hardware_optimizations.py", (),
+          case_studies.compute_fig11b, "draw_ratios", {**RATIO_LOOK, "y_top": 4.99}),
+)
+
+BY_NAME = {entry.name: entry for entry in CATALOGUE}
+NAMES = tuple(BY_NAME)
+
+
+def entry(name: str) -> Entry:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise UnknownFigure(f"unknown figure {name!r}; known: {', '.join(NAMES)}") from None
+
+
+def select(names: list[str] | tuple[str, ...] | None) -> list[Entry]:
+    """The named entries in catalogue order (all when ``names`` is empty)."""
+    if not names:
+        return list(CATALOGUE)
+    wanted = {entry(n).name for n in names}
+    return [e for e in CATALOGUE if e.name in wanted]

@@ -1,0 +1,107 @@
+"""Read the public MLPerf Power result tables into polars frames, every cell kept as text.
+
+Upstream's figures differ from a careful reading of the same tables mostly in how text becomes
+numbers, so the loader does not convert anything: it keeps ``Result`` as written, records each
+row's file and line (the audit names them), and offers the parsing rules of both modes
+(``parse``) and the two ways of pairing a performance row with its power row (``pairing``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from mlpower.figures.errors import DataError
+
+DATACENTER = "data_cleaned_inference_datacenter.csv"
+EDGE = "data_cleaned_inference_edge.csv"
+TINY = "data_cleaned_tiny.csv"
+TRAINING = "data_cleaned_training.csv"
+PERFORMANCE = "data_performance.csv"
+ALL_FILES = (DATACENTER, EDGE, TINY, TRAINING, PERFORMANCE)
+
+# The columns the figures read; a table without them is not one of the public exports.
+INFERENCE_COLUMNS = ("Public ID", "Organization", "SystemName", "Model MLC", "Scenario", "Result",
+                     "accelerator_model_name", "version", "date", "Units", "Total Accelerators")
+TRAINING_COLUMNS = ("Public ID", "System Name", "Model MLC", "Units", "Avg. Result at System Name",
+                    "Total Accelerators")
+
+FILE_COLUMN = "_file"
+LINE_COLUMN = "_line"
+
+
+@dataclass(frozen=True)
+class Results:
+    """The five public tables as read, plus their content hashes (for incremental rebuilds)."""
+
+    datacenter: pl.DataFrame
+    edge: pl.DataFrame
+    tiny: pl.DataFrame
+    training: pl.DataFrame
+    performance: pl.DataFrame
+    data_dir: Path
+
+    def inference(self, table: str) -> pl.DataFrame:
+        return {"datacenter": self.datacenter, "edge": self.edge, "tiny": self.tiny}[table]
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _require(path: Path) -> Path:
+    if not path.is_file():
+        raise DataError(f"{path}: missing (set MLPOWER_DATA_DIR to the folder of the public CSVs, "
+                        "or fetch them with 'mlpower figures download')")
+    return path
+
+
+def read_table(path: Path, required: tuple[str, ...]) -> pl.DataFrame:
+    """One CSV as text columns, with ``_file`` and ``_line`` (the line number in the file, header = 1).
+
+    The exports have no quoted newlines, so data row ``i`` (from 0) sits on line ``i + 2``; the
+    check below fails loudly if a future export breaks that assumption instead of mis-numbering.
+    """
+    _require(path)
+    try:
+        frame = pl.read_csv(path, infer_schema=False, truncate_ragged_lines=False)
+    except pl.exceptions.PolarsError as exc:
+        raise DataError(f"{path}: not a readable CSV: {exc}") from exc
+    missing = [name for name in required if name not in frame.columns]
+    if missing:
+        raise DataError(f"{path}:1: header lacks column(s) {', '.join(missing)}")
+    physical_lines = path.read_bytes().rstrip(b"\n").count(b"\n")  # lines after the header
+    if physical_lines != frame.height:
+        raise DataError(f"{path}: {frame.height} rows but {physical_lines} data lines (a quoted newline?); "
+                        "line numbers would be wrong")
+    return frame.with_columns(
+        pl.lit(path.name).alias(FILE_COLUMN),
+        pl.int_range(2, frame.height + 2, dtype=pl.Int64).alias(LINE_COLUMN),
+    )
+
+
+def read_performance(path: Path) -> pl.DataFrame:
+    """``data_performance.csv`` is sideways: one row per benchmark, one column per date."""
+    frame = read_table(path, ("Dates",))
+    if frame.width < 4:
+        raise DataError(f"{path}:1: expected a 'Dates' column followed by date columns")
+    return frame
+
+
+def load_results(data_dir: Path) -> Results:
+    data_dir = Path(data_dir)
+    return Results(
+        datacenter=read_table(data_dir / DATACENTER, INFERENCE_COLUMNS),
+        edge=read_table(data_dir / EDGE, INFERENCE_COLUMNS),
+        tiny=read_table(data_dir / TINY, INFERENCE_COLUMNS),
+        training=read_table(data_dir / TRAINING, TRAINING_COLUMNS),
+        performance=read_performance(data_dir / PERFORMANCE),
+        data_dir=data_dir,
+    )
+
+
+def row_ref(file: str, line: int) -> str:
+    return f"{file}:{line}"
