@@ -260,3 +260,18 @@ def summarize_tree(path: Path) -> RunSummary:
     if errors:
         raise WindowError("; ".join(f.message for f in errors))
     return analysis.summary
+
+
+def duration_finding(summary: RunSummary, min_duration_s: float) -> Finding | None:
+    """The 600 s minimum on a stream's window. A run that declared non-compliant durations
+    (``run.start.compliant_durations`` false: a demo or debug run) gets a warning, not an error."""
+    if summary.window_s is None:
+        return None
+    if summary.window_s >= min_duration_s:
+        return Finding(rule="min_duration", severity="error", status="pass",
+                       message=f"testing window {summary.window_s:.1f} s", evidence={"window_s": summary.window_s})
+    declared = not summary.compliant_durations
+    return Finding(rule="min_duration", severity="warning" if declared else "error", status="fail",
+                   message=f"testing window {summary.window_s:.1f} s is shorter than {min_duration_s:.0f} s"
+                           + (" (the run declared non-compliant durations)" if declared else ""),
+                   evidence={"window_s": summary.window_s, "min_duration_s": min_duration_s})

@@ -1,0 +1,53 @@
+"""The analytics HTTP API: runs, summaries and findings; ``/healthz`` and ``/metrics``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import Response
+
+from .service import AnalyticsService
+
+
+def create_app(service: AnalyticsService) -> FastAPI:
+    app = FastAPI(title="mlpower analytics", version="1")
+
+    def analyzed(run_id: str) -> Any:
+        message = service.store.get(run_id)
+        if message is None:
+            raise HTTPException(status_code=404, detail=f"no analysed run {run_id!r}")
+        return message
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "runs": len(service.store), "table": str(service.store.path)}
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/runs")
+    def runs() -> list[dict[str, Any]]:
+        return service.store.rows()
+
+    @app.get("/runs/{run_id}")
+    def run(run_id: str) -> dict[str, Any]:
+        return analyzed(run_id).model_dump(mode="json")  # type: ignore[no-any-return]
+
+    @app.get("/runs/{run_id}/summary")
+    def summary(run_id: str) -> dict[str, Any]:
+        return analyzed(run_id).summary.model_dump(mode="json")  # type: ignore[no-any-return]
+
+    @app.get("/runs/{run_id}/findings")
+    def findings(run_id: str) -> list[dict[str, Any]]:
+        return [f.model_dump(mode="json") for f in analyzed(run_id).findings]
+
+    @app.get("/runs/{run_id}/live")
+    def live(run_id: str) -> list[dict[str, Any]]:
+        found = service.live_findings(run_id)
+        if found is None:
+            raise HTTPException(status_code=404, detail=f"no run {run_id!r} in progress or recently seen")
+        return [f.model_dump(mode="json") for f in found]
+
+    return app

@@ -1,0 +1,186 @@
+"""The analytics service on the bus: live findings while a run is in progress, ``RunAnalyzed``
+when it stops, and the tidy table of all runs.
+
+Consumes the run documents (``mlpower.analytics.runs``) and the events exchange
+(``mlpower.analytics.events``: ``RunCompleted``, and ``WorkloadPhase`` whose detail states the
+agent's clock offset). Documents are handled idempotently by (run_id, seq).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlpower import topology
+from mlpower.bus import Bus, Delivery, Subscription
+from mlpower.schema import (
+    Finding,
+    LiveFinding,
+    Message,
+    RunAnalyzed,
+    RunCompleted,
+    RunDocument,
+    RunStart,
+    RunStop,
+    WorkloadPhase,
+)
+from mlpower.timeutil import now_utc_s
+
+from .check import check_tree, load_sources_checksums, verdict_of
+from .errors import AnalyticsError
+from .live import LiveChecker, clock_offset_in
+from .metrics import AnalyticsMetrics
+from .rules import CheckOptions
+from .run_tree import read_tree
+from .settings import AnalyticsSettings
+from .store import RunStore
+from .summary import analyze_documents, analyze_tree, duration_finding
+
+log = logging.getLogger(__name__)
+
+KEEP_FINISHED_RUNS = 32  # documents of recent runs, for a re-analysis when RunCompleted brings the tree
+
+
+@dataclass
+class _Run:
+    run_id: str
+    lab: str = ""
+    sut: str = ""
+    documents: dict[int, RunDocument] = field(default_factory=dict)
+    live: LiveChecker | None = None
+    analyzed_with_tree: bool = False
+    analyzed: bool = False
+
+
+class AnalyticsService:
+    def __init__(self, settings: AnalyticsSettings, bus: Bus, *, store: RunStore | None = None,
+                 metrics: AnalyticsMetrics | None = None) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.store = store or RunStore(settings.table_path)
+        self.metrics = metrics or AnalyticsMetrics()
+        checksums = load_sources_checksums(settings.sources_checksums) if settings.sources_checksums else None
+        self.options = CheckOptions(sources_checksums=checksums, min_duration_s=settings.min_duration_s)
+        self._lock = threading.RLock()
+        self._runs: OrderedDict[str, _Run] = OrderedDict()
+        self._subscriptions: list[Subscription] = []
+
+    # ----------------------------------------------------------------------- wiring
+    runs_queue = topology.service_queue("analytics", topology.RUNS_EXCHANGE)
+    events_queue = topology.service_queue("analytics", topology.EVENTS_EXCHANGE,
+                                          ("run_completed.#", "workload_phase.#"))
+
+    def start(self) -> None:
+        self._subscriptions.append(self.bus.subscribe(self.runs_queue, self._on_document))
+        self._subscriptions.append(self.bus.subscribe(self.events_queue, self._on_event))
+
+    def stop(self) -> None:
+        for subscription in self._subscriptions:
+            subscription.close()
+        self._subscriptions.clear()
+
+    def _on_document(self, message: Message, delivery: Delivery) -> None:
+        if isinstance(message, RunDocument):
+            self.handle_document(message)
+
+    def _on_event(self, message: Message, delivery: Delivery) -> None:
+        if isinstance(message, RunCompleted):
+            self.handle_completed(message)
+        elif isinstance(message, WorkloadPhase):
+            offset = clock_offset_in(message.detail)
+            if offset is not None:
+                with self._lock:
+                    run = self._run(message.run_id)
+                    run.sut = run.sut or message.sut
+                    found = run.live.clock_offset(offset, f"agent {message.state} event")  # type: ignore[union-attr]
+                self._publish_live(run, found)
+
+    # ----------------------------------------------------------------------- runs
+    def _run(self, run_id: str) -> _Run:
+        run = self._runs.get(run_id)
+        if run is None:
+            run = self._runs[run_id] = _Run(run_id, live=LiveChecker(run_id))
+            finished = [r for r in self._runs.values() if r.analyzed]
+            for old in finished[:max(0, len(finished) - KEEP_FINISHED_RUNS)]:
+                del self._runs[old.run_id]
+        return run
+
+    def handle_document(self, document: RunDocument) -> None:
+        with self._lock:
+            run = self._run(document.run_id)
+            if document.seq in run.documents:
+                return  # a redelivery: already handled
+            run.documents[document.seq] = document
+            self.metrics.documents.inc()
+            if isinstance(document, RunStart):
+                run.lab, run.sut = document.lab, document.sut
+            found = run.live.feed(document)  # type: ignore[union-attr]
+        self._publish_live(run, found)
+        if isinstance(document, RunStop):
+            self.analyze(run.run_id, Path(document.output_dir) if document.output_dir else None)
+
+    def handle_completed(self, event: RunCompleted) -> None:
+        with self._lock:
+            run = self._run(event.run_id)
+            run.lab, run.sut = run.lab or event.lab, run.sut or event.sut
+            if run.analyzed_with_tree:
+                return
+        folder = Path(event.output_dir) if event.output_dir else None
+        if run.analyzed and (folder is None or not folder.is_dir()):
+            return
+        self.analyze(event.run_id, folder)
+
+    def _publish_live(self, run: _Run, findings: list[Finding]) -> None:
+        for finding in findings:
+            self.metrics.live_findings.labels(rule=finding.rule).inc()
+            message = LiveFinding(run_id=run.run_id, sut=run.sut, finding=finding, t_utc_s=now_utc_s())
+            self.bus.publish(message, topology.event_key(message, lab=run.lab))
+
+    def analyze(self, run_id: str, folder: Path | None = None) -> RunAnalyzed:
+        """Summary + findings + verdict of one run, published and stored."""
+        with self._lock:
+            run = self._run(run_id)
+            documents = [run.documents[k] for k in sorted(run.documents)]
+            live_findings = list(run.live.findings) if run.live else []
+        tree = None
+        if folder is not None and folder.is_dir():
+            try:
+                tree = read_tree(folder)
+            except AnalyticsError as exc:
+                log.warning("run %s: output folder unusable: %s", run_id, exc)
+        if not documents and tree is not None and tree.documents:
+            documents = tree.documents
+        findings: list[Finding] = list(live_findings)
+        if documents:
+            testing = tree.testing if tree is not None else None
+            analysis = analyze_documents(documents, detail=testing.detail if testing else None,
+                                         summary=testing.summary if testing else None)
+        elif tree is not None:
+            analysis = analyze_tree(tree)
+        else:
+            raise AnalyticsError(f"run {run_id}: no documents and no output folder to analyse")
+        findings += analysis.findings
+        if tree is not None and tree.client is not None:
+            # A complete client+server tree: the full compliance check applies.
+            findings += [f for f in check_tree(tree, self.options).findings]
+        else:
+            duration = duration_finding(analysis.summary, self.options.min_duration_s)
+            findings += [duration] if duration else []
+        message = RunAnalyzed(run_id=run_id, lab=run.lab, sut=run.sut, summary=analysis.summary,
+                              findings=tuple(findings), verdict=verdict_of(findings), t_utc_s=now_utc_s())
+        with self._lock:
+            run.analyzed = True
+            run.analyzed_with_tree = run.analyzed_with_tree or tree is not None
+        self.store.put(message)
+        self.metrics.runs_analyzed.labels(verdict=message.verdict).inc()
+        self.bus.publish(message, topology.event_key(message))
+        log.info("run %s analysed: %s, %s W", run_id, message.verdict, message.summary.avg_power_w)
+        return message
+
+    def live_findings(self, run_id: str) -> list[Finding] | None:
+        with self._lock:
+            run = self._runs.get(run_id)
+            return list(run.live.findings) if run is not None and run.live is not None else None
