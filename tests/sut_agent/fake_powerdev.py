@@ -22,9 +22,11 @@ DOWNLOADABLE = ("power/ptd_logs.txt", "ranging/spl.txt", "power/server.json", "p
 
 
 class FakePowerDevServer:
-    def __init__(self, *, clock_skew_s: float = 0.0, close_after: str | None = None) -> None:
+    def __init__(self, *, clock_skew_s: float = 0.0, close_after: str | None = None,
+                 close_delay_s: float = 0.0) -> None:
         self.clock_skew_s = clock_skew_s
-        self.close_after = close_after  # a command prefix: answer it, then hang up
+        self.close_after = close_after  # a command prefix: answer it, then hang up after close_delay_s
+        self.close_delay_s = close_delay_s
         self.commands: list[str] = []
         self.root = Path(tempfile.mkdtemp(prefix="fake-powerdev-"))
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -58,7 +60,10 @@ class FakePowerDevServer:
         buffer = b""
         session: dict[str, object] = {}
         messages: list[dict[str, object]] = []
+        hang_up_at: float | None = None
         while not self._stop.is_set():
+            if hang_up_at is not None and time.monotonic() >= hang_up_at:
+                return
             try:
                 chunk = conn.recv(65536)
             except TimeoutError:
@@ -82,8 +87,10 @@ class FakePowerDevServer:
                 if recorded:
                     messages[-1].update(reply=reply, reply_time=time.time())
                 conn.sendall(reply.encode() + b"\r\n")
-                if self.close_after is not None and command.startswith(self.close_after):
-                    return
+                if self.close_after is not None and command.startswith(self.close_after) and hang_up_at is None:
+                    hang_up_at = time.monotonic() + self.close_delay_s
+                    if self.close_delay_s <= 0:
+                        return
 
     def _reply(self, command: str, session: dict[str, object], messages: list[dict[str, object]]) -> str:
         fields = command.split(",")
