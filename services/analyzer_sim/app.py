@@ -1,0 +1,161 @@
+"""The simulator's control API (FastAPI): load, faults, state, /metrics and /healthz.
+
+Every fault has one endpoint taking ``{"on": bool, ...}``, so a test or an operator can switch it
+on and off. With ``MLPOWER_API_TOKEN`` set, every endpoint except /healthz and /metrics wants
+``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import socket
+import threading
+from typing import TYPE_CHECKING, Any, Literal
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlpower.analyzer_sim.errors import LoadSpecError
+
+if TYPE_CHECKING:
+    from mlpower.analyzer_sim.simulator import SimulatorHandle
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoadBody(_Body):
+    spec: str = Field(min_length=1, max_length=4096)
+
+
+class Switch(_Body):
+    on: bool = True
+
+
+class StallBody(Switch):
+    seconds: float = Field(default=5.0, ge=0, le=600)
+
+
+class BurstBody(Switch):
+    kind: Literal["nan", "overrange"] = "nan"
+    updates: int = Field(default=5, ge=1, le=100_000)
+
+
+class DriftBody(Switch):
+    drift_ppm: float = Field(default=1000.0, ge=-1e6, le=1e6)
+    offset_s: float = Field(default=0.0, ge=-86400, le=86400)
+
+
+class ErrorBody(Switch):
+    code: int = Field(default=350, ge=1, le=999)
+
+
+def _json_number(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def create_app(handle: SimulatorHandle, api_token: str = "") -> FastAPI:
+    app = FastAPI(title="mlpower WT310E simulator", version="1")
+
+    def authorised(authorization: str = Header(default="")) -> None:
+        if api_token and not hmac.compare_digest(authorization, f"Bearer {api_token}"):
+            raise HTTPException(status_code=401, detail="missing or wrong bearer token")
+
+    guarded = [Depends(authorised)]
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "scpi_port": handle.port, "pty": handle.pty_path}
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(handle.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/state", dependencies=guarded)
+    def state() -> dict[str, Any]:
+        inst = handle.instrument
+        with inst.lock:
+            r = inst.advance()
+            s = inst.settings
+            return {
+                "load": handle.model.spec,
+                "true_power_w": _json_number(inst.true_power_w),
+                "reading": {"power_w": _json_number(r.power_w), "voltage_v": _json_number(r.voltage_v),
+                            "current_a": _json_number(r.current_a), "power_factor": _json_number(r.power_factor)},
+                "voltage_range_v": s.voltage_range_v, "current_range_a": s.current_range_a,
+                "voltage_auto": s.voltage_auto, "current_auto": s.current_auto, "rate_s": s.rate_s,
+                "faults": handle.faults.as_dict(),
+            }
+
+    @app.put("/load", dependencies=guarded)
+    def set_load(body: LoadBody) -> dict[str, str]:
+        try:
+            handle.set_load(body.spec)
+        except LoadSpecError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        return {"load": handle.model.spec}
+
+    @app.get("/faults", dependencies=guarded)
+    def faults() -> dict[str, Any]:
+        return handle.faults.as_dict()
+
+    @app.post("/faults/drop_connection", dependencies=guarded)
+    def drop_connection(body: Switch) -> dict[str, Any]:
+        handle.faults.drop_connection(body.on)
+        return handle.faults.as_dict()
+
+    @app.post("/faults/stall", dependencies=guarded)
+    def stall(body: StallBody) -> dict[str, Any]:
+        handle.faults.stall(body.seconds if body.on else 0.0)
+        return handle.faults.as_dict()
+
+    @app.post("/faults/burst", dependencies=guarded)
+    def burst(body: BurstBody) -> dict[str, Any]:
+        handle.faults.burst(body.kind, body.updates if body.on else 0)
+        return handle.faults.as_dict()
+
+    @app.post("/faults/clock_drift", dependencies=guarded)
+    def clock_drift(body: DriftBody) -> dict[str, Any]:
+        handle.faults.clock_drift(body.drift_ppm if body.on else 0.0, body.offset_s if body.on else 0.0)
+        return handle.faults.as_dict()
+
+    @app.post("/faults/error_queue", dependencies=guarded)
+    def error_queue(body: ErrorBody) -> dict[str, Any]:
+        handle.faults.error_queue(body.code if body.on else 0)
+        return handle.faults.as_dict()
+
+    @app.post("/faults/disconnect", dependencies=guarded)
+    def disconnect(body: Switch) -> dict[str, Any]:
+        handle.faults.disconnect(body.on)
+        return handle.faults.as_dict()
+
+    @app.post("/faults/clear", dependencies=guarded)
+    def clear() -> dict[str, Any]:
+        handle.faults.clear()
+        return handle.faults.as_dict()
+
+    return app
+
+
+class ControlServer:
+    """uvicorn on a socket we bind ourselves, so port 0 works and the port is known before serving."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        import uvicorn
+
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port))
+        self.port = int(self._socket.getsockname()[1])
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
+                                        name=f"sim-control-{self.port}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=5)
+        self._socket.close()

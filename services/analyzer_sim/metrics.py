@@ -1,0 +1,54 @@
+"""Prometheus metrics of one simulator, in its own registry (several simulators may share a process)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+from mlpower.analyzer_sim.instrument import Instrument
+
+
+def _finite_or_nan(read: Callable[[], float]) -> Callable[[], float]:
+    def value() -> float:
+        try:
+            v = read()
+        except Exception:  # a scrape must never fail because of one value
+            return math.nan
+        return v if math.isfinite(v) else math.nan
+
+    return value
+
+
+class SimMetrics:
+    def __init__(self, inst: Instrument, analyzer: str = "simulator") -> None:
+        self.registry = CollectorRegistry()
+        labels = {"analyzer": analyzer, "channel": "1"}
+        self.commands = Counter("mlpower_sim_commands", "commands served by the simulator",
+                                ["transport"], registry=self.registry)
+        self.faults_injected = Counter("mlpower_sim_faults_injected", "faults switched on",
+                                       ["fault"], registry=self.registry)
+        Gauge("mlpower_sim_true_power_watts", "true power drawn by the simulated load",
+              registry=self.registry).set_function(_finite_or_nan(lambda: inst.true_power_w))
+
+        def gauge(name: str, doc: str, read: Callable[[], float]) -> None:
+            g = Gauge(name, doc, list(labels), registry=self.registry)
+            g.labels(**labels).set_function(_finite_or_nan(read))
+
+        gauge("mlpower_analyzer_power_watts", "latest active power reading", lambda: inst.reading.power_w)
+        gauge("mlpower_analyzer_voltage_volts", "latest RMS voltage reading", lambda: inst.reading.voltage_v)
+        gauge("mlpower_analyzer_current_amperes", "latest RMS current reading", lambda: inst.reading.current_a)
+        gauge("mlpower_analyzer_power_factor_ratio", "latest power factor", lambda: inst.reading.power_factor)
+        gauge("mlpower_analyzer_uncertainty_ratio", "per-sample relative uncertainty",
+              lambda: inst.reading.uncertainty_w / abs(inst.reading.power_w) if inst.reading.power_w else math.nan)
+        gauge("mlpower_analyzer_range_current_amperes", "current range in use", lambda: inst.settings.current_range_a)
+
+    def command(self, transport: str) -> None:
+        self.commands.labels(transport=transport).inc()
+
+    def fault(self, name: str) -> None:
+        self.faults_injected.labels(fault=name).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,45 @@
+"""The simulator's settings (environment variables); command-line options override them."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from mlpower.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    host: str = Field(default="127.0.0.1", validation_alias="MLPOWER_SIM_HOST")
+    port: int = Field(default=10001, ge=0, le=65535, validation_alias="MLPOWER_SIM_PORT")
+    control_port: int = Field(default=8003, ge=-1, le=65535, validation_alias="MLPOWER_SIM_CONTROL_PORT",
+                              description="control API and /metrics; 0 = any free port, -1 = none")
+    pty: bool = Field(default=False, validation_alias="MLPOWER_SIM_PTY")
+    load: str = Field(default="constant:250", validation_alias="MLPOWER_SIM_LOAD")
+    seed: int = Field(default=0, validation_alias="MLPOWER_SIM_SEED")
+    sut: str = Field(default="*", validation_alias="MLPOWER_SIM_SUT", pattern=r"^(\*|[A-Za-z0-9_\-]+)$",
+                     description="the SUT whose workload phases the follow load listens to; * = any")
+
+    model: str = Field(default="WT310E", validation_alias="MLPOWER_SIM_MODEL")
+    serial: str = Field(default="C2PH13047V", validation_alias="MLPOWER_SIM_SERIAL", pattern=r"^[A-Za-z0-9]{1,16}$")
+    firmware: str = Field(default="F1.03", validation_alias="MLPOWER_SIM_FIRMWARE")
+
+    mains_voltage_v: float = Field(default=230.0, gt=0, le=600, validation_alias="MLPOWER_SIM_MAINS_V")
+    mains_freq_hz: float = Field(default=50.0, gt=0, le=1000, validation_alias="MLPOWER_SIM_MAINS_HZ")
+    power_factor: float = Field(default=0.95, gt=0, le=1, validation_alias="MLPOWER_SIM_POWER_FACTOR")
+    current_crest_factor: float = Field(default=1.414, ge=1, le=20, validation_alias="MLPOWER_SIM_CURRENT_CREST")
+    range_switch_gap_updates: int = Field(default=1, ge=0, le=10, validation_alias="MLPOWER_SIM_RANGE_GAP_UPDATES")
+
+    stall_s: float = Field(default=0.0, ge=0, le=600, validation_alias="MLPOWER_SIM_FAULT_STALL_S")
+    clock_drift_ppm: float = Field(default=0.0, validation_alias="MLPOWER_SIM_FAULT_CLOCK_DRIFT_PPM")
+    error_code: int = Field(default=0, ge=0, le=999, validation_alias="MLPOWER_SIM_FAULT_ERROR_CODE")
+
+    ptd_range_ack_delay_s: float = Field(default=0.0, ge=0, le=10, validation_alias="MLPOWER_PTD_RANGE_ACK_DELAY_S",
+                                         description="real PTD answers SR about 1.5 s after the console line")
+
+    @field_validator("load")
+    @classmethod
+    def _load_parses(cls, value: str) -> str:
+        from mlpower.analyzer_sim.loads import parse_load
+
+        if not value.lower().startswith("follow"):
+            parse_load(value)  # a LoadSpecError (a ValueError) names what is wrong
+        return value
