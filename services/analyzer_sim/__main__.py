@@ -3,7 +3,6 @@
 import sys
 
 import typer
-
 from mlpower.analyzer_sim.cli import ptd, sim
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)

@@ -14,9 +14,8 @@ import threading
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Response
-from pydantic import BaseModel, ConfigDict, Field
-
 from mlpower.analyzer_sim.errors import LoadSpecError
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from mlpower.analyzer_sim.simulator import SimulatorHandle

@@ -7,7 +7,8 @@
 | ``burst`` | the next N updates read NAN (``nan``) or overrange INF (``overrange``) |
 | ``clock_drift_ppm`` / ``clock_offset_s`` | the instrument's clock runs off the host's (PTD timestamps) |
 | ``error_code`` | every command also pushes this code into the error queue |
-| ``disconnected`` | USB-style disappearance: the port refuses connections, the pty goes away; on return the meter restarts with its power-on settings |
+| ``disconnected`` | USB-style disappearance: the port refuses connections, the pty goes away; on |
+|  | return the meter restarts with its power-on settings |
 """
 
 from __future__ import annotations

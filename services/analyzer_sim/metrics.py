@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-
 from mlpower.analyzer_sim.instrument import Instrument
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 
 def _finite_or_nan(read: Callable[[], float]) -> Callable[[], float]:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
-
 from mlpower.settings import ServiceSettings
+from pydantic import Field, field_validator
 
 
 class Settings(ServiceSettings):

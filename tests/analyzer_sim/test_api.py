@@ -6,7 +6,6 @@ import socket
 import time
 
 import pytest
-
 from mlpower.analyzer_sim import start_ptd, start_simulator
 
 
