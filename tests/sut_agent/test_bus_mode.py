@@ -1,0 +1,81 @@
+"""Bus mode on the real RabbitMQ: a RunWorkloadPhase command in, workload phase events out."""
+
+from __future__ import annotations
+
+import json
+import queue
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlpower import topology
+from mlpower.bus import Delivery
+from mlpower.schema import Message, RunWorkloadPhase, WorkloadPhase
+from mlpower.settings import load_settings
+from mlpower.sut_agent.bus_mode import AgentService
+from mlpower.sut_agent.settings import Settings
+
+pytestmark = pytest.mark.rabbitmq
+
+
+@pytest.fixture
+def agent_events(rabbit_bus: object, unique: str, tmp_path: Path) -> Iterator[tuple[AgentService, queue.Queue[WorkloadPhase]]]:
+    received: queue.Queue[WorkloadPhase] = queue.Queue()
+
+    def collect(message: Message, delivery: Delivery) -> None:
+        assert isinstance(message, WorkloadPhase) and delivery.routing_key == f"workload_phase.lab{unique}.sut{unique}"
+        received.put(message)
+
+    spec = topology.QueueSpec(name="", exchange=topology.EVENTS_EXCHANGE, patterns=(f"workload_phase.*.sut{unique}",),
+                              durable=False, exclusive=True)
+    listener = rabbit_bus.subscribe(spec, collect)  # type: ignore[attr-defined]
+    settings = load_settings(Settings, sut=f"sut{unique}", lab=f"lab{unique}", results_dir=tmp_path, duration_s=1.0)
+    service = AgentService(settings, rabbit_bus).start()  # type: ignore[arg-type]
+    try:
+        yield service, received
+    finally:
+        service.close()
+        listener.close()
+        rabbit_bus.delete_queue(service.queue_spec.name)  # type: ignore[attr-defined]
+
+
+def take(received: queue.Queue[WorkloadPhase], count: int, timeout_s: float = 60.0) -> list[WorkloadPhase]:
+    return [received.get(timeout=timeout_s) for _ in range(count)]
+
+
+def test_a_phase_command_produces_events_in_order(rabbit_bus: object, agent_events: tuple[AgentService, queue.Queue[WorkloadPhase]],
+                                                  unique: str, tmp_path: Path) -> None:
+    service, received = agent_events
+    command = RunWorkloadPhase(run_id=f"run{unique}", sut=f"sut{unique}", mode="testing",
+                               workload="builtin:offline", settings={"duration_s": 1.0})
+    rabbit_bus.publish(command, topology.command_key("agent", f"sut{unique}"))  # type: ignore[attr-defined]
+    events = take(received, 4)
+    assert [e.state for e in events] == ["started", "power_begin", "power_end", "finished"]
+    assert {(e.run_id, e.mode) for e in events} == {(f"run{unique}", "testing")}
+    assert events[0].t_utc_s < events[1].t_utc_s < events[2].t_utc_s < events[3].t_utc_s
+    assert (tmp_path / f"run{unique}" / "run_1" / "mlperf_log_detail.txt").is_file()
+    finished = json.loads(events[3].detail)
+    assert finished["loadgen"]["scenario"] == "Offline" and finished["compliant_durations"] is False
+
+
+def test_a_failing_workload_publishes_failed(rabbit_bus: object, agent_events: tuple[AgentService, queue.Queue[WorkloadPhase]],
+                                             unique: str) -> None:
+    _, received = agent_events
+    command = RunWorkloadPhase(run_id=f"bad{unique}", sut=f"sut{unique}", mode="ranging",
+                               workload="echo out of memory >&2; exit 7")
+    rabbit_bus.publish(command, topology.command_key("agent", f"sut{unique}"))  # type: ignore[attr-defined]
+    started, failed = take(received, 2)
+    assert (started.state, failed.state, failed.mode) == ("started", "failed", "ranging")
+    detail = json.loads(failed.detail)
+    assert detail["exit_code"] == 7 and "out of memory" in detail["stderr_tail"]
+
+
+def test_a_bad_workload_name_fails_without_running(rabbit_bus: object,
+                                                   agent_events: tuple[AgentService, queue.Queue[WorkloadPhase]],
+                                                   unique: str) -> None:
+    _, received = agent_events
+    command = RunWorkloadPhase(run_id=f"x{unique}", sut=f"sut{unique}", mode="testing", workload="builtin:nope")
+    rabbit_bus.publish(command, topology.command_key("agent", f"sut{unique}"))  # type: ignore[attr-defined]
+    (failed,) = take(received, 1)
+    assert failed.state == "failed" and "unknown built-in workload" in failed.detail
