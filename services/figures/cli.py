@@ -1,0 +1,154 @@
+"""``mlpower figures``: build, audit, download, run figures and serve (heavy imports inside commands)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(name="figures", help="Build, audit and serve the MLPerf Power paper figures.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+ModeOption = Annotated[str, typer.Option("--mode", help="paper (reproduces upstream) or corrected")]
+DataOption = Annotated[Path | None, typer.Option("--data-dir", help="the public CSVs (default: MLPOWER_DATA_DIR)")]
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    from mlpower.settings import load_settings
+
+    from .settings import FiguresSettings
+
+    return load_settings(FiguresSettings)
+
+
+def _names(only: str) -> list[str]:
+    return [name.strip() for name in only.split(",") if name.strip()]
+
+
+@app.command("build")
+def build_command(
+    out: Annotated[Path, typer.Option("--out", help="folder for <figure>.png/.svg/.json")],
+    mode: ModeOption = "paper",
+    only: Annotated[str, typer.Option("--only", help="comma-separated figures, e.g. fig5a,fig8")] = "",
+    data_dir: DataOption = None,
+    force: Annotated[bool, typer.Option("--force", help="re-render even when the inputs did not change")] = False,
+    workers: Annotated[int | None, typer.Option("--workers", help="rendering processes (default 2)")] = None,
+) -> None:
+    """Render the figures into OUT; unchanged figures are not re-rendered."""
+    from mlpower.cli import run
+
+    def body() -> None:
+        from .build import build
+
+        settings = _settings()
+        report = build(out, data_dir or settings.data_dir, mode=mode, only=_names(only), force=force,
+                       workers=workers if workers is not None else settings.workers)
+        typer.echo(f"{mode}: rendered {len(report.rendered)} ({', '.join(report.rendered) or '-'}), "
+                   f"unchanged {len(report.unchanged)}, {report.seconds:.2f} s -> {out}")
+
+    run(body)
+
+
+@app.command("audit")
+def audit_command(
+    out: Annotated[Path, typer.Option("--out", help="the report: .json, or .md for Markdown")] = Path("figures-audit.json"),
+    only: Annotated[str, typer.Option("--only", help="comma-separated figures")] = "",
+    data_dir: DataOption = None,
+) -> None:
+    """Write every plotted value that differs between paper and corrected mode, with its rows."""
+    from mlpower.cli import run
+
+    def body() -> None:
+        from .build import audit, write_audit
+
+        report = audit(data_dir or _settings().data_dir, _names(only))
+        write_audit(report, out)
+        counts = ", ".join(f"{f['figure']} {len(f['differences'])}" for f in report["figures"])
+        typer.echo(f"differences per figure: {counts} -> {out}")
+
+    run(body)
+
+
+@app.command("download")
+def download_command(
+    cache: Annotated[Path | None, typer.Option("--cache", help="where to store the CSVs (MLPOWER_FIGURES_CACHE)")] = None,
+    url: Annotated[str | None, typer.Option("--url", help="base URL (MLPOWER_FIGURES_SOURCE_URL)")] = None,
+) -> None:
+    """Fetch the public CSVs into a cache, checking their SHA-256; then point MLPOWER_DATA_DIR at it."""
+    from mlpower.cli import run
+
+    def body() -> None:
+        from .download import download
+
+        settings = _settings()
+        report = download(cache or settings.cache_dir, url or settings.source_url)
+        typer.echo(f"fetched {len(report.fetched)}, already cached {len(report.cached)} -> {report.cache_dir}\n"
+                   f"use it with: MLPOWER_DATA_DIR={report.cache_dir}")
+
+    run(body)
+
+
+@app.command("run")
+def run_command(
+    documents: Annotated[Path, typer.Argument(help="a run's documents.jsonl, or a samples .parquet")],
+    out: Annotated[Path, typer.Option("--out", help="folder for the run's figures")] = Path("."),
+    efficiency: Annotated[float | None, typer.Option(help="the run's efficiency, to place it among the public results")] = None,
+    efficiency_unit: Annotated[str, typer.Option(help="samples/J or J/token")] = "samples/J",
+    scenario: Annotated[str, typer.Option(help="the run's scenario when the input does not say")] = "",
+    data_dir: DataOption = None,
+) -> None:
+    """Render one run's power trace (and, given its efficiency, its place among the public results)."""
+    from mlpower.cli import run
+
+    def body() -> None:
+        from mlpower.schema import RunSummary
+
+        from .runfigs import render_run_figures
+
+        summary = None
+        if efficiency is not None:
+            summary = RunSummary(run_id=documents.stem, source="command line", method="given", scenario=scenario,
+                                 efficiency=efficiency, efficiency_unit=efficiency_unit)
+        written = render_run_figures(documents, out, summary=summary, data_dir=data_dir or _settings().data_dir)
+        for path in written["files"]:
+            typer.echo(path)
+        for note in written["notes"]:
+            typer.echo(f"note: {note}", err=True)
+
+    run(body)
+
+
+@app.command("serve")
+def serve_command(
+    port: Annotated[int | None, typer.Option(help="HTTP port (MLPOWER_FIGURES_PORT, default 8002)")] = None,
+    no_bus: Annotated[bool, typer.Option("--no-bus", help="HTTP only: do not listen for run-analyzed events")] = False,
+) -> None:
+    """Serve the figures over HTTP and rebuild them on run-analyzed events and rebuild commands."""
+    from mlpower.cli import run
+
+    def body() -> None:
+        import uvicorn
+
+        from mlpower.bus import connect
+        from mlpower.cli import setup_logging
+
+        from .app import create_app
+        from .service import FiguresService
+
+        settings = _settings()
+        setup_logging(settings.log_level)
+        bus = None if no_bus else connect(settings.amqp_url, kind=settings.bus, client_name="mlpower-figures")
+        service = FiguresService(settings.data_dir, settings.out_root, results_dir=settings.results_dir,
+                                 workers=settings.workers, bus=bus, lab=settings.lab)
+        try:
+            if bus is not None:
+                service.listen(settings.instance)
+            uvicorn.run(create_app(service, api_token=settings.api_token), host=settings.http_host,
+                        port=port if port is not None else settings.http_port, log_level=settings.log_level.lower())
+        finally:
+            service.close()
+            if bus is not None:
+                bus.close()
+
+    run(body)
