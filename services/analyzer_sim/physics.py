@@ -232,7 +232,7 @@ def measure(signal: Signal, ranges: Ranges, rng: random.Random) -> Reading:
         phase_deg=phase, freq_u_hz=freq, freq_i_hz=freq if i > 0 else math.nan,
         voltage_peak_v=u_peak, current_peak_a=i_peak,
         voltage_range_v=u_range, current_range_a=i_range,
-        uncertainty_w=p_bound if not below_floor else math.nan,
+        uncertainty_w=p_bound if not (below_floor or voltage_over or current_over) else math.nan,
         voltage_overrange=voltage_over, current_overrange=current_over,
         voltage_peak_over=voltage_peak_over, current_peak_over=current_peak_over, below_floor=below_floor,
     )

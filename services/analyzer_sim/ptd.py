@@ -179,7 +179,7 @@ class ScpiMeter:
         self._file = self._sock.makefile("rb")
         self._lock = threading.Lock()
         self._idn = self.query("*IDN?")
-        self.send(":COMM:HEAD OFF;:COMM:VERB OFF;:NUM:FORM ASCII;:NUM:NORM:NUMB 4;"
+        self.send(":COMM:HEAD OFF;:COMM:VERB OFF;:NUM:FORM ASCII;:NUM:NORM:NUM 4;"
                   ":NUM:NORM:ITEM1 P,1;ITEM2 U,1;ITEM3 I,1;ITEM4 LAMB,1;:RATE 250MS")
 
     def send(self, line: str) -> None:

@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import pyvisa
 import serial
-
 from mlpower.analyzer_sim import VirtualClock, start_simulator
 from mlpower.analyzer_sim.instrument import PhysicsOptions
 from mlpower.analyzer_sim.physics import Mains
