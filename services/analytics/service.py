@@ -41,6 +41,8 @@ from .summary import analyze_documents, analyze_tree, duration_finding
 
 log = logging.getLogger(__name__)
 
+RUNS_QUEUE = topology.service_queue("analytics", topology.RUNS_EXCHANGE)
+EVENTS_QUEUE = topology.service_queue("analytics", topology.EVENTS_EXCHANGE, ("run_completed.#", "workload_phase.#"))
 KEEP_FINISHED_RUNS = 32  # documents of recent runs, for a re-analysis when RunCompleted brings the tree
 
 
@@ -57,7 +59,8 @@ class _Run:
 
 class AnalyticsService:
     def __init__(self, settings: AnalyticsSettings, bus: Bus, *, store: RunStore | None = None,
-                 metrics: AnalyticsMetrics | None = None) -> None:
+                 metrics: AnalyticsMetrics | None = None, runs_queue: topology.QueueSpec | None = None,
+                 events_queue: topology.QueueSpec | None = None) -> None:
         self.settings = settings
         self.bus = bus
         self.store = store or RunStore(settings.table_path)
@@ -67,12 +70,11 @@ class AnalyticsService:
         self._lock = threading.RLock()
         self._runs: OrderedDict[str, _Run] = OrderedDict()
         self._subscriptions: list[Subscription] = []
+        # Tests and labs sharing a broker pass their own (exclusive, lab-scoped) queues.
+        self.runs_queue = runs_queue or RUNS_QUEUE
+        self.events_queue = events_queue or EVENTS_QUEUE
 
     # ----------------------------------------------------------------------- wiring
-    runs_queue = topology.service_queue("analytics", topology.RUNS_EXCHANGE)
-    events_queue = topology.service_queue("analytics", topology.EVENTS_EXCHANGE,
-                                          ("run_completed.#", "workload_phase.#"))
-
     def start(self) -> None:
         self._subscriptions.append(self.bus.subscribe(self.runs_queue, self._on_document))
         self._subscriptions.append(self.bus.subscribe(self.events_queue, self._on_event))

@@ -178,6 +178,9 @@ def analyze_documents(
     descriptor = run.descriptors.get(stream) if stream else None
     power_source = describe_source(descriptor.source) if descriptor else (stream or "no samples")
     window_bounds = run.window("testing")
+    if window_bounds is None and detail is not None and detail.window_s is not None:
+        # power-dev mode: LoadGen's markers reach the director only through the client's detail log
+        window_bounds = (detail.power_begin_utc_s, detail.power_end_utc_s)  # type: ignore[assignment]
     window = None
     if stream is None:
         findings.append(_finding("samples_in_window", f"run {run.run_id} has no sample pages"))

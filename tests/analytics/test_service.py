@@ -1,0 +1,104 @@
+"""The service on the in-memory bus: live findings while the run goes, RunAnalyzed at its stop,
+the Parquet table and the HTTP API."""
+
+from __future__ import annotations
+
+import queue
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+
+from mlpower import topology
+from mlpower.analytics.app import create_app
+from mlpower.analytics.service import AnalyticsService
+from mlpower.analytics.settings import AnalyticsSettings
+from mlpower.analytics.store import RunStore
+from mlpower.bus import InMemoryBus
+from mlpower.schema import LiveFinding, Message, RunAnalyzed, RunCompleted, SamplePage
+from mlpower.settings import load_settings
+
+from .streams import Synth
+from .test_energy import constant
+
+
+def collect(bus: InMemoryBus, pattern: str) -> queue.Queue[Message]:
+    got: queue.Queue[Message] = queue.Queue()
+    bus.subscribe(topology.QueueSpec("", topology.EVENTS_EXCHANGE, (pattern,), exclusive=True),
+                  lambda m, d: got.put(m))
+    return got
+
+
+def wait_for(got: queue.Queue[Message], kind: type, timeout_s: float = 10.0) -> Message:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            message = got.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if isinstance(message, kind):
+            return message
+    raise AssertionError(f"no {kind.__name__} within {timeout_s} s")
+
+
+@pytest.fixture
+def service(tmp_path: Path):  # type: ignore[no-untyped-def]
+    bus = InMemoryBus()
+    settings = load_settings(AnalyticsSettings, bus="memory", results_dir=tmp_path, min_duration_s=600)
+    svc = AnalyticsService(settings, bus)
+    svc.start()
+    yield svc
+    svc.stop()
+    bus.close()
+
+
+def test_documents_to_run_analyzed_table_and_api(service: AnalyticsService) -> None:
+    bus = service.bus
+    events = collect(bus, "#")  # type: ignore[arg-type]
+    docs = Synth(constant, seed=5).build("run-a")
+    # one bad page: uncertainty far above 1 % in the testing run
+    bad = next(d for d in docs if isinstance(d, SamplePage) and d.page == 3)
+    docs[docs.index(bad)] = bad.model_copy(update={"uncertainty_w": [30.0] * len(bad)})
+    key = topology.run_key("lab", "sut", "sim", "run-a")
+    for d in docs[:-1]:
+        bus.publish(d, key)
+    live = wait_for(events, LiveFinding)
+    assert live.finding.rule == "live_uncertainty" and live.run_id == "run-a"  # type: ignore[attr-defined]
+    for d in docs[5:10]:
+        bus.publish(d, key)  # redeliveries change nothing
+    bus.publish(docs[-1], key)
+    analyzed = wait_for(events, RunAnalyzed)
+    assert isinstance(analyzed, RunAnalyzed) and analyzed.verdict == "fail"
+    assert analyzed.summary.avg_power_w == pytest.approx(250.0, abs=2.0)
+    assert {f.rule for f in analyzed.findings} >= {"live_uncertainty", "min_duration"}
+    assert [f.status for f in analyzed.findings if f.rule == "min_duration"] == ["pass"]
+    # the tidy table on disk
+    frame = pl.read_parquet(service.settings.table_path)
+    assert frame.get_column("run_id").to_list() == ["run-a"] and frame.get_column("verdict")[0] == "fail"
+    assert RunStore(service.settings.table_path).get("run-a") == analyzed  # survives a restart
+    with TestClient(create_app(service)) as client:
+        assert client.get("/healthz").json()["status"] == "ok"
+        assert client.get("/runs").json()[0]["avg_power_w"] == pytest.approx(analyzed.summary.avg_power_w)
+        assert client.get("/runs/run-a/summary").json()["run_id"] == "run-a"
+        assert any(f["rule"] == "live_uncertainty" for f in client.get("/runs/run-a/findings").json())
+        assert client.get("/runs/nope").status_code == 404
+        assert any(f["rule"] == "live_uncertainty" for f in client.get("/runs/run-a/live").json())
+        metrics = client.get("/metrics").text
+        assert 'mlpower_analytics_live_findings_total{rule="live_uncertainty"} 1.0' in metrics
+        assert 'mlpower_analytics_runs_analyzed_total{verdict="fail"} 1.0' in metrics
+
+
+def test_run_completed_with_a_tree_is_checked(service: AnalyticsService, ptd_tree: Path) -> None:
+    events = collect(service.bus, "run_analyzed.#")  # type: ignore[arg-type]
+    service.bus.publish(RunCompleted(run_id="tree-run", lab="lab", sut="sut", status="success",
+                                     output_dir=str(ptd_tree), t_utc_s=time.time()),
+                        "run_completed.lab.sut")
+    analyzed = wait_for(events, RunAnalyzed)
+    assert isinstance(analyzed, RunAnalyzed) and analyzed.run_id == "tree-run"
+    rules = {f.rule: f.status for f in analyzed.findings}
+    assert rules["ptd_messages"] == "pass" and rules["results_checksum"] == "pass"
+    assert rules["client_sources_checksum"] == "not_applicable"
+    assert analyzed.verdict == "pass" and analyzed.summary.avg_power_w == pytest.approx(250.0, abs=1.0)
+    assert analyzed.summary.efficiency_unit == "samples/J"
