@@ -27,11 +27,12 @@ from .metrics import DirectorMetrics
 from .outputs import session_id
 from .runner import MeasurementSession, ServerLog, SessionConfig, SessionIdentity
 from .settings import DirectorSettings
-from .sources import AnalyzerSource, open_source
+from .sources import AnalyzerSource, open_source, parse_resource
 
 log = logging.getLogger(__name__)
 
-SourceFactory = Callable[[str], AnalyzerSource]
+SourceFactory = Callable[[str, float], AnalyzerSource]
+"""(resource, sample_interval_s) -> an unopened source."""
 RUN_ID_RE = r"^[A-Za-z0-9_\-]{1,128}$"
 
 
@@ -45,11 +46,28 @@ class Director:
         self.settings = settings
         self.bus = bus
         self.metrics = metrics or DirectorMetrics(settings.sample_interval_s)
-        self._source_factory = source_factory or (lambda resource: open_source(resource))
+        self._source_factory = source_factory or self.open_source
         self._lock = threading.Lock()
         self.active: MeasurementSession | None = None
         self.last: MeasurementSession | None = None
         self._listeners: list[Callable[[MeasurementSession], None]] = []
+
+    def open_source(self, resource: str, interval_s: float) -> AnalyzerSource:
+        """The configured source, asked to update at the session's sample interval."""
+        kind = parse_resource(resource).kind
+        options: dict[str, Any] = {}
+        if kind in ("visa", "serial"):
+            options["update_interval_s"] = interval_s  # the meter's own update rate (:RATE)
+        elif kind in ("nvml", "rapl"):
+            options["interval_s"] = interval_s
+        elif kind == "ptd":
+            options["interval_ms"] = int(round(interval_s * 1000))
+            if self.settings.ptd_launch:
+                options.update(launch=True, device_type=self.settings.ptd_device_type,
+                               device_port=self.settings.ptd_device_port)
+                if self.settings.ptd_command:
+                    options["ptd_command"] = self.settings.ptd_command
+        return open_source(resource, **options)
 
     def on_end(self, listener: Callable[[MeasurementSession], None]) -> None:
         self._listeners.append(listener)
@@ -75,7 +93,7 @@ class Director:
                 raise Busy(f"session {self.active.run_id} is running")
             names = [self.settings.analyzer_name] if len(resources) == 1 else \
                 [f"{self.settings.analyzer_name}_{i}" for i in range(1, len(resources) + 1)]
-            sources = [(name, self._source_factory(resource)) for name, resource in zip(names, resources, strict=True)]
+            sources = [(name, self._source_factory(resource, interval)) for name, resource in zip(names, resources, strict=True)]
             config = SessionConfig(
                 results_dir=Path(self.settings.results_dir), sample_interval_s=interval, sleep_s=self.settings.sleep_s,
                 debug=self.settings.debug, page_interval_s=self.settings.page_interval_s,

@@ -123,15 +123,23 @@ class _Analyzer:
         return [m if isinstance(m, dict) else {"cmd": m[0], "reply": m[1]} for m in found]
 
     def ptd_console(self) -> str | None:
-        found = getattr(self.source, "console_log", None)
+        """A launched PTDaemon's own console (None for other sources, or a PTDaemon we only connected to)."""
+        found = getattr(self.source, "console_text", None)
         found = found() if callable(found) else found
         return found if isinstance(found, str) and found else None
 
+    def ptd_stop(self, mark: str) -> Any:
+        """PTDaemon's stop result for ``mark`` (RL data, Watts/Uncertainty replies), if the source has one."""
+        found = getattr(self.source, "last_stop", None)
+        return found if found is not None and getattr(found, "mark", None) == mark else None
+
     def ptd_config(self) -> dict[str, Any]:
-        found = getattr(self.source, "ptd_config", None)
-        found = found() if callable(found) else found
-        if isinstance(found, dict):
-            return found
+        if self.source.info.kind == "ptdaemon":
+            src: Any = self.source
+            return {"command": list(getattr(src, "argv", None) or []), "device_type": getattr(src, "device_type", 0),
+                    "interface_flag": getattr(src, "interface_flag", ""), "dc_flag": getattr(src, "dc_flag", None),
+                    "device_port": getattr(src, "device_port", ""),
+                    "channel": list(src.channel) if getattr(src, "channel", None) else None}
         model = self.source.info.model.upper().removeprefix("YOKOGAWA")
         return {"command": [], "device_type": YOKOGAWA_DEVICE_TYPES.get(model, 0), "interface_flag": "",
                 "dc_flag": None, "device_port": self.source.info.address, "channel": None}
@@ -349,7 +357,7 @@ class MeasurementSession:
                 analyzer.recorder = None
                 try:
                     analyzer.source.stop()
-                except MlpowerError as exc:
+                except Exception as exc:  # a dead analyzer must not stop the files from being written
                     self.log.error(f"analyzer {analyzer.name} stop: {exc}")
                 end = now_utc_s()
                 readings = analyzer.readings[mode]
@@ -369,13 +377,18 @@ class MeasurementSession:
         folder = self.dir / outputs.MODE_DIR[mode]
         mark = f"{self.mark_prefix}_{mode}"
         streams = [a.readings[mode] for a in self.analyzers]
-        if len(self.analyzers) > 1:
-            suffix = "csv" if mode == "ranging" else "txt"
-            for analyzer in self.analyzers:
-                outputs.write_text(folder / f"spl_analyzer_{analyzer.index}.{suffix}",
-                                   outputs.spl_text(analyzer.readings[mode], mark))
-        outputs.write_text(folder / "spl.txt",
-                           outputs.merged_spl_text(streams, mark, tolerance_s=self.config.sample_interval_s / 2))
+        ptd = [a.ptd_stop(mark) for a in self.analyzers]
+        if len(self.analyzers) == 1 and ptd[0] is not None:
+            # PTDaemon ran: spl.txt is its RL data rewritten with the Mark, exactly as power-dev does
+            outputs.write_text(folder / "spl.txt", "".join(f"{line}\n" for line in ptd[0].spl_lines()) + "\n")
+        else:
+            if len(self.analyzers) > 1:
+                suffix = "csv" if mode == "ranging" else "txt"
+                for analyzer in self.analyzers:
+                    outputs.write_text(folder / f"spl_analyzer_{analyzer.index}.{suffix}",
+                                       outputs.spl_text(analyzer.readings[mode], mark))
+            outputs.write_text(folder / "spl.txt",
+                               outputs.merged_spl_text(streams, mark, tolerance_s=self.config.sample_interval_s / 2))
         if mode == "testing":
             replies = [self._summary_replies(a) for a in self.analyzers]
             outputs.write_text(folder / "ptd_out.txt", outputs.ptd_out_text(replies))
@@ -383,15 +396,9 @@ class MeasurementSession:
 
     def _summary_replies(self, analyzer: _Analyzer) -> tuple[str, str]:
         """PTDaemon's own ``Watts``/``Uncertainty`` testing replies when it ran; else computed from our readings."""
-        messages = analyzer.ptd_messages() or []
-        go = max((i for i, m in enumerate(messages) if m["cmd"].startswith("Go,") and m["cmd"].endswith("_testing")),
-                 default=None)
-        if go is not None:
-            after = messages[go + 1:]
-            watts = next((m["reply"] for m in after if m["cmd"] == "Watts"), None)
-            unc = next((m["reply"] for m in after if m["cmd"] == "Uncertainty"), None)
-            if watts and unc:
-                return watts, unc
+        stop = analyzer.ptd_stop(f"{self.mark_prefix}_testing")
+        if stop is not None and stop.watts_before_stop and stop.uncertainty_before_stop:
+            return stop.watts_before_stop, stop.uncertainty_before_stop
         readings = analyzer.readings["testing"]
         return outputs.watts_reply(readings), outputs.uncertainty_reply(readings)
 
@@ -446,15 +453,19 @@ class MeasurementSession:
     def _restore_ranges(self) -> None:
         for analyzer in self.analyzers:
             try:
-                analyzer.source.set_ranges(None, None)
-            except MlpowerError as exc:
-                self.log.error(f"analyzer {analyzer.name}: restoring auto ranges: {exc}")
+                restore = getattr(analyzer.source, "restore_initial_ranges", None)
+                if callable(restore):  # PTDaemon: SR,V/SR,A back to what RR said (power-dev's `done`)
+                    restore()
+                else:
+                    analyzer.source.set_ranges(None, None)
+            except Exception as exc:  # a dead analyzer must not stop the files from being written
+                self.log.error(f"analyzer {analyzer.name}: restoring ranges: {exc}")
 
     def _close_sources(self) -> None:
         for analyzer in self.analyzers:
             try:
                 analyzer.source.close()
-            except MlpowerError as exc:
+            except Exception as exc:  # a dead analyzer must not stop the files from being written
                 self.log.error(f"analyzer {analyzer.name} close: {exc}")
 
     def summary(self, status: str) -> dict[str, Any]:

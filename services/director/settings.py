@@ -40,6 +40,13 @@ class DirectorSettings(ServiceSettings):
                                   description="cleanup deletes the session folder (upstream) instead of keeping it")
     phase_timeout_s: float = Field(default=3600.0, gt=0, validation_alias="MLPOWER_PHASE_TIMEOUT_S",
                                    description="bus mode: how long to wait for the agent's workload phase")
+    ptd_launch: bool = Field(default=False, validation_alias="MLPOWER_PTD_LAUNCH",
+                             description="for a ptd:// analyzer: launch PTDaemon per session (as power-dev does)")
+    ptd_command: str = Field(default="", validation_alias="MLPOWER_PTD_COMMAND",
+                             description="the PTDaemon executable (default: mlpower's emulator)")
+    ptd_device_type: int = Field(default=49, validation_alias="MLPOWER_PTD_DEVICE_TYPE")
+    ptd_device_port: str = Field(default="", validation_alias="MLPOWER_PTD_DEVICE_PORT",
+                                 description="what PTDaemon talks to, e.g. the simulator's host:port or /dev/usbtmc0")
     bus_mode: bool = Field(default=True, validation_alias="MLPOWER_DIRECTOR_BUS_MODE")
 
     @model_validator(mode="before")

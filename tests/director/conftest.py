@@ -31,7 +31,7 @@ def fake_sources() -> Iterator[list[FakeSource]]:
 
 @pytest.fixture
 def source_factory(fake_sources: list[FakeSource]):  # type: ignore[no-untyped-def]
-    def factory(resource: str) -> FakeSource:
+    def factory(resource: str, interval_s: float) -> FakeSource:
         source = FakeSource()
         fake_sources.append(source)
         return source

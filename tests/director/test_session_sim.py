@@ -1,0 +1,127 @@
+"""Sessions against the WT310E simulator through the real driver (pyvisa over TCP, pyserial over
+the pty) and against the PTDaemon emulator: the complete output tree, in the documented formats."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from mlpower.analyzer_sim.simulator import start_ptd, start_simulator
+from mlpower.director import ranges
+from mlpower.director.runner import MeasurementSession, SessionConfig, SessionIdentity
+from mlpower.director.sources import open_source
+from mlpower.runstream import read_documents
+from mlpower.schema import SamplePage, SampleFlag
+
+from .formats import parse_ptd_logs, parse_ptd_out, parse_server_json, parse_server_log, parse_spl
+
+VOLTAGE_RANGES = (15.0, 30.0, 60.0, 150.0, 300.0, 600.0)  # WT310E, crest factor 3 (wt310e.md §1.6)
+CURRENT_RANGES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
+
+
+@pytest.fixture
+def sim() -> Iterator[object]:
+    handle = start_simulator(port=0, load="constant:250", seed=0, pty=True)
+    yield handle
+    handle.stop()
+
+
+def _run(session: MeasurementSession, phase_s: float, between=None) -> None:  # type: ignore[no-untyped-def]
+    session.open()
+    session.start("ranging")
+    time.sleep(phase_s)
+    session.stop("ranging")
+    if between is not None:
+        between()
+    session.start("testing")
+    time.sleep(phase_s)
+    session.stop("testing")
+    session.done()
+
+
+def _rule(spl_rows: list[dict]) -> tuple[float, float]:
+    """The MLPerf rule, from the document: V range >= max V; A range >= 1.1 x max A; smallest such range."""
+    max_v = max(r["v"] for r in spl_rows)
+    max_a = max(r["a"] for r in spl_rows)
+    return min(x for x in VOLTAGE_RANGES if x >= max_v), min(x for x in CURRENT_RANGES if x >= 1.1 * max_a)
+
+
+def _check_tree(folder: Path, sid: str) -> dict:
+    ranging = parse_spl(folder / "ranging" / "spl.txt")
+    testing = parse_spl(folder / "run_1" / "spl.txt")
+    assert len(ranging) >= 3 and len(testing) >= 3
+    assert {r["mark"] for r in ranging} == {f"{sid}_ranging"} and {r["mark"] for r in testing} == {f"{sid}_testing"}
+    assert all(abs(r["t"] - time.time()) < 120 for r in ranging + testing), "UTC timestamps"
+    ((watts, unc),) = parse_ptd_out(folder / "run_1" / "ptd_out.txt")
+    assert int(watts[4]) == len(testing)
+    logs = parse_ptd_logs(folder / "power" / "ptd_logs.txt")
+    assert any(line.endswith(f": Go with mark '{sid}_ranging'") for line in logs)
+    assert any(line.endswith(": Completed test") for line in logs)
+    parse_server_log(folder / "power" / "server.log")
+    summary = parse_server_json(folder / "power" / "server.json")
+    assert summary["session_name"] == sid and summary["debug"] is True
+    for name in ("power/ptd_logs.txt", "power/server.log", "ranging/spl.txt", "run_1/spl.txt", "run_1/ptd_out.txt"):
+        assert name in summary["results"]
+    return {"ranging": ranging, "testing": testing, "summary": summary}
+
+
+@pytest.mark.parametrize("transport", ["tcp", "pty"])
+def test_ranging_and_testing_against_the_simulator(sim, tmp_path: Path, transport: str) -> None:  # type: ignore[no-untyped-def]
+    resource = f"TCPIP0::127.0.0.1::{sim.port}::SOCKET" if transport == "tcp" else sim.pty_path
+    source = open_source(resource, update_interval_s=0.25)
+    session = MeasurementSession(SessionIdentity(f"sim-{transport}"), [("analyzer1", source)],
+                                 SessionConfig(tmp_path, sample_interval_s=0.25, sleep_s=0.05, debug=True,
+                                               page_interval_s=0.5))
+    _run(session, 1.3, between=lambda: sim.set_load("constant:300"))
+    tree = _check_tree(session.dir, session.run_id)
+    assert tree["summary"]["mlpower"]["ptdaemon"] == [False] and tree["summary"]["ptd_config"][0]["command"] == []
+    # the analyzer itself reports the testing ranges, which must equal the rule applied to ranging/spl.txt
+    table = pl.read_parquet(session.dir / "samples.parquet")
+    testing = table.filter(pl.col("mode") == "testing")
+    expected = _rule(tree["ranging"])
+    assert set(zip(testing["voltage_range_v"].to_list(), testing["current_range_a"].to_list())) == {expected}
+    assert session.ranges("testing") == [ranges.testing_ranges(session.readings("ranging"))]
+    assert abs(sum(r["w"] for r in tree["testing"]) / len(tree["testing"]) - 300) < 10  # follows the load
+    # all samples in the parquet file, the run's metadata with it, the same as the documents
+    metadata = pq.read_schema(session.dir / "samples.parquet").metadata
+    assert b"mlpower.run_id" in metadata and b"mlpower.sources" in metadata
+    pages = [d for d in read_documents(session.dir / "documents.jsonl") if isinstance(d, SamplePage)]
+    assert sum(len(p) for p in pages) == table.height == len(tree["ranging"]) + len(tree["testing"])
+    assert all(f & SampleFlag.AUTO_RANGE for f in table.filter(pl.col("mode") == "ranging")["flags"].to_list())
+
+
+def test_ptdaemon_source_runs_the_same_session(tmp_path: Path) -> None:
+    log_path = tmp_path / "ptd_data.log"
+    ptd = start_ptd(port=0, log_path=log_path, load="constant:200")
+    try:
+        source = open_source(f"ptd://127.0.0.1:{ptd.port}", data_log=log_path)
+        session = MeasurementSession(SessionIdentity("ptd-run"), [("analyzer1", source)],
+                                     SessionConfig(tmp_path / "results", sample_interval_s=1.0, sleep_s=0.05,
+                                                   debug=True))
+        _run(session, 2.6)
+    finally:
+        ptd.stop()
+    tree = _check_tree(session.dir, session.run_id)
+    commands = [m["cmd"] for m in tree["summary"]["ptd_messages"]]
+    sid = session.run_id
+    assert commands == [
+        "Hello", "Identify", "RR", "SR,V,Auto", "SR,A,Auto", "SR,A,Auto", f"Go,1000,0,{sid}_ranging",
+        "Stop", "RL,*,*", "RL", "Uncertainty", "Watts",
+        commands[12], commands[13], f"Go,1000,0,{sid}_testing",
+        "Watts", "Uncertainty", "Stop", "RL,*,*", "RL", "Uncertainty", "Watts",
+        commands[22], commands[23],
+    ]
+    assert commands[12].startswith("SR,V,") and commands[13].startswith("SR,A,")
+    assert commands[22].startswith("SR,V,") and commands[23].startswith("SR,A,")
+    replies = {m["cmd"]: m["reply"] for m in tree["summary"]["ptd_messages"]}
+    assert replies["Hello"] == "Hello, PTDaemon here!"
+    assert replies[f"Go,1000,0,{sid}_testing"].startswith("Starting untimed measurement, maximum 500000 samples")
+    # ptd_out.txt carries PTDaemon's own Watts/Uncertainty replies of testing
+    assert (session.dir / "run_1" / "ptd_out.txt").read_text().splitlines()[1] == \
+        f"Power: {tree['summary']['ptd_messages'][15]['reply']} "
+    assert tree["summary"]["mlpower"]["ptdaemon"] == [True]
