@@ -1,0 +1,167 @@
+"""deploy/compose.yaml: valid for Compose itself and for the compose-spec JSON Schema, and a lab.
+
+Two real validators: the official Compose v2 binary (`docker-compose config`, which needs no
+engine) and the compose-spec JSON Schema that very binary embeds, read out of it and applied
+with jsonschema, so both check against the same version of the specification.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from mlpower.cli import SUBCOMMANDS
+
+from .conftest import DEPLOY, DeployTools
+
+COMPOSE = DEPLOY / "compose.yaml"
+ENV_EXAMPLE = DEPLOY / ".env.example"
+MLPOWER_SERVICES = ("analyzer-sim", "director", "sut-agent", "analytics", "figures", "lab-run")
+ONE_SHOT = {"lab-run"}  # runs a measurement and exits: nothing waits on its health
+# The Settings classes each mlpower compose service reads, besides the common ServiceSettings.
+SETTINGS_OF_SERVICE = {
+    "analyzer-sim": "mlpower.analyzer_sim.settings",
+    "director": "mlpower.director.settings",
+    "sut-agent": "mlpower.sut_agent.settings",
+    "analytics": "mlpower.analytics.settings",
+    "figures": "mlpower.figures.settings",
+    "lab-run": "mlpower.lab.settings",
+}
+SCHEMA_START = b'{\n  "$schema": "https://json-schema.org/draft/2020-12/schema",\n  "$id": "compose_spec.json"'
+
+
+@cache
+def compose_schema(binary: Path) -> dict[str, Any]:
+    """The compose-spec schema embedded in the Compose binary (compose-go's schema/compose-spec.json)."""
+    data = binary.read_bytes()
+    start = data.find(SCHEMA_START)
+    assert start >= 0 and data.find(SCHEMA_START, start + 1) < 0, "expected exactly one embedded compose-spec schema"
+    # the bytes after the document are other strings of the binary, not necessarily UTF-8
+    schema, _ = json.JSONDecoder().raw_decode(data[start:start + 1_000_000].decode("utf-8", errors="replace"))
+    return schema
+
+
+def compose_config(tools: DeployTools, path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(tools.docker_compose), "-f", str(path), "--env-file", str(ENV_EXAMPLE),
+                           "config", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+
+
+def test_compose_binary_accepts_the_file(deploy_tools: DeployTools) -> None:
+    result = compose_config(deploy_tools, COMPOSE, "-q")
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_file_matches_the_compose_spec_schema(deploy_tools: DeployTools, compose: dict[str, Any]) -> None:
+    schema = compose_schema(deploy_tools.docker_compose)
+    assert schema["title"] == "Compose Specification"
+    jsonschema.Draft202012Validator(schema).validate(compose)
+
+
+@pytest.mark.parametrize("mutation", [
+    # a condition Compose does not know
+    lambda doc: doc["services"]["director"]["depends_on"]["rabbitmq"].update(condition="service_ready"),
+    # a key that is not in the specification
+    lambda doc: doc["services"]["analytics"].update(health_check={"test": ["CMD", "true"]}),
+], ids=["unknown-condition", "unknown-key"])
+def test_both_validators_reject_a_broken_file(deploy_tools: DeployTools, compose: dict[str, Any],
+                                              tmp_path: Path, mutation: Any) -> None:
+    broken = json.loads(json.dumps(compose))
+    mutation(broken)
+    path = tmp_path / "compose.yaml"
+    path.write_text(yaml.safe_dump(broken), encoding="utf-8")
+    assert compose_config(deploy_tools, path, "-q").returncode != 0
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(compose_schema(deploy_tools.docker_compose)).validate(broken)
+
+
+def test_lab_services_health_and_dependencies(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) == {"rabbitmq", "prometheus", "grafana", *MLPOWER_SERVICES}
+    for name, service in services.items():
+        if name not in ONE_SHOT:
+            assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"
+        for dependency, how in service.get("depends_on", {}).items():
+            assert dependency in services and dependency not in ONE_SHOT
+            assert how == {"condition": "service_healthy"}, f"{name} -> {dependency}: {how}"
+    # the demo measurement starts only once everything it uses is healthy
+    assert set(services["lab-run"]["depends_on"]) >= {"director", "sut-agent", "analytics", "figures"}
+
+
+def test_mlpower_services_share_one_image_and_run_real_subcommands(compose: dict[str, Any]) -> None:
+    subcommands = {name for name, _, _ in SUBCOMMANDS}
+    for name in MLPOWER_SERVICES:
+        service = compose["services"][name]
+        assert service["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
+        assert service["command"][0] in subcommands, f"{name}: {service['command']}"
+
+
+def test_results_live_on_a_named_volume(compose: dict[str, Any]) -> None:
+    assert "results" in compose["volumes"]
+    for name in ("director", "analytics", "figures"):
+        assert "results:/results" in compose["services"][name]["volumes"], name
+        assert compose["services"][name]["environment"]["MLPOWER_RESULTS_DIR"] == "/results"
+
+
+def test_no_credential_is_written_in_the_file() -> None:
+    text = COMPOSE.read_text(encoding="utf-8")
+    # every password and the broker URL's secret part come from the environment or a secret file
+    for line in text.splitlines():
+        if re.search(r"(PASS|PASSWORD|TOKEN)\w*\s*:", line) and "_FILE" not in line:
+            assert "${" in line, f"literal credential: {line.strip()}"
+    assert re.search(r"amqp://\$\{RABBITMQ_USER[^}]*\}:\$\{RABBITMQ_PASSWORD[^}]*\}@", text)
+    required = set(re.findall(r"\$\{(\w+):\?", text))
+    defined = set(re.findall(r"^(\w+)=", ENV_EXAMPLE.read_text(encoding="utf-8"), re.M))
+    assert required <= defined, f".env.example lacks {required - defined}"
+    assert {"MLPOWER_API_TOKEN", "GRAFANA_ADMIN_PASSWORD"} <= defined  # the secrets' sources
+
+
+def test_prometheus_scrapes_every_http_service_of_the_lab(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    targets = {target for job in config["scrape_configs"] for static in job["static_configs"]
+               for target in static["targets"]}
+    expected = {"director:8000", "analytics:8001", "figures:8002", "analyzer-sim:8003", "sut-agent:8004",
+                "rabbitmq:15692", "localhost:9090"}
+    assert targets == expected
+    for target in expected - {"localhost:9090"}:
+        host, port = target.split(":")
+        # the port each health check probes is the one Prometheus scrapes
+        assert host in compose["services"]
+        if host != "rabbitmq":
+            assert f":{port}/healthz" in " ".join(compose["services"][host]["healthcheck"]["test"])
+
+
+@pytest.mark.parametrize("service", MLPOWER_SERVICES)
+def test_environment_names_are_settings_the_service_reads(compose: dict[str, Any], service: str) -> None:
+    """A misspelt variable would be ignored silently (extra="ignore"): each must be a declared setting."""
+    module = pytest.importorskip(SETTINGS_OF_SERVICE[service], reason="the service's settings have not landed")
+    from mlpower.settings import ServiceSettings
+
+    classes = [value for value in vars(module).values()
+               if isinstance(value, type) and issubclass(value, ServiceSettings)]
+    aliases = {"MLPOWER_API_TOKEN_FILE"}  # the *_FILE form of MLPOWER_API_TOKEN (shared/settings.py)
+    for settings_class in [ServiceSettings, *classes]:
+        aliases |= {field.validation_alias for field in settings_class.model_fields.values()
+                    if isinstance(field.validation_alias, str)}
+    environment = set(compose["services"][service]["environment"])
+    assert environment - aliases == set(), f"{service} sets variables no Settings class reads"
+
+
+def test_settings_module_table_names_importable_modules_or_pending_ones() -> None:
+    # a typo in SETTINGS_OF_SERVICE would turn the test above into a permanent skip
+    for module in SETTINGS_OF_SERVICE.values():
+        package = module.rsplit(".", 1)[0]
+        assert importlib.util.find_spec(package) is not None, package
