@@ -1,0 +1,159 @@
+"""Bus mode on the real RabbitMQ: StartRun -> RunWorkloadPhase to the agent -> WorkloadPhase events
+-> RunCompleted, and the run's documents on the bus: every sample exactly once, in order."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from mlpower import topology
+from mlpower.director.service import DirectorService
+from mlpower.schema import (
+    PhaseMark,
+    RunCompleted,
+    RunDocument,
+    RunStart,
+    RunStop,
+    RunWorkloadPhase,
+    SamplePage,
+    StartRun,
+    StopRun,
+    WorkloadPhase,
+)
+
+from .conftest import fast_settings
+
+pytestmark = pytest.mark.rabbitmq
+
+
+class FakeAgent:
+    """Answers RunWorkloadPhase like the SUT agent: started, power_begin, power_end, then finished/failed."""
+
+    def __init__(self, bus, lab: str, sut: str, outcome: str = "finished", workload_s: float = 0.4) -> None:  # type: ignore[no-untyped-def]
+        self.bus, self.lab, self.sut, self.outcome, self.workload_s = bus, lab, sut, outcome, workload_s
+        self.asks: list[RunWorkloadPhase] = []
+        spec = topology.QueueSpec("", topology.COMMANDS_EXCHANGE, (topology.command_key("agent", sut),),
+                                  durable=False, exclusive=True)
+        self.subscription = bus.subscribe(spec, self._on_command)
+
+    def _event(self, ask: RunWorkloadPhase, state: str) -> None:
+        event = WorkloadPhase(run_id=ask.run_id, sut=self.sut, mode=ask.mode, state=state, t_utc_s=time.time())  # type: ignore[arg-type]
+        self.bus.publish(event, topology.event_key(event, lab=self.lab))
+
+    def _on_command(self, message, delivery) -> None:  # type: ignore[no-untyped-def]
+        if not isinstance(message, RunWorkloadPhase):
+            return
+        self.asks.append(message)
+        if self.outcome == "silent":
+            return
+
+        def work() -> None:
+            self._event(message, "started")
+            self._event(message, "power_begin")
+            time.sleep(self.workload_s)
+            self._event(message, "power_end")
+            self._event(message, self.outcome)
+
+        threading.Thread(target=work, daemon=True).start()
+
+
+@pytest.fixture
+def lab(rabbit_bus, unique: str, tmp_path: Path, source_factory) -> Iterator[dict]:  # type: ignore[no-untyped-def]
+    lab_name, sut = f"lab{unique}", f"sut{unique}"
+    settings = fast_settings(tmp_path, lab=lab_name, sut=sut, bus="rabbitmq", phase_timeout_s=1.5)
+    documents: queue.Queue = queue.Queue()
+    completed: queue.Queue = queue.Queue()
+    subs = [
+        rabbit_bus.subscribe(topology.QueueSpec("", topology.RUNS_EXCHANGE, (f"{lab_name}.{sut}.#",), durable=False,
+                                                exclusive=True), lambda m, d: documents.put(m)),
+        rabbit_bus.subscribe(topology.QueueSpec("", topology.EVENTS_EXCHANGE, (f"run_completed.{lab_name}.{sut}",),
+                                                durable=False, exclusive=True), lambda m, d: completed.put(m)),
+    ]
+    service = DirectorService(settings, bus=rabbit_bus, source_factory=source_factory, serve_http=False,
+                              serve_powerdev=False).start()
+    yield {"service": service, "bus": rabbit_bus, "lab": lab_name, "sut": sut, "documents": documents,
+           "completed": completed, "results": tmp_path}
+    service.stop()
+    for sub in subs:
+        sub.close()
+
+
+def _completed(lab: dict, timeout_s: float = 15) -> RunCompleted:
+    event = lab["completed"].get(timeout=timeout_s)
+    assert isinstance(event, RunCompleted)
+    return event
+
+
+def _documents_until_stop(lab: dict, timeout_s: float = 10) -> list[RunDocument]:
+    docs: list[RunDocument] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            docs.append(lab["documents"].get(timeout=0.2))
+        except queue.Empty:
+            continue
+        if isinstance(docs[-1], RunStop):
+            return docs
+    raise AssertionError(f"no run.stop after {len(docs)} documents")
+
+
+def test_a_bus_run_carries_every_sample_exactly_once_in_order(lab: dict, unique: str) -> None:
+    agent = FakeAgent(lab["bus"], lab["lab"], lab["sut"])
+    run_id = f"bus-{unique}"
+    lab["bus"].publish(StartRun(sut=lab["sut"], run_id=run_id, workload="resnet", sample_interval_s=0.1),
+                       topology.command_key("director", lab["sut"]))
+    done = _completed(lab)
+    assert (done.run_id, done.status, done.lab, done.sut) == (run_id, "success", lab["lab"], lab["sut"])
+    assert [(a.mode, a.workload) for a in agent.asks] == [("ranging", "resnet"), ("testing", "resnet")]
+    docs = _documents_until_stop(lab)
+    assert [d.seq for d in docs] == list(range(len(docs))), "every document once, in order"
+    assert isinstance(docs[0], RunStart) and docs[0].run_id == run_id
+    pages = [d for d in docs if isinstance(d, SamplePage)]
+    assert [p.page for p in pages] == list(range(len(pages)))
+    times = [t for p in pages for t in p.t_utc_s]
+    assert times == sorted(times) and len(set(times)) == len(times)
+    stop = docs[-1]
+    assert isinstance(stop, RunStop) and stop.status == "success" and stop.samples == len(times)
+    assert pq.read_table(lab["results"] / run_id / "samples.parquet").num_rows == len(times)
+    loadgen = [(d.name, d.mode) for d in docs if isinstance(d, PhaseMark) and d.source == "loadgen"]
+    assert loadgen == [("power_begin", "ranging"), ("power_end", "ranging"),
+                       ("power_begin", "testing"), ("power_end", "testing")]
+    director_marks = [d.name for d in docs if isinstance(d, PhaseMark) and d.source == "director"]
+    assert director_marks == ["ranging_begin", "ranging_end", "testing_begin", "testing_end"]
+    for p in pages:  # samples of a mode lie inside that mode's director marks
+        assert p.mode in ("ranging", "testing")
+
+
+def test_a_failed_workload_fails_the_run(lab: dict, unique: str) -> None:
+    FakeAgent(lab["bus"], lab["lab"], lab["sut"], outcome="failed", workload_s=0.1)
+    lab["bus"].publish(StartRun(sut=lab["sut"], run_id=f"fail-{unique}", sample_interval_s=0.1),
+                       topology.command_key("director", lab["sut"]))
+    done = _completed(lab)
+    assert done.status == "failed" and "workload failed in ranging" in done.reason
+
+
+def test_a_silent_agent_aborts_the_run_after_the_timeout(lab: dict, unique: str) -> None:
+    FakeAgent(lab["bus"], lab["lab"], lab["sut"], outcome="silent")
+    lab["bus"].publish(StartRun(sut=lab["sut"], run_id=f"quiet-{unique}", sample_interval_s=0.1),
+                       topology.command_key("director", lab["sut"]))
+    done = _completed(lab)
+    assert done.status == "aborted" and "no answer from the agent" in done.reason
+
+
+def test_stop_run_aborts_and_a_second_start_is_refused(lab: dict, unique: str) -> None:
+    FakeAgent(lab["bus"], lab["lab"], lab["sut"], workload_s=30)
+    key = topology.command_key("director", lab["sut"])
+    lab["bus"].publish(StartRun(sut=lab["sut"], run_id=f"long-{unique}", sample_interval_s=0.1), key)
+    time.sleep(0.5)
+    lab["bus"].publish(StartRun(sut=lab["sut"], run_id=f"second-{unique}", sample_interval_s=0.1), key)
+    refused = _completed(lab)
+    assert refused.run_id == f"second-{unique}" and refused.status == "failed" and "refused" in refused.reason
+    lab["bus"].publish(StopRun(run_id=f"long-{unique}", reason="operator"), key)
+    done = _completed(lab)
+    assert (done.run_id, done.status, done.reason) == (f"long-{unique}", "aborted", "operator")
