@@ -18,13 +18,16 @@ def agent(
     label: Annotated[str | None, typer.Option(help="session label (A-Z a-z 0-9 - _)")] = None,
     duration_s: Annotated[float | None, typer.Option(
         help="LoadGen min duration per run; below 600 s the run is marked non-compliant")] = None,
-    loadgen_logs: Annotated[Path | None, typer.Option(help="where workloads write LoadGen logs (default OUT/loadgen_logs)")] = None,
+    loadgen_logs: Annotated[Path | None, typer.Option(
+        help="where workloads write LoadGen logs (default OUT/loadgen_logs)")] = None,
     sut: Annotated[str | None, typer.Option(help="this SUT's name on the bus")] = None,
     bus: Annotated[bool, typer.Option("--bus", help="bus mode: serve RunWorkloadPhase commands over RabbitMQ")] = False,
-    publish_events: Annotated[bool, typer.Option(help="client mode: also publish workload phase events on the bus")] = False,
+    publish_events: Annotated[bool, typer.Option(
+        help="client mode: also publish workload phase events on the bus")] = False,
     allow_clock_offset: Annotated[bool, typer.Option(
         "--allow-clock-offset", help="run even when the clock offset exceeds 400 ms (non-compliant)")] = False,
-    stop_server: Annotated[bool, typer.Option("--stop-server", help="ask the server to exit after this session")] = False,
+    stop_server: Annotated[bool, typer.Option(
+        "--stop-server", help="ask the server to exit after this session")] = False,
 ) -> None:
     from mlpower.cli import run
 
@@ -54,7 +57,13 @@ def _agent(**flags: Any) -> None:
         raise AgentError("give --server HOST[:PORT] (power-dev client mode) or --bus (bus mode)")
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _client_session(settings: Any, flags: dict[str, Any]) -> None:
+    import signal
+
     from mlpower.bus import connect
     from mlpower.sut_agent.powerdev_client import DEFAULT_PORT, ClientOptions, run_client_session
     from mlpower.sut_agent.runner import no_publish
@@ -62,14 +71,19 @@ def _client_session(settings: Any, flags: dict[str, Any]) -> None:
     from mlpower.sut_agent.workloads import parse_workload
     from mlpower.topology import event_key
 
+    # SIGTERM unwinds like Ctrl-C, so the running workload's process group is stopped, not orphaned.
+    signal.signal(signal.SIGTERM, _interrupt)
     host, port = split_address(settings.server, DEFAULT_PORT)
     options = ClientOptions(
-        host=host, port=port, out_dir=Path(settings.results_dir), label=settings.label, loadgen_dir=flags["loadgen_logs"],
+        host=host, port=port, out_dir=Path(settings.results_dir), label=settings.label,
+        loadgen_dir=flags["loadgen_logs"],
         ntp_host=settings.ntp, duration_s=settings.duration_s, sut=settings.sut,
         allow_clock_offset=settings.allow_clock_offset, stop_server=flags["stop_server"],
         reply_timeout_s=settings.reply_timeout_s, workload_timeout_s=settings.workload_timeout_s,
     )
-    bus = connect(settings.amqp_url, kind=settings.bus, client_name=f"agent-{settings.sut}") if flags["publish_events"] else None
+    bus = None
+    if flags["publish_events"]:
+        bus = connect(settings.amqp_url, kind=settings.bus, client_name=f"agent-{settings.sut}")
     try:
         publish = (lambda event: bus.publish(event, event_key(event, lab=settings.lab))) if bus else no_publish
         result = run_client_session(options, parse_workload(settings.workload), publish)

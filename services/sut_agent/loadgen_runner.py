@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 SCENARIOS = ("offline", "server", "singlestream")
 DEVICES = ("cpu", "cuda")
 QSL_SAMPLES = 256
@@ -56,7 +54,7 @@ def _cuda_predictor(seed: int) -> Callable[[Any], Any]:
     torch.manual_seed(seed)
     nn = torch.nn
 
-    class Block(nn.Module):  # type: ignore[misc]
+    class Block(torch.nn.Module):
         def __init__(self, c_in: int, c_out: int, stride: int) -> None:
             super().__init__()
             self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1)
@@ -151,7 +149,6 @@ def test_settings(lg: Any, scenario: str, duration_ms: int, cal: Calibration) ->
 
 def run(scenario: str, out_dir: Path, duration_ms: int, device: str = "cpu", seed: int = 0) -> None:
     import mlperf_loadgen as lg
-
     from mlpower.sut_agent.model import random_images
 
     predict = PREDICTORS[device](seed)
@@ -174,7 +171,8 @@ def run(scenario: str, out_dir: Path, duration_ms: int, device: str = "cpu", see
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlpower.sut_agent.loadgen_runner", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mlpower.sut_agent.loadgen_runner",
+                                     description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--scenario", choices=SCENARIOS, required=True)
     parser.add_argument("--out", type=Path, required=True, help="folder for the LoadGen logs")
     parser.add_argument("--duration-ms", type=int, required=True, help="LoadGen min_duration_ms")

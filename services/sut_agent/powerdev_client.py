@@ -247,7 +247,8 @@ class _Session:
             self.clock_within_limit &= within
             self.clock_checks.append({"stage": stage, "within_limit": within, **offset.as_dict()})
             log.info("clock offset to %s at %s: %+.1f ms (round trip %.1f ms)%s", offset.reference, stage,
-                     offset.offset_s * 1000, offset.round_trip_s * 1000, "" if within else " -- OVER THE LIMIT, allowed")
+                     offset.offset_s * 1000, offset.round_trip_s * 1000,
+                     "" if within else " -- OVER THE LIMIT, allowed")
 
 
 def _validate(options: ClientOptions) -> None:
@@ -260,7 +261,9 @@ def _validate(options: ClientOptions) -> None:
         raise AgentError(f"the output folder's parent {out.parent} does not exist")
 
 
-def run_client_session(options: ClientOptions, workload: Workload, publish: Publish = no_publish) -> ClientSessionResult:
+def run_client_session(
+    options: ClientOptions, workload: Workload, publish: Publish = no_publish
+) -> ClientSessionResult:
     """One complete power-dev session; raises ``AgentError`` (``ConnectionLost``, ``WorkloadFailed``...) on failure."""
     _validate(options)
     options.out_dir.mkdir(exist_ok=True)
@@ -321,7 +324,7 @@ def _run_mode(client: PowerDevClient, state: _Session, sid: str, mode: str, mode
     connection = client.connection
     try:
         outcome = run_phase(
-            state.workload, mode, log_dir,  # type: ignore[arg-type]
+            state.workload, mode, log_dir,
             run_id=sid, sut=options.sut, duration_s=options.duration_s, publish=state.publish,
             started_detail=f"workload {state.workload.name}; power-dev session {sid}",
             timeout_s=options.workload_timeout_s,

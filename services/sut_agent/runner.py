@@ -76,7 +76,7 @@ def run_phase(
     abort_reason: Callable[[], str | None] | None = None,
 ) -> PhaseOutcome:
     def event(state: str, t_utc_s: float, detail: str = "") -> None:
-        publish(WorkloadPhase(run_id=run_id, sut=sut, mode=mode, state=state, t_utc_s=t_utc_s, detail=detail))  # type: ignore[arg-type]
+        publish(WorkloadPhase(run_id=run_id, sut=sut, mode=mode, state=state, t_utc_s=t_utc_s, detail=detail))
 
     event("started", now_utc_s(), started_detail or f"workload {workload.name}")
     try:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from mlpower.settings import ServiceSettings
 from mlpower.sut_agent.errors import AgentError
+from pydantic import Field
 
 
 class Settings(ServiceSettings):

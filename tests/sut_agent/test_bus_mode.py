@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from mlpower import topology
 from mlpower.bus import Delivery
 from mlpower.schema import Message, RunWorkloadPhase, WorkloadPhase
@@ -18,9 +17,11 @@ from mlpower.sut_agent.settings import Settings
 
 pytestmark = pytest.mark.rabbitmq
 
+Agent = tuple[AgentService, queue.Queue[WorkloadPhase]]
+
 
 @pytest.fixture
-def agent_events(rabbit_bus: object, unique: str, tmp_path: Path) -> Iterator[tuple[AgentService, queue.Queue[WorkloadPhase]]]:
+def agent_events(rabbit_bus: object, unique: str, tmp_path: Path) -> Iterator[Agent]:
     received: queue.Queue[WorkloadPhase] = queue.Queue()
 
     def collect(message: Message, delivery: Delivery) -> None:
@@ -31,7 +32,7 @@ def agent_events(rabbit_bus: object, unique: str, tmp_path: Path) -> Iterator[tu
                               durable=False, exclusive=True)
     listener = rabbit_bus.subscribe(spec, collect)  # type: ignore[attr-defined]
     settings = load_settings(Settings, sut=f"sut{unique}", lab=f"lab{unique}", results_dir=tmp_path, duration_s=1.0)
-    service = AgentService(settings, rabbit_bus).start()  # type: ignore[arg-type]
+    service = AgentService(settings, rabbit_bus).start()
     try:
         yield service, received
     finally:
@@ -44,7 +45,7 @@ def take(received: queue.Queue[WorkloadPhase], count: int, timeout_s: float = 60
     return [received.get(timeout=timeout_s) for _ in range(count)]
 
 
-def test_a_phase_command_produces_events_in_order(rabbit_bus: object, agent_events: tuple[AgentService, queue.Queue[WorkloadPhase]],
+def test_a_phase_command_produces_events_in_order(rabbit_bus: object, agent_events: Agent,
                                                   unique: str, tmp_path: Path) -> None:
     service, received = agent_events
     command = RunWorkloadPhase(run_id=f"run{unique}", sut=f"sut{unique}", mode="testing",
@@ -59,7 +60,7 @@ def test_a_phase_command_produces_events_in_order(rabbit_bus: object, agent_even
     assert finished["loadgen"]["scenario"] == "Offline" and finished["compliant_durations"] is False
 
 
-def test_a_failing_workload_publishes_failed(rabbit_bus: object, agent_events: tuple[AgentService, queue.Queue[WorkloadPhase]],
+def test_a_failing_workload_publishes_failed(rabbit_bus: object, agent_events: Agent,
                                              unique: str) -> None:
     _, received = agent_events
     command = RunWorkloadPhase(run_id=f"bad{unique}", sut=f"sut{unique}", mode="ranging",
@@ -72,7 +73,7 @@ def test_a_failing_workload_publishes_failed(rabbit_bus: object, agent_events: t
 
 
 def test_a_bad_workload_name_fails_without_running(rabbit_bus: object,
-                                                   agent_events: tuple[AgentService, queue.Queue[WorkloadPhase]],
+                                                   agent_events: Agent,
                                                    unique: str) -> None:
     _, received = agent_events
     command = RunWorkloadPhase(run_id=f"x{unique}", sut=f"sut{unique}", mode="testing", workload="builtin:nope")

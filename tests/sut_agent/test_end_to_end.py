@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-
 from mlpower.sut_agent.loadgen_logs import read_result
 
 from .test_powerdev_client import LAYOUT
@@ -18,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def director_port(tmp_path: Path) -> Iterator[int]:
+def director_server(tmp_path: Path) -> Iterator[object]:
     simulator_module = pytest.importorskip("mlpower.analyzer_sim.simulator")
     director_module = pytest.importorskip("mlpower.director.director")
     server_module = pytest.importorskip("mlpower.director.powerdev_server")
@@ -30,16 +34,24 @@ def director_port(tmp_path: Path) -> Iterator[int]:
             DirectorSettings, analyzer=f"TCPIP0::127.0.0.1::{simulator.port}::SOCKET", host="127.0.0.1",
             powerdev_port=0, http_port=0, results_dir=tmp_path / "director", analyzer_sleep_s=0.5,
             sample_interval_s=0.25, bus_mode=False)
-        director = director_module.Director(settings)
-        server = server_module.PowerDevServer(director.powerdev_factory, host="127.0.0.1", port=0).start()
+        server = server_module.PowerDevServer(director_module.Director(settings).powerdev_factory,
+                                              host="127.0.0.1", port=0).start()
         try:
-            yield server.port
+            yield server
         finally:
             server.stop()
 
 
-def test_client_session_against_the_director(director_port: int, tmp_path: Path) -> None:
+def _wait_for(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_client_session_against_the_director(director_server: Any, tmp_path: Path) -> None:
     out = tmp_path / "agent"
+    director_port = director_server.port
     done = subprocess.run(
         [sys.executable, "-m", "mlpower.sut_agent", "--server", f"127.0.0.1:{director_port}", "--workload",
          "builtin:offline", "--out", str(out), "--label", "e2e", "--duration-s", "2"],
@@ -60,3 +72,52 @@ def test_client_session_against_the_director(director_port: int, tmp_path: Path)
     assert client["mlpower"]["compliant_durations"] is False
     assert any(line.startswith("Time,") for line in (session / "run_1" / "spl.txt").read_text().splitlines())
     assert f"session {session.name}" in done.stdout
+
+
+def test_director_lost_mid_workload_fails_the_agent_and_the_session(director_server: Any, tmp_path: Path) -> None:
+    from mlpower.sut_agent.errors import ConnectionLost
+    from mlpower.sut_agent.powerdev_client import ClientOptions, run_client_session
+    from mlpower.sut_agent.workloads import parse_workload
+
+    events: list[Any] = []
+    out = tmp_path / "agent"
+    # Stop the director once the ranging workload is running.
+    def stop_director() -> None:
+        _wait_for(lambda: any(e.state == "started" for e in events))
+        time.sleep(0.5)
+        director_server.stop()
+
+    stopper = threading.Thread(target=stop_director)
+    stopper.start()
+    started = time.monotonic()
+    with pytest.raises(ConnectionLost, match="ranging workload"):
+        run_client_session(ClientOptions(host="127.0.0.1", port=director_server.port, out_dir=out, duration_s=1),
+                           parse_workload("sleep 60"), events.append)
+    stopper.join()
+    assert time.monotonic() - started < 30
+    assert [e.state for e in events] == ["started", "failed"]
+    assert director_server.session is not None and director_server.session.ended
+
+
+def test_agent_terminated_mid_workload_aborts_the_director_session(director_server: Any, tmp_path: Path) -> None:
+    out = tmp_path / "agent"
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "mlpower.sut_agent", "--server", f"127.0.0.1:{director_server.port}", "--workload",
+         "echo $$ > {log_dir}/shell.pid; sleep 60", "--out", str(out), "--duration-s", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: any(out.glob("loadgen_logs/*/ranging/shell.pid")))
+        pid_file = next(out.glob("loadgen_logs/*/ranging/shell.pid"))
+        _wait_for(lambda: pid_file.read_text().strip() != "")
+        shell_pid = int(pid_file.read_text())
+        agent.send_signal(signal.SIGTERM)
+        _, stderr = agent.communicate(timeout=30)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    assert agent.returncode == 130, stderr[-2000:]
+    _wait_for(lambda: director_server.session is not None and director_server.session.ended)
+    assert director_server.session.status_reason == "client disconnected"
+    with pytest.raises(ProcessLookupError):  # the workload's shell was stopped with the agent
+        os.kill(shell_pid, 0)

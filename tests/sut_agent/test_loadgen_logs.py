@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from mlpower.sut_agent.errors import LoadGenLogError
 from mlpower.sut_agent.loadgen_logs import find_run_logs, parse_logs, power_window, read_result
 
@@ -43,7 +42,8 @@ def test_markers_are_read_as_utc_whatever_the_local_zone(monkeypatch: pytest.Mon
 
 
 def test_old_format_and_first_line_rule() -> None:
-    text = 'POWER_BEGIN: "time": 01-02-2026 03:04:05.600\nPOWER_END: 01-02-2026 03:04:09.100\npower_end: 01-02-2026 09:00:00.000'
+    text = ('POWER_BEGIN: "time": 01-02-2026 03:04:05.600\n'
+            'POWER_END: 01-02-2026 03:04:09.100\npower_end: 01-02-2026 09:00:00.000')
     window = power_window(text, "old.txt")
     assert window.duration_s == pytest.approx(3.5)
 

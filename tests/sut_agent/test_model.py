@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from mlpower.sut_agent.model import CLASSES, Conv, build_model, random_images
 
 

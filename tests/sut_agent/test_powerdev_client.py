@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from mlpower.sut_agent.client_outputs import hash_tree
 from mlpower.sut_agent.errors import ClockOffsetError, ConnectionLost, ProtocolError
 from mlpower.sut_agent.powerdev_client import CLIENT_MAGIC, FETCH_FILES, ClientOptions, run_client_session
@@ -25,7 +24,7 @@ LAYOUT = ["power/client.json", "power/client.log", "power/ptd_logs.txt", "power/
 
 def options(server: FakePowerDevServer, out: Path, **changes: object) -> ClientOptions:
     return ClientOptions(**{"host": "127.0.0.1", "port": server.port, "out_dir": out, "label": "t1",
-                            "duration_s": 0.5, "reply_timeout_s": 10.0, **changes})  # type: ignore[arg-type]
+                            "duration_s": 0.5, "reply_timeout_s": 10.0, **changes})
 
 
 def test_full_session_produces_the_documented_tree(tmp_path: Path, events: Events) -> None:
@@ -38,12 +37,14 @@ def test_full_session_produces_the_documented_tree(tmp_path: Path, events: Event
     client = json.loads((session / "power" / "client.json").read_text())
     server_json = json.loads((session / "power" / "server.json").read_text())
     assert list(client) == SUMMARY_KEYS and not (session / "power" / "client.json").read_text().endswith("\n")
-    assert client["uuid"] == server_json["uuid"] and client["session_name"] == server_json["session_name"] == session.name
+    assert client["uuid"] == server_json["uuid"]
+    assert client["session_name"] == server_json["session_name"] == session.name
     # Both sides record the same exchanges, from the handshake to the last time check.
     assert [m["cmd"] for m in client["messages"]] == [m["cmd"] for m in server_json["messages"]]
     assert client["messages"][0]["cmd"] == CLIENT_MAGIC
     assert [c for c in server.commands if c.startswith("session,")] == [
-        f"session,{session.name},{a}" for a in ("start,ranging", "stop,ranging", "start,testing", "stop,testing", "done")]
+        f"session,{session.name},{a}"
+        for a in ("start,ranging", "stop,ranging", "start,testing", "stop,testing", "done")]
     assert [c.split(",", 2)[2] for c in server.commands if c.startswith("download,")] == list(FETCH_FILES)
     assert server.commands[-1] == f"cleanup,{session.name}"
     # Four phase stamps per mode, in order; the LoadGen window inside phases 1..2 as the checker wants.

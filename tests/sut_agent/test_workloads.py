@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from mlpower.sut_agent.errors import LoadGenLogError, WorkloadError, WorkloadFailed
 from mlpower.sut_agent.runner import run_phase
 from mlpower.sut_agent.workloads import BUILTIN_WORKLOADS, cuda_available, parse_workload
@@ -49,7 +48,8 @@ def test_builtin_gpu_variant(tmp_path: Path) -> None:
 
 
 def test_command_workload_gets_the_log_folder_and_utc(tmp_path: Path, events: Events) -> None:
-    command = f"test \"$MLPOWER_LOADGEN_LOG_DIR\" = {{log_dir}} && {RUNNER} --scenario singlestream --out {{log_dir}} --duration-ms 500"
+    command = (f"test \"$MLPOWER_LOADGEN_LOG_DIR\" = {{log_dir}} && "
+               f"{RUNNER} --scenario singlestream --out {{log_dir}} --duration-ms 500")
     outcome = run_phase(parse_workload(command), "ranging", tmp_path / "logs dir", run_id="r", sut="s",
                         duration_s=0.5, publish=events.append)
     assert outcome.result.scenario == "SingleStream"
@@ -71,8 +71,8 @@ def test_non_zero_exit_keeps_code_and_stderr_tail(tmp_path: Path, events: Events
 
 
 def test_logs_without_power_markers_name_the_file(tmp_path: Path, events: Events) -> None:
-    command = "echo ':::MLLOG {\"key\": \"effective_scenario\", \"value\": \"Offline\"}' > {log_dir}/mlperf_log_detail.txt; " \
-              "echo 'Result is : VALID' > {log_dir}/mlperf_log_summary.txt"
+    command = ("echo ':::MLLOG {\"key\": \"effective_scenario\", \"value\": \"Offline\"}' "
+               "> {log_dir}/mlperf_log_detail.txt; echo 'Result is : VALID' > {log_dir}/mlperf_log_summary.txt")
     with pytest.raises(LoadGenLogError, match=r"mlperf_log_detail\.txt: no readable power_begin and power_end"):
         run_phase(parse_workload(command), "testing", tmp_path, run_id="r", sut="s", duration_s=1,
                   publish=events.append)
