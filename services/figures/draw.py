@@ -183,12 +183,14 @@ def draw_fig7(data: FigureData, look: dict[str, Any]) -> Figure:
     ax.set_yscale("log")
     ax.set_ylabel(look["y_label"])
     every_value = [v for g in groups.values() for v in g.values()]
+    top = ax  # the legend goes on the axes drawn last, so that no line crosses it
     if data.series["macs"]:
         twin = ax.twinx()
         (line,) = twin.plot(x, data.series["macs"], color=look["mac_color"], marker="o", label=look["mac_label"])
         twin.set_yscale("log")
         twin.set_ylabel(look["y2_label"])
         handles.append(line)
+        top = twin
     if every_value:
         marker_y = min(every_value) / look["marker_divisor"]
         for category, members in data.series["categories"].items():
@@ -196,7 +198,7 @@ def draw_fig7(data: FigureData, look: dict[str, Any]) -> Figure:
             xs = [order.index(m) for m in members if m in order]
             ax.scatter(xs, [marker_y] * len(xs), s=look["marker_size"], color=color, marker=marker)
             handles.append(Line2D([], [], color=color, marker=marker, linestyle="", label=category))
-    ax.legend(handles=handles, loc="upper right")
+    top.legend(handles=handles, loc="upper right")
     return figure
 
 
