@@ -44,3 +44,33 @@ def test_sntp_offset_and_delay() -> None:
     offset, delay = ntp_offset_from_timestamps(10.0, 12.05, 12.06, 10.11)
     assert offset == pytest.approx(2.0)
     assert delay == pytest.approx(0.1)
+
+
+def test_ntp_query_against_a_local_responder() -> None:
+    import socket
+    import struct
+    import threading
+    import time
+
+    from mlpower.sut_agent.clock import NTP_EPOCH_DELTA_S, ntp_offset
+
+    def ntp_stamp(t: float) -> bytes:
+        seconds = t + NTP_EPOCH_DELTA_S
+        return struct.pack("!II", int(seconds), int((seconds % 1) * 2**32))
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.bind(("127.0.0.1", 0))
+
+        def answer() -> None:
+            request, peer = server.recvfrom(48)
+            assert request[0] & 0x07 == 3  # client mode
+            now = time.time() + 1.5  # a server clock 1.5 s ahead
+            server.sendto(b"\x24" + 31 * b"\0" + ntp_stamp(now) + ntp_stamp(now), peer)
+
+        thread = threading.Thread(target=answer)
+        thread.start()
+        offset = ntp_offset("127.0.0.1", server.getsockname()[1], timeout_s=5)
+        thread.join()
+    assert offset.offset_s == pytest.approx(1.5, abs=0.05)
+    with pytest.raises(ClockOffsetError, match="ntp 127.0.0.1"):
+        check_offset(offset)
