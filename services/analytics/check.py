@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+from mlpower.schema import Finding, RunSummary
 from pydantic import BaseModel, ConfigDict
 from rich.console import Console
 from rich.table import Table
-
-from mlpower.schema import Finding, RunSummary
 
 from .errors import InputError
 from .rules import RULES, CheckOptions, Rule, run_rule

@@ -17,7 +17,6 @@ def analytics() -> None:
 
 def _serve() -> None:
     import uvicorn
-
     from mlpower.bus import connect
     from mlpower.cli import setup_logging
     from mlpower.settings import load_settings

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-
 from mlpower.schema import Finding, SampleFlag
 
 from .energy import Samples, analyze_window, inside
@@ -332,16 +331,16 @@ def _ptd_logs(tree: RunTree, options: CheckOptions, v: Verdicts) -> Finding:
         match = _PTD_STAMP.match(line)
         stamped.append((number, parse_stamp(match.group(1)), match.group(2).strip()) if match
                        else (number, None, line.strip()))
-    go = next((i for i, (_, t, m) in enumerate(stamped) if t is not None and m == f": Go with mark '{session}_ranging'"),
-              None)
+    go_text = f": Go with mark '{session}_ranging'"
+    go = next((i for i, (_, t, m) in enumerate(stamped) if t is not None and m == go_text), None)
     done = next((i for i, (_, t, m) in enumerate(stamped) if go is not None and i > go and m == ": Completed test"),
                 None)
     if go is None or done is None:
         return v.failed("can not find ranging time in power/ptd_logs.txt (Go with mark ... Completed test)",
                         file="power/ptd_logs.txt", session=session)
     ranging_start, ranging_stop = stamped[go][1], stamped[done][1]
-    activated = next(((n, t) for n, t, m in stamped if re.search(r"Uncertainty checking for Yokogawa\S+ is activated", m)),
-                     None)
+    activation = re.compile(r"Uncertainty checking for Yokogawa\S+ is activated")
+    activated = next(((n, t) for n, t, m in stamped if activation.search(m)), None)
     if activated is None or activated[1] is None or activated[1] >= ranging_start:  # type: ignore[operator]
         return v.failed("power/ptd_logs.txt lacks a timestamped 'Uncertainty checking for Yokogawa... is activated' "
                         "line before the ranging Go", file="power/ptd_logs.txt")
@@ -499,8 +498,9 @@ def _uncertainty(tree: RunTree, options: CheckOptions, v: Verdicts) -> Finding:
             worst = float(match.group(3))
             evidence = {"file": "run_1/ptd_out.txt", "avg": float(match.group(1)), "max_relative": worst}
             if worst < 0 or worst > UNCERTAINTY_LIMIT:
-                return v.failed(f"PTDaemon reports a maximum uncertainty of {worst:.3%} in testing", **evidence)
-            return v.passed(f"PTDaemon reports a maximum uncertainty of {worst:.3%}", **evidence)
+                return v.failed(f"run_1/ptd_out.txt reports a maximum uncertainty of {worst:.3%} in testing",
+                                **evidence)
+            return v.passed(f"run_1/ptd_out.txt reports a maximum uncertainty of {worst:.3%}", **evidence)
     return v.not_applicable("no per-sample uncertainty in this tree (no documents.jsonl, no Uncertainty in "
                             "run_1/ptd_out.txt)")
 

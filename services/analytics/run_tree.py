@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from mlpower.runstream import read_documents
 from mlpower.schema import RunDocument, SampleFlag
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-
 from mlpower.schema import RunAnalyzed, RunSummary, decode, encode
 
 from .errors import InputError

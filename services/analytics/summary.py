@@ -19,10 +19,10 @@ from mlpower.schema import (
     RunDocument,
     RunStart,
     RunStop,
+    RunSummary,
     SamplePage,
     SourceInfo,
     StreamDescriptor,
-    RunSummary,
 )
 
 from . import efficiency as eff

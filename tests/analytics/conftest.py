@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from mlpower.analytics.rules import CheckOptions
 
 from .trees import SOURCES, TreeSpec, build_tree

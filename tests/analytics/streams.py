@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from mlpower.runstream import RunStream
 from mlpower.schema import RunDocument, SampleFlag, SourceInfo
 

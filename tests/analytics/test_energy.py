@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from mlpower.analytics.energy import Samples, analyze_window, energy_sum_j, energy_trapezoid_j
 from mlpower.analytics.errors import WindowError
 from mlpower.analytics.loadgen import parse_detail

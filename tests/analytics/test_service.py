@@ -10,7 +10,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
-
 from mlpower import topology
 from mlpower.analytics.app import create_app
 from mlpower.analytics.service import AnalyticsService

@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 from mlpower.runstream import RunStream
 from mlpower.schema import SampleFlag, SourceInfo
 
@@ -226,7 +225,8 @@ def build_tree(base: Path, spec: TreeSpec | None = None) -> Path:
         write_documents(session, spec, times, watts)
     phases = {mode: [[t, t - spec.t0_utc_s] for t in tm.phases] for mode, tm in times.items()}
     common = {"version": "1.0", "timezone": 0, "modules": {}, "sources": SOURCES, "messages": messages(times),
-              "uuid": {"client": "a5ef12e1-217e-4064-9d19-0ddfcee5e4ed", "server": "3bb4a5fd-fcef-475b-aefe-17ffa12409a0"},
+              "uuid": {"client": "a5ef12e1-217e-4064-9d19-0ddfcee5e4ed",
+                       "server": "3bb4a5fd-fcef-475b-aefe-17ffa12409a0"},
               "session_name": spec.sid, "results": {}, "phases": phases}
     write_json(session / "power" / "client.json", {**common, "ptd_config": [None]})
     server_phases = {mode: [[t + 0.05, m] for t, m in entries] for mode, entries in phases.items()}
