@@ -18,7 +18,6 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-
 from mlpower.cli import SUBCOMMANDS
 
 from .conftest import DEPLOY, DeployTools

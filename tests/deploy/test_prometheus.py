@@ -1,0 +1,69 @@
+"""deploy/prometheus: promtool accepts the configurations and rules; the alerts' own unit tests pass."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import DEPLOY, DeployTools, derive_config
+from .promql import alert_vector, load_rules
+
+HERE = Path(__file__).resolve().parent
+ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+
+
+def promtool(tools: DeployTools, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(tools.promtool), *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("config", [DEPLOY / "prometheus" / "prometheus.yml",
+                                    DEPLOY / "k8s" / "base" / "prometheus" / "prometheus.yml"],
+                         ids=["compose", "k8s-base"])
+def test_promtool_checks_the_configuration(deploy_tools: DeployTools, config: Path) -> None:
+    result = promtool(deploy_tools, "check", "config", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_checks_the_rules(deploy_tools: DeployTools) -> None:
+    result = promtool(deploy_tools, "check", "rules", str(ALERTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alert_unit_tests_pass(deploy_tools: DeployTools) -> None:
+    result = promtool(deploy_tools, "test", "rules", str(HERE / "alerts_test.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alert_unit_tests_catch_a_wrong_threshold(deploy_tools: DeployTools, tmp_path: Path) -> None:
+    (tmp_path / "alerts.yml").write_text(ALERTS.read_text().replace(
+        "(mlpower_analyzer_uncertainty_ratio) > 0.01", "(mlpower_analyzer_uncertainty_ratio) > 0.02"))
+    tests = yaml.safe_load((HERE / "alerts_test.yml").read_text())
+    tests["rule_files"] = [str(tmp_path / "alerts.yml")]
+    (tmp_path / "alerts_test.yml").write_text(yaml.safe_dump(tests))
+    result = promtool(deploy_tools, "test", "rules", str(tmp_path / "alerts_test.yml"))
+    assert result.returncode != 0 and "MlpowerUncertaintyAboveOnePercent" in result.stdout + result.stderr
+
+
+def test_every_alert_has_a_severity_a_summary_and_a_comparable_vector() -> None:
+    alerts = [rule for rule in load_rules() if "alert" in rule]
+    assert {rule["alert"] for rule in alerts} >= {
+        "MlpowerLiveComplianceError", "MlpowerLiveComplianceWarning", "MlpowerAnalyzerLost",
+        "MlpowerSampleGaps", "MlpowerUncertaintyAboveOnePercent"}
+    for rule in alerts:
+        assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule["alert"]
+        assert alert_vector(rule["expr"]) != rule["expr"].strip()
+
+
+def test_derived_test_configuration_remaps_targets_and_keeps_the_rules() -> None:
+    config = derive_config({"director:8000": "127.0.0.1:1", "mlpower-analytics": ["127.0.0.1:2", "127.0.0.1:3"]},
+                           "127.0.0.1:9")
+    jobs = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+    assert jobs == {"prometheus": ["127.0.0.1:9"], "mlpower-director": ["127.0.0.1:1"],
+                    "mlpower-analytics": ["127.0.0.1:2", "127.0.0.1:3"]}
+    assert config["rule_files"] == [str(ALERTS.resolve())]
+    with pytest.raises(ValueError, match="directr:8000"):
+        derive_config({"directr:8000": "127.0.0.1:1"}, "127.0.0.1:9")
