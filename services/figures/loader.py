@@ -73,14 +73,18 @@ def read_table(path: Path, required: tuple[str, ...]) -> pl.DataFrame:
     missing = [name for name in required if name not in frame.columns]
     if missing:
         raise DataError(f"{path}:1: header lacks column(s) {', '.join(missing)}")
-    physical_lines = path.read_bytes().rstrip(b"\n").count(b"\n")  # lines after the header
+    content = path.read_bytes()
+    # Lines after the header; polars keeps a blank line as an all-null row, so rows and lines agree.
+    physical_lines = content.count(b"\n") + (0 if content.endswith(b"\n") else 1) - 1
     if physical_lines != frame.height:
         raise DataError(f"{path}: {frame.height} rows but {physical_lines} data lines (a quoted newline?); "
                         "line numbers would be wrong")
-    return frame.with_columns(
+    frame = frame.with_columns(
         pl.lit(path.name).alias(FILE_COLUMN),
         pl.int_range(2, frame.height + 2, dtype=pl.Int64).alias(LINE_COLUMN),
     )
+    data_columns = [c for c in frame.columns if c not in (FILE_COLUMN, LINE_COLUMN)]
+    return frame.filter(~pl.all_horizontal(pl.col(data_columns).is_null()))  # blank lines carry nothing
 
 
 def read_performance(path: Path) -> pl.DataFrame:

@@ -1,0 +1,27 @@
+"""Helpers of the figures tests: a service over a copy of the session build, and waiting."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlpower.figures.service import FiguresService
+
+
+def service_over_built(built: dict[str, Any], data_dir: Path, root: Path, **kwargs: Any) -> FiguresService:
+    """A service whose paper folder already holds the session's build (manifest included)."""
+    shutil.copytree(built["paper"][0], root / "figures" / "paper")
+    return FiguresService(data_dir, root / "figures", workers=1, **kwargs)
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float = 60.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

@@ -1,0 +1,108 @@
+"""The audit matches what the two builds wrote, the outputs are complete, and rebuilds are incremental."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from mlpower.figures.build import audit, build, write_audit
+from mlpower.figures.catalogue import NAMES
+from mlpower.figures.loader import ALL_FILES, EDGE
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Independent of the code under test: nested key values -> dotted/indexed keys."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}.{key}" if prefix else key).items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in _flat(item, f"{prefix}[{i}]").items()}
+    return {prefix: value}
+
+
+def _differs(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return not math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)
+    return a != b
+
+
+def test_corrected_differs_from_paper_exactly_where_the_audit_says(figure_json, audit_report) -> None:
+    by_figure = {f["figure"]: f for f in audit_report["figures"]}
+    assert set(by_figure) == set(NAMES)
+    for name in NAMES:
+        paper = _flat(figure_json["paper"][name]["key_values"])
+        corrected = _flat(figure_json["corrected"][name]["key_values"])
+        differing = {k for k in set(paper) | set(corrected)
+                     if k not in paper or k not in corrected or _differs(paper[k], corrected[k])}
+        said = {d["key"] for d in by_figure[name]["differences"] if d["section"] == "key_values"}
+        assert said == differing, name
+        # The plotted values with their rows: the same comparison over the "plotted" sections.
+        p_points = {k: v["value"] for k, v in figure_json["paper"][name]["plotted"].items() if k not in paper}
+        c_points = {k: v["value"] for k, v in figure_json["corrected"][name]["plotted"].items() if k not in corrected}
+        differing_points = {k for k in set(p_points) | set(c_points)
+                            if k not in p_points or k not in c_points or _differs(p_points[k], c_points[k])}
+        assert {d["key"] for d in by_figure[name]["differences"] if d["section"] == "plotted"} == differing_points
+
+
+def test_audit_names_the_rows_responsible(audit_report) -> None:
+    by_figure = {f["figure"]: f for f in audit_report["figures"]}
+    assert by_figure["fig1"]["differences"] == []
+    fig2 = {d["key"]: d for d in by_figure["fig2"]["differences"]}
+    assert set(fig2) == {"Datacenter_max_W"}
+    assert fig2["Datacenter_max_W"]["rows_paper"] == ["typed_values.json:fig2.datacenter_max_override_W"]
+    assert fig2["Datacenter_max_W"]["rows_corrected"][0].startswith("data_cleaned_inference_datacenter.csv:")
+    resnet = {d["key"]: d for d in by_figure["fig5a"]["differences"]}["ResNet@v4.1_normalized"]
+    assert resnet["rows_paper"] and resnet["rows_corrected"] and resnet["rows_paper"] != resnet["rows_corrected"]
+    for figure in audit_report["figures"]:
+        for d in figure["differences"]:
+            if d["change"] != "only_corrected" and d["section"] == "plotted":
+                assert d["rows_paper"], (figure["figure"], d["key"])
+
+
+def test_audit_report_files(tmp_path: Path, audit_report) -> None:
+    markdown = write_audit(audit_report, tmp_path / "audit.md").read_text()
+    assert "## fig5a" in markdown and "ResNet@v4.1_normalized" in markdown
+    assert json.loads(write_audit(audit_report, tmp_path / "audit.json").read_text())["figures"][0]["figure"] == "fig1"
+
+
+def test_every_figure_has_png_svg_json(built) -> None:
+    for mode, (folder, report) in built.items():
+        assert sorted(report.rendered) == sorted(NAMES) and report.unchanged == []
+        for name in NAMES:
+            with Image.open(folder / f"{name}.png") as image:
+                assert round(image.info["dpi"][0]) == 300
+            assert ET.parse(folder / f"{name}.svg").getroot().tag.endswith("svg")
+            document = json.loads((folder / f"{name}.json").read_text())
+            assert document["figure"] == name and document["mode"] == mode and "key_values" in document
+
+
+def test_unchanged_inputs_render_nothing(built, data_dir: Path) -> None:
+    for mode, (folder, _) in built.items():
+        before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+        report = build(folder, data_dir, mode=mode)
+        assert report.rendered == [] and sorted(report.unchanged) == sorted(NAMES)
+        assert report.seconds < 0.5
+        assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+
+
+def test_only_figures_whose_inputs_changed_are_rerendered(tmp_path: Path, data_dir: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ALL_FILES:
+        shutil.copyfile(data_dir / name, data / name)
+    out = tmp_path / "out"
+    first = build(out, data, only=["fig5b", "fig9", "fig11b"], workers=1)
+    assert sorted(first.rendered) == ["fig11b", "fig5b", "fig9"]
+    with open(data / EDGE, "a") as handle:  # a new (irrelevant) row changes the edge table's bytes
+        handle.write("\n")
+    second = build(out, data, only=["fig5b", "fig9", "fig11b"], workers=1)
+    assert second.rendered == ["fig5b"] and sorted(second.unchanged) == ["fig11b", "fig9"]
+    (out / "fig9.svg").unlink()  # a missing output is rebuilt too
+    assert build(out, data, only=["fig9"], workers=1).rendered == ["fig9"]
+    # Another mode into the same folder is another input.
+    assert build(out, data, mode="corrected", only=["fig9"], workers=1).rendered == ["fig9"]
