@@ -5,12 +5,16 @@ keeps every reading, hands each one to ``on_sample`` (live metrics) and publishe
 ``SamplePage``s through the run stream, at least every ``page_interval_s`` or ``page_max_samples``.
 A source that raises (``AnalyzerLost`` or anything else) ends the phase at once: the page in hand
 is published, then ``on_lost(reason)`` is called, so the run fails with the samples kept.
+
+Pages are published from a second thread: a broker confirm (RabbitMQ waits for it) must not
+delay the next read. ``stop`` drains that thread, so every page precedes the phase's end mark.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -69,15 +73,23 @@ class Recorder:
         self.error: str | None = None
         self._page: list[Reading] = []
         self._stop = threading.Event()
+        self._outbox: queue.Queue[list[Reading] | None] = queue.Queue()
+        self.publish_error: str | None = None
         self._thread = threading.Thread(target=self._run, name=f"recorder-{stream}-{mode}", daemon=True)
+        self._publisher = threading.Thread(target=self._publish, name=f"pages-{stream}-{mode}", daemon=True)
 
     def start(self) -> None:
+        self._publisher.start()
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> list[Reading]:
+        """Stop sampling and wait until every page is published."""
         self._stop.set()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=timeout_s)
+        self._outbox.put(None)
+        if threading.current_thread() is not self._publisher:
+            self._publisher.join(timeout=timeout_s)
         return self.readings
 
     @property
@@ -119,11 +131,18 @@ class Recorder:
         self._flush()
 
     def _flush(self) -> None:
-        if not self._page or self._run_stream is None:
-            self._page = []
-            return
         page, self._page = self._page, []
-        columns = {name: [getattr(r, name) for r in page] for name in PAGE_COLUMNS}
-        columns["flags"] = [int(f) for f in columns["flags"]]
-        self._run_stream.page(self.stream, mode=self.mode, **columns)
-        self.stats.pages += 1
+        if page and self._run_stream is not None:
+            self._outbox.put(page)
+
+    def _publish(self) -> None:
+        while (page := self._outbox.get()) is not None:
+            columns = {name: [getattr(r, name) for r in page] for name in PAGE_COLUMNS}
+            columns["flags"] = [int(f) for f in columns["flags"]]
+            try:
+                assert self._run_stream is not None
+                self._run_stream.page(self.stream, mode=self.mode, **columns)
+                self.stats.pages += 1
+            except Exception as exc:  # the bus is down: the samples stay on disk; say so once per page
+                self.publish_error = f"{type(exc).__name__}: {exc}"
+                log.error("page of %d samples of %s not published: %s", len(page), self.stream, self.publish_error)
