@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,21 +88,32 @@ def test_a_bad_workload_name_fails_without_running(rabbit_bus: object,
 def test_the_simulator_follows_the_loadgen_window(rabbit_bus: object, agent_events: Agent, unique: str) -> None:
     simulator_module = pytest.importorskip("mlpower.analyzer_sim.simulator")
     _, received = agent_events
+    readings: list[tuple[float, float]] = []
+    sampling = threading.Event()
     with simulator_module.start_simulator(port=0, load="follow:100:300", bus=rabbit_bus, lab=f"lab{unique}",
                                           sut=f"sut{unique}") as simulator:
-        idle_w = simulator.true_power_w
-        command = RunWorkloadPhase(run_id=f"f{unique}", sut=f"sut{unique}", mode="testing",
-                                   workload="builtin:singlestream", settings={"duration_s": 4.0})
-        rabbit_bus.publish(command, topology.command_key("agent", f"sut{unique}"))  # type: ignore[attr-defined]
-        (started,) = take(received, 1)
-        time.sleep(2.0)  # well inside a 4 s LoadGen run that starts under a second after the workload
-        during_w, during_t = simulator.true_power_w, time.time()
-        begin, end, finished = take(received, 3)
-        deadline = time.monotonic() + 10  # the simulator's own consumer sees power_end/finished too
-        while simulator.true_power_w > idle_w + 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        after_w = simulator.true_power_w
+        def sample() -> None:
+            while not sampling.is_set():
+                readings.append((time.time(), simulator.true_power_w))
+                time.sleep(0.05)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            command = RunWorkloadPhase(run_id=f"f{unique}", sut=f"sut{unique}", mode="testing",
+                                       workload="builtin:singlestream", settings={"duration_s": 2.0})
+            rabbit_bus.publish(command, topology.command_key("agent", f"sut{unique}"))  # type: ignore[attr-defined]
+            started, begin, end, finished = take(received, 4)
+            deadline = time.monotonic() + 10  # the simulator's own consumer sees power_end/finished too
+            while readings[-1][1] > 101 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.2)
+        finally:
+            sampling.set()
+            sampler.join()
     states = (started.state, begin.state, end.state, finished.state)
     assert states == ("started", "power_begin", "power_end", "finished")
-    assert begin.t_utc_s < during_t < end.t_utc_s
-    assert during_w > idle_w + 100 and after_w < during_w - 100
+    idle_w = readings[0][1]
+    inside = [power for t, power in readings if begin.t_utc_s < t < end.t_utc_s]
+    assert len(inside) > 10 and min(inside) > idle_w + 100  # loaded for the whole LoadGen window
+    assert readings[-1][1] < min(inside) - 100  # and back to idle after it
