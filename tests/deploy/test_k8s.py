@@ -52,7 +52,8 @@ def by_kind(docs: tuple[dict[str, Any], ...], kind: str) -> dict[str, dict[str, 
     return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
 
 
-@pytest.mark.parametrize("folder", [K8S / "base", OVERLAY], ids=["base", "multi-sut"])
+@pytest.mark.parametrize("folder", [K8S / "base", OVERLAY, K8S / "examples" / "usb-analyzer"],
+                         ids=["base", "multi-sut", "usb-example"])
 def test_kustomize_output_passes_the_kubernetes_schemas(deploy_tools: DeployTools, folder: Path) -> None:
     docs = build(deploy_tools.kubectl, folder)
     assert len(docs) > 5
@@ -252,3 +253,15 @@ def test_cli_writes_the_overlay_next_to_the_inventory(tmp_path: Path, deploy_too
         ["inventory.yaml", "kustomization.yaml", "prometheus.yml", "suts.yaml"]
     docs = build(deploy_tools.kubectl, overlay)
     assert set(by_kind(docs, "Deployment")) == {"director-only", "analytics", "figures", "prometheus", "grafana"}
+
+
+def test_usb_example_patch_hands_the_device_to_one_director(deploy_tools: DeployTools) -> None:
+    docs = build(deploy_tools.kubectl, K8S / "examples" / "usb-analyzer")
+    pod = by_kind(docs, "Deployment")["director-gpu-b"]["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"kubernetes.io/hostname": "lab-node-2"}
+    director = pod["containers"][0]
+    assert [item["value"] for item in director["env"] if item["name"] == "MLPOWER_ANALYZER"] == \
+        ["USB0::0x0B21::0x0025::C2PH13047V::INSTR"]
+    assert director["resources"]["limits"]["squat.ai/usbtmc"] == "1"
+    assert director["securityContext"]["allowPrivilegeEscalation"] is False
+    assert "generic-device-plugin" in by_kind(docs, "DaemonSet")
