@@ -1,0 +1,685 @@
+"""The Yokogawa WT310E over SCPI: a command table, a reply parser (both pure) and the driver.
+
+The driver speaks through a ``mlpower.director.transport.Transport`` (pyvisa or pyserial), so the
+same code runs over TCP, VXI-11, USBTMC, GP-IB and RS-232. Its session (wt310e.md §3.1, §1.11):
+
+    open    *CLS, *IDN?, :COMMUNICATE:REMOTE ON, :COMMUNICATE:HEADER OFF, :COMMUNICATE:VERBOSE ON,
+            :STATUS:QMESSAGE ON, :STATUS:ERROR? (drained), :INPUT:MODE RMS, :INPUT:CFACTOR 3,
+            :RATE 1S, :NUMERIC:FORMAT ASCII, :NUMERIC:NORMAL:NUMBER 6,
+            :NUMERIC:NORMAL:ITEM1 P,1;ITEM2 U,1;ITEM3 I,1;ITEM4 LAMBDA,1;ITEM5 URANGE,1;ITEM6 IRANGE,1,
+            :STATUS:ERROR?, :STATUS:FILTER1 FALL, :STATUS:EESR?, ranges query
+    ranges  :INPUT:VOLTAGE:AUTO OFF, :INPUT:VOLTAGE:RANGE 300V (or AUTO ON), the same for current,
+            :INPUT:VOLTAGE:RANGE?;AUTO?;:INPUT:CURRENT:RANGE?;AUTO?, :STATUS:ERROR?
+    sample  :COMMUNICATE:WAIT 1 (blocks until the next update), :NUMERIC:NORMAL:VALUE?, :STATUS:EESR?
+
+The range items (URANGE, IRANGE) report the range in use with auto range; a meter that refuses
+them falls back to four items and a ranges query per auto-range sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from mlpower.director import ranges as rng
+from mlpower.director.errors import AnalyzerError, AnalyzerLost, AnalyzerTimeout, RangeError, ReplyParseError
+from mlpower.director.sources import Reading, Resource
+from mlpower.director.transport import Transport, open_transport
+from mlpower.director.uncertainty import sample_uncertainty_w
+from mlpower.schema import SampleFlag, SourceInfo
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------- command table
+
+COMMANDS: dict[str, str] = {
+    # common (IEEE 488.2)
+    "clear": "*CLS",
+    "reset": "*RST",
+    "identify": "*IDN?",
+    # communication and status
+    "remote": ":COMMUNICATE:REMOTE {state}",
+    "header": ":COMMUNICATE:HEADER {state}",
+    "verbose": ":COMMUNICATE:VERBOSE {state}",
+    "qmessage": ":STATUS:QMESSAGE {state}",
+    "error": ":STATUS:ERROR?",
+    "filter_update": ":STATUS:FILTER1 FALL",
+    "eesr": ":STATUS:EESR?",
+    "wait_update": ":COMMUNICATE:WAIT 1",
+    # input
+    "mode": ":INPUT:MODE {mode}",
+    "crest_factor": ":INPUT:CFACTOR {cf}",
+    "voltage_auto": ":INPUT:VOLTAGE:AUTO {state}",
+    "voltage_range": ":INPUT:VOLTAGE:RANGE {value}V",
+    "current_auto": ":INPUT:CURRENT:AUTO {state}",
+    "current_range": ":INPUT:CURRENT:RANGE {value}A",
+    "ranges": ":INPUT:VOLTAGE:RANGE?;AUTO?;:INPUT:CURRENT:RANGE?;AUTO?",
+    # update rate
+    "rate": ":RATE {token}",
+    "rate_query": ":RATE?",
+    # numeric output
+    "numeric_format": ":NUMERIC:FORMAT ASCII",
+    "numeric_number": ":NUMERIC:NORMAL:NUMBER {n}",
+    "numeric_items": ":NUMERIC:NORMAL:{items}",
+    "numeric_item_query": ":NUMERIC:NORMAL:ITEM{n}?",
+    "values": ":NUMERIC:NORMAL:VALUE?",
+}
+
+
+def command(name: str, **params: Any) -> str:
+    """The SCPI text of a named command, e.g. ``command("voltage_range", value=300)``."""
+    template = COMMANDS[name]
+    try:
+        return template.format(**{k: _fmt_param(v) for k, v in params.items()})
+    except KeyError as exc:
+        raise ValueError(f"command {name!r} needs parameter {exc}") from exc
+
+
+def _fmt_param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "ON" if value else "OFF"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+RATE_TOKENS: dict[float, str] = {0.1: "100MS", 0.25: "250MS", 0.5: "500MS", 1.0: "1S", 2.0: "2S", 5.0: "5S"}
+"""Update intervals (s) and their ``:RATE`` tokens (wt310e.md §1.7)."""
+
+# Numeric items: (function, reading field). Element number appended when the command is built.
+BASE_ITEMS: tuple[tuple[str, str], ...] = (
+    ("P", "power_w"),
+    ("U", "voltage_v"),
+    ("I", "current_a"),
+    ("LAMBDA", "power_factor"),
+)
+RANGE_ITEMS: tuple[tuple[str, str], ...] = (("URANGE", "voltage_range_v"), ("IRANGE", "current_range_a"))
+
+EESR_UPD = 1 << 0
+EESR_OVRS = 1 << 3  # computation overflow
+EESR_OVR1 = 1 << 6  # element 1 V or I overrange
+EESR_POV1 = 1 << 7  # element 1 peak voltage overrange
+EESR_POA1 = 1 << 8  # element 1 peak current overrange
+
+
+def items_command(functions: tuple[str, ...], element: int = 1) -> str:
+    units = ";".join(f"ITEM{i} {fn},{element}" for i, fn in enumerate(functions, start=1))
+    return command("numeric_items", items=units)
+
+
+def rate_for_interval(interval_s: float) -> float:
+    """The meter update interval to use for a sampling interval: the interval itself when the meter
+    has it, else the largest rate that divides it (3 s -> 1 s), else the largest one below it."""
+    if not math.isfinite(interval_s) or interval_s < min(RATE_TOKENS) * (1 - 1e-9):
+        raise RangeError(f"sampling interval {interval_s:g} s is below the WT310E's fastest update (0.1 s)")
+    rates = sorted(RATE_TOKENS, reverse=True)
+    for rate in rates:
+        if math.isclose(rate, interval_s, rel_tol=1e-9):
+            return rate
+    for rate in rates:
+        k = interval_s / rate
+        if rate < interval_s and math.isclose(k, round(k), rel_tol=1e-9):
+            return rate
+    return next(rate for rate in rates if rate <= interval_s)
+
+
+def rate_token(interval_s: float) -> str:
+    for value, token in RATE_TOKENS.items():
+        if math.isclose(value, interval_s, rel_tol=1e-9):
+            return token
+    raise RangeError(
+        f"the WT310E has no {interval_s:g} s update interval; choose one of " + ", ".join(f"{v:g}" for v in RATE_TOKENS)
+    )
+
+
+# --------------------------------------------------------------------------- reply parser
+
+_NUMBER_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_HEADER_RE = re.compile(r"^:?[A-Za-z*][A-Za-z0-9:]*\s+(?P<data>.+)$")
+INF_SENTINEL = 9.9e37  # FLOAT-format overrange marker, also seen in ASCII by analogy
+NAN_SENTINEL = 9.91e37  # "no data"
+
+
+class Value:
+    """Status of one numeric item: a number, ``NAN`` (no data) or ``INF`` (overrange)."""
+
+    OK = "ok"
+    NAN = "nan"
+    INF = "inf"
+
+
+@dataclass(frozen=True)
+class Identity:
+    manufacturer: str
+    model: str
+    serial: str
+    firmware: str
+    raw: str
+
+    @property
+    def is_wt300_family(self) -> bool:
+        return self.manufacturer.upper() == "YOKOGAWA" and self.model.upper().startswith(("WT31", "WT33"))
+
+
+def _data(unit: str) -> str:
+    """A response unit without its header (when ``:COMMUNICATE:HEADER ON`` put one there)."""
+    unit = unit.strip()
+    m = _HEADER_RE.match(unit)
+    if m and not _NUMBER_RE.match(unit.split()[0]):
+        return m["data"].strip()
+    return unit
+
+
+def parse_identity(reply: str) -> Identity:
+    """``YOKOGAWA,WT310E,C2PH13047V,F1.03`` -> Identity; anything else raises ``ReplyParseError``."""
+    parts = [p.strip() for p in _data(reply).split(",")]
+    if len(parts) != 4 or not all(parts[:2]):
+        raise ReplyParseError("*IDN? reply is not <maker>,<model>,<serial>,<firmware>", reply)
+    firmware = parts[3][1:] if parts[3][:1].upper() == "F" else parts[3]
+    return Identity(parts[0], parts[1], parts[2], firmware, reply)
+
+
+def parse_number(token: str, raw: str | None = None) -> tuple[float | None, str]:
+    """One NR1/NR2/NR3 token -> (value, status). NAN / INF tokens and the 9.9E+37 / 9.91E+37
+    sentinels give (None, NAN|INF); anything else that is not a number raises ``ReplyParseError``."""
+    t = token.strip()
+    upper = t.upper().lstrip("+")
+    if upper in ("NAN", "-NAN"):
+        return None, Value.NAN
+    if upper in ("INF", "-INF", "INFINITY", "-INFINITY"):
+        return None, Value.INF
+    if not _NUMBER_RE.match(t):
+        raise ReplyParseError(f"not a number: {token!r} in reply", raw if raw is not None else token)
+    value = float(t)
+    if abs(value) >= NAN_SENTINEL * (1 - 1e-6):
+        return None, Value.NAN
+    if abs(value) >= INF_SENTINEL * (1 - 1e-6):
+        return None, Value.INF
+    return value, Value.OK
+
+
+def parse_numbers(reply: str, count: int | None = None) -> list[tuple[float | None, str]]:
+    """A comma-separated ``:NUMERIC:NORMAL:VALUE?`` reply; ``count`` items are required when given."""
+    body = reply.strip()
+    if not body:
+        raise ReplyParseError("empty numeric reply", reply)
+    tokens = body.split(",")
+    if count is not None and len(tokens) != count:
+        raise ReplyParseError(f"expected {count} values, got {len(tokens)}", reply)
+    return [parse_number(tok, reply) for tok in tokens]
+
+
+def parse_bool(token: str, raw: str | None = None) -> bool:
+    t = _data(token).upper()
+    if t in ("1", "ON"):
+        return True
+    if t in ("0", "OFF"):
+        return False
+    raise ReplyParseError(f"not a boolean: {token!r}", raw if raw is not None else token)
+
+
+def parse_float(token: str, raw: str | None = None) -> float:
+    value, status = parse_number(_data(token), raw if raw is not None else token)
+    if value is None:
+        raise ReplyParseError(f"expected a number, got {status.upper()}", raw if raw is not None else token)
+    return value
+
+
+def parse_error(reply: str) -> tuple[int, str]:
+    """``0,"No error"`` / ``113,"Undefined header"`` / ``113`` (QMESSAGE OFF) -> (code, message)."""
+    body = _data(reply)
+    code_text, _, message = body.partition(",")
+    code_text = code_text.strip()
+    if not re.fullmatch(r"[+-]?\d+", code_text):
+        raise ReplyParseError('error-queue reply is not <code>[,"<message>"]', reply)
+    message = message.strip()
+    if len(message) >= 2 and message[0] == message[-1] == '"':
+        message = message[1:-1]
+    return int(code_text), message
+
+
+@dataclass(frozen=True)
+class RangeState:
+    voltage_range_v: float
+    voltage_auto: bool
+    current_range_a: float
+    current_auto: bool
+
+
+def parse_ranges(reply: str) -> RangeState:
+    """The reply to ``COMMANDS["ranges"]``: ``300.0E+00;0;500.0E-03;0`` (V range, V auto, I range, I auto)."""
+    units = reply.strip().split(";")
+    if len(units) != 4:
+        raise ReplyParseError("ranges reply is not <V range>;<V auto>;<I range>;<I auto>", reply)
+    return RangeState(
+        parse_float(units[0], reply),
+        parse_bool(units[1], reply),
+        parse_float(units[2], reply),
+        parse_bool(units[3], reply),
+    )
+
+
+def parse_rate(reply: str) -> float:
+    """``1.0E+00`` or a token such as ``1S`` / ``100MS`` -> seconds."""
+    body = _data(reply).upper()
+    for value, token in RATE_TOKENS.items():
+        if body == token:
+            return value
+    m = re.fullmatch(r"(\d+(?:\.\d*)?)(MS|S)", body)
+    if m:
+        return float(m[1]) / (1000.0 if m[2] == "MS" else 1.0)
+    return parse_float(body, reply)
+
+
+def parse_eesr(reply: str) -> int:
+    body = _data(reply)
+    if not re.fullmatch(r"\+?\d+", body):
+        raise ReplyParseError("EESR reply is not an integer", reply)
+    return int(body)
+
+
+def build_reading(
+    reply: str,
+    fields: tuple[str, ...],
+    *,
+    t_utc_s: float,
+    voltage_range_v: float | None,
+    current_range_a: float | None,
+    auto: bool,
+    previous_ranges: tuple[float | None, float | None] | None = None,
+    eesr: int = 0,
+    crest_factor: str | int = 3,
+    frequency_hz: float = 50.0,
+    uncertainty_margin: float = 1.0,
+) -> Reading:
+    """Turn one ``VALUE?`` reply into a Reading. Pure.
+
+    ``fields`` names the reading field of each item in order (``power_w``, ``voltage_v``, ...,
+    optionally ``voltage_range_v``/``current_range_a``). NAN items become ``None`` + MISSING, INF
+    items ``None`` + OVERRANGE; an RMS value beyond 140 % of its range, or EESR OVR1, is OVERRANGE.
+    With ``auto`` the sample is AUTO_RANGE, and RANGE_CHANGE when the range differs from
+    ``previous_ranges``. The uncertainty comes from the datasheet formula when the sample is clean.
+    """
+    parsed = parse_numbers(reply, len(fields))
+    values: dict[str, float | None] = {}
+    flags = SampleFlag.OK
+    for name, (value, status) in zip(fields, parsed, strict=True):
+        if status == Value.NAN:
+            flags |= SampleFlag.MISSING
+        elif status == Value.INF:
+            flags |= SampleFlag.OVERRANGE
+        values[name] = value
+    v_range = values.pop("voltage_range_v", voltage_range_v)
+    a_range = values.pop("current_range_a", current_range_a)
+    if v_range is not None and v_range <= 0:
+        v_range = None
+    if a_range is not None and a_range <= 0:
+        a_range = None
+    power = values.get("power_w")
+    volts = values.get("voltage_v")
+    amps = values.get("current_a")
+    pf = values.get("power_factor")
+    if eesr & (EESR_OVR1 | EESR_OVRS):
+        flags |= SampleFlag.OVERRANGE
+    if rng.is_overrange(volts, v_range, crest_factor) or rng.is_overrange(amps, a_range, crest_factor):
+        flags |= SampleFlag.OVERRANGE
+    if auto:
+        flags |= SampleFlag.AUTO_RANGE
+        if previous_ranges is not None and (v_range, a_range) != previous_ranges:
+            flags |= SampleFlag.RANGE_CHANGE
+    uncertainty = None
+    if not flags & (SampleFlag.MISSING | SampleFlag.OVERRANGE | SampleFlag.RANGE_CHANGE):
+        uncertainty = sample_uncertainty_w(
+            power,
+            volts,
+            amps,
+            pf,
+            v_range,
+            a_range,
+            crest_factor=crest_factor,
+            frequency_hz=frequency_hz,
+            margin=uncertainty_margin,
+        )
+    return Reading(
+        t_utc_s=t_utc_s,
+        power_w=power,
+        voltage_v=volts,
+        current_a=amps,
+        power_factor=pf,
+        voltage_range_v=v_range,
+        current_range_a=a_range,
+        uncertainty_w=uncertainty,
+        flags=int(flags),
+        raw=reply,
+    )
+
+
+# --------------------------------------------------------------------------- driver
+
+_TRANSPORT_OPTIONS = {
+    "backend",
+    "open_timeout_s",
+    "write_termination",
+    "read_termination",
+    "baudrate",
+    "bytesize",
+    "parity",
+    "stopbits",
+    "rtscts",
+    "xonxoff",
+}
+
+
+class WT310E:
+    """An ``AnalyzerSource`` for the WT310E (and the WT310/WT332E/WT333E element 1) over SCPI."""
+
+    min_interval_s = 0.1
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        update_interval_s: float = 1.0,
+        crest_factor: str | int = 3,
+        element: int = 1,
+        sync: str = "wait",
+        range_items: bool = True,
+        timeout_s: float = 2.0,
+        lost_margin_s: float = 0.9,
+        check_identity: bool = True,
+        reset_on_open: bool = False,
+        frequency_hz: float = 50.0,
+        uncertainty_margin: float = 1.0,
+    ) -> None:
+        if sync not in ("wait", "timer"):
+            raise ValueError("sync must be 'wait' (:COMMUNICATE:WAIT 1) or 'timer' (local clock)")
+        update_interval_s = rate_for_interval(update_interval_s)
+        rng.voltage_ranges(crest_factor)  # validates
+        self.transport = transport
+        self.update_interval_s = float(update_interval_s)
+        self.crest_factor = str(crest_factor).upper()
+        self.element = element
+        self.sync = sync
+        self.want_range_items = range_items
+        self.timeout_s = timeout_s
+        self.lost_margin_s = lost_margin_s
+        self.check_identity = check_identity
+        self.reset_on_open = reset_on_open
+        self.frequency_hz = frequency_hz
+        self.uncertainty_margin = uncertainty_margin
+        self.info = SourceInfo(kind="wt310e", address=transport.address, channel=element, tier="informative")
+        self.identity: Identity | None = None
+        self.ranges: RangeState | None = None
+        self.mark = ""
+        self.fields: tuple[str, ...] = ()
+        self.discarded_errors: list[tuple[int, str]] = []
+        self._open = False
+        self._lost: str | None = None
+        self._previous_ranges: tuple[float | None, float | None] | None = None
+        self._next_deadline: float | None = None
+
+    @classmethod
+    def from_resource(cls, resource: Resource, **options: Any) -> WT310E:
+        transport_options = {k: options.pop(k) for k in list(options) if k in _TRANSPORT_OPTIONS}
+        if "timeout_s" in options:
+            transport_options["timeout_s"] = options["timeout_s"]
+        return cls(open_transport(resource.kind, resource.address, **transport_options), **options)
+
+    # ------------------------------------------------------------------ low level
+
+    def _check_alive(self) -> None:
+        if self._lost is not None:
+            raise AnalyzerLost(self._lost)
+        if not self._open:
+            raise AnalyzerError(f"{self.transport.address}: not open")
+
+    def _io(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AnalyzerTimeout:
+            raise
+        except AnalyzerLost as exc:
+            self._lost = str(exc)
+            raise
+
+    def write(self, text: str) -> None:
+        self._io(self.transport.write, text)
+
+    def query(self, text: str, timeout_s: float | None = None) -> str:
+        """Send a query and return its reply. No reply: the error queue says why (``AnalyzerError``)
+        or, when it is empty too, the analyzer is taken as lost (``AnalyzerTimeout``)."""
+        try:
+            return str(self._io(self.transport.query, text, self.timeout_s if timeout_s is None else timeout_s))
+        except AnalyzerTimeout as first:
+            self.transport.clear_input()
+            try:
+                errors = self.read_errors()
+            except AnalyzerLost:
+                self._lost = str(first)
+                raise first from None
+            if errors:
+                code, message = errors[0]
+                raise AnalyzerError(f"{text!r} got no reply: error {code} {message!r}", code=code) from None
+            self._lost = str(first)
+            raise
+
+    def read_errors(self, limit: int = 32) -> list[tuple[int, str]]:
+        """Drain the error queue (``:STATUS:ERROR?`` until code 0)."""
+        errors: list[tuple[int, str]] = []
+        for _ in range(limit):
+            reply = self._io(self.transport.query, COMMANDS["error"], self.timeout_s)
+            code, message = parse_error(reply)
+            if code == 0:
+                break
+            errors.append((code, message))
+        return errors
+
+    def check_errors(self, context: str) -> None:
+        errors = self.read_errors()
+        if errors:
+            code, message = errors[0]
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise AnalyzerError(f"{self.transport.address}: {context}: error {code} {message!r}{more}", code=code)
+
+    # ------------------------------------------------------------------ AnalyzerSource
+
+    def open(self) -> None:
+        if self._open:
+            return
+        self.transport.open()
+        self._open = True
+        self._lost = None
+        try:
+            self._configure()
+        except BaseException:
+            self.close()
+            raise
+
+    def _configure(self) -> None:
+        self.transport.clear_input()
+        self.write(COMMANDS["clear"])
+        self.identity = parse_identity(self.query(COMMANDS["identify"]))
+        if self.check_identity and not self.identity.is_wt300_family:
+            raise AnalyzerError(f"{self.transport.address} is not a Yokogawa WT300-family meter: {self.identity.raw!r}")
+        self.info = SourceInfo(
+            kind="wt310e",
+            model=self.identity.model,
+            serial=self.identity.serial,
+            firmware=self.identity.firmware,
+            address=self.transport.address,
+            channel=self.element,
+            tier="informative",
+        )
+        if self.reset_on_open:
+            self.reset()
+        for name, state in (("remote", True), ("header", False), ("verbose", True), ("qmessage", True)):
+            self.write(command(name, state=state))
+        self.discarded_errors = self.read_errors()
+        if self.discarded_errors:
+            log.info("%s: discarded old errors %s", self.transport.address, self.discarded_errors)
+        self.write(command("mode", mode="RMS"))
+        self.write(command("crest_factor", cf=self.crest_factor))
+        self.write(command("rate", token=rate_token(self.update_interval_s)))
+        self.check_errors("input configuration")
+        self._configure_items()
+        self.write(COMMANDS["filter_update"])
+        parse_eesr(self.query(COMMANDS["eesr"]))
+        self.ranges = parse_ranges(self.query(COMMANDS["ranges"]))
+        self.check_errors("configuration")
+
+    def _configure_items(self) -> None:
+        attempts = [BASE_ITEMS + RANGE_ITEMS, BASE_ITEMS] if self.want_range_items else [BASE_ITEMS]
+        for items in attempts:
+            functions = tuple(fn for fn, _ in items)
+            self.write(COMMANDS["numeric_format"])
+            self.write(command("numeric_number", n=len(items)))
+            self.write(items_command(functions, self.element))
+            errors = self.read_errors()
+            if not errors:
+                self.fields = tuple(field for _, field in items)
+                return
+            log.info("%s: numeric items %s refused: %s", self.transport.address, functions, errors)
+        code, message = errors[0]
+        raise AnalyzerError(f"{self.transport.address}: numeric items refused: error {code} {message!r}", code=code)
+
+    @property
+    def has_range_items(self) -> bool:
+        return "voltage_range_v" in self.fields
+
+    def identify(self) -> str:
+        self._check_alive()
+        reply = self.query(COMMANDS["identify"])
+        self.identity = parse_identity(reply)
+        return reply
+
+    def reset(self, settle_s: float = 2.0) -> None:
+        """``*CLS`` then ``*RST`` (factory settings); ``open`` configures again afterwards."""
+        self.write(COMMANDS["clear"])
+        self.write(COMMANDS["reset"])
+        time.sleep(settle_s)
+
+    def set_update_interval(self, interval_s: float) -> None:
+        """``:RATE`` for a sampling interval (see ``rate_for_interval``)."""
+        self._check_alive()
+        rate = rate_for_interval(interval_s)
+        self.write(command("rate", token=rate_token(rate)))
+        self.check_errors(f"update interval {rate:g} s")
+        self.update_interval_s = rate
+
+    def set_ranges(self, voltage_range_v: float | None, current_range_a: float | None) -> None:
+        """Fixed ranges (rounded up to a hardware range) or ``None`` for auto; read back and checked."""
+        self._check_alive()
+        model = self.identity.model if self.identity else "WT310E"
+        v = None if voltage_range_v is None else rng.valid_voltage_range(voltage_range_v, self.crest_factor)
+        a = None if current_range_a is None else rng.valid_current_range(current_range_a, model, self.crest_factor)
+        if v is None:
+            self.write(command("voltage_auto", state=True))
+        else:
+            self.write(command("voltage_auto", state=False))
+            self.write(command("voltage_range", value=float(v)))
+        if a is None:
+            self.write(command("current_auto", state=True))
+        else:
+            self.write(command("current_auto", state=False))
+            self.write(command("current_range", value=float(a)))
+        self.check_errors("setting ranges")
+        state = parse_ranges(self.query(COMMANDS["ranges"]))
+        self.ranges = state
+        problems = []
+        if v is None and not state.voltage_auto:
+            problems.append("voltage auto range is off")
+        if v is not None and (state.voltage_auto or not math.isclose(state.voltage_range_v, v, rel_tol=1e-6)):
+            problems.append(f"voltage range reads {state.voltage_range_v:g} V (auto {state.voltage_auto}), not {v:g} V")
+        if a is None and not state.current_auto:
+            problems.append("current auto range is off")
+        if a is not None and (state.current_auto or not math.isclose(state.current_range_a, a, rel_tol=1e-6)):
+            problems.append(f"current range reads {state.current_range_a:g} A (auto {state.current_auto}), not {a:g} A")
+        if problems:
+            raise AnalyzerError(f"{self.transport.address}: ranges not applied: " + "; ".join(problems))
+        self._previous_ranges = None
+
+    @property
+    def auto(self) -> bool:
+        return bool(self.ranges and (self.ranges.voltage_auto or self.ranges.current_auto))
+
+    def start(self, mark: str) -> None:
+        self._check_alive()
+        self.mark = mark
+        self._previous_ranges = None
+        self._next_deadline = None
+        if self.sync == "wait":
+            parse_eesr(self.query(COMMANDS["eesr"]))  # clear: the first sample is a fresh update
+
+    def read_sample(self) -> Reading:
+        """Block until the next update and return it; ``AnalyzerLost`` when the meter is gone."""
+        self._check_alive()
+        wait_s = self.update_interval_s + self.lost_margin_s
+        if self.sync == "wait":
+            self.write(COMMANDS["wait_update"])
+        else:
+            self._sleep_to_next_update()
+        self.write(COMMANDS["values"])
+        try:
+            reply = self._io(self.transport.read_line, wait_s)
+        except AnalyzerTimeout as exc:
+            self._lost = f"{self.transport.address}: no sample within {wait_s:g} s ({exc})"
+            raise AnalyzerLost(self._lost) from exc
+        t = time.time()
+        eesr = parse_eesr(self.query(COMMANDS["eesr"])) if self.sync == "wait" else 0
+        state = self.ranges
+        if state is not None and self.auto and not self.has_range_items:
+            state = self.ranges = parse_ranges(self.query(COMMANDS["ranges"]))
+        try:
+            reading = build_reading(
+                reply,
+                self.fields,
+                t_utc_s=t,
+                voltage_range_v=state.voltage_range_v if state else None,
+                current_range_a=state.current_range_a if state else None,
+                auto=self.auto,
+                previous_ranges=self._previous_ranges,
+                eesr=eesr,
+                crest_factor=self.crest_factor,
+                frequency_hz=self.frequency_hz,
+                uncertainty_margin=self.uncertainty_margin,
+            )
+        except ReplyParseError as exc:
+            exc.t_utc_s = t
+            raise
+        self._previous_ranges = (reading.voltage_range_v, reading.current_range_a)
+        return reading
+
+    def _sleep_to_next_update(self) -> None:
+        now = time.monotonic()
+        if self._next_deadline is None:
+            self._next_deadline = now
+        else:
+            self._next_deadline += self.update_interval_s
+            if self._next_deadline < now:  # fell behind: resynchronise rather than burst
+                self._next_deadline = now
+        time.sleep(max(0.0, self._next_deadline - now))
+
+    def stop(self) -> None:
+        self.mark = ""
+
+    def close(self) -> None:
+        if not self._open:
+            return
+        if self._lost is None:
+            try:
+                self.transport.write(command("remote", state=False))
+            except Exception:  # noqa: BLE001 - closing: the meter may already be gone
+                pass
+        self.transport.close()
+        self._open = False
+
+    def __enter__(self) -> WT310E:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
