@@ -20,6 +20,7 @@ import pytest
 import yaml
 from mlpower.cli import SUBCOMMANDS
 
+from .compose_lab import local_services
 from .conftest import DEPLOY, DeployTools
 
 COMPOSE = DEPLOY / "compose.yaml"
@@ -164,3 +165,24 @@ def test_settings_module_table_names_importable_modules_or_pending_ones() -> Non
     for module in SETTINGS_OF_SERVICE.values():
         package = module.rsplit(".", 1)[0]
         assert importlib.util.find_spec(package) is not None, package
+
+
+def test_local_services_run_the_compose_commands_with_loopback_hosts(deploy_tools: DeployTools,
+                                                                    tmp_path: Path) -> None:
+    services = local_services(deploy_tools.docker_compose, tmp_path, {"AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/"})
+    order = list(services)
+    assert set(order) == set(MLPOWER_SERVICES)
+    for name, service in services.items():
+        assert all(order.index(dependency) < order.index(name) for dependency in service.depends_on)
+        assert service.env["AMQP_URL"] == "amqp://guest:guest@127.0.0.1:5672/"
+        assert service.argv[0] == "mlpower"
+        assert (service.health_url is None) == (name in ONE_SHOT)
+        token_file = Path(service.env["MLPOWER_API_TOKEN_FILE"])
+        assert token_file.read_text() == "change-me-api-token"  # from .env.example, through the secret
+    director = services["director"]
+    assert director.argv == ["mlpower", "director"]
+    assert director.env["MLPOWER_ANALYZER"] == "TCPIP0::127.0.0.1::10001::SOCKET"
+    assert director.env["MLPOWER_RESULTS_DIR"] == str(tmp_path / "volumes" / "results")
+    assert director.health_url == "http://127.0.0.1:8000/healthz"
+    assert services["lab-run"].env["MLPOWER_DIRECTOR_URL"] == "http://127.0.0.1:8000"
+    assert services["figures"].env["MLPOWER_DATA_DIR"] == str((DEPLOY / "../../shared/data/mlperf_power").resolve())
