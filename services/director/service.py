@@ -33,6 +33,7 @@ class DirectorService:
                  serve_powerdev: bool = True) -> None:
         self.settings = settings
         self.bus = bus
+        self._stop_requested = threading.Event()
         self.metrics = DirectorMetrics(settings.sample_interval_s)
         self.director = Director(settings, bus=bus, metrics=self.metrics, source_factory=source_factory)
         self.bus_mode = BusMode(self.director, bus) if bus is not None and settings.bus_mode else None
@@ -45,7 +46,6 @@ class DirectorService:
         self._serve_http = serve_http
         self._uvicorn: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
-        self._stop_requested = threading.Event()
 
     @property
     def stop_requested(self) -> threading.Event:

@@ -32,7 +32,8 @@ class DirectorSettings(ServiceSettings):
     analyzer_sleep_s: float | None = Field(default=None, ge=0, le=60, validation_alias="MLPOWER_ANALYZER_SLEEP_S",
                                            description="pause in every start/stop; default 10 s (0.5 s with "
                                                        "MLPP_DEBUG); anything under 10 s marks server.json debug")
-    mlpp_debug: bool = Field(default=False, description="set from the presence of MLPP_DEBUG (any value)")
+    upstream_debug: bool = Field(default=False, validation_alias="MLPOWER_MLPP_DEBUG",
+                             description="set by the presence of MLPP_DEBUG (any value, as upstream)")
     max_line_bytes: int = Field(default=4096, ge=64, le=1_048_576, validation_alias="MLPOWER_MAX_LINE_BYTES")
     ntp_command: str = Field(default="", validation_alias="MLPOWER_NTP_COMMAND",
                              description="run for set_ntp (e.g. 'ntpdate -b -- pool.ntp.org'); empty = refuse")
@@ -51,10 +52,11 @@ class DirectorSettings(ServiceSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _mlpp_debug_from_environment(cls, values: object) -> object:
+    def _upstream_debug_from_environment(cls, values: object) -> object:
         # upstream: MLPP_DEBUG with any value (even empty) switches debug on
-        if isinstance(values, dict) and "mlpp_debug" not in values and "MLPP_DEBUG" in os.environ:
-            values = {**values, "mlpp_debug": True}
+        if isinstance(values, dict) and not {"upstream_debug", "MLPOWER_MLPP_DEBUG"} & set(values) \
+                and "MLPP_DEBUG" in os.environ:
+            values = {**values, "upstream_debug": True}
         return values
 
     @field_validator("analyzer")
@@ -66,12 +68,12 @@ class DirectorSettings(ServiceSettings):
     def sleep_s(self) -> float:
         if self.analyzer_sleep_s is not None:
             return self.analyzer_sleep_s
-        return DEBUG_SLEEP_S if self.mlpp_debug else UPSTREAM_SLEEP_S
+        return DEBUG_SLEEP_S if self.upstream_debug else UPSTREAM_SLEEP_S
 
     @property
     def debug(self) -> bool:
         """Honest marking: any shortened sleep makes the session non-compliant, as MLPP_DEBUG does upstream."""
-        return self.mlpp_debug or self.sleep_s < UPSTREAM_SLEEP_S
+        return self.upstream_debug or self.sleep_s < UPSTREAM_SLEEP_S
 
     @property
     def analyzers(self) -> tuple[str, ...]:

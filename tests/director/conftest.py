@@ -17,7 +17,7 @@ def fast_settings(results_dir: Path, **overrides: object) -> DirectorSettings:
     values: dict[str, object] = {
         "analyzer": "fake://1", "results_dir": results_dir, "analyzer_sleep_s": 0.05, "sample_interval_s": 0.1,
         "page_interval_s": 0.2, "host": "127.0.0.1", "powerdev_port": 0, "http_port": 0, "bus": "memory",
-        "api_token": "", "mlpp_debug": False,
+        "api_token": "", "upstream_debug": False,
     }
     values.update(overrides)
     return load_settings(DirectorSettings, **values)
