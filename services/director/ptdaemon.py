@@ -47,6 +47,7 @@ from typing import Any, Literal
 from mlpower.director import ranges as rng
 from mlpower.director.errors import AnalyzerError, AnalyzerLost, AnalyzerTimeout, RangeError, ReplyParseError
 from mlpower.director.sources import Reading
+from mlpower.director.transport import peer_closed
 from mlpower.director.uncertainty import sample_uncertainty_w
 from mlpower.schema import SampleFlag, SourceInfo, Tier
 
@@ -511,14 +512,7 @@ class PtdConnection:
     def peer_closed(self) -> bool:
         if self._sock is None:
             return True
-        if self._buf:
-            return False
-        try:
-            return self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            return True
+        return not self._buf and peer_closed(self._sock)
 
     def close(self) -> None:
         if self._sock is not None:

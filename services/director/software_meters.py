@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -23,22 +24,27 @@ from mlpower.schema import SampleFlag, SourceInfo
 POWERCAP_ROOT = Path("/sys/class/powercap")
 
 
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+
+
 class _Pacer:
     """Sleeps to fixed deadlines ``start + k * interval`` (resynchronising when late)."""
 
-    def __init__(self, interval_s: float) -> None:
+    def __init__(self, interval_s: float, clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> None:
         self.interval_s = interval_s
+        self.clock, self.sleep = clock, sleep
         self.next: float | None = None
 
     def reset(self) -> None:
-        self.next = time.monotonic() + self.interval_s
+        self.next = self.clock() + self.interval_s
 
     def wait(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if self.next is None:
             self.next = now + self.interval_s
         if self.next > now:
-            time.sleep(self.next - now)
+            self.sleep(self.next - now)
             self.next += self.interval_s
         else:
             self.next = now + self.interval_s
@@ -88,7 +94,10 @@ class NvmlSource:
         interval_s: float = 1.0,
         power: NvmlPower = "usage",
         nvml_module: ModuleType | Any | None = None,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
     ) -> None:
+        """``clock`` (UTC seconds) and ``sleep`` replace the wall clock, for replaying a recorded trace."""
         if power not in ("usage", "instant", "counter"):
             raise ValueError("power must be 'usage', 'instant' or 'counter'")
         if interval_s < self.min_interval_s:
@@ -101,7 +110,8 @@ class NvmlSource:
         self._initialised = False
         self.has_counter = False
         self.info = SourceInfo(kind="nvml", address=f"nvml:{index}", channel=index, tier="informative")
-        self._pacer = _Pacer(interval_s)
+        self._clock: Clock = clock or time.time
+        self._pacer = _Pacer(interval_s, clock or time.monotonic, sleep or time.sleep)
         self._start_counter_mj: int | None = None
         self._last: tuple[float, int] | None = None  # (t_utc_s, counter mJ)
         self.energy_j: float | None = None
@@ -189,7 +199,7 @@ class NvmlSource:
         if not self._initialised:
             raise AnalyzerError("nvml: not open")
         counter = self._read(self._counter)
-        t = time.time()
+        t = self._clock()
         self._start_counter_mj = counter
         self._last = (t, counter) if counter is not None else None
         self.energy_j = 0.0 if counter is not None else None
@@ -214,7 +224,7 @@ class NvmlSource:
         nvml = self._nvml
         raw: list[str] = []
         power_w: float | None = None
-        t = time.time()
+        t = self._clock()
         try:
             counter = self._read(self._counter)
         except nvml.NVMLError as exc:
@@ -303,7 +313,13 @@ class RaplSource:
     min_interval_s = 0.1
 
     def __init__(
-        self, zone: str = "", *, interval_s: float = 1.0, powercap_root: str | os.PathLike[str] | None = None
+        self,
+        zone: str = "",
+        *,
+        interval_s: float = 1.0,
+        powercap_root: str | os.PathLike[str] | None = None,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
     ) -> None:
         if interval_s < self.min_interval_s:
             raise ValueError(f"RAPL interval below {self.min_interval_s} s")
@@ -316,7 +332,8 @@ class RaplSource:
         self._last: tuple[float, list[int]] | None = None
         self._start: list[int] | None = None
         self.energy_j: float | None = None
-        self._pacer = _Pacer(interval_s)
+        self._clock: Clock = clock or time.time
+        self._pacer = _Pacer(interval_s, clock or time.monotonic, sleep or time.sleep)
         self._open = False
         self.info = SourceInfo(kind="rapl", address=f"rapl:{zone}" if zone else "rapl", tier="informative")
 
@@ -363,6 +380,8 @@ class RaplSource:
                 raise AnalyzerLost(f"rapl: {path} disappeared") from exc
             except ValueError as exc:
                 raise AnalyzerError(f"rapl: {path} does not hold an integer") from exc
+            except OSError as exc:
+                raise AnalyzerLost(f"rapl: reading {path} failed: {exc}") from exc
         return values
 
     def open(self) -> None:
@@ -392,7 +411,7 @@ class RaplSource:
             raise AnalyzerError("rapl: not open")
         counters = self._counters()
         self._start = counters
-        self._last = (time.time(), counters)
+        self._last = (self._clock(), counters)
         self.energy_j = 0.0
         self._pacer.reset()
 
@@ -408,7 +427,7 @@ class RaplSource:
         if not self._open:
             raise AnalyzerError("rapl: not open")
         self._pacer.wait()
-        t = time.time()
+        t = self._clock()
         counters = self._counters()
         raw = ",".join(f"{z.name}={c}" for z, c in zip(self.zones, counters, strict=True))
         previous = self._last

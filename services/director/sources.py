@@ -20,6 +20,7 @@ measure are ``None`` with ``SampleFlag`` bits set, never numbers.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -150,21 +151,38 @@ def open_source(resource: str, **options: Any) -> AnalyzerSource:
     software meters ``interval_s``.
     """
     parsed = parse_resource(resource)
-    try:
-        if parsed.kind in ("visa", "serial"):
-            from mlpower.director.wt310e import WT310E
+    if parsed.kind in ("visa", "serial"):
+        from mlpower.director.wt310e import WT310E
 
-            return WT310E.from_resource(parsed, **options)
-        if parsed.kind == "ptd":
-            from mlpower.director.ptdaemon import PtdSource
+        _check_options(resource, WT310E.option_names(parsed.kind), options)
+        return WT310E.from_resource(parsed, **options)
+    if parsed.kind == "ptd":
+        from mlpower.director.ptdaemon import PtdSource
 
-            return PtdSource(parsed.host, parsed.port, **options)
-        if parsed.kind == "nvml":
-            from mlpower.director.software_meters import NvmlSource
+        _check_options(resource, _parameters(PtdSource) - {"host", "port"}, options)
+        return PtdSource(parsed.host, parsed.port, **options)
+    if parsed.kind == "nvml":
+        from mlpower.director.software_meters import NvmlSource
 
-            return NvmlSource(index=parsed.index, **options)
-        from mlpower.director.software_meters import RaplSource
+        _check_options(resource, _parameters(NvmlSource) - {"index"}, options)
+        return NvmlSource(index=parsed.index, **options)
+    from mlpower.director.software_meters import RaplSource
 
-        return RaplSource(zone=parsed.address, **options)
-    except TypeError as exc:  # an option the source does not take
-        raise ResourceError(f"bad option for {resource!r}: {exc}") from exc
+    _check_options(resource, _parameters(RaplSource) - {"zone"}, options)
+    return RaplSource(zone=parsed.address, **options)
+
+
+def _parameters(cls: type) -> set[str]:
+    return {
+        name
+        for name, p in inspect.signature(cls).parameters.items()
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
+
+
+def _check_options(resource: str, accepted: set[str], options: dict[str, Any]) -> None:
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ResourceError(
+            f"bad option for {resource!r}: {', '.join(unknown)} (accepted: {', '.join(sorted(accepted))})"
+        )

@@ -41,6 +41,24 @@ except ImportError:  # pragma: no cover - Windows
     _TTY_ERRORS = (OSError,)
 
 
+def peer_closed(sock: socket.socket) -> bool:
+    """Whether the other end of a connected TCP socket has closed it (EOF or reset), without
+    consuming data or blocking."""
+    timeout = sock.gettimeout()
+    try:
+        sock.settimeout(0.0)
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+    finally:
+        try:
+            sock.settimeout(timeout)
+        except OSError:
+            pass
+
+
 def _strip_line(raw: bytes) -> str:
     return raw.decode("ascii", errors="backslashreplace").rstrip("\r\n")
 
@@ -188,14 +206,7 @@ class VisaTransport(Transport):
     def _socket_closed(self) -> bool:
         """For a raw SOCKET session: whether the peer closed (pyvisa-py reports that as a timeout)."""
         sock = self._raw_socket()
-        if sock is None:
-            return False
-        try:
-            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            return True
+        return sock is not None and peer_closed(sock)
 
     def _write(self, data: bytes) -> None:
         import pyvisa

@@ -423,6 +423,18 @@ class WT310E:
         self._next_deadline: float | None = None
 
     @classmethod
+    def option_names(cls, kind: str) -> set[str]:
+        """The options ``open_source`` accepts for a WT310E on a "visa" or "serial" resource."""
+        import inspect
+
+        from mlpower.director.transport import SerialTransport, VisaTransport
+
+        transport = VisaTransport if kind == "visa" else SerialTransport
+        names = set(inspect.signature(cls).parameters) - {"transport"}
+        names |= set(inspect.signature(transport).parameters) & _TRANSPORT_OPTIONS
+        return names | {"timeout_s"}
+
+    @classmethod
     def from_resource(cls, resource: Resource, **options: Any) -> WT310E:
         transport_options = {k: options.pop(k) for k in list(options) if k in _TRANSPORT_OPTIONS}
         if "timeout_s" in options:

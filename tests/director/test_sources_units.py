@@ -575,3 +575,27 @@ def test_ptd_argv_follows_power_dev_order() -> None:
     assert argv == ["ptd.exe", "-l", "l", "-p", "8889", "-b", "0", "-c", "1", "-D", "-g", "8", "8"]
     with pytest.raises(AnalyzerError):
         ptdaemon.build_ptd_argv("", log_path="l", port=1, device_type=49, device_port="x")
+
+
+@pytest.mark.parametrize(
+    ("resource", "options"),
+    [
+        ("/dev/ttyUSB0", {"backend": "@py"}),  # a pyvisa option on a pyserial resource
+        ("ptd://127.0.0.1:8888", {"port": 1}),  # the resource already says it
+        ("nvml:0", {"index": 1}),
+        ("rapl", {"zone": "dram"}),
+    ],
+)
+def test_open_source_refuses_options_that_do_not_apply(resource: str, options: dict) -> None:
+    with pytest.raises(ResourceError, match="bad option"):
+        open_source(resource, **options)
+
+
+def test_rate_for_interval() -> None:
+    assert wt310e.rate_for_interval(1.0) == 1.0
+    assert wt310e.rate_for_interval(3.0) == 1.0  # divides 3 s
+    assert wt310e.rate_for_interval(60.0) == 5.0
+    assert wt310e.rate_for_interval(0.35) == 0.25  # none divides 0.35 s: the largest below
+    for bad in (0.05, 0.0, -1.0, math.nan):
+        with pytest.raises(RangeError):
+            wt310e.rate_for_interval(bad)
