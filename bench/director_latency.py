@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from mlpower import topology
 from mlpower.analyzer_sim.simulator import start_simulator
 from mlpower.bus import connect

@@ -15,10 +15,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Response
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field
-
 from mlpower.errors import MlpowerError
 from mlpower.schema import StartRun
+from pydantic import BaseModel, ConfigDict, Field
 
 from .director import Busy, Director
 from .drive import Outcome, drive

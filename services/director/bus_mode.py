@@ -36,8 +36,8 @@ def command_queue(sut: str) -> topology.QueueSpec:
 
 def events_queue(lab: str, sut: str) -> topology.QueueSpec:
     # exclusive: phase events only matter to the run in progress; nothing to keep across restarts
-    return topology.QueueSpec("", topology.EVENTS_EXCHANGE, (f"workload_phase.{topology.segment(lab)}.{topology.segment(sut)}",),
-                              durable=False, exclusive=True)
+    pattern = f"workload_phase.{topology.segment(lab)}.{topology.segment(sut)}"
+    return topology.QueueSpec("", topology.EVENTS_EXCHANGE, (pattern,), durable=False, exclusive=True)
 
 
 @dataclass
@@ -61,7 +61,8 @@ class BusMode:
         self._lock = threading.Lock()
 
     def start(self) -> BusMode:
-        self._subscriptions.append(self.bus.subscribe(events_queue(self.settings.lab, self.settings.sut), self._on_event))
+        events = events_queue(self.settings.lab, self.settings.sut)
+        self._subscriptions.append(self.bus.subscribe(events, self._on_event))
         self._subscriptions.append(self.bus.subscribe(command_queue(self.settings.sut), self._on_command))
         return self
 
@@ -119,7 +120,7 @@ class BusMode:
             expect = _Expect(session.run_id, mode)
             with self._lock:
                 self._expect = expect
-            ask = RunWorkloadPhase(run_id=session.run_id, sut=self.settings.sut, mode=mode,  # type: ignore[arg-type]
+            ask = RunWorkloadPhase(run_id=session.run_id, sut=self.settings.sut, mode=mode,
                                    workload=command.workload, settings=command.settings)
             self.bus.publish(ask, topology.command_key("agent", self.settings.sut))
             waited = 0.0

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
 def director(
-    analyzer: str = typer.Option("", "--analyzer", "-a", help="analyzer resource(s), comma-separated "
-                                 "(TCPIP0::host::10001::SOCKET, /dev/ttyUSB0, ptd://host:8888, nvml, rapl); "
-                                 "default MLPOWER_ANALYZER"),
-    port: int | None = typer.Option(None, "--port", "-p", help="power-dev TCP port (default 4950)"),
-    http_port: int | None = typer.Option(None, "--http-port", help="HTTP API port (default 8000)"),
-    out: Path | None = typer.Option(None, "--out", "-o", help="results folder (default MLPOWER_RESULTS_DIR)"),
-    sut: str | None = typer.Option(None, "--sut", help="the SUT this director measures"),
-    interval: float | None = typer.Option(None, "--interval", help="sample interval in seconds (0.1 .. 60)"),
-    host: str | None = typer.Option(None, "--host", help="listen address (default 0.0.0.0)"),
-    no_bus: bool = typer.Option(False, "--no-bus", help="no RabbitMQ: power-dev and HTTP only"),
+    analyzer: Annotated[str, typer.Option(
+        "--analyzer", "-a", help="analyzer resource(s), comma-separated (TCPIP0::host::10001::SOCKET, /dev/ttyUSB0, "
+                                 "ptd://host:8888, nvml, rapl); default MLPOWER_ANALYZER")] = "",
+    port: Annotated[int | None, typer.Option("--port", "-p", help="power-dev TCP port (default 4950)")] = None,
+    http_port: Annotated[int | None, typer.Option("--http-port", help="HTTP API port (default 8000)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="results folder (MLPOWER_RESULTS_DIR)")] = None,
+    sut: Annotated[str | None, typer.Option("--sut", help="the SUT this director measures")] = None,
+    interval: Annotated[float | None, typer.Option("--interval", help="sample interval in seconds (0.1 .. 60)")] = None,
+    host: Annotated[str | None, typer.Option("--host", help="listen address (default 0.0.0.0)")] = None,
+    no_bus: Annotated[bool, typer.Option("--no-bus", help="no RabbitMQ: power-dev and HTTP only")] = False,
 ) -> None:
     """Run the director."""
     from mlpower.cli import run

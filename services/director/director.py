@@ -93,7 +93,8 @@ class Director:
                 raise Busy(f"session {self.active.run_id} is running")
             names = [self.settings.analyzer_name] if len(resources) == 1 else \
                 [f"{self.settings.analyzer_name}_{i}" for i in range(1, len(resources) + 1)]
-            sources = [(name, self._source_factory(resource, interval)) for name, resource in zip(names, resources, strict=True)]
+            sources = [(name, self._source_factory(resource, interval))
+                       for name, resource in zip(names, resources, strict=True)]
             config = SessionConfig(
                 results_dir=Path(self.settings.results_dir), sample_interval_s=interval, sleep_s=self.settings.sleep_s,
                 debug=self.settings.debug, page_interval_s=self.settings.page_interval_s,

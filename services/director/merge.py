@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from mlpower.schema import SampleFlag
 
@@ -26,10 +26,13 @@ class Timed(Protocol):
     def flags(self) -> int: ...
 
 
+T = TypeVar("T", bound=Timed)
+
+
 @dataclass(frozen=True)
-class MergedRow:
+class MergedRow(Generic[T]):
     t_utc_s: float
-    parts: tuple[Timed | None, ...]
+    parts: tuple[T | None, ...]
     power_w: float | None
     flags: int
 
@@ -53,7 +56,7 @@ def _nearest(times: Sequence[float], t: float, tolerance_s: float) -> int | None
     return best
 
 
-def merge_by_time(streams: Sequence[Sequence[Timed]], tolerance_s: float) -> list[MergedRow]:
+def merge_by_time(streams: Sequence[Sequence[T]], tolerance_s: float) -> list[MergedRow[T]]:
     """One row per sample of ``streams[0]``; each other stream matched by nearest timestamp."""
     if not streams:
         return []
@@ -61,9 +64,9 @@ def merge_by_time(streams: Sequence[Sequence[Timed]], tolerance_s: float) -> lis
         raise ValueError("tolerance_s must be >= 0")
     others = [sorted(stream, key=lambda s: s.t_utc_s) for stream in streams[1:]]
     other_times = [[s.t_utc_s for s in stream] for stream in others]
-    rows: list[MergedRow] = []
+    rows: list[MergedRow[T]] = []
     for base in sorted(streams[0], key=lambda s: s.t_utc_s):
-        parts: list[Timed | None] = [base]
+        parts: list[T | None] = [base]
         for stream, times in zip(others, other_times, strict=True):
             k = _nearest(times, base.t_utc_s, tolerance_s)
             parts.append(None if k is None else stream[k])

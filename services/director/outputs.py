@@ -16,11 +16,12 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from mlpower.schema import SampleFlag
 
 from .merge import merge_by_time, usable_power
+from .sources import Reading
 
 DOWNLOADABLE: tuple[str, ...] = (
     "power/ptd_logs.txt",
@@ -35,18 +36,6 @@ DOWNLOADABLE: tuple[str, ...] = (
 MODE_DIR = {"ranging": "ranging", "testing": "run_1"}
 HASHED_DIRS = ("power", "ranging", "run_1")
 UNCERTAINTY_LIMIT = 0.01  # 1.00 % per sample (MLPerf power rules)
-
-
-class ReadingLike(Protocol):
-    t_utc_s: float
-    power_w: float | None
-    voltage_v: float | None
-    current_a: float | None
-    power_factor: float | None
-    voltage_range_v: float | None
-    current_range_a: float | None
-    uncertainty_w: float | None
-    flags: int
 
 
 # --------------------------------------------------------------------------- time formats
@@ -81,18 +70,18 @@ def _value(x: float | None) -> str:
     return "-1.000000" if x is None or not math.isfinite(x) else f"{x:.6f}"
 
 
-def spl_fields(reading: ReadingLike) -> str:
+def spl_fields(reading: Reading) -> str:
     """``Time,<ts>,Watts,<w>,Volts,<v>,Amps,<a>,PF,<pf>``; a flagged power is written -1 (never averaged)."""
     return (f"Time,{ptd_time(reading.t_utc_s)},Watts,{_value(usable_power(reading))},Volts,{_value(reading.voltage_v)},"
             f"Amps,{_value(reading.current_a)},PF,{_value(reading.power_factor)}")
 
 
-def spl_text(readings: Iterable[ReadingLike], mark: str) -> str:
+def spl_text(readings: Iterable[Reading], mark: str) -> str:
     """One analyzer's spl.txt: a line per sample with ``Mark``, then one extra empty line (§3.7)."""
     return "".join(f"{spl_fields(r)},Mark,{mark}\n" for r in readings) + "\n"
 
 
-def merged_spl_text(streams: Sequence[Sequence[ReadingLike]], mark: str, tolerance_s: float) -> str:
+def merged_spl_text(streams: Sequence[Sequence[Reading]], mark: str, tolerance_s: float) -> str:
     """Several analyzers: the §3.7 line format, but rows paired by timestamp, not by line index."""
     if len(streams) == 1:
         return spl_text(streams[0], mark)
@@ -129,7 +118,7 @@ def parse_spl_line(line: str) -> SplSample:
 # --------------------------------------------------------------------------- PTD-style summaries
 
 
-def watts_reply(readings: Sequence[ReadingLike]) -> str:
+def watts_reply(readings: Sequence[Reading]) -> str:
     """``Watts,<avg>,<min>,<max>,<samples>,<errors>,<valid>`` over the samples that may be averaged."""
     good = [p for p in (usable_power(r) for r in readings) if p is not None]
     if not good:
@@ -138,14 +127,14 @@ def watts_reply(readings: Sequence[ReadingLike]) -> str:
             f"{len(readings) - len(good)},{len(good)}")
 
 
-def relative_uncertainty(reading: ReadingLike) -> float | None:
+def relative_uncertainty(reading: Reading) -> float | None:
     power = usable_power(reading)
     if power is None or reading.uncertainty_w is None or power <= 0 or not math.isfinite(reading.uncertainty_w):
         return None
     return reading.uncertainty_w / power
 
 
-def uncertainty_reply(readings: Sequence[ReadingLike]) -> str:
+def uncertainty_reply(readings: Sequence[Reading]) -> str:
     """``Uncertainty,<avg>,<min>,<max>,<total>,<invalid>,<valid>,<unknown>`` (relative values, PTD style)."""
     invalid = sum(1 for r in readings if usable_power(r) is None)
     known = [u for u in (relative_uncertainty(r) for r in readings) if u is not None]
@@ -157,7 +146,8 @@ def uncertainty_reply(readings: Sequence[ReadingLike]) -> str:
 
 
 def ptd_out_text(replies: Sequence[tuple[str, str]]) -> str:
-    """run_1/ptd_out.txt: per analyzer ``Analyzer <i>:``, ``Power: <Watts reply> `` (trailing space), ``Uncertainty: …``."""
+    """run_1/ptd_out.txt: per analyzer ``Analyzer <i>:``, ``Power: <Watts reply> `` (with the trailing
+    space), ``Uncertainty: <Uncertainty reply>``."""
     return "".join(f"Analyzer {i}:\nPower: {watts} \nUncertainty: {unc}\n"
                    for i, (watts, unc) in enumerate(replies, start=1))
 
@@ -180,7 +170,7 @@ class ConsoleLog:
         return "".join(self._lines)
 
 
-def sample_console_lines(reading: ReadingLike, mode: str, analyzer_label: str) -> list[str]:
+def sample_console_lines(reading: Reading, mode: str, analyzer_label: str) -> list[str]:
     """What PTD prints for a problem sample; ranging (auto range) problems stay in the ranging window."""
     lines: list[str] = []
     if reading.flags & SampleFlag.MISSING or reading.power_w is None:
@@ -265,7 +255,7 @@ SAMPLE_FIELDS = ("t_utc_s", "power_w", "voltage_v", "current_a", "power_factor",
                  "current_range_a", "uncertainty_w", "flags")
 
 
-def write_parquet(path: Path, rows: Sequence[tuple[str, str | None, ReadingLike]], metadata: Mapping[str, Any]) -> None:
+def write_parquet(path: Path, rows: Sequence[tuple[str, str | None, Reading]], metadata: Mapping[str, Any]) -> None:
     """All samples (stream, mode, the sample columns) with the run's metadata as Parquet key-value metadata."""
     import pyarrow as pa
     import pyarrow.parquet as pq

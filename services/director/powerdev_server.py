@@ -226,7 +226,8 @@ class PowerDevServer:
                 continue
             self._send_line(conn, reply)
             reply_time = now_utc_s()
-            conn.log.info(f"Sending reply: {reply if len(reply) < LOG_REPLY_LIMIT else reply[:LOG_REPLY_LIMIT] + '...'}")
+            shown = reply if len(reply) < LOG_REPLY_LIMIT else reply[:LOG_REPLY_LIMIT] + "..."
+            conn.log.info(f"Sending reply: {shown}")
             if conn.recording and line.split(",", 1)[0] not in NOT_RECORDED:
                 conn.messages.append({"cmd": line, "cmd_time": cmd_time, "reply": reply, "reply_time": reply_time})
 

@@ -35,7 +35,7 @@ from . import outputs
 from .errors import DirectorError, RangeError
 from .ranges import testing_ranges
 from .recorder import Recorder, RecorderConfig
-from .session import MODE_OF_EVENT, TERMINAL, Action, Event, State, transition
+from .session import TERMINAL, Action, Event, State, transition
 from .sources import AnalyzerSource, Reading
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,8 @@ class MeasurementSession:
                                    sample_interval_s=self.config.sample_interval_s)
         self._opened = True
         if self.metrics is not None:
-            self.metrics.set_run(self.run_id, self.identity.sut, self.identity.benchmark, self.identity.scenario, "idle")
+            self.metrics.set_run(self.run_id, self.identity.sut, self.identity.benchmark, self.identity.scenario,
+                                 "idle")
 
     def _console_start(self, analyzer: _Analyzer) -> None:
         now = now_utc_s()
@@ -303,12 +304,14 @@ class MeasurementSession:
                                  reply=f"Error setting voltage range: {[str(volts)] * len(self.analyzers)}")
             self.manual_ranges = True
             return [(volts, amps)] * len(self.analyzers)
-        result = []
+        result: list[tuple[float | None, float | None]] = []
         for analyzer in self.analyzers:
             try:
-                result.append(testing_ranges(analyzer.readings["ranging"], model=analyzer.source.info.model or "WT310E"))
+                model = analyzer.source.info.model or "WT310E"
+                result.append(testing_ranges(analyzer.readings["ranging"], model=model))
             except RangeError as exc:
-                raise PhaseError(str(exc), reply=f"Error setting voltage range: {['-1'] * len(self.analyzers)}") from exc
+                reply = f"Error setting voltage range: {['-1'] * len(self.analyzers)}"
+                raise PhaseError(str(exc), reply=reply) from exc
         return result
 
     def _set_ranges(self, mode: str, ranges: list[tuple[float | None, float | None]]) -> None:
@@ -508,7 +511,8 @@ class MeasurementSession:
         }
 
     def _write_parquet(self, status: str, reason: str) -> None:
-        rows = [(a.name, mode, r) for a in self.analyzers for mode in ("ranging", "testing") for r in a.readings[mode]]
+        rows: list[tuple[str, str | None, Reading]] = [
+            (a.name, mode, r) for a in self.analyzers for mode in ("ranging", "testing") for r in a.readings[mode]]
         metadata = {
             "run_id": self.run_id, "lab": self.identity.lab, "sut": self.identity.sut,
             "benchmark": self.identity.benchmark, "scenario": self.identity.scenario, "status": status,

@@ -13,7 +13,6 @@ import threading
 import time
 
 import uvicorn
-
 from mlpower.bus import Bus
 
 from .app import create_app

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-from pydantic import Field, field_validator, model_validator
-
 from mlpower.settings import ServiceSettings
+from pydantic import Field, field_validator, model_validator
 
 UPSTREAM_SLEEP_S = 10.0
 """power-dev's ANALYZER_SLEEP_SECONDS: the pause inside every start (before Go) and every stop."""

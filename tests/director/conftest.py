@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from mlpower.director.settings import DirectorSettings
 from mlpower.settings import load_settings
 

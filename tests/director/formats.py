@@ -15,7 +15,7 @@ SPL_RE = re.compile(rf"^Time,(?P<ts>{PTD_TS}),Watts,(?P<w>{NUM}),Volts,(?P<v>{NU
                     rf"PF,(?P<pf>{NUM}),Mark,(?P<mark>[A-Za-z0-9_\-]+)$")
 CONSOLE_RE = re.compile(rf"^{PTD_TS}: .*$")
 SERVER_LOG_RE = re.compile(r"^ptd-server \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} \[(DEBUG|INFO|WARNING|ERROR)\] .*$")
-WATTS_RE = re.compile(rf"^Watts,(-?\d+\.\d+),(-?\d+\.\d+),(-?\d+\.\d+),(\d+),(\d+),(\d+)$")
+WATTS_RE = re.compile(r"^Watts,(-?\d+\.\d+),(-?\d+\.\d+),(-?\d+\.\d+),(\d+),(\d+),(\d+)$")
 UNC_RE = re.compile(r"^Uncertainty,(-?\d+\.\d+),(-?\d+\.\d+),(-?\d+\.\d+),(\d+),(\d+),(\d+),(\d+)$")
 SERVER_JSON_KEYS = ["version", "timezone", "modules", "sources", "messages", "uuid", "session_name", "results",
                     "phases", "ptd_messages", "ptd_config"]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-
 from mlpower.director.app import create_app
 from mlpower.director.director import Director
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from mlpower.analyzer_sim.simulator import start_simulator
 from mlpower.director.service import DirectorService
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from mlpower import topology
 from mlpower.director.service import DirectorService
 from mlpower.schema import (

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from mlpower.director.metrics import DirectorMetrics
 from mlpower.director.settings import DirectorSettings
 from mlpower.director.sources import Reading

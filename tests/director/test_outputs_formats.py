@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from mlpower.director import outputs
 from mlpower.director.sources import Reading
 from mlpower.schema import SampleFlag
@@ -48,7 +47,8 @@ def test_watts_and_uncertainty_replies() -> None:
 
 
 def test_ptd_out_and_ptd_logs_layout() -> None:
-    assert outputs.ptd_out_text([("Watts,1", "Uncertainty,2")]) == "Analyzer 1:\nPower: Watts,1 \nUncertainty: Uncertainty,2\n"
+    expected = "Analyzer 1:\nPower: Watts,1 \nUncertainty: Uncertainty,2\n"
+    assert outputs.ptd_out_text([("Watts,1", "Uncertainty,2")]) == expected
     assert outputs.ptd_logs_text(["a\n", "b\n"]) == "Analyzer 1\na\nAnalyzer 2\nb\n"
 
 

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from mlpower.director.director import Director
 from mlpower.director.outputs import parse_spl_line
 from mlpower.director.powerdev_server import PowerDevServer

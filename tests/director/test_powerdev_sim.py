@@ -10,7 +10,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from mlpower.analyzer_sim.simulator import start_simulator
 from mlpower.director.service import DirectorService
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-
 from mlpower.director.merge import merge_by_time
 from mlpower.schema import SampleFlag
 

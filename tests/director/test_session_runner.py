@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from mlpower import topology
 from mlpower.bus import InMemoryBus
 from mlpower.director.errors import DirectorError
 from mlpower.director.runner import MeasurementSession, PhaseError, SessionConfig, SessionIdentity
-from mlpower.schema import RunStop, SamplePage, SampleFlag
+from mlpower.schema import RunStop, SampleFlag, SamplePage
 
 from .fakes import FakeSource
 from .formats import parse_ptd_out, parse_spl

@@ -10,13 +10,12 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-
 from mlpower.analyzer_sim.simulator import start_ptd, start_simulator
 from mlpower.director import ranges
 from mlpower.director.runner import MeasurementSession, SessionConfig, SessionIdentity
 from mlpower.director.sources import open_source
 from mlpower.runstream import read_documents
-from mlpower.schema import SamplePage, SampleFlag
+from mlpower.schema import SampleFlag, SamplePage
 
 from .formats import parse_ptd_logs, parse_ptd_out, parse_server_json, parse_server_log, parse_spl
 
@@ -84,7 +83,8 @@ def test_ranging_and_testing_against_the_simulator(sim, tmp_path: Path, transpor
     table = pl.read_parquet(session.dir / "samples.parquet")
     testing = table.filter(pl.col("mode") == "testing")
     expected = _rule(tree["ranging"])
-    assert set(zip(testing["voltage_range_v"].to_list(), testing["current_range_a"].to_list())) == {expected}
+    reported = zip(testing["voltage_range_v"].to_list(), testing["current_range_a"].to_list(), strict=True)
+    assert set(reported) == {expected}
     assert session.ranges("testing") == [ranges.testing_ranges(session.readings("ranging"))]
     assert abs(sum(r["w"] for r in tree["testing"]) / len(tree["testing"]) - 300) < 10  # follows the load
     # all samples in the parquet file, the run's metadata with it, the same as the documents

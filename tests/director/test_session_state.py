@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from mlpower.director.session import TERMINAL, TRANSITIONS, Action, Event, InvalidTransition, State, transition
 
 
