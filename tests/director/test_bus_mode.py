@@ -156,3 +156,16 @@ def test_stop_run_aborts_and_a_second_start_is_refused(lab: dict, unique: str) -
     lab["bus"].publish(StopRun(run_id=f"long-{unique}", reason="operator"), key)
     done = _completed(lab)
     assert (done.run_id, done.status, done.reason) == (f"long-{unique}", "aborted", "operator")
+
+
+def test_an_http_run_with_a_workload_goes_through_the_agent(lab: dict, unique: str) -> None:
+    from fastapi.testclient import TestClient
+
+    agent = FakeAgent(lab["bus"], lab["lab"], lab["sut"], workload_s=0.2)
+    http = TestClient(lab["service"].app)
+    accepted = http.post("/runs", json={"run_id": f"http-{unique}", "workload": "resnet", "benchmark": "resnet50"})
+    assert accepted.status_code == 202 and accepted.json()["via"] == "agent"
+    done = _completed(lab)
+    assert (done.run_id, done.status) == (f"http-{unique}", "success")
+    assert [a.mode for a in agent.asks] == ["ranging", "testing"]
+    assert http.get(f"/runs/http-{unique}").json()["status"] == "success"

@@ -17,7 +17,7 @@ from mlpower.director.sources import open_source
 from mlpower.runstream import read_documents
 from mlpower.schema import SampleFlag, SamplePage
 
-from .formats import parse_ptd_logs, parse_ptd_out, parse_server_json, parse_server_log, parse_spl
+from .formats import parse_ptd_logs, parse_ptd_out, parse_server_json, parse_server_log, parse_spl, ptd_ts
 
 VOLTAGE_RANGES = (15.0, 30.0, 60.0, 150.0, 300.0, 600.0)  # WT310E, crest factor 3 (wt310e.md §1.6)
 CURRENT_RANGES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
@@ -125,3 +125,53 @@ def test_ptdaemon_source_runs_the_same_session(tmp_path: Path) -> None:
     assert (session.dir / "run_1" / "ptd_out.txt").read_text().splitlines()[1] == \
         f"Power: {tree['summary']['ptd_messages'][15]['reply']} "
     assert tree["summary"]["mlpower"]["ptdaemon"] == [True]
+
+
+@pytest.mark.parametrize("fault", ["disconnect", "drop_connection"])
+def test_a_vanishing_simulator_fails_the_run_within_2_s(tmp_path: Path, fault: str) -> None:
+    sim = start_simulator(port=0, load="constant:250", seed=0)
+    try:
+        source = open_source(f"TCPIP0::127.0.0.1::{sim.port}::SOCKET", update_interval_s=0.25)
+        session = MeasurementSession(SessionIdentity(f"lost-{fault}"), [("analyzer1", source)],
+                                     SessionConfig(tmp_path, sample_interval_s=0.25, sleep_s=0.0, debug=True))
+        session.open()
+        session.start("ranging")
+        time.sleep(1.0)
+        gone_at = time.monotonic()
+        getattr(sim.faults, fault)()
+        assert session.wait_ended(2.0), f"{fault}: the run did not fail within 2 s"
+        assert time.monotonic() - gone_at <= 2.0
+    finally:
+        sim.stop()
+    assert session.state.value == "failed" and "lost" in session.status_reason
+    kept = parse_spl(session.dir / "ranging" / "spl.txt")
+    assert len(kept) >= 3 and len(kept) == len(session.readings("ranging"))
+    assert parse_server_json(session.dir / "power" / "server.json")["mlpower"]["status"] == "failed"
+
+
+def test_two_simulated_analyzers_are_merged_by_timestamp(tmp_path: Path) -> None:
+    sims = [start_simulator(port=0, load="constant:120", seed=1), start_simulator(port=0, load="constant:80", seed=2)]
+    try:
+        sources = [(f"analyzer1_{i}", open_source(f"TCPIP0::127.0.0.1::{s.port}::SOCKET", update_interval_s=0.25))
+                   for i, s in enumerate(sims, start=1)]
+        session = MeasurementSession(SessionIdentity("two"), sources,
+                                     SessionConfig(tmp_path, sample_interval_s=0.25, sleep_s=0.0, debug=True))
+        _run(session, 1.3)
+    finally:
+        for s in sims:
+            s.stop()
+    lines = [line for line in (session.dir / "run_1" / "spl.txt").read_text().splitlines() if line]
+    assert len(lines) >= 3
+    for line in lines:
+        fields = line.split(",")
+        a1, a2 = line.index(",Analyzer1,"), line.index(",Analyzer2,")
+        part1, part2 = line[a1 + len(",Analyzer1,"):a2], line[a2 + len(",Analyzer2,"):]
+        if "missing" in (part1, part2):
+            assert fields[3] == "-1.000000"
+            continue
+        t1 = ptd_ts(part1.split(",")[1])
+        t2 = ptd_ts(part2.split(",")[1])
+        assert abs(t1 - t2) <= 0.125 + 1e-3, "paired by time, within half an interval"
+        assert float(fields[3]) == pytest.approx(float(part1.split(",")[3]) + float(part2.split(",")[3]), abs=1e-5)
+        assert float(fields[3]) == pytest.approx(200, abs=8)
+    assert len(parse_ptd_out(session.dir / "run_1" / "ptd_out.txt")) == 2
