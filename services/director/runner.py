@@ -281,7 +281,11 @@ class MeasurementSession:
                 raise PhaseError(f"session ended while starting {mode}")
             mark = f"{self.mark_prefix}_{mode}"
             for analyzer in self.analyzers:
-                analyzer.source.start(mark)
+                try:
+                    analyzer.source.start(mark)
+                except MlpowerError as exc:  # the analyzer refused or vanished: the run cannot go on
+                    self.fail(f"analyzer {analyzer.name} did not start {mode}: {exc}")
+                    raise PhaseError(str(exc)) from exc
                 analyzer.console.add(now_utc_s(), f"Go with mark '{mark}'")
             assert self.stream is not None
             self.stream.mark(f"{mode}_begin", mode=mode)

@@ -127,3 +127,21 @@ def test_refusals(tmp_path: Path) -> None:
     session.abort("test over")
     with pytest.raises(DirectorError, match="already exists"):
         _session(tmp_path, [FakeSource()], run_id="manual").open()
+
+
+def test_an_analyzer_that_refuses_to_start_fails_the_session(tmp_path: Path) -> None:
+    source = FakeSource()
+    session = _session(tmp_path, [source], run_id="nostart")
+    session.open()
+    source.lost.set()
+
+    def refuse(mark: str) -> None:
+        from mlpower.director.errors import AnalyzerLost
+
+        raise AnalyzerLost("gone before Go")
+
+    source.start = refuse  # type: ignore[method-assign]
+    with pytest.raises(PhaseError):
+        session.start("ranging")
+    assert session.state.value == "failed" and "gone before Go" in session.status_reason
+    assert json.loads((session.dir / "power" / "server.json").read_text())["mlpower"]["status"] == "failed"
