@@ -179,15 +179,16 @@ class ScpiMeter:
         self._file = self._sock.makefile("rb")
         self._lock = threading.Lock()
         self._idn = self.query("*IDN?")
-        self.send(":COMM:HEAD OFF;:COMM:VERB OFF;:NUM:FORM ASCII;:NUM:NORM:NUM 4;"
-                  ":NUM:NORM:ITEM1 P,1;ITEM2 U,1;ITEM3 I,1;ITEM4 LAMB,1;:RATE 250MS")
+        self.command(":COMM:HEAD OFF;:COMM:VERB OFF;:NUM:FORM ASCII;:NUM:NORM:NUM 4;"
+                     ":NUM:NORM:ITEM1 P,1;ITEM2 U,1;ITEM3 I,1;ITEM4 LAMB,1;:RATE 250MS")
 
-    def send(self, line: str) -> None:
-        self._sock.sendall(line.encode("ascii") + b"\n")
+    def command(self, line: str) -> None:
+        """Send settings and wait until the meter has taken them (``*OPC?``), so replies stay in step."""
+        self.query(f"{line};*OPC?")
 
     def query(self, line: str) -> str:
         with self._lock:
-            self.send(line)
+            self._sock.sendall(line.encode("ascii") + b"\n")
             reply = self._file.readline()
         if not reply:
             raise ConnectionError("the analyzer closed the connection")
@@ -211,17 +212,18 @@ class ScpiMeter:
     def set_range(self, channel: str, value: float | None) -> float | None:
         name = "VOLT" if channel == "V" else "CURR"
         if value is None:
-            self.send(f":INP:{name}:AUTO ON")
+            self.command(f":INP:{name}:AUTO ON")
             return None
         choices = (physics.VOLTAGE_RANGES_V if channel == "V" else physics.CURRENT_RANGES_A)["3"]
         chosen = physics.smallest_range_at_least(value, choices)
         if chosen is None:
             raise ValueError(f"{value} is above the largest range {choices[-1]}")
-        self.send(f":INP:{name}:AUTO OFF;:INP:{name}:RANG {chosen}")
+        self.command(f":INP:{name}:AUTO OFF;:INP:{name}:RANG {chosen}")
         return chosen
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
+            self._file.close()
             self._sock.close()
 
 
