@@ -33,11 +33,11 @@ def create_app(service: AnalyticsService) -> FastAPI:
 
     @app.get("/runs/{run_id}")
     def run(run_id: str) -> dict[str, Any]:
-        return analyzed(run_id).model_dump(mode="json")  # type: ignore[no-any-return]
+        return analyzed(run_id).model_dump(mode="json")
 
     @app.get("/runs/{run_id}/summary")
     def summary(run_id: str) -> dict[str, Any]:
-        return analyzed(run_id).summary.model_dump(mode="json")  # type: ignore[no-any-return]
+        return analyzed(run_id).summary.model_dump(mode="json")
 
     @app.get("/runs/{run_id}/findings")
     def findings(run_id: str) -> list[dict[str, Any]]:

@@ -16,12 +16,16 @@ def analytics() -> None:
 
 
 def _serve() -> None:
+    import signal
+    import threading
+
     import uvicorn
     from mlpower.bus import connect
     from mlpower.cli import setup_logging
     from mlpower.settings import load_settings
 
     from .app import create_app
+    from .errors import AnalyticsError
     from .service import AnalyticsService
     from .settings import AnalyticsSettings
 
@@ -29,12 +33,23 @@ def _serve() -> None:
     setup_logging(settings.log_level)
     bus = connect(settings.amqp_url, kind=settings.bus, client_name="mlpower-analytics")
     service = AnalyticsService(settings, bus)
+    server = uvicorn.Server(uvicorn.Config(create_app(service), host=settings.http_host, port=settings.http_port,
+                                           log_level=settings.log_level.lower()))
+    # uvicorn re-raises SIGTERM after its own shutdown, which would skip ours: so it runs in a
+    # thread (where it installs no handlers) and this thread owns the signals and the order of stopping.
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
     service.start()
+    thread = threading.Thread(target=server.run, name="analytics-http", daemon=True)
+    thread.start()
     try:
-        # uvicorn handles SIGTERM and SIGINT and returns from run(): then we stop in order.
-        uvicorn.run(create_app(service), host=settings.http_host, port=settings.http_port,
-                    log_level=settings.log_level.lower())
+        while not stop.wait(0.5):
+            if not thread.is_alive():
+                raise AnalyticsError(f"the HTTP API stopped (port {settings.http_port} in use?)")
     finally:
+        server.should_exit = True
+        thread.join(timeout=10)
         service.stop()
         bus.close()
 

@@ -59,7 +59,7 @@ class LiveChecker:
         if (rule, scope) in self.reported:
             return []
         self.reported.add((rule, scope))
-        finding = Finding(rule=rule, severity=severity, status="fail", message=message,  # type: ignore[arg-type]
+        finding = Finding(rule=rule, severity=severity, status="fail", message=message,
                           evidence={"run_id": self.run_id, **evidence})
         self.findings.append(finding)
         return [finding]

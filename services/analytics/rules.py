@@ -68,7 +68,7 @@ class Verdicts:
         self.rule = rule
 
     def _make(self, status: str, message: str, severity: str | None = None, **evidence: Any) -> Finding:
-        return Finding(rule=self.rule.id, severity=severity or self.rule.severity, status=status,  # type: ignore[arg-type]
+        return Finding(rule=self.rule.id, severity=severity or self.rule.severity, status=status,
                        message=message, evidence=evidence)
 
     def passed(self, message: str, **evidence: Any) -> Finding:

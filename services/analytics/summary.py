@@ -198,7 +198,7 @@ def analyze_documents(
     idle = run.idle()
     if idle is not None and stream is not None:
         idle_power, _ = mean_power_w(run.samples(stream), *idle)
-    perf = eff.performance(scenario, detail.values, summary or {}) if detail is not None or summary else None
+    perf = eff.performance(scenario, detail.values if detail else {}, summary or {}) if detail or summary else None
     result = build_summary(
         run.run_id, scenario=scenario, window=window, power_source=power_source, perf=perf,
         idle_power_w=idle_power, compliant_durations=start.compliant_durations if start else True,

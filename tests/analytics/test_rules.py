@@ -115,3 +115,12 @@ def test_missing_server_json_fails_naming_the_file(ptd_tree: Path, options: Chec
     assert "power/server.json: missing" in report.finding("uuid").message
     assert report.finding("ptd_messages").status == "not_applicable"
     assert "cannot tell" in report.finding("ptd_messages").message
+
+
+def test_corrupt_document_row_names_file_and_line(scpi_tree: Path, options: CheckOptions) -> None:
+    path = scpi_tree / "documents.jsonl"
+    lines = path.read_text().splitlines()
+    lines[4] = lines[4][: len(lines[4]) // 2]
+    path.write_text("\n".join(lines) + "\n")
+    finding = check_run_dir(scpi_tree, options).finding("files_readable")
+    assert finding.status == "fail" and "documents.jsonl:5:" in finding.message

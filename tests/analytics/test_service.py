@@ -101,3 +101,49 @@ def test_run_completed_with_a_tree_is_checked(service: AnalyticsService, ptd_tre
     assert rules["client_sources_checksum"] == "not_applicable"
     assert analyzed.verdict == "pass" and analyzed.summary.avg_power_w == pytest.approx(250.0, abs=1.0)
     assert analyzed.summary.efficiency_unit == "samples/J"
+
+
+def test_agent_clock_offset_event_becomes_a_live_finding(service: AnalyticsService) -> None:
+    from mlpower.schema import WorkloadPhase
+
+    events = collect(service.bus, "live_finding.#")  # type: ignore[arg-type]
+    phase = WorkloadPhase(run_id="run-c", sut="sut", mode="testing", state="started", t_utc_s=time.time(),
+                          detail="workload builtin:offline; clock offset to director +512.0 ms (round trip 1.0 ms)")
+    service.bus.publish(phase, topology.event_key(phase, lab="lab"))
+    live = wait_for(events, LiveFinding)
+    assert live.finding.rule == "live_clock_offset" and live.finding.evidence["clock_offset_s"] == 0.512  # type: ignore[attr-defined]
+
+
+def test_analytics_command_serves_until_sigterm(tmp_path: Path) -> None:
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MLPOWER_BUS": "memory", "MLPOWER_ANALYTICS_HOST": "127.0.0.1",
+           "MLPOWER_ANALYTICS_PORT": str(port), "MLPOWER_RESULTS_DIR": str(tmp_path)}
+    process = subprocess.Popen([sys.executable, "-m", "mlpower", "analytics"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()  # type: ignore[union-attr]
+                time.sleep(0.2)
+        assert health.json()["status"] == "ok"
+        assert "mlpower_analytics_documents_total" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
