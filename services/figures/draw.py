@@ -63,7 +63,7 @@ def draw_fig1(data: FigureData, look: dict[str, Any]) -> Figure:
     _version_axes(ax, data.series["version_dates"], look["tick_rotation"], look["top_format"])
     ax.set_xlabel(look["x_label"])
     ax.set_ylabel(look["y_label"])
-    figure.legend(loc="upper center", ncol=look["legend_columns"], bbox_to_anchor=(0.5, 1.12))
+    ax.legend(loc="lower center", ncol=look["legend_columns"], bbox_to_anchor=(0.5, 1.12))
     return figure
 
 

@@ -18,6 +18,8 @@ from mlpower.figures.figuredata import FigureData
 
 STYLE_FILE = "paper.mplstyle"
 PNG_DPI = 300
+PAD_INCHES = 0.05
+PNG_COMPRESSION = 1  # zlib level: 3x faster than the default 6 for about 30 % larger files
 
 
 def style_path() -> Path:
@@ -50,14 +52,23 @@ def write_json(data: FigureData, out_dir: Path, extra: dict[str, Any] | None = N
 
 
 def render_figure(draw_name: str, data: FigureData, look: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Draw once, save as PNG and SVG; returns the files written."""
+    """Draw once, save as PNG and SVG (cropped to what is drawn, legends above the axes included).
+
+    At 300 dpi matplotlib's default PNG compression (zlib level 6) costs more than drawing, so the
+    PNG is written with a faster level; the image is the same, the file about a third larger.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     from mlpower.figures import draw
 
     with style_context(look["font_size"]):
         figure = getattr(draw, draw_name)(data, look)
-        written = []
-        for suffix, options in ((".png", {"dpi": PNG_DPI}), (".svg", {"metadata": {"Date": None}})):
-            path = out_dir / f"{data.name}{suffix}"
-            _atomic_write(path, lambda p, o=options, s=suffix: figure.savefig(p, format=s[1:], **o))
-            written.append(path)
-    return written
+        figure.set_dpi(PNG_DPI)
+        # The tight box once, for both files: bbox_inches="tight" would lay the figure out again per file.
+        crop = figure.get_tightbbox(FigureCanvasAgg(figure).get_renderer()).padded(PAD_INCHES)
+        png = out_dir / f"{data.name}.png"
+        _atomic_write(png, lambda p: figure.savefig(p, format="png", dpi=PNG_DPI, bbox_inches=crop,
+                                                    pil_kwargs={"compress_level": PNG_COMPRESSION}))
+        svg = out_dir / f"{data.name}.svg"
+        _atomic_write(svg, lambda p: figure.savefig(p, format="svg", bbox_inches=crop, metadata={"Date": None}))
+    return [png, svg]

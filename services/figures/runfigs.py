@@ -203,7 +203,7 @@ def _save(figure: Any, out_dir: Path, stem: str) -> list[Path]:
     paths = []
     for suffix in ("png", "svg"):
         path = out_dir / f"{stem}.{suffix}"
-        figure.savefig(path, format=suffix, **({"dpi": 300} if suffix == "png" else {}))
+        figure.savefig(path, format=suffix, bbox_inches="tight", **({"dpi": 300} if suffix == "png" else {}))
         paths.append(path)
     return paths
 
