@@ -64,7 +64,8 @@ class Director:
             options["interval_ms"] = int(round(interval_s * 1000))
             if self.settings.ptd_launch:
                 options.update(launch=True, device_type=self.settings.ptd_device_type,
-                               device_port=self.settings.ptd_device_port)
+                               device_port=self.settings.ptd_device_port,
+                               interface_flag=self.settings.ptd_interface_flag)
                 if self.settings.ptd_command:
                     options["ptd_command"] = self.settings.ptd_command
         return open_source(resource, **options)

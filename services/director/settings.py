@@ -45,6 +45,8 @@ class DirectorSettings(ServiceSettings):
     ptd_command: str = Field(default="", validation_alias="MLPOWER_PTD_COMMAND",
                              description="the PTDaemon executable (default: mlpower's emulator)")
     ptd_device_type: int = Field(default=49, validation_alias="MLPOWER_PTD_DEVICE_TYPE")
+    ptd_interface_flag: str = Field(default="", validation_alias="MLPOWER_PTD_INTERFACE_FLAG",
+                                    pattern=r"^(|-n|-g|-y|-U)$", description="PTDaemon's interface flag (-n: network)")
     ptd_device_port: str = Field(default="", validation_alias="MLPOWER_PTD_DEVICE_PORT",
                                  description="what PTDaemon talks to, e.g. the simulator's host:port or /dev/usbtmc0")
     bus_mode: bool = Field(default=True, validation_alias="MLPOWER_DIRECTOR_BUS_MODE")

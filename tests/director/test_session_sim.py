@@ -175,3 +175,39 @@ def test_two_simulated_analyzers_are_merged_by_timestamp(tmp_path: Path) -> None
         assert float(fields[3]) == pytest.approx(float(part1.split(",")[3]) + float(part2.split(",")[3]), abs=1e-5)
         assert float(fields[3]) == pytest.approx(200, abs=8)
     assert len(parse_ptd_out(session.dir / "run_1" / "ptd_out.txt")) == 2
+
+
+@pytest.mark.slow
+def test_the_director_launches_ptdaemon_per_session(tmp_path: Path) -> None:
+    """The official path: PTDaemon (here mlpower's emulator, as a child process) in front of the WT310E."""
+    import socket
+
+    from mlpower.director.director import Director
+
+    from .conftest import fast_settings
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        ptd_port = probe.getsockname()[1]
+    sim = start_simulator(port=0, load="constant:150", seed=4)
+    try:
+        director = Director(fast_settings(tmp_path, analyzer=f"ptd://127.0.0.1:{ptd_port}", sample_interval_s=1.0,
+                                          ptd_launch=True, ptd_interface_flag="-n",
+                                          ptd_device_port=f"127.0.0.1:{sim.port}"))
+        session = director.new_session(run_id="launched")
+        session.start("ranging")
+        time.sleep(2.5)
+        session.stop("ranging")
+        session.start("testing")
+        time.sleep(2.5)
+        session.stop("testing")
+        session.done()
+    finally:
+        sim.stop()
+    tree = _check_tree(session.dir, "launched")
+    summary = tree["summary"]
+    assert summary["ptd_config"][0]["command"][-3:] == ["-n", "49", f"127.0.0.1:{sim.port}"]
+    assert summary["ptd_messages"][0] == {"cmd": "Hello", "reply": "Hello, PTDaemon here!"}
+    logs = (session.dir / "power" / "ptd_logs.txt").read_text()
+    assert "Uncertainty checking for Yokogawa" in logs  # PTDaemon's own console, not ours
+    assert all(abs(r["w"] - 150) < 8 for r in tree["testing"])
