@@ -584,6 +584,8 @@ class PtdServer:
     def stop(self) -> None:
         self._stop.set()
         with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # close() alone leaves it listening while select() runs
+        with contextlib.suppress(OSError):
             self._listener.close()
         conn = self._conn
         if conn is not None:

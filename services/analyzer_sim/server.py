@@ -59,6 +59,15 @@ class LineSession:
         return replies
 
 
+def _close_listener(listener: socket.socket | None) -> None:
+    """Stop listening now: a bare close() leaves the port open while another thread is in select() on it."""
+    if listener is None:
+        return
+    with contextlib.suppress(OSError):
+        listener.shutdown(socket.SHUT_RDWR)
+    listener.close()
+
+
 class ScpiTcpServer:
     def __init__(self, inst: Instrument, faults: Faults, host: str = "127.0.0.1", port: int = 0,
                  on_command: Callable[[str], None] | None = None) -> None:
@@ -89,8 +98,7 @@ class ScpiTcpServer:
         if state.disconnected and listening:
             with self._lock:
                 listener, self._listener = self._listener, None
-            if listener is not None:
-                listener.close()
+            _close_listener(listener)
         elif not state.disconnected and not listening and not self._stop.is_set():
             self.inst.power_on()  # back from the dead: power-on settings, empty queues
             with self._lock:
@@ -151,8 +159,7 @@ class ScpiTcpServer:
         self._stop.set()
         with self._lock:
             listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.close()
+        _close_listener(listener)
         self._close_connections()
         self._thread.join(timeout=2)
 
