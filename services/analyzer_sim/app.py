@@ -80,7 +80,7 @@ def create_app(handle: SimulatorHandle, api_token: str = "") -> FastAPI:
             s = inst.settings
             return {
                 "load": handle.model.spec,
-                "true_power_w": _json_number(inst.true_power_w),
+                "true_power_w": _json_number(handle.true_power_w),
                 "reading": {"power_w": _json_number(r.power_w), "voltage_v": _json_number(r.voltage_v),
                             "current_a": _json_number(r.current_a), "power_factor": _json_number(r.power_factor)},
                 "voltage_range_v": s.voltage_range_v, "current_range_a": s.current_range_a,

@@ -21,7 +21,8 @@ def _finite_or_nan(read: Callable[[], float]) -> Callable[[], float]:
 
 
 class SimMetrics:
-    def __init__(self, inst: Instrument, analyzer: str = "simulator") -> None:
+    def __init__(self, inst: Instrument, analyzer: str = "simulator",
+                 true_power_w: Callable[[], float] | None = None) -> None:
         self.registry = CollectorRegistry()
         labels = {"analyzer": analyzer, "channel": "1"}
         self.commands = Counter("mlpower_sim_commands", "commands served by the simulator",
@@ -29,7 +30,7 @@ class SimMetrics:
         self.faults_injected = Counter("mlpower_sim_faults_injected", "faults switched on",
                                        ["fault"], registry=self.registry)
         Gauge("mlpower_sim_true_power_watts", "true power drawn by the simulated load",
-              registry=self.registry).set_function(_finite_or_nan(lambda: inst.true_power_w))
+              registry=self.registry).set_function(_finite_or_nan(true_power_w or (lambda: inst.true_power_w)))
 
         def gauge(name: str, doc: str, read: Callable[[], float]) -> None:
             g = Gauge(name, doc, list(labels), registry=self.registry)

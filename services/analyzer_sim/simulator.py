@@ -45,7 +45,8 @@ class SimulatorHandle:
             identity=Identity(model=self.settings.model, serial=self.settings.serial, firmware=self.settings.firmware),
             options=options or physics_options(self.settings),
         )
-        self.metrics = SimMetrics(self.instrument, analyzer=self.settings.serial)
+        self.metrics = SimMetrics(self.instrument, analyzer=self.settings.serial,
+                                  true_power_w=lambda: self.true_power_w)
         self._metrics_ref = self.metrics
         self.faults.subscribe(self._on_fault)
         self._tcp = ScpiTcpServer(self.instrument, self.faults, host, port, lambda h: self.metrics.command("tcp"))
