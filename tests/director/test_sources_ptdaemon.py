@@ -336,3 +336,24 @@ def test_too_fast_interval_is_refused() -> None:
 
     with pytest.raises(RangeError):
         open_source("ptd://127.0.0.1:8888", interval_ms=50)
+
+
+def test_default_command_launches_mlpower_ptd_in_front_of_the_wt310e_simulator() -> None:
+    """director -> ``mlpower ptd`` (PTDaemon's flags, ``-n host:port``) -> the WT310E simulator over SCPI."""
+    from mlpower.analyzer_sim import start_simulator
+
+    with start_simulator(port=0, load="constant:400") as sim:
+        src = open_source(f"ptd://127.0.0.1:{free_port()}", launch=True, interface_flag="-n",
+                          device_port=f"127.0.0.1:{sim.port}", interval_ms=500)  # fmt: skip
+        assert isinstance(src, PtdSource)
+        with src:
+            assert src.argv is not None and src.argv[1:4] == ["-m", "mlpower", "ptd"]
+            assert src.argv[-3:] == ["-n", "49", f"127.0.0.1:{sim.port}"]
+            src.set_ranges(300, 2.0)
+            src.start("chain_testing")
+            readings = [src.read_sample() for _ in range(2)]
+            src.stop()
+            console = src.console_text()
+    assert all(r.power_w == pytest.approx(400.0, rel=0.03) and r.usable for r in readings)
+    assert "Amp range set to 2.000000A" in console and "Go with mark 'chain_testing'" in console
+    assert src.process is not None and src.process.returncode is not None  # terminated on close

@@ -337,3 +337,20 @@ def test_calls_before_open_are_refused(sim: object) -> None:
     with pytest.raises(AnalyzerError, match="not open"):
         src.read_sample()
     src.close()  # closing an unopened source is harmless
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        "USB0::0x0B21::0x0025::C2PH13047V::INSTR",  # no meter on USB here (or no PyUSB)
+        "GPIB0::20::INSTR",  # no GP-IB board here (or no linux-gpib)
+        "TCPIP::127.0.0.1::INSTR",  # no VXI-11 service here
+        "ASRL/dev/does-not-exist-mlpower::INSTR",
+    ],
+)
+def test_resources_without_hardware_fail_with_the_reason(resource: str) -> None:
+    t0 = time.monotonic()
+    with pytest.raises(AnalyzerError, match="cannot open") as info:
+        open_source(resource, open_timeout_s=1.0).open()
+    assert resource in str(info.value) and len(str(info.value)) > len(resource) + 30
+    assert time.monotonic() - t0 < 5.0
