@@ -25,7 +25,7 @@ from typing import Any
 from mlpower.figures import catalogue
 from mlpower.figures.errors import FiguresError
 from mlpower.figures.figuredata import MODES, FigureData, flatten, same_value
-from mlpower.figures.loader import file_digest, load_results
+from mlpower.figures.files import file_digest
 from mlpower.figures.typed import TYPED_FILE, typed_bytes
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 MANIFEST = ".manifest.json"
 OUTPUT_SUFFIXES = (".png", ".svg", ".json")
 # The modules whose source decides what a figure looks like; a change to any re-renders everything.
-CODE_MODULES = ("catalogue", "case_studies", "draw", "figuredata", "histograms", "loader", "pairing", "parse",
+CODE_MODULES = ("catalogue", "case_studies", "draw", "figuredata", "files", "histograms", "loader", "pairing", "parse",
                 "power_scales", "render", "trends", "typed")
 CODE_FILES = tuple(f"{m}.py" for m in CODE_MODULES) + ("paper.mplstyle",)
 
@@ -136,6 +136,8 @@ def build(out_dir: Path, data_dir: Path, *, mode: str = "paper", only: Iterable[
              or not _outputs_exist(out_dir, e.name)]
     report.unchanged = [e.name for e in entries if e not in stale]
     if stale:
+        from mlpower.figures.loader import load_results
+
         results = load_results(Path(data_dir))
         from mlpower.figures.render import write_json
 
@@ -182,6 +184,8 @@ def compare(paper: FigureData, corrected: FigureData) -> list[dict[str, Any]]:
 
 
 def audit(data_dir: Path, only: Iterable[str] | None = None) -> dict[str, Any]:
+    from mlpower.figures.loader import load_results
+
     results = load_results(Path(data_dir))
     figures = []
     for entry in catalogue.select(list(only or ())):

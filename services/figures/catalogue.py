@@ -8,31 +8,33 @@ files it depends on (for incremental rebuilds), and every presentation constant 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlpower.figures import case_studies, histograms, power_scales, trends
 from mlpower.figures.errors import UnknownFigure
-from mlpower.figures.figuredata import FigureData
-from mlpower.figures.loader import DATACENTER, EDGE, PERFORMANCE, TINY, TRAINING, Results
+from mlpower.figures.files import DATACENTER, EDGE, PERFORMANCE, TINY, TRAINING
 
-Compute = Callable[[Results, str], FigureData]
+if TYPE_CHECKING:
+    from mlpower.figures.figuredata import FigureData
+    from mlpower.figures.loader import Results
 
 
 @dataclass(frozen=True)
 class Entry:
+    """Functions are named, not imported: deciding that nothing changed must not load polars or matplotlib."""
+
     name: str
     title: str
     upstream_script: str
     inputs: tuple[str, ...]
-    compute: Compute
-    draw: str  # the name of the drawing function in ``mlpower.figures.draw`` (matplotlib loads lazily)
+    computes_with: str  # "module:function" under mlpower.figures: (Results, mode) -> FigureData
+    draw: str  # the name of the drawing function in ``mlpower.figures.draw``
     look: dict[str, Any] = field(default_factory=dict)
 
-
-def _trend(name: str) -> Compute:
-    return lambda results, mode: trends.compute_trend(name, results, mode)
+    def compute(self, results: Results, mode: str) -> FigureData:
+        module, function = self.computes_with.split(":")
+        return getattr(importlib.import_module(f"mlpower.figures.{module}"), function)(results, mode)  # type: ignore[no-any-return]
 
 
 TREND_LOOK = {"figsize": (14, 8), "font_size": 35, "marker_size": 8, "date_margin_days": 30,
@@ -46,7 +48,7 @@ RATIO_LOOK = {"figsize": (11, 6), "font_size": 28, "width": 0.25, "colors": ["li
 
 CATALOGUE: tuple[Entry, ...] = (
     Entry("fig1", "Performance trend against Moore's law", "fig1_perf_trends.py", (PERFORMANCE,),
-          case_studies.compute_fig1, "draw_fig1",
+          "case_studies:compute_fig1", "draw_fig1",
           {"figsize": (12, 8), "font_size": 24, "log_base": 2, "y_limits": (1, 64),
            "styles": {"ResNet": ("blue", "D"), "3D U-Net": ("red", "s"), "RetinaNet": ("purple", "^"),
                       "Mask R-CNN": ("yellowgreen", "D"), "DLRM": ("teal", "o"), "GPT-J": ("salmon", "^"),
@@ -54,28 +56,28 @@ CATALOGUE: tuple[Entry, ...] = (
            "legend_columns": 4, "x_label": "MLPerf Inference Benchmark Version", "y_label": "Normalized Performance",
            "tick_rotation": 45, "top_format": "%m/%y"}),
     Entry("fig2", "Minimum and maximum power per scale", "fig2_power_scales.py", (TINY, EDGE, DATACENTER, TRAINING),
-          power_scales.compute_fig2, "draw_fig2",
+          "power_scales:compute_fig2", "draw_fig2",
           {"figsize": (12, 6), "font_size": 26, "label_font_size": 18, "y_tick_size": 20, "offset": 0.175, "width": 0.35,
            "min_colors": ["blue", "red", "green", "purple"], "max_colors": ["lightblue", "lightcoral", "lightgreen", "violet"],
            "legend": {"Minimum Power": "dimgrey", "Maximum Power": "lightgrey"}, "y_margin": (2.0, 5.0),
            "x_label": "System Type", "y_label": "Power Consumption (W)"}),
-    Entry("fig5a", "Datacenter efficiency trends", "fig5a_datacenter_trends.py", (DATACENTER,), _trend("fig5a"),
+    Entry("fig5a", "Datacenter efficiency trends", "fig5a_datacenter_trends.py", (DATACENTER,), "trends:compute_fig5a",
           "draw_trend", {**TREND_LOOK, "markers": ["o", "s", "D", "P", "^", "o", "s"],
                          "colors": ["blue", "red", "green", "purple", "orange", "brown", "grey"],
                          "duplicate_single_point_days": 1, "power_of_ten_ticks": True}),
-    Entry("fig5b", "Edge efficiency trends", "fig5b_edge_trends.py", (EDGE,), _trend("fig5b"), "draw_trend",
+    Entry("fig5b", "Edge efficiency trends", "fig5b_edge_trends.py", (EDGE,), "trends:compute_fig5b", "draw_trend",
           {**TREND_LOOK, "markers": ["o", "s", "D", "P"], "colormap": "tab10", "fixed_y": "fig5b",
            "y_tick_labels": ["$10^0$", "$5 \\times 10^0$", "$10^1$"]}),
-    Entry("fig5c", "Tiny efficiency trends", "fig5c_tiny_trends.py", (TINY,), _trend("fig5c"), "draw_trend",
+    Entry("fig5c", "Tiny efficiency trends", "fig5c_tiny_trends.py", (TINY,), "trends:compute_fig5c", "draw_trend",
           {**TREND_LOOK, "markers": ["o", "s", "D", "P"], "colormap": "tab10",
            "x_label": "MLPerf Tiny Benchmark Version"}),
     Entry("fig6", "Llama2-70B LoRA training energy", "fig6_training_energy.py", (TRAINING,),
-          case_studies.compute_fig6, "draw_fig6",
+          "case_studies:compute_fig6", "draw_fig6",
           {"figsize": (11, 6), "font_size": 24, "width": 0.35, "bar_colors": ["lightblue", "lightcoral"],
            "line_color": "red", "legend_columns": 3, "x_label": "Number of Accelerators", "y_label": "Energy (MJ)",
            "y2_label": "Time to Train (min)"}),
     Entry("fig7", "Energy per inference against MACs", "fig7_workload_insights.py", (DATACENTER, TINY),
-          case_studies.compute_fig7, "draw_fig7",
+          "case_studies:compute_fig7", "draw_fig7",
           {"figsize": (14, 7), "font_size": 28, "group_colors": {"datacenter": "lightblue", "tiny": "lightcoral"},
            "group_labels": {"datacenter": "Datacenter", "tiny": "Tiny"}, "mac_color": "green", "mac_label": "MAC Operations",
            "tick_rotation": 30, "marker_divisor": 5, "marker_size": 200,
@@ -84,18 +86,18 @@ CATALOGUE: tuple[Entry, ...] = (
                                "Anomaly Detection": ("grey", "P")},
            "y_label": "Energy per Inference (Joules/Sample)", "y2_label": "Total MAC Operations"}),
     Entry("fig8", "BERT accuracy-target efficiency gap", "fig8_accuracy_efficiency_histogram.py", (DATACENTER,),
-          histograms.compute_fig8, "draw_histogram", {**HIST_LOOK, "tick_size": 16}),
+          "histograms:compute_fig8", "draw_histogram", {**HIST_LOOK, "tick_size": 16}),
     Entry("fig9", "BERT-99.9 efficiency relative to BERT-99.0", "fig9_quantization.py", (DATACENTER,),
-          case_studies.compute_fig9, "draw_fig9",
+          "case_studies:compute_fig9", "draw_fig9",
           {"figsize": (12, 5.5), "font_size": 24, "width": 0.35, "colors": ["lightblue", "lightcoral"],
            "y_ticks": (0.0, 1.0, 0.25), "legend_columns": 2, "x_label": "MLPerf Inference Version",
            "y_label": "Normalized Efficiency"}),
     Entry("fig10", "Efficiency change for the same hardware", "fig10_software_delta_histogram.py", (DATACENTER,),
-          histograms.compute_fig10, "draw_histogram", {**HIST_LOOK, "tick_size": 18}),
+          "histograms:compute_fig10", "draw_histogram", {**HIST_LOOK, "tick_size": 18}),
     Entry("fig11a", "Software optimisation on one edge system", "fig11a_software_optimizations.py", (EDGE,),
-          case_studies.compute_fig11a, "draw_ratios", {**RATIO_LOOK, "y_top": 1.8}),
+          "case_studies:compute_fig11a", "draw_ratios", {**RATIO_LOOK, "y_top": 1.8}),
     Entry("fig11b", "TPU hardware generations", "fig11b_hardware_optimizations.py", (),
-          case_studies.compute_fig11b, "draw_ratios", {**RATIO_LOOK, "y_top": 4.99}),
+          "case_studies:compute_fig11b", "draw_ratios", {**RATIO_LOOK, "y_top": 4.99}),
 )
 
 BY_NAME = {entry.name: entry for entry in CATALOGUE}

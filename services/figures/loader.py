@@ -8,20 +8,16 @@ row's file and line (the audit names them), and offers the parsing rules of both
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from mlpower.figures.errors import DataError
+from mlpower.figures.files import ALL_FILES, DATACENTER, EDGE, PERFORMANCE, TINY, TRAINING, file_digest
 
-DATACENTER = "data_cleaned_inference_datacenter.csv"
-EDGE = "data_cleaned_inference_edge.csv"
-TINY = "data_cleaned_tiny.csv"
-TRAINING = "data_cleaned_training.csv"
-PERFORMANCE = "data_performance.csv"
-ALL_FILES = (DATACENTER, EDGE, TINY, TRAINING, PERFORMANCE)
+__all__ = ["ALL_FILES", "DATACENTER", "EDGE", "PERFORMANCE", "TINY", "TRAINING", "Results", "file_digest",
+           "load_results", "read_table", "row_ref"]
 
 # The columns the figures read; a table without them is not one of the public exports.
 INFERENCE_COLUMNS = ("Public ID", "Organization", "SystemName", "Model MLC", "Scenario", "Result",
@@ -46,10 +42,6 @@ class Results:
 
     def inference(self, table: str) -> pl.DataFrame:
         return {"datacenter": self.datacenter, "edge": self.edge, "tiny": self.tiny}[table]
-
-
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _require(path: Path) -> Path:

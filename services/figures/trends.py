@@ -235,3 +235,15 @@ def _iso(date_text: str) -> str:
     """``m/d/YYYY`` (zero padding optional) -> ``YYYY-MM-DD``."""
     month, day, year = (int(part) for part in date_text.split("/"))
     return f"{year:04d}-{month:02d}-{day:02d}"
+
+
+def compute_fig5a(results: Results, mode: str) -> FigureData:
+    return compute_trend("fig5a", results, mode)
+
+
+def compute_fig5b(results: Results, mode: str) -> FigureData:
+    return compute_trend("fig5b", results, mode)
+
+
+def compute_fig5c(results: Results, mode: str) -> FigureData:
+    return compute_trend("fig5c", results, mode)
