@@ -100,3 +100,10 @@ def ptd(ctx: typer.Context) -> None:
 
 
 ptd.context_settings = {"allow_extra_args": True, "ignore_unknown_options": True}  # type: ignore[attr-defined]
+
+
+def ptd_main() -> None:
+    """Entry point for a stand-alone ``ptd`` executable: power-dev's config names one path, no arguments."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command(context_settings=ptd.context_settings)(ptd)  # type: ignore[attr-defined]
+    app()

@@ -26,7 +26,8 @@ DEFAULT_FOLLOW_LOAD_W = 450.0
 
 
 class LoadModel(Protocol):
-    spec: str
+    @property
+    def spec(self) -> str: ...
 
     def power_w(self, t_s: float) -> float: ...
 
@@ -156,12 +157,14 @@ def parse_load(spec: str) -> LoadModel:
         values = _floats(rest.split(":"), spec) if rest else []
         if len(values) not in (2, 5) or any(v < 0 for v in values[2:]):
             raise LoadSpecError(f"load spec {spec!r}: expected profile:IDLE_W:LOAD_W[:IDLE_S:RAMP_S:STEADY_S]")
-        return PhaseProfile(*values, spec=spec)
+        if len(values) == 5:
+            return PhaseProfile(values[0], values[1], values[2], values[3], values[4], spec=spec)
+        return PhaseProfile(values[0], values[1], spec=spec)
     if kind == "trace":
         if not rest:
             raise LoadSpecError(f"load spec {spec!r}: expected trace:CSV[:SCALE[:OFFSET_W]]")
         # Split numbers off the right so a path may contain colons.
-        path_text, numbers = rest, []
+        path_text, numbers = rest, list[float]()
         for _ in range(2):
             head, sep, tail = path_text.rpartition(":")
             if not sep:

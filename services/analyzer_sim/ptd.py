@@ -570,8 +570,8 @@ class PtdServer:
         unknown = total - invalid - len(known)
         if not known:
             return [f"Uncertainty,-1.0,10000000.000000,0.000000,{total},{invalid},0,{unknown}"]
-        avg = sum(known) / len(known)  # type: ignore[arg-type]
-        return [f"Uncertainty,{avg:.6f},{min(known):.6f},{max(known):.6f},{total},{invalid},{len(known)},{unknown}"]  # type: ignore[type-var]
+        avg = sum(known) / len(known)
+        return [f"Uncertainty,{avg:.6f},{min(known):.6f},{max(known):.6f},{total},{invalid},{len(known)},{unknown}"]
 
     def _mark(self, args: list[str]) -> list[str]:
         if len(args) != 1 or not args[0]:

@@ -52,14 +52,18 @@ class SimulatorHandle:
         self._tcp = ScpiTcpServer(self.instrument, self.faults, host, port, lambda h: self.metrics.command("tcp"))
         self._pty = ScpiPtyServer(self.instrument, self.faults, lambda h: self.metrics.command("pty")) if pty else None
         self._control = None
-        if control_port is not None and control_port >= 0:
-            from mlpower.analyzer_sim.app import ControlServer, create_app
+        try:
+            if control_port is not None and control_port >= 0:
+                from mlpower.analyzer_sim.app import ControlServer, create_app
 
-            token = self.settings.api_token if api_token is None else api_token
-            self._control = ControlServer(create_app(self, token), host, control_port)
-        self._apply_setting_faults()
-        if isinstance(self.model.current, FollowLoad):
-            self._ensure_follow()
+                token = self.settings.api_token if api_token is None else api_token
+                self._control = ControlServer(create_app(self, token), host, control_port)
+            self._apply_setting_faults()
+            if isinstance(self.model.current, FollowLoad):
+                self._ensure_follow()
+        except BaseException:
+            self.stop()  # a half-started simulator must not keep its ports
+            raise
 
     # ---- public surface
     @property

@@ -52,3 +52,17 @@ def test_start_ptd_answers_hello() -> None:
         with socket.create_connection(("127.0.0.1", ptd.port), timeout=5) as sock:
             sock.sendall(b"Hello\r\n")
             assert sock.makefile("rb").readline() == b"Hello, PTDaemon here!\r\n"
+
+
+def test_a_simulator_that_cannot_start_releases_its_port() -> None:
+    from mlpower.analyzer_sim.settings import Settings
+    from mlpower.errors import MlpowerError
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    broken = Settings(amqp_url="amqp://guest:guest@127.0.0.1:1/")  # nothing listens on port 1
+    with pytest.raises(MlpowerError):
+        start_simulator(port=port, load="follow", settings=broken)
+    with start_simulator(port=port) as sim:  # the port is free again
+        assert sim.port == port
