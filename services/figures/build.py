@@ -13,6 +13,7 @@ import json
 import logging
 import multiprocessing
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -103,16 +104,27 @@ def _render_one(job: tuple[str, FigureData, dict[str, Any], str]) -> str:
     return data.name
 
 
+def start_method() -> str:
+    """``fork`` from a single-threaded process (the CLI: workers start with matplotlib loaded);
+    ``forkserver`` from the service, where forking beside uvicorn's and the bus's threads could
+    copy a lock some other thread holds."""
+    methods = multiprocessing.get_all_start_methods()
+    if threading.active_count() == 1 and "fork" in methods:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
 def _render_all(jobs: list[tuple[str, FigureData, dict[str, Any], str]], workers: int) -> None:
-    if workers <= 1 or len(jobs) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+    if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
             _render_one(job)
         return
-    import mlpower.figures.draw  # noqa: F401 - imported before forking, so workers start with matplotlib loaded
-
+    method = start_method()
+    if method == "fork":
+        import mlpower.figures.draw  # noqa: F401 - imported before forking, so workers start with matplotlib loaded
     # The slowest figures first, so that two workers finish at about the same time.
     jobs = sorted(jobs, key=lambda job: -job[2]["figsize"][0] * job[2]["figsize"][1] * job[2]["font_size"])
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context(method)
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
         list(pool.map(_render_one, jobs, chunksize=1))
 

@@ -106,3 +106,22 @@ def test_only_figures_whose_inputs_changed_are_rerendered(tmp_path: Path, data_d
     assert build(out, data, only=["fig9"], workers=1).rendered == ["fig9"]
     # Another mode into the same folder is another input.
     assert build(out, data, mode="corrected", only=["fig9"], workers=1).rendered == ["fig9"]
+
+
+def test_parallel_rendering_beside_other_threads(tmp_path: Path, data_dir: Path) -> None:
+    """In the service (other threads running) workers come from a fork server, not a bare fork."""
+    import threading
+
+    from mlpower.figures.build import start_method
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        assert start_method() in ("forkserver", "spawn")
+        report = build(tmp_path, data_dir, only=["fig9", "fig11b"], workers=2)
+    finally:
+        stop.set()
+    assert sorted(report.rendered) == ["fig11b", "fig9"]
+    with Image.open(tmp_path / "fig9.png") as image:
+        assert image.size[0] > 1000
