@@ -71,11 +71,14 @@ def ptd(ctx: typer.Context) -> None:
     from mlpower.cli import run
 
     def main() -> None:
-        from mlpower.analyzer_sim.ptd import DEFAULT_SCPI_PORT, parse_ptd_args
+        from mlpower.analyzer_sim.ptd import DEFAULT_SCPI_PORT, USAGE, parse_ptd_args
         from mlpower.analyzer_sim.settings import Settings
         from mlpower.analyzer_sim.simulator import start_ptd
         from mlpower.settings import load_settings
 
+        if any(arg in ("-h", "-?", "--usage") for arg in ctx.args):
+            typer.echo(USAGE)
+            return
         args = parse_ptd_args(list(ctx.args))
         settings = load_settings(Settings)
         analyzer_host, analyzer_port = "127.0.0.1", None

@@ -98,6 +98,7 @@ class Integration:
 class PhysicsOptions:
     mains: physics.Mains = physics.Mains()
     range_switch_gap_updates: int = 1  # updates lost while auto range switches
+    fixed_range_settle_updates: int = 0  # updates lost after a commanded range change (real: 0.5-1.5 s)
     protection_updates: int = 3  # sustained overrange on a fixed mA range before the forced 1 A range
     wait_cap_s: float = 30.0  # a :COMM:WAIT whose event never comes gives up after this
 
@@ -330,7 +331,9 @@ class Instrument:
             if match is None:
                 raise ScpiError(222, f"{volts} V is not a range at CF{self.settings.crest_factor}")
             self.advance()
+            changed = match != self.settings.voltage_range_v
             self.settings.voltage_range_v, self.settings.voltage_auto = match, False
+            self._settle(changed, voltage=True)
 
     def set_current_range(self, amps: float) -> None:
         with self.lock:
@@ -340,7 +343,16 @@ class Instrument:
             if match is None:
                 raise ScpiError(222, f"{amps} A is not a range at CF{self.settings.crest_factor}")
             self.advance()
+            changed = match != self.settings.current_range_a
             self.settings.current_range_a, self.settings.current_auto = match, False
+            self._settle(changed, voltage=False)
+
+    def _settle(self, changed: bool, voltage: bool) -> None:
+        # A commanded range change is not measured at once either (wt310e.md 2.5, fault 5).
+        if changed and self.options.fixed_range_settle_updates > 0:
+            v_switch, i_switch = self._switching if self._gap_left > 0 else (False, False)
+            self._gap_left = max(self._gap_left, self.options.fixed_range_settle_updates)
+            self._switching = (v_switch or voltage, i_switch or not voltage)
 
     def set_auto(self, channel: str, on: bool) -> None:
         with self.lock:

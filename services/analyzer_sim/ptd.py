@@ -54,6 +54,13 @@ class PtdArgs:
     debug: bool = False
 
 
+USAGE = """usage: ptd [-l <logfile>] [-p <port>] [-b <gpib board>] [-c <channel>[,<channel>]] [-B <baud>]
+           [-D] [-n | -g | -y | -U] [-e] [-d] <deviceType> <devicePort>
+  -l  data log file (one Time,...,Mark,<mark> line per sample)     -p  TCP port to listen on (8888)
+  -n  network analyzer: devicePort is host[:port] of a WT310E SCPI socket (e.g. mlpower sim)
+  -e  extended logging (event lines in the data log)                deviceType 49 = Yokogawa WT310/WT310E
+Emulated by mlpower; without -n the readings come from the built-in simulated WT310E."""
+
 _VALUE_FLAGS = {"-l", "-p", "-b", "-c", "-B"}
 _INTERFACE_FLAGS = {"-n", "-g", "-y", "-U"}
 

@@ -26,6 +26,8 @@ class Settings(ServiceSettings):
     power_factor: float = Field(default=0.95, gt=0, le=1, validation_alias="MLPOWER_SIM_POWER_FACTOR")
     current_crest_factor: float = Field(default=1.414, ge=1, le=20, validation_alias="MLPOWER_SIM_CURRENT_CREST")
     range_switch_gap_updates: int = Field(default=1, ge=0, le=10, validation_alias="MLPOWER_SIM_RANGE_GAP_UPDATES")
+    range_settle_updates: int = Field(default=0, ge=0, le=10, validation_alias="MLPOWER_SIM_RANGE_SETTLE_UPDATES",
+                                      description="updates lost after a commanded (fixed) range change")
 
     stall_s: float = Field(default=0.0, ge=0, le=600, validation_alias="MLPOWER_SIM_FAULT_STALL_S")
     clock_drift_ppm: float = Field(default=0.0, validation_alias="MLPOWER_SIM_FAULT_CLOCK_DRIFT_PPM")

@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 def physics_options(settings: Settings) -> PhysicsOptions:
     mains = physics.Mains(voltage_v=settings.mains_voltage_v, freq_hz=settings.mains_freq_hz,
                           power_factor=settings.power_factor, current_crest_factor=settings.current_crest_factor)
-    return PhysicsOptions(mains=mains, range_switch_gap_updates=settings.range_switch_gap_updates)
+    return PhysicsOptions(mains=mains, range_switch_gap_updates=settings.range_switch_gap_updates,
+                          fixed_range_settle_updates=settings.range_settle_updates)
 
 
 class SimulatorHandle:

@@ -175,3 +175,17 @@ def test_low_current_range_protection_forces_1a_and_auto_on() -> None:
     assert d.execute(":INP:CURR:AUTO?") == b"0"
     clock.advance(3.5)
     assert d.execute(":INP:CURR:RANG?;AUTO?") == b"1.000E+00;1"
+
+
+def test_a_commanded_range_change_can_cost_settling_updates() -> None:
+    inst, d, clock = _instrument("constant:250", fixed_range_settle_updates=2)
+    d.execute(":COMM:HEAD OFF;:NUM:NORM:NUM 3;:NUM:NORM:ITEM1 U;ITEM2 I;ITEM3 P")
+    clock.advance(1.0)
+    assert b"NAN" not in d.execute(":NUM:NORM:VAL?")
+    d.execute(":INP:CURR:RANG 5A")
+    for _ in range(2):
+        clock.advance(1.0)
+        u, i, p = d.execute(":NUM:NORM:VAL?").split(b",")
+        assert (i, p) == (b"NAN", b"NAN") and u != b"NAN"
+    clock.advance(1.0)
+    assert b"NAN" not in d.execute(":NUM:NORM:VAL?")
