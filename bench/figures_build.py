@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -30,11 +31,19 @@ TARGET_FULL_S = UPSTREAM_S / 5
 TARGET_NO_CHANGE_S = 0.5
 
 
-def _cli(out: Path, workers: int) -> float:
+CPU: list[float] = []  # CPU seconds (user + sys, all processes) of each "cli full": independent of the load
+
+
+def _cli(out: Path, workers: int, *, record_cpu: bool = False) -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "mlpower.cli", "figures", "build", "--out", str(out),
                     "--workers", str(workers)], check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if record_cpu:
+        CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return elapsed
 
 
 def main() -> None:
@@ -55,7 +64,7 @@ def main() -> None:
         for i in range(args.repeat):
             load.append(os.getloadavg()[0])
             out = Path(tmp) / f"cli-{i}"
-            timings["cli full"].append(_cli(out, args.workers))
+            timings["cli full"].append(_cli(out, args.workers, record_cpu=True))
             timings["cli no-change"].append(_cli(out, args.workers))
             out = Path(tmp) / f"inproc-{i}"
             report = build(out, data_dir, workers=args.workers)
@@ -68,7 +77,8 @@ def main() -> None:
     summary = {name: {"median_s": round(statistics.median(v), 3), "min_s": round(min(v), 3),
                       "max_s": round(max(v), 3)} for name, v in timings.items()}
     print(json.dumps({"workers": args.workers, "repeat": args.repeat, "cpus": os.cpu_count(),
-                      "load_average_1min": [round(x, 2) for x in load], "results": summary}, indent=1))
+                      "load_average_1min": [round(x, 2) for x in load],
+                      "cli_full_cpu_s_median": round(statistics.median(CPU), 3), "results": summary}, indent=1))
     print()
     print("| measurement | median | min | max | target |")
     print("|---|---|---|---|---|")
