@@ -121,6 +121,7 @@ class Instrument:
         self.lock = threading.RLock()
         self.start_s = clock.now()
         self._power_on_comm = comm or CommSettings()
+        self._epoch = -1  # bumped whenever the update cycle restarts, so every cycle draws fresh numbers
         self.power_on()
 
     # ------------------------------------------------------------------ life cycle
@@ -138,7 +139,7 @@ class Instrument:
         with self.lock:
             self.settings = MeasurementSettings()
             self.integration = Integration()
-            self._epoch = getattr(self, "_epoch", -1) + 1
+            self._epoch += 1
             self._anchor_s = self.clock.now()
             self._last_update = 0
             self._gap_left = 0
@@ -234,13 +235,13 @@ class Instrument:
                 self._gap_left = self.options.range_switch_gap_updates
         if self._gap_left > 0:
             self._gap_left -= 1
-            new = physics.gap_reading(self.reading, signal, self._ranges(), *self._switching)
+            new = physics.gap_reading(signal, self._ranges(), *self._switching)
         else:
             new = physics.measure(signal, self._ranges(), rng)
             self._low_range_protection(new)
         burst = self.faults.take_burst()
         if burst == "nan":
-            new = physics.gap_reading(new, signal, self._ranges(), True, True)
+            new = physics.gap_reading(signal, self._ranges(), True, True)
             new = replace(new, voltage_v=math.nan, freq_u_hz=math.nan, gap=False)
         elif burst == "overrange":
             inf = math.inf
@@ -455,8 +456,9 @@ class Instrument:
             "UMPEAK": (-r.voltage_peak_v, u_step),
             "IPPEAK": (r.current_peak_a, i_step),
             "IMPEAK": (-r.current_peak_a, i_step),
-            "PPPEAK": (r.voltage_peak_v * r.current_peak_a, p_step),
-            "PMPEAK": (-0.0, p_step),
+            # For sine waves p(t) swings between P - S and P + S.
+            "PPPEAK": (r.power_w + r.apparent_va, p_step),
+            "PMPEAK": (r.power_w - r.apparent_va, p_step),
             "WH": (it.wh, 1e-6),
             "WHP": (it.whp, 1e-6),
             "WHM": (it.whm, 1e-6),

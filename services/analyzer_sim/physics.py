@@ -243,8 +243,7 @@ def reading(true_power_w: float, ranges: Ranges, mains: Mains, rng: random.Rando
     return measure(true_signal(true_power_w, mains, rng), ranges, rng)
 
 
-def gap_reading(previous: Reading | None, signal: Signal, ranges: Ranges, voltage_switching: bool,
-                current_switching: bool) -> Reading:
+def gap_reading(signal: Signal, ranges: Ranges, voltage_switching: bool, current_switching: bool) -> Reading:
     """An update lost to a range switch: the switching channel and everything derived from it read NaN."""
     nan = math.nan
     u = nan if voltage_switching else quantise(signal.voltage_v, resolution(ranges.voltage_range_v))

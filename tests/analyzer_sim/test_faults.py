@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import serial
 from mlpower.analyzer_sim import VirtualClock, start_ptd, start_simulator
 from mlpower.analyzer_sim.clock import RealClock
 from mlpower.analyzer_sim.simulator import SimulatorHandle
@@ -123,15 +124,22 @@ def test_usb_disappearance_and_return_with_power_on_settings(sim: SimulatorHandl
     client = Scpi(sim.port)
     client.send(":COMM:HEAD OFF;:INP:VOLT:RANG 600V")
     assert client.ask(":INP:VOLT:RANG?") == "600.0E+00"
-    old_pty = sim.pty_path
-    assert old_pty and os.path.exists(old_pty)
+    assert sim.pty_path and os.path.exists(sim.pty_path)
+    rs232 = serial.Serial(sim.pty_path, timeout=0.5)
+    rs232.write(b"*IDN?\n")
+    assert rs232.readline().startswith(b"YOKOGAWA")
     _fault(sim, "disconnect", on=True)
     with pytest.raises((ConnectionError, OSError)):
         client.ask("*IDN?")
     client.close()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", sim.port), timeout=2)
-    assert not os.path.exists(old_pty)  # the device node is gone
+    with pytest.raises(serial.SerialException):  # the serial side sees I/O errors, as on an unplugged adapter
+        for _ in range(20):
+            rs232.write(b"*IDN?\n")
+            rs232.readline()
+            time.sleep(0.05)
+    rs232.close()
     _fault(sim, "disconnect", on=False)
     back = Scpi(sim.port)
     assert back.ask(":INP:VOLT:RANG?") == ":INP:VOLT:RANG 300.0E+00"  # power-on defaults: header ON, 300 V
