@@ -37,8 +37,11 @@ CPU: list[float] = []  # CPU seconds (user + sys, all processes) of each "cli fu
 def _cli(out: Path, workers: int, *, record_cpu: bool = False) -> float:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "mlpower.cli", "figures", "build", "--out", str(out),
-                    "--workers", str(workers)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "mlpower.cli", "figures", "build", "--out", str(out), "--workers", str(workers)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if record_cpu:
@@ -57,8 +60,12 @@ def main() -> None:
     from mlpower.settings import load_settings
 
     data_dir = load_settings(FiguresSettings).data_dir
-    timings: dict[str, list[float]] = {"cli full": [], "cli no-change": [], "in-process full": [],
-                                       "in-process no-change": []}
+    timings: dict[str, list[float]] = {
+        "cli full": [],
+        "cli no-change": [],
+        "in-process full": [],
+        "in-process no-change": [],
+    }
     load = []
     with tempfile.TemporaryDirectory(prefix="figures-bench-") as tmp:
         for i in range(args.repeat):
@@ -74,19 +81,34 @@ def main() -> None:
             assert again.rendered == [], again
             timings["in-process no-change"].append(again.seconds)
             shutil.rmtree(out)
-    summary = {name: {"median_s": round(statistics.median(v), 3), "min_s": round(min(v), 3),
-                      "max_s": round(max(v), 3)} for name, v in timings.items()}
-    print(json.dumps({"workers": args.workers, "repeat": args.repeat, "cpus": os.cpu_count(),
-                      "load_average_1min": [round(x, 2) for x in load],
-                      "cli_full_cpu_s_median": round(statistics.median(CPU), 3), "results": summary}, indent=1))
+    summary = {
+        name: {"median_s": round(statistics.median(v), 3), "min_s": round(min(v), 3), "max_s": round(max(v), 3)}
+        for name, v in timings.items()
+    }
+    print(
+        json.dumps(
+            {
+                "workers": args.workers,
+                "repeat": args.repeat,
+                "cpus": os.cpu_count(),
+                "load_average_1min": [round(x, 2) for x in load],
+                "cli_full_cpu_s_median": round(statistics.median(CPU), 3),
+                "results": summary,
+            },
+            indent=1,
+        )
+    )
     print()
     print("| measurement | median | min | max | target |")
     print("|---|---|---|---|---|")
-    targets = {"cli full": TARGET_FULL_S, "in-process full": TARGET_FULL_S, "cli no-change": TARGET_NO_CHANGE_S,
-               "in-process no-change": TARGET_NO_CHANGE_S}
+    targets = {
+        "cli full": TARGET_FULL_S,
+        "in-process full": TARGET_FULL_S,
+        "cli no-change": TARGET_NO_CHANGE_S,
+        "in-process no-change": TARGET_NO_CHANGE_S,
+    }
     for name, s in summary.items():
-        print(f"| {name} | {s['median_s']:.3f} s | {s['min_s']:.3f} s | {s['max_s']:.3f} s | "
-              f"<= {targets[name]:g} s |")
+        print(f"| {name} | {s['median_s']:.3f} s | {s['min_s']:.3f} s | {s['max_s']:.3f} s | <= {targets[name]:g} s |")
 
 
 if __name__ == "__main__":

@@ -8,13 +8,12 @@ from __future__ import annotations
 import hmac
 from typing import Literal
 
-from fastapi import FastAPI, Header, HTTPException, Query, Response
+from fastapi import FastAPI, Header, HTTPException, Response
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict
-
 from mlpower.figures import build, catalogue
 from mlpower.figures.errors import FiguresError
 from mlpower.figures.service import FiguresService
+from pydantic import BaseModel, ConfigDict
 
 MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml", "json": "application/json"}
 ModeName = Literal["paper", "corrected"]
@@ -32,8 +31,9 @@ def create_app(service: FiguresService, *, api_token: str = "") -> FastAPI:
 
     def authorise(authorization: str | None) -> None:
         if api_token and not hmac.compare_digest((authorization or "").encode(), f"Bearer {api_token}".encode()):
-            raise HTTPException(status_code=401, detail="missing or wrong bearer token",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                status_code=401, detail="missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
 
     @app.get("/healthz")
     def healthz() -> dict[str, object]:
@@ -44,17 +44,24 @@ def create_app(service: FiguresService, *, api_token: str = "") -> FastAPI:
         return Response(service.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     @app.get("/figures")
-    def list_figures(mode: ModeName = Query("paper")) -> list[dict[str, object]]:
+    def list_figures(mode: ModeName = "paper") -> list[dict[str, object]]:
         folder = service.mode_dir(mode)
         manifest = build.read_manifest(folder)
-        return [{"name": e.name, "title": e.title, "upstream_script": e.upstream_script, "mode": mode,
-                 "built": all((folder / f"{e.name}{s}").is_file() for s in build.OUTPUT_SUFFIXES),
-                 "inputs_digest": manifest.get(e.name, {}).get("digest"),
-                 "formats": {fmt: f"/figures/{e.name}.{fmt}?mode={mode}" for fmt in MEDIA_TYPES}}
-                for e in catalogue.CATALOGUE]
+        return [
+            {
+                "name": e.name,
+                "title": e.title,
+                "upstream_script": e.upstream_script,
+                "mode": mode,
+                "built": all((folder / f"{e.name}{s}").is_file() for s in build.OUTPUT_SUFFIXES),
+                "inputs_digest": manifest.get(e.name, {}).get("digest"),
+                "formats": {fmt: f"/figures/{e.name}.{fmt}?mode={mode}" for fmt in MEDIA_TYPES},
+            }
+            for e in catalogue.CATALOGUE
+        ]
 
     @app.get("/figures/{name}.{fmt}")
-    def get_figure(name: str, fmt: str, mode: ModeName = Query("paper")) -> FileResponse:
+    def get_figure(name: str, fmt: str, mode: ModeName = "paper") -> FileResponse:
         if fmt not in MEDIA_TYPES:
             raise HTTPException(status_code=404, detail=f"unknown format {fmt!r}; use png, svg or json")
         try:
@@ -67,8 +74,9 @@ def create_app(service: FiguresService, *, api_token: str = "") -> FastAPI:
         return FileResponse(path, media_type=MEDIA_TYPES[fmt])
 
     @app.post("/rebuild", status_code=202)
-    def rebuild(request: RebuildRequest | None = None,
-                authorization: str | None = Header(default=None)) -> dict[str, object]:
+    def rebuild(
+        request: RebuildRequest | None = None, authorization: str | None = Header(default=None)
+    ) -> dict[str, object]:
         authorise(authorization)
         request = request or RebuildRequest()
         try:

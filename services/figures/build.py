@@ -34,8 +34,21 @@ log = logging.getLogger(__name__)
 MANIFEST = ".manifest.json"
 OUTPUT_SUFFIXES = (".png", ".svg", ".json")
 # The modules whose source decides what a figure looks like; a change to any re-renders everything.
-CODE_MODULES = ("catalogue", "case_studies", "draw", "figuredata", "files", "histograms", "loader", "pairing", "parse",
-                "power_scales", "render", "trends", "typed")
+CODE_MODULES = (
+    "catalogue",
+    "case_studies",
+    "draw",
+    "figuredata",
+    "files",
+    "histograms",
+    "loader",
+    "pairing",
+    "parse",
+    "power_scales",
+    "render",
+    "trends",
+    "typed",
+)
 CODE_FILES = tuple(f"{m}.py" for m in CODE_MODULES) + ("paper.mplstyle",)
 
 
@@ -49,8 +62,14 @@ class BuildReport:
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "mode": self.mode, "out_dir": self.out_dir, "rendered": self.rendered,
-                "unchanged": self.unchanged, "seconds": round(self.seconds, 3)}
+        return {
+            "job_id": self.job_id,
+            "mode": self.mode,
+            "out_dir": self.out_dir,
+            "rendered": self.rendered,
+            "unchanged": self.unchanged,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def check_mode(mode: str) -> str:
@@ -81,7 +100,7 @@ def input_digests(entries: Iterable[catalogue.Entry], data_dir: Path, mode: str)
 
 def read_manifest(out_dir: Path) -> dict[str, Any]:
     try:
-        return json.loads((out_dir / MANIFEST).read_text())  # type: ignore[no-any-return]
+        return json.loads((out_dir / MANIFEST).read_text())
     except (OSError, ValueError):
         return {}
 
@@ -133,8 +152,16 @@ def default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def build(out_dir: Path, data_dir: Path, *, mode: str = "paper", only: Iterable[str] | None = None,
-          workers: int | None = None, force: bool = False, job_id: str | None = None) -> BuildReport:
+def build(
+    out_dir: Path,
+    data_dir: Path,
+    *,
+    mode: str = "paper",
+    only: Iterable[str] | None = None,
+    workers: int | None = None,
+    force: bool = False,
+    job_id: str | None = None,
+) -> BuildReport:
     """Render the stale figures of ``only`` (all by default) into ``out_dir``; returns what was done."""
     started = time.perf_counter()
     check_mode(mode)
@@ -144,8 +171,11 @@ def build(out_dir: Path, data_dir: Path, *, mode: str = "paper", only: Iterable[
     report = BuildReport(job_id=job_id or uuid.uuid4().hex[:12], mode=mode, out_dir=str(out_dir))
     digests = input_digests(entries, Path(data_dir), mode)
     manifest = read_manifest(out_dir)
-    stale = [e for e in entries if force or manifest.get(e.name, {}).get("digest") != digests[e.name]
-             or not _outputs_exist(out_dir, e.name)]
+    stale = [
+        e
+        for e in entries
+        if force or manifest.get(e.name, {}).get("digest") != digests[e.name] or not _outputs_exist(out_dir, e.name)
+    ]
     report.unchanged = [e.name for e in entries if e not in stale]
     if stale:
         from mlpower.figures.loader import load_results
@@ -156,8 +186,11 @@ def build(out_dir: Path, data_dir: Path, *, mode: str = "paper", only: Iterable[
         jobs = []
         for entry in stale:
             data = entry.compute(results, mode)
-            write_json(data, out_dir, {"title": entry.title, "upstream_script": entry.upstream_script,
-                                       "inputs_digest": digests[entry.name]})
+            write_json(
+                data,
+                out_dir,
+                {"title": entry.title, "upstream_script": entry.upstream_script, "inputs_digest": digests[entry.name]},
+            )
             jobs.append((entry.draw, data, entry.look, str(out_dir)))
         _render_all(jobs, workers if workers is not None else default_workers())
         for entry in stale:
@@ -165,8 +198,14 @@ def build(out_dir: Path, data_dir: Path, *, mode: str = "paper", only: Iterable[
         _write_manifest(out_dir, manifest)
         report.rendered = [e.name for e in stale]
     report.seconds = time.perf_counter() - started
-    log.info("figures build %s (%s): rendered %s, unchanged %s in %.2f s", report.job_id, mode, report.rendered,
-             report.unchanged, report.seconds)
+    log.info(
+        "figures build %s (%s): rendered %s, unchanged %s in %.2f s",
+        report.job_id,
+        mode,
+        report.rendered,
+        report.unchanged,
+        report.seconds,
+    )
     return report
 
 
@@ -179,19 +218,27 @@ def compare(paper: FigureData, corrected: FigureData) -> list[dict[str, Any]]:
     key_values = (flatten(paper.key_values), flatten(corrected.key_values))
     shown = set(key_values[0]) | set(key_values[1])
     # Plotted values that are not key values themselves (e.g. each histogram value with its rows).
-    plotted = ({k: v["value"] for k, v in paper.points.items() if k not in shown},
-               {k: v["value"] for k, v in corrected.points.items() if k not in shown})
+    plotted = (
+        {k: v["value"] for k, v in paper.points.items() if k not in shown},
+        {k: v["value"] for k, v in corrected.points.items() if k not in shown},
+    )
     for section, left, right in (("key_values", *key_values), ("plotted", *plotted)):
         for key in sorted(set(left) | set(right)):
             if key in left and key in right and same_value(left[key], right[key]):
                 continue
-            differences.append({
-                "section": section, "key": key,
-                "paper": left.get(key), "corrected": right.get(key),
-                "change": "changed" if key in left and key in right else ("only_paper" if key in left else "only_corrected"),
-                "rows_paper": paper.points.get(key, {}).get("rows", []),
-                "rows_corrected": corrected.points.get(key, {}).get("rows", []),
-            })
+            differences.append(
+                {
+                    "section": section,
+                    "key": key,
+                    "paper": left.get(key),
+                    "corrected": right.get(key),
+                    "change": "changed"
+                    if key in left and key in right
+                    else ("only_paper" if key in left else "only_corrected"),
+                    "rows_paper": paper.points.get(key, {}).get("rows", []),
+                    "rows_corrected": corrected.points.get(key, {}).get("rows", []),
+                }
+            )
     return differences
 
 
@@ -202,27 +249,39 @@ def audit(data_dir: Path, only: Iterable[str] | None = None) -> dict[str, Any]:
     figures = []
     for entry in catalogue.select(list(only or ())):
         paper, corrected = entry.compute(results, "paper"), entry.compute(results, "corrected")
-        figures.append({
-            "figure": entry.name, "title": entry.title,
-            "differences": compare(paper, corrected),
-            "notes": {"paper": paper.notes, "corrected": corrected.notes},
-            "skipped_rows": {"paper": paper.skipped, "corrected": corrected.skipped},
-        })
+        figures.append(
+            {
+                "figure": entry.name,
+                "title": entry.title,
+                "differences": compare(paper, corrected),
+                "notes": {"paper": paper.notes, "corrected": corrected.notes},
+                "skipped_rows": {"paper": paper.skipped, "corrected": corrected.skipped},
+            }
+        )
     return {"data_dir": str(data_dir), "typed_values": TYPED_FILE, "figures": figures}
 
 
 def audit_markdown(report: dict[str, Any]) -> str:
-    lines = ["# Paper mode versus corrected mode", "",
-             f"Data: `{report['data_dir']}`. Each row is a plotted value that differs, with the rows responsible.", ""]
+    lines = [
+        "# Paper mode versus corrected mode",
+        "",
+        f"Data: `{report['data_dir']}`. Each row is a plotted value that differs, with the rows responsible.",
+        "",
+    ]
     for figure in report["figures"]:
         lines += [f"## {figure['figure']}: {figure['title']}", ""]
         if not figure["differences"]:
             lines += ["No plotted value differs.", ""]
         else:
-            lines += ["| section | key | paper | corrected | rows (paper) | rows (corrected) |", "|---|---|---|---|---|---|"]
+            lines += [
+                "| section | key | paper | corrected | rows (paper) | rows (corrected) |",
+                "|---|---|---|---|---|---|",
+            ]
             for d in figure["differences"]:
-                lines.append(f"| {d['section']} | `{d['key']}` | {d['paper']} | {d['corrected']} | "
-                             f"{'<br>'.join(d['rows_paper'])} | {'<br>'.join(d['rows_corrected'])} |")
+                lines.append(
+                    f"| {d['section']} | `{d['key']}` | {d['paper']} | {d['corrected']} | "
+                    f"{'<br>'.join(d['rows_paper'])} | {'<br>'.join(d['rows_corrected'])} |"
+                )
             lines.append("")
         for mode in MODES:
             for note in figure["notes"][mode]:

@@ -32,9 +32,8 @@ from mlpower.figures.pairing import (
     resolve_bare_targets,
     without_exact_duplicates,
 )
-from mlpower.figures.typed import typed_ref, typed_values
 from mlpower.figures.trends import _iso
-
+from mlpower.figures.typed import typed_ref, typed_values
 
 # --------------------------------------------------------------------------- fig 1
 
@@ -52,13 +51,18 @@ def compute_fig1(results: Results, mode: str) -> FigureData:
             text = row[column]
             value = None if text in (None, "") else parse.corrected_number(text)
             if text not in (None, "") and value is None:
-                raise DataError(f"{row_ref(PERFORMANCE, row[LINE_COLUMN])}: {label} on {column}: {text!r} is not a number")
+                raise DataError(
+                    f"{row_ref(PERFORMANCE, row[LINE_COLUMN])}: {label} on {column}: {text!r} is not a number"
+                )
             values.append(value)
             if value is not None:
                 data.point(f"{label}.{date}", value, [row_ref(PERFORMANCE, row[LINE_COLUMN])])
         data.key_values[label] = dict(zip(dates, values, strict=True))
-    data.series = {"dates": dates, "labels": [r for r in frame["Dates"]],
-                   "version_dates": typed_values()["fig1"]["version_dates"]}
+    data.series = {
+        "dates": dates,
+        "labels": [r for r in frame["Dates"]],
+        "version_dates": typed_values()["fig1"]["version_dates"],
+    }
     return data
 
 
@@ -70,32 +74,48 @@ def compute_fig6(results: Results, mode: str) -> FigureData:
     data = FigureData("fig6", mode, series={}, key_values={})
     if mode == "paper":
         labels = [str(n) for n in typed["accelerators"]]
-        series = {"Compute Energy": typed["compute_energy_MJ"], "Interconnect Energy": typed["interconnect_energy_MJ"],
-                  "Time to Train": typed["time_to_train_min"]}
-        sources = {"Compute Energy": "compute_energy_MJ", "Interconnect Energy": "interconnect_energy_MJ",
-                   "Time to Train": "time_to_train_min"}
+        series = {
+            "Compute Energy": typed["compute_energy_MJ"],
+            "Interconnect Energy": typed["interconnect_energy_MJ"],
+            "Time to Train": typed["time_to_train_min"],
+        }
+        sources = {
+            "Compute Energy": "compute_energy_MJ",
+            "Interconnect Energy": "interconnect_energy_MJ",
+            "Time to Train": "time_to_train_min",
+        }
         for label, values in series.items():
             for accelerators, value in zip(labels, values, strict=True):
                 data.point(f"{label}.{accelerators}", value, [typed_ref(f"fig6.{sources[label]}")])
     else:
         wanted = typed["corrected"]
-        rows = metrics(results.training, value_column="Avg. Result at System Name",
-                       value=lambda text, where: parse.strict_float(text, where) if text else None)
+        rows = metrics(
+            results.training,
+            value_column="Avg. Result at System Name",
+            value=lambda text, where: parse.strict_float(text, where) if text else None,
+        )
         skipped = Skipped()
         pairs = pair_in_file_order(
             [m for m in rows if m.model_raw == wanted["benchmark"] and m.public_id in wanted["submissions"]],
-            lambda m: m.unit == TRAINING_TIME, lambda m: m.unit == TRAINING_ENERGY, skipped,
-            key=("public_id", "model_raw"))
+            lambda m: m.unit == TRAINING_TIME,
+            lambda m: m.unit == TRAINING_ENERGY,
+            skipped,
+            key=("public_id", "model_raw"),
+        )
         by_id = {p.perf.public_id: p for p in pairs}
         missing = [s for s in wanted["submissions"] if s not in by_id]
         if missing:
-            raise DataError(f"fig6: {', '.join(missing)} have no {wanted['benchmark']} energy/time pair in the training table")
+            raise DataError(
+                f"fig6: {', '.join(missing)} have no {wanted['benchmark']} energy/time pair in the training table"
+            )
         ordered = [by_id[s] for s in wanted["submissions"]]
         labels = [f"{_count_label(p.perf.total_accelerators)}" for p in ordered]
-        series = {"Total Energy": [p.power.value / 1000.0 for p in ordered],  # type: ignore[operator]
-                  "Time to Train": [p.perf.value for p in ordered]}
+        series = {
+            "Total Energy": [p.power.value / 1000.0 for p in ordered],
+            "Time to Train": [p.perf.value for p in ordered],
+        }
         for accelerators, pair in zip(labels, ordered, strict=True):
-            data.point(f"Total Energy.{accelerators}", pair.power.value / 1000.0, [pair.power.ref])  # type: ignore[operator]
+            data.point(f"Total Energy.{accelerators}", pair.power.value / 1000.0, [pair.power.ref])
             data.point(f"Time to Train.{accelerators}", pair.perf.value, [pair.perf.ref])
         data.notes.append("the compute/interconnect split is not in the public data; total energy only")
         data.skipped = skipped.reasons
@@ -124,8 +144,9 @@ def _offline_pairs(results: Results, table: str, public_id: str, skipped: Skippe
     if table == "tiny":
         return pair_in_file_order(rows, lambda m: m.unit == TINY_LATENCY, lambda m: m.unit == TINY_ENERGY, skipped)
     rows = [m for m in rows if (m.scenario or "").lower() == "offline"]
-    pairs = pair_in_file_order(rows, lambda m: m.unit in PERF_UNITS or m.unit == TOKENS_UNIT,
-                               lambda m: m.unit in POWER_UNITS, skipped)
+    pairs = pair_in_file_order(
+        rows, lambda m: m.unit in PERF_UNITS or m.unit == TOKENS_UNIT, lambda m: m.unit in POWER_UNITS, skipped
+    )
     return resolve_bare_targets(without_exact_duplicates(pairs, skipped), skipped)
 
 
@@ -175,8 +196,12 @@ def compute_fig7(results: Results, mode: str) -> FigureData:
     data.key_values = {"Datacenter": ordered["datacenter"], "Tiny": ordered["tiny"]}
     if macs:
         data.key_values["MAC Operations"] = {w: macs[w] for w in order}
-    data.series = {"order": order, "groups": ordered, "macs": [macs[w] for w in order] if macs else [],
-                   "categories": typed["categories"]}
+    data.series = {
+        "order": order,
+        "groups": ordered,
+        "macs": [macs[w] for w in order] if macs else [],
+        "categories": typed["categories"],
+    }
     return data
 
 
@@ -201,8 +226,8 @@ def compute_fig9(results: Results, mode: str) -> FigureData:
             if p0 is None or p9 is None:
                 data.notes.append(f"{public_id}: lacks an Offline BERT-99.0 or BERT-99.9 pair; left out")
                 continue
-            e0 = p0.perf.value / p0.power.value  # type: ignore[operator]
-            e9 = p9.perf.value / p9.power.value  # type: ignore[operator]
+            e0 = p0.perf.value / p0.power.value
+            e9 = p9.perf.value / p9.power.value
             version = p0.perf.version or public_id
             versions.append(version)
             low.append(1.0)
@@ -210,8 +235,10 @@ def compute_fig9(results: Results, mode: str) -> FigureData:
             data.point(f"BERT-99.0.{version}", 1.0, list(p0.rows))
             data.point(f"BERT-99.9.{version}", e9 / e0, list(p0.rows) + list(p9.rows))
         data.skipped = skipped.reasons
-    data.key_values = {"BERT-99.0": dict(zip(versions, low, strict=True)),
-                       "BERT-99.9": dict(zip(versions, high, strict=True))}
+    data.key_values = {
+        "BERT-99.0": dict(zip(versions, low, strict=True)),
+        "BERT-99.9": dict(zip(versions, high, strict=True)),
+    }
     data.series = {"versions": list(versions), "BERT-99.0": list(low), "BERT-99.9": list(high)}
     return data
 
@@ -246,8 +273,8 @@ def compute_fig11a(results: Results, mode: str) -> FigureData:
             chosen.append(pairs[0])
         base = chosen[0]
         versions = [p.perf.version or p.perf.public_id or "?" for p in chosen]
-        perf = [p.perf.value / base.perf.value for p in chosen]  # type: ignore[operator]
-        power = [p.power.value / base.power.value for p in chosen]  # type: ignore[operator]
+        perf = [p.perf.value / base.perf.value for p in chosen]
+        power = [p.power.value / base.power.value for p in chosen]
         efficiency = [a / b for a, b in zip(perf, power, strict=True)]
         series = {"Energy Efficiency": efficiency, "Performance": perf, "Power": power}
         for label, values in series.items():
@@ -271,5 +298,13 @@ def compute_fig11b(results: Results, mode: str) -> FigureData:
     return data
 
 
-__all__ = ["compute_fig1", "compute_fig6", "compute_fig7", "compute_fig9", "compute_fig11a", "compute_fig11b",
-           "replace", "Any"]
+__all__ = [
+    "compute_fig1",
+    "compute_fig6",
+    "compute_fig7",
+    "compute_fig9",
+    "compute_fig11a",
+    "compute_fig11b",
+    "replace",
+    "Any",
+]

@@ -7,14 +7,19 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(name="figures", help="Build, audit and serve the MLPerf Power paper figures.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    name="figures",
+    help="Build, audit and serve the MLPerf Power paper figures.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 
 ModeOption = Annotated[str, typer.Option("--mode", help="paper (reproduces upstream) or corrected")]
 DataOption = Annotated[Path | None, typer.Option("--data-dir", help="the public CSVs (default: MLPOWER_DATA_DIR)")]
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings():
     from mlpower.settings import load_settings
 
     from .settings import FiguresSettings
@@ -42,17 +47,27 @@ def build_command(
         from .build import build
 
         settings = _settings()
-        report = build(out, data_dir or settings.data_dir, mode=mode, only=_names(only), force=force,
-                       workers=workers if workers is not None else settings.workers)
-        typer.echo(f"{mode}: rendered {len(report.rendered)} ({', '.join(report.rendered) or '-'}), "
-                   f"unchanged {len(report.unchanged)}, {report.seconds:.2f} s -> {out}")
+        report = build(
+            out,
+            data_dir or settings.data_dir,
+            mode=mode,
+            only=_names(only),
+            force=force,
+            workers=workers if workers is not None else settings.workers,
+        )
+        typer.echo(
+            f"{mode}: rendered {len(report.rendered)} ({', '.join(report.rendered) or '-'}), "
+            f"unchanged {len(report.unchanged)}, {report.seconds:.2f} s -> {out}"
+        )
 
     run(body)
 
 
 @app.command("audit")
 def audit_command(
-    out: Annotated[Path, typer.Option("--out", help="the report: .json, or .md for Markdown")] = Path("figures-audit.json"),
+    out: Annotated[Path, typer.Option("--out", help="the report: .json, or .md for Markdown")] = Path(
+        "figures-audit.json"
+    ),
     only: Annotated[str, typer.Option("--only", help="comma-separated figures")] = "",
     data_dir: DataOption = None,
 ) -> None:
@@ -72,7 +87,9 @@ def audit_command(
 
 @app.command("download")
 def download_command(
-    cache: Annotated[Path | None, typer.Option("--cache", help="where to store the CSVs (MLPOWER_FIGURES_CACHE)")] = None,
+    cache: Annotated[
+        Path | None, typer.Option("--cache", help="where to store the CSVs (MLPOWER_FIGURES_CACHE)")
+    ] = None,
     url: Annotated[str | None, typer.Option("--url", help="base URL (MLPOWER_FIGURES_SOURCE_URL)")] = None,
 ) -> None:
     """Fetch the public CSVs into a cache, checking their SHA-256; then point MLPOWER_DATA_DIR at it."""
@@ -83,8 +100,10 @@ def download_command(
 
         settings = _settings()
         report = download(cache or settings.cache_dir, url or settings.source_url)
-        typer.echo(f"fetched {len(report.fetched)}, already cached {len(report.cached)} -> {report.cache_dir}\n"
-                   f"use it with: MLPOWER_DATA_DIR={report.cache_dir}")
+        typer.echo(
+            f"fetched {len(report.fetched)}, already cached {len(report.cached)} -> {report.cache_dir}\n"
+            f"use it with: MLPOWER_DATA_DIR={report.cache_dir}"
+        )
 
     run(body)
 
@@ -93,7 +112,9 @@ def download_command(
 def run_command(
     documents: Annotated[Path, typer.Argument(help="a run's documents.jsonl, or a samples .parquet")],
     out: Annotated[Path, typer.Option("--out", help="folder for the run's figures")] = Path("."),
-    efficiency: Annotated[float | None, typer.Option(help="the run's efficiency, to place it among the public results")] = None,
+    efficiency: Annotated[
+        float | None, typer.Option(help="the run's efficiency, to place it among the public results")
+    ] = None,
     efficiency_unit: Annotated[str, typer.Option(help="samples/J or J/token")] = "samples/J",
     scenario: Annotated[str, typer.Option(help="the run's scenario when the input does not say")] = "",
     data_dir: DataOption = None,
@@ -108,8 +129,14 @@ def run_command(
 
         summary = None
         if efficiency is not None:
-            summary = RunSummary(run_id=documents.stem, source="command line", method="given", scenario=scenario,
-                                 efficiency=efficiency, efficiency_unit=efficiency_unit)
+            summary = RunSummary(
+                run_id=documents.stem,
+                source="command line",
+                method="given",
+                scenario=scenario,
+                efficiency=efficiency,
+                efficiency_unit=efficiency_unit,
+            )
         written = render_run_figures(documents, out, summary=summary, data_dir=data_dir or _settings().data_dir)
         for path in written["files"]:
             typer.echo(path)
@@ -129,7 +156,6 @@ def serve_command(
 
     def body() -> None:
         import uvicorn
-
         from mlpower.bus import connect
         from mlpower.cli import setup_logging
 
@@ -139,13 +165,23 @@ def serve_command(
         settings = _settings()
         setup_logging(settings.log_level)
         bus = None if no_bus else connect(settings.amqp_url, kind=settings.bus, client_name="mlpower-figures")
-        service = FiguresService(settings.data_dir, settings.out_root, results_dir=settings.results_dir,
-                                 workers=settings.workers, bus=bus, lab=settings.lab)
+        service = FiguresService(
+            settings.data_dir,
+            settings.out_root,
+            results_dir=settings.results_dir,
+            workers=settings.workers,
+            bus=bus,
+            lab=settings.lab,
+        )
         try:
             if bus is not None:
                 service.listen(settings.instance)
-            uvicorn.run(create_app(service, api_token=settings.api_token), host=settings.http_host,
-                        port=port if port is not None else settings.http_port, log_level=settings.log_level.lower())
+            uvicorn.run(
+                create_app(service, api_token=settings.api_token),
+                host=settings.http_host,
+                port=port if port is not None else settings.http_port,
+                log_level=settings.log_level.lower(),
+            )
         finally:
             service.close()
             if bus is not None:

@@ -22,7 +22,7 @@ SOURCES_FILE = "sources.json"
 
 def expected_files() -> dict[str, dict[str, Any]]:
     document = json.loads(resources.files("mlpower.figures").joinpath(SOURCES_FILE).read_bytes())
-    return document["files"]  # type: ignore[no-any-return]
+    return document["files"]
 
 
 @dataclass
@@ -36,8 +36,9 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def download(cache_dir: Path, base_url: str, *, timeout_s: float = 30.0,
-             files: dict[str, dict[str, Any]] | None = None) -> DownloadReport:
+def download(
+    cache_dir: Path, base_url: str, *, timeout_s: float = 30.0, files: dict[str, dict[str, Any]] | None = None
+) -> DownloadReport:
     import httpx
 
     files = files or expected_files()
@@ -60,8 +61,10 @@ def download(cache_dir: Path, base_url: str, *, timeout_s: float = 30.0,
                 raise DownloadError(f"{name}: {url} answered HTTP {response.status_code}")
             got = hashlib.sha256(response.content).hexdigest()
             if got != expected["sha256"]:
-                raise DownloadError(f"{name}: checksum mismatch from {url}: expected sha256 {expected['sha256']}, "
-                                    f"got {got}; the file was not stored")
+                raise DownloadError(
+                    f"{name}: checksum mismatch from {url}: expected sha256 {expected['sha256']}, "
+                    f"got {got}; the file was not stored"
+                )
             tmp = target.with_name(f".{name}.part{os.getpid()}")
             tmp.write_bytes(response.content)
             os.replace(tmp, target)

@@ -21,7 +21,6 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator  # noqa: E402
-
 from mlpower.figures.figuredata import FigureData  # noqa: E402
 from mlpower.figures.typed import typed_values  # noqa: E402
 
@@ -93,8 +92,13 @@ def draw_fig2(data: FigureData, look: dict[str, Any]) -> Figure:
     high_bars = ax.bar(x + offset, highs, width, color=look["max_colors"])
     for bars, values in ((low_bars, lows), (high_bars, highs)):
         for bar, value in zip(bars, values, strict=True):
-            ax.annotate(_power_label(value), (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom",
-                        fontsize=look["label_font_size"])
+            ax.annotate(
+                _power_label(value),
+                (bar.get_x() + bar.get_width() / 2, value),
+                ha="center",
+                va="bottom",
+                fontsize=look["label_font_size"],
+            )
     low_margin, high_margin = look["y_margin"]
     ax.set_ylim(min(lows) / low_margin, max(highs) * high_margin)
     ax.set_yscale("log")
@@ -120,8 +124,14 @@ def draw_trend(data: FigureData, look: dict[str, Any]) -> Figure:
         if len(dates) == 1 and look.get("duplicate_single_point_days"):
             dates.append(dates[0] + look["duplicate_single_point_days"])
             values.append(values[0])
-        ax.plot(dates, values, marker=look["markers"][index % len(look["markers"])],
-                color=colors[index % len(colors)], markersize=look["marker_size"], label=label)
+        ax.plot(
+            dates,
+            values,
+            marker=look["markers"][index % len(look["markers"])],
+            color=colors[index % len(colors)],
+            markersize=look["marker_size"],
+            label=label,
+        )
     ax.set_yscale("log")
     if look.get("fixed_y"):
         fixed = typed_values()[look["fixed_y"]]
@@ -240,8 +250,14 @@ def draw_ratios(data: FigureData, look: dict[str, Any]) -> Figure:
     for offset, (label, values), color in zip((-width, 0.0, width), series.items(), look["colors"], strict=True):
         bars = ax.bar(x + offset, values, width, color=color, label=label)
         for bar, value in zip(bars, values, strict=True):
-            ax.annotate(look["label_format"].format(value), (bar.get_x() + bar.get_width() / 2, value), ha="center",
-                        va="bottom", rotation=look["label_rotation"], fontsize=look["label_font_size"])
+            ax.annotate(
+                look["label_format"].format(value),
+                (bar.get_x() + bar.get_width() / 2, value),
+                ha="center",
+                va="bottom",
+                rotation=look["label_rotation"],
+                fontsize=look["label_font_size"],
+            )
     ax.axhline(look["reference"], color="grey", linestyle="--")
     ax.set_ylim(top=look["y_top"])
     ax.set_xticks(x, versions)

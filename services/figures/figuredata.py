@@ -60,8 +60,12 @@ RELATIVE_TOLERANCE = 1e-12  # below this two modes' numbers differ only by round
 
 def same_value(a: Any, b: Any) -> bool:
     """Equal, or both numbers equal up to rounding noise; NaN equals NaN."""
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) \
-            and not isinstance(b, bool):
+    if (
+        isinstance(a, (int, float))
+        and isinstance(b, (int, float))
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+    ):
         if math.isnan(a) and math.isnan(b):
             return True
         return math.isclose(a, b, rel_tol=RELATIVE_TOLERANCE, abs_tol=0.0)

@@ -16,7 +16,6 @@ from statistics import mean, median
 from typing import Any
 
 import numpy as np
-
 from mlpower.figures import parse
 from mlpower.figures.figuredata import FigureData
 from mlpower.figures.loader import Results
@@ -27,8 +26,8 @@ from mlpower.figures.pairing import (
     Skipped,
     corrected_model_name,
     metrics,
-    paper_join,
     pair_in_file_order,
+    paper_join,
     paper_model_name,
     resolve_bare_targets,
     without_exact_duplicates,
@@ -52,8 +51,9 @@ def histogram_key_values(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def _offline_pairs(results: Results, mode: str, paper_names: dict[str, str], skipped: Skipped,
-                   *, integer_versions: bool = False) -> list[Pair]:
+def _offline_pairs(
+    results: Results, mode: str, paper_names: dict[str, str], skipped: Skipped, *, integer_versions: bool = False
+) -> list[Pair]:
     """Datacenter Offline perf/power pairs under each mode's pairing and parsing rules."""
     rename = paper_model_name(paper_names) if mode == "paper" else corrected_model_name
     rows = []
@@ -85,7 +85,7 @@ def _major(version: str | None) -> str | None:
 
 
 def _efficiency(pair: Pair) -> float:
-    return pair.perf.value / pair.power.value  # type: ignore[operator]
+    return pair.perf.value / pair.power.value
 
 
 def compute_fig8(results: Results, mode: str) -> FigureData:
@@ -131,8 +131,8 @@ def compute_fig10(results: Results, mode: str) -> FigureData:
 
     def follows(a: Pair, b: Pair) -> bool:
         if paper:  # integer versions: the next major round ("+ 0.1" can never hold)
-            return int(b.perf.version) == int(a.perf.version) + 1  # type: ignore[arg-type]
-        return rounds.index(b.perf.version) == rounds.index(a.perf.version) + 1  # type: ignore[arg-type]
+            return int(b.perf.version) == int(a.perf.version) + 1
+        return rounds.index(b.perf.version) == rounds.index(a.perf.version) + 1
 
     # Groups by nested equality filters: rows with a missing key never belong to one.
     groups: dict[tuple[Any, ...], list[Pair]] = {}
@@ -156,16 +156,21 @@ def compute_fig10(results: Results, mode: str) -> FigureData:
                     continue
                 if paper:
                     rows.append(typed_ref("fig10.min_delta_percent"))
-                key = f"{a.model}|{group[0]}|{group[1]}|{group[2]:g}|{a.perf.public_id}({a.perf.line},{a.power.line})" \
-                      f"->{b.perf.public_id}({b.perf.line},{b.power.line})"
+                key = (
+                    f"{a.model}|{group[0]}|{group[1]}|{group[2]:g}|{a.perf.public_id}({a.perf.line},{a.power.line})"
+                    f"->{b.perf.public_id}({b.perf.line},{b.power.line})"
+                )
                 data.point(key, delta, rows)
                 values.append(delta)
     if dropped:
         data.notes.append(f"{dropped} deltas below the typed-in {threshold} % dropped")
     data.key_values = histogram_key_values(values)
     # Not plotted upstream; despite its name it is the share of deltas >= 50 (paper-figures.md 3.8).
-    data.series = {"values": values, "bins": BINS,
-                   "share_of_deltas_at_least_50_percent": sum(v >= 50 for v in values) / len(values)}
+    data.series = {
+        "values": values,
+        "bins": BINS,
+        "share_of_deltas_at_least_50_percent": sum(v >= 50 for v in values) / len(values),
+    }
     data.skipped = skipped.reasons
     return data
 

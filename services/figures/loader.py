@@ -12,18 +12,45 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-
 from mlpower.figures.errors import DataError
 from mlpower.figures.files import ALL_FILES, DATACENTER, EDGE, PERFORMANCE, TINY, TRAINING, file_digest
 
-__all__ = ["ALL_FILES", "DATACENTER", "EDGE", "PERFORMANCE", "TINY", "TRAINING", "Results", "file_digest",
-           "load_results", "read_table", "row_ref"]
+__all__ = [
+    "ALL_FILES",
+    "DATACENTER",
+    "EDGE",
+    "PERFORMANCE",
+    "TINY",
+    "TRAINING",
+    "Results",
+    "file_digest",
+    "load_results",
+    "read_table",
+    "row_ref",
+]
 
 # The columns the figures read; a table without them is not one of the public exports.
-INFERENCE_COLUMNS = ("Public ID", "Organization", "SystemName", "Model MLC", "Scenario", "Result",
-                     "accelerator_model_name", "version", "date", "Units", "Total Accelerators")
-TRAINING_COLUMNS = ("Public ID", "System Name", "Model MLC", "Units", "Avg. Result at System Name",
-                    "Total Accelerators")
+INFERENCE_COLUMNS = (
+    "Public ID",
+    "Organization",
+    "SystemName",
+    "Model MLC",
+    "Scenario",
+    "Result",
+    "accelerator_model_name",
+    "version",
+    "date",
+    "Units",
+    "Total Accelerators",
+)
+TRAINING_COLUMNS = (
+    "Public ID",
+    "System Name",
+    "Model MLC",
+    "Units",
+    "Avg. Result at System Name",
+    "Total Accelerators",
+)
 
 FILE_COLUMN = "_file"
 LINE_COLUMN = "_line"
@@ -46,8 +73,10 @@ class Results:
 
 def _require(path: Path) -> Path:
     if not path.is_file():
-        raise DataError(f"{path}: missing (set MLPOWER_DATA_DIR to the folder of the public CSVs, "
-                        "or fetch them with 'mlpower figures download')")
+        raise DataError(
+            f"{path}: missing (set MLPOWER_DATA_DIR to the folder of the public CSVs, "
+            "or fetch them with 'mlpower figures download')"
+        )
     return path
 
 
@@ -69,8 +98,10 @@ def read_table(path: Path, required: tuple[str, ...]) -> pl.DataFrame:
     # Lines after the header; polars keeps a blank line as an all-null row, so rows and lines agree.
     physical_lines = content.count(b"\n") + (0 if content.endswith(b"\n") else 1) - 1
     if physical_lines != frame.height:
-        raise DataError(f"{path}: {frame.height} rows but {physical_lines} data lines (a quoted newline?); "
-                        "line numbers would be wrong")
+        raise DataError(
+            f"{path}: {frame.height} rows but {physical_lines} data lines (a quoted newline?); "
+            "line numbers would be wrong"
+        )
     frame = frame.with_columns(
         pl.lit(path.name).alias(FILE_COLUMN),
         pl.int_range(2, frame.height + 2, dtype=pl.Int64).alias(LINE_COLUMN),

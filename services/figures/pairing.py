@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import polars as pl
-
 from mlpower.figures.loader import FILE_COLUMN, LINE_COLUMN, row_ref
 
 # Unit spellings (data README, paper-figures.md 2.3): vocabulary of the tables, not plotted values.
@@ -78,21 +77,38 @@ class Skipped:
         self.reasons.append({"row": ref, "reason": reason})
 
 
-def metrics(frame: pl.DataFrame, *, value_column: str = "Result", unit_column: str = "Units",
-            model: Callable[[str | None], str | None] = lambda name: name,
-            value: Callable[[str | None, str], float | None] = lambda text, where: None) -> list[Metric]:
+def metrics(
+    frame: pl.DataFrame,
+    *,
+    value_column: str = "Result",
+    unit_column: str = "Units",
+    model: Callable[[str | None], str | None] = lambda name: name,
+    value: Callable[[str | None, str], float | None] = lambda text, where: None,
+) -> list[Metric]:
     """The rows of ``frame`` as metrics, in file order; ``value`` is the figure's parsing rule."""
     out = []
     for row in frame.sort(LINE_COLUMN).iter_rows(named=True):
         ref = row_ref(row[FILE_COLUMN], row[LINE_COLUMN])
         text = row.get(value_column)
-        out.append(Metric(
-            public_id=row.get("Public ID"), model_raw=row.get("Model MLC"), model=model(row.get("Model MLC")),
-            scenario=row.get("Scenario"), version=row.get("version"), date=row.get("date"),
-            unit=row.get(unit_column), text=text, value=value(text, ref), ref=ref, line=row[LINE_COLUMN],
-            organization=row.get("Organization"), system=row.get("SystemName") or row.get("System Name"),
-            accelerator=row.get("accelerator_model_name"), total_accelerators=row.get("Total Accelerators"),
-        ))
+        out.append(
+            Metric(
+                public_id=row.get("Public ID"),
+                model_raw=row.get("Model MLC"),
+                model=model(row.get("Model MLC")),
+                scenario=row.get("Scenario"),
+                version=row.get("version"),
+                date=row.get("date"),
+                unit=row.get(unit_column),
+                text=text,
+                value=value(text, ref),
+                ref=ref,
+                line=row[LINE_COLUMN],
+                organization=row.get("Organization"),
+                system=row.get("SystemName") or row.get("System Name"),
+                accelerator=row.get("accelerator_model_name"),
+                total_accelerators=row.get("Total Accelerators"),
+            )
+        )
     return out
 
 
@@ -101,11 +117,13 @@ def metrics(frame: pl.DataFrame, *, value_column: str = "Result", unit_column: s
 
 def paper_model_name(mapping: dict[str, str]) -> Callable[[str | None], str | None]:
     """``str.lower()`` then ``Series.replace(mapping)``: whole cells are replaced, never substrings."""
+
     def rename(name: str | None) -> str | None:
         if name is None:
             return None
         lowered = name.lower()
         return mapping.get(lowered, lowered)
+
     return rename
 
 
@@ -135,9 +153,13 @@ def paper_join(perf: Sequence[Metric], power: Sequence[Metric], keys: Sequence[s
 PAIR_KEY = ("public_id", "model_raw", "scenario", "version", "date")
 
 
-def pair_in_file_order(rows: Iterable[Metric], is_perf: Callable[[Metric], bool],
-                       is_power: Callable[[Metric], bool], skipped: Skipped,
-                       key: Sequence[str] = PAIR_KEY) -> list[Pair]:
+def pair_in_file_order(
+    rows: Iterable[Metric],
+    is_perf: Callable[[Metric], bool],
+    is_power: Callable[[Metric], bool],
+    skipped: Skipped,
+    key: Sequence[str] = PAIR_KEY,
+) -> list[Pair]:
     """Pair each metric row with the adjacent row of the other kind that has the same key.
 
     Rows of neither kind (other scenarios' latency rows, metadata rows) are passed over. A row
@@ -167,8 +189,15 @@ def without_exact_duplicates(pairs: Iterable[Pair], skipped: Skipped) -> list[Pa
     seen: dict[tuple[Any, ...], Pair] = {}
     kept = []
     for pair in pairs:
-        identity = (pair.perf.public_id, pair.perf.model_raw, pair.perf.scenario, pair.perf.version,
-                    pair.perf.system, pair.perf.text, pair.power.text)
+        identity = (
+            pair.perf.public_id,
+            pair.perf.model_raw,
+            pair.perf.scenario,
+            pair.perf.version,
+            pair.perf.system,
+            pair.perf.text,
+            pair.power.text,
+        )
         if identity in seen:
             first = seen[identity]
             for ref in pair.rows:

@@ -26,8 +26,8 @@ from mlpower.figures.pairing import (
     Pair,
     Skipped,
     metrics,
-    paper_join,
     pair_in_file_order,
+    paper_join,
 )
 from mlpower.figures.typed import typed_ref, typed_values
 
@@ -61,7 +61,9 @@ def _tiny(results: Results, mode: str, skipped: Skipped) -> list[Candidate]:
                     power.append(_with(m, value))
         pairs = paper_join(perf, power, FIVE_KEYS)
     else:
-        rows = [m for m in metrics(frame, value=lambda text, where: parse.corrected_number(text)) if m.model_raw in models]
+        rows = [
+            m for m in metrics(frame, value=lambda text, where: parse.corrected_number(text)) if m.model_raw in models
+        ]
         for m in rows:
             if m.unit in (TINY_LATENCY, TINY_ENERGY) and m.value is None:
                 skipped.add(m.ref, f"Result {m.text!r} is not a number")
@@ -94,8 +96,11 @@ def _datacenter(results: Results, mode: str, skipped: Skipped) -> list[Candidate
         if not (_offline(m) and m.unit in POWER_UNITS):
             continue
         if m.value is None:
-            why = "to_numeric without removing ',' gives NaN; upstream's dropna drops it" if mode == "paper" \
+            why = (
+                "to_numeric without removing ',' gives NaN; upstream's dropna drops it"
+                if mode == "paper"
                 else "not a number"
+            )
             skipped.add(m.ref, f"Result {m.text!r}: {why}")
             continue
         out.append((m.value, (m.ref,)))
@@ -103,8 +108,11 @@ def _datacenter(results: Results, mode: str, skipped: Skipped) -> list[Candidate
 
 
 def _training(results: Results, mode: str, skipped: Skipped) -> list[Candidate]:
-    rows = metrics(results.training, value_column="Avg. Result at System Name",
-                   value=lambda text, where: parse.strict_float(text, where) if text else None)
+    rows = metrics(
+        results.training,
+        value_column="Avg. Result at System Name",
+        value=lambda text, where: parse.strict_float(text, where) if text else None,
+    )
     energy = [m for m in rows if m.unit == TRAINING_ENERGY]
     time = [m for m in rows if m.unit == TRAINING_TIME]
     if mode == "paper":
@@ -112,14 +120,20 @@ def _training(results: Results, mode: str, skipped: Skipped) -> list[Candidate]:
         # paper_join puts the left side in ``perf``: here that is the energy row.
         values = [(_value(p.perf) * 1000.0 / (60.0 * _value(p.power)), p.rows) for p in pairs]
     else:
-        ordered = pair_in_file_order(rows, lambda m: m.unit == TRAINING_TIME, lambda m: m.unit == TRAINING_ENERGY,
-                                     skipped, key=("public_id", "model_raw"))
+        ordered = pair_in_file_order(
+            rows,
+            lambda m: m.unit == TRAINING_TIME,
+            lambda m: m.unit == TRAINING_ENERGY,
+            skipped,
+            key=("public_id", "model_raw"),
+        )
         values = [(_value(p.power) * 1000.0 / (60.0 * _value(p.perf)), (p.power.ref, p.perf.ref)) for p in ordered]
     return values
 
 
 def _with(metric: Metric, value: float) -> Metric:
     from dataclasses import replace
+
     return replace(metric, value=value)
 
 
@@ -129,7 +143,10 @@ def _value(metric: Metric) -> float:
 
 
 SCALE_READERS: dict[str, Callable[[Results, str, Skipped], list[Candidate]]] = {
-    "Tiny": _tiny, "Edge": _edge, "Datacenter": _datacenter, "Training": _training,
+    "Tiny": _tiny,
+    "Edge": _edge,
+    "Datacenter": _datacenter,
+    "Training": _training,
 }
 
 
@@ -151,16 +168,21 @@ def compute_fig2(results: Results, mode: str) -> FigureData:
         low, high = _extreme(candidates, min, scale), _extreme(candidates, max, scale)
         high_value, high_rows = high
         if mode == "paper" and scale == "Datacenter" and high_value < typed["datacenter_max_override_threshold_W"]:
-            data.notes.append(f"Datacenter max {high_value} W replaced by the typed-in "
-                              f"{typed['datacenter_max_override_W']} W (a Server row the Offline filter excludes)")
+            data.notes.append(
+                f"Datacenter max {high_value} W replaced by the typed-in "
+                f"{typed['datacenter_max_override_W']} W (a Server row the Offline filter excludes)"
+            )
             high_value, high_rows = typed["datacenter_max_override_W"], (typed_ref("fig2.datacenter_max_override_W"),)
         mins[scale], maxes[scale] = low[0], high_value
         data.point(f"{scale}_min_W", low[0], low[1])
         data.point(f"{scale}_max_W", high_value, high_rows)
         data.key_values[f"{scale}_min_W"] = low[0]
         data.key_values[f"{scale}_max_W"] = high_value
-    data.series = {"scales": list(SCALES), "Minimum Power": [mins[s] for s in SCALES],
-                   "Maximum Power": [maxes[s] for s in SCALES]}
+    data.series = {
+        "scales": list(SCALES),
+        "Minimum Power": [mins[s] for s in SCALES],
+        "Maximum Power": [maxes[s] for s in SCALES],
+    }
     data.skipped = skipped.reasons
     return data
 

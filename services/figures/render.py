@@ -58,7 +58,6 @@ def render_figure(draw_name: str, data: FigureData, look: dict[str, Any], out_di
     PNG is written with a faster level; the image is the same, the file about a third larger.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     from mlpower.figures import draw
 
     with style_context(look["font_size"]):
@@ -67,8 +66,12 @@ def render_figure(draw_name: str, data: FigureData, look: dict[str, Any], out_di
         # The tight box once, for both files: bbox_inches="tight" would lay the figure out again per file.
         crop = figure.get_tightbbox(FigureCanvasAgg(figure).get_renderer()).padded(PAD_INCHES)
         png = out_dir / f"{data.name}.png"
-        _atomic_write(png, lambda p: figure.savefig(p, format="png", dpi=PNG_DPI, bbox_inches=crop,
-                                                    pil_kwargs={"compress_level": PNG_COMPRESSION}))
+        _atomic_write(
+            png,
+            lambda p: figure.savefig(
+                p, format="png", dpi=PNG_DPI, bbox_inches=crop, pil_kwargs={"compress_level": PNG_COMPRESSION}
+            ),
+        )
         svg = out_dir / f"{data.name}.svg"
         _atomic_write(svg, lambda p: figure.savefig(p, format="svg", bbox_inches=crop, metadata={"Date": None}))
     return [png, svg]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-
+from mlpower.figures import parse
 from mlpower.figures.errors import DataError
 from mlpower.figures.figuredata import FigureData
 from mlpower.figures.loader import Results
@@ -32,17 +32,31 @@ from mlpower.figures.pairing import (
     resolve_bare_targets,
     without_exact_duplicates,
 )
-from mlpower.figures import parse
 from mlpower.schema import PhaseMark, RunStart, RunStop, RunSummary, SampleFlag, SamplePage
 
-TRACE_LOOK = {"figsize": (12, 5), "font_size": 14, "mode_colors": {"ranging": "tab:orange", "testing": "tab:blue",
-                                                                    None: "tab:grey"},
-              "window_color": "gold", "window_alpha": 0.25, "band_alpha": 0.3, "range_color": "tab:green",
-              "flag_color": "red", "x_label": "Time since run start (s)", "y_label": "Power (W)",
-              "y2_label": "Current range (A)"}
-PLACEMENT_LOOK = {"figsize": (10, 4), "font_size": 14, "public_color": "lightblue", "run_color": "red",
-                  "bins": 20, "y_label": "Public results"}
+TRACE_LOOK = {
+    "figsize": (12, 5),
+    "font_size": 14,
+    "mode_colors": {"ranging": "tab:orange", "testing": "tab:blue", None: "tab:grey"},
+    "window_color": "gold",
+    "window_alpha": 0.25,
+    "band_alpha": 0.3,
+    "range_color": "tab:green",
+    "flag_color": "red",
+    "x_label": "Time since run start (s)",
+    "y_label": "Power (W)",
+    "y2_label": "Current range (A)",
+}
+PLACEMENT_LOOK = {
+    "figsize": (10, 4),
+    "font_size": 14,
+    "public_color": "lightblue",
+    "run_color": "red",
+    "bins": 20,
+    "y_label": "Public results",
+}
 # Public efficiency per run efficiency unit: how a public pair's numbers become that unit.
+PUBLIC_PERF_UNITS = PERF_UNITS | {TOKENS_UNIT}
 PUBLIC_EFFICIENCY = {"samples/J": "perf_per_power", "J/token": "power_per_perf"}
 
 
@@ -71,11 +85,15 @@ def load_documents(path: Path) -> RunTrace:
     if not pages:
         raise DataError(f"{path}: the run has no sample pages")
     stop = next((d for d in documents if isinstance(d, RunStop)), None)
-    marks = [{"name": d.name, "mode": d.mode, "t_utc_s": d.t_utc_s, "source": d.source}
-             for d in documents if isinstance(d, PhaseMark)]
+    marks = [
+        {"name": d.name, "mode": d.mode, "t_utc_s": d.t_utc_s, "source": d.source}
+        for d in documents
+        if isinstance(d, PhaseMark)
+    ]
     samples = pl.DataFrame(pages_to_columns(pages), infer_schema_length=None)
-    return RunTrace(start.run_id, start.benchmark, start.scenario, start.t_utc_s, samples, marks,
-                    stop.status if stop else "")
+    return RunTrace(
+        start.run_id, start.benchmark, start.scenario, start.t_utc_s, samples, marks, stop.status if stop else ""
+    )
 
 
 def load_samples_parquet(path: Path, *, run_id: str = "", benchmark: str = "", scenario: str = "") -> RunTrace:
@@ -92,8 +110,8 @@ def load_samples_parquet(path: Path, *, run_id: str = "", benchmark: str = "", s
 
 def trace_figure(trace: RunTrace, look: dict[str, Any] = TRACE_LOOK) -> Any:
     """Power against time with modes, phases, the LoadGen window, uncertainty, ranges and flags."""
-    from mlpower.figures import draw  # noqa: F401 - selects the Agg backend
     from matplotlib.figure import Figure
+    from mlpower.figures import draw  # noqa: F401 - selects the Agg backend
 
     figure = Figure(figsize=look["figsize"])
     ax = figure.add_subplot()
@@ -103,8 +121,14 @@ def trace_figure(trace: RunTrace, look: dict[str, Any] = TRACE_LOOK) -> Any:
     modes = s["mode"].to_list() if "mode" in s.columns else [None] * s.height
     for mode in dict.fromkeys(modes):
         mask = [m == mode for m in modes]
-        ax.plot(t[mask], power[mask], ".", markersize=2, color=look["mode_colors"].get(mode, "black"),
-                label=f"{mode or 'unlabelled'} samples")
+        ax.plot(
+            t[mask],
+            power[mask],
+            ".",
+            markersize=2,
+            color=look["mode_colors"].get(mode, "black"),
+            label=f"{mode or 'unlabelled'} samples",
+        )
     if "uncertainty_w" in s.columns:
         u = s["uncertainty_w"].cast(pl.Float64).fill_null(0.0).to_numpy()
         ax.fill_between(t, power - u, power + u, alpha=look["band_alpha"], color="grey", label="uncertainty")
@@ -113,16 +137,26 @@ def trace_figure(trace: RunTrace, look: dict[str, Any] = TRACE_LOOK) -> Any:
         if bad.any():
             ax.plot(t[bad], power[bad], "x", color=look["flag_color"], label="flagged (overrange/missing)")
     for begin, end, label in _windows(trace.marks, "power_begin", "power_end", source="loadgen"):
-        ax.axvspan(begin - trace.t0_utc_s, end - trace.t0_utc_s, color=look["window_color"],
-                   alpha=look["window_alpha"], label=label)
+        ax.axvspan(
+            begin - trace.t0_utc_s,
+            end - trace.t0_utc_s,
+            color=look["window_color"],
+            alpha=look["window_alpha"],
+            label=label,
+        )
     for mode in ("ranging", "testing"):
         for begin, _end, _label in _windows(trace.marks, f"{mode}_begin", f"{mode}_end"):
             ax.axvline(begin - trace.t0_utc_s, color=look["mode_colors"][mode], linestyle="--")
             ax.annotate(mode, (begin - trace.t0_utc_s, 1.0), xycoords=("data", "axes fraction"), va="bottom")
     if "current_range_a" in s.columns:
         twin = ax.twinx()
-        twin.step(t, s["current_range_a"].cast(pl.Float64).to_numpy(), where="post", color=look["range_color"],
-                  label="current range")
+        twin.step(
+            t,
+            s["current_range_a"].cast(pl.Float64).to_numpy(),
+            where="post",
+            color=look["range_color"],
+            label="current range",
+        )
         twin.set_ylabel(look["y2_label"])
     ax.set_xlabel(look["x_label"])
     ax.set_ylabel(look["y_label"])
@@ -131,7 +165,9 @@ def trace_figure(trace: RunTrace, look: dict[str, Any] = TRACE_LOOK) -> Any:
     return figure
 
 
-def _windows(marks: list[dict[str, Any]], begin: str, end: str, source: str | None = None) -> list[tuple[float, float, str]]:
+def _windows(
+    marks: list[dict[str, Any]], begin: str, end: str, source: str | None = None
+) -> list[tuple[float, float, str]]:
     out = []
     opened: dict[Any, float] = {}
     for mark in sorted(marks, key=lambda m: m["t_utc_s"]):
@@ -155,11 +191,18 @@ def public_efficiencies(results: Results, benchmark: str, scenario: str, efficie
     skipped = Skipped()
     values: list[float] = []
     for table in ("datacenter", "edge"):
-        rows = [m for m in metrics(results.inference(table), model=corrected_model_name,
-                                   value=lambda text, where: parse.corrected_number(text))
-                if (m.scenario or "").replace(" ", "").lower() == scenario.replace(" ", "").lower() and m.value is not None]
-        perf_units = PERF_UNITS | {TOKENS_UNIT}
-        pairs = pair_in_file_order(rows, lambda m: m.unit in perf_units, lambda m: m.unit in POWER_UNITS, skipped)
+        rows = [
+            m
+            for m in metrics(
+                results.inference(table),
+                model=corrected_model_name,
+                value=lambda text, where: parse.corrected_number(text),
+            )
+            if (m.scenario or "").replace(" ", "").lower() == scenario.replace(" ", "").lower() and m.value is not None
+        ]
+        pairs = pair_in_file_order(
+            rows, lambda m: m.unit in PUBLIC_PERF_UNITS, lambda m: m.unit in POWER_UNITS, skipped
+        )
         pairs = without_exact_duplicates(pairs, skipped)
         if table == "datacenter":
             pairs = resolve_bare_targets(pairs, skipped)
@@ -180,10 +223,11 @@ def public_efficiencies(results: Results, benchmark: str, scenario: str, efficie
     return data
 
 
-def placement_figure(public: FigureData, run_efficiency: float, run_label: str,
-                     look: dict[str, Any] = PLACEMENT_LOOK) -> Any:
-    from mlpower.figures import draw  # noqa: F401 - selects the Agg backend
+def placement_figure(
+    public: FigureData, run_efficiency: float, run_label: str, look: dict[str, Any] = PLACEMENT_LOOK
+) -> Any:
     from matplotlib.figure import Figure
+    from mlpower.figures import draw  # noqa: F401 - selects the Agg backend
 
     figure = Figure(figsize=look["figsize"])
     ax = figure.add_subplot()
@@ -208,8 +252,14 @@ def _save(figure: Any, out_dir: Path, stem: str) -> list[Path]:
     return paths
 
 
-def render_run_figures(documents_path: Path, out_dir: Path, *, summary: RunSummary | None = None,
-                       data_dir: Path | None = None, results: Results | None = None) -> dict[str, Any]:
+def render_run_figures(
+    documents_path: Path,
+    out_dir: Path,
+    *,
+    summary: RunSummary | None = None,
+    data_dir: Path | None = None,
+    results: Results | None = None,
+) -> dict[str, Any]:
     """Write ``<run>_trace.{png,svg}`` and, given an efficiency, ``<run>_placement.{png,svg,json}``.
 
     ``documents_path`` is a ``documents.jsonl`` or a samples ``.parquet`` file. Returns what was
@@ -241,7 +291,8 @@ def render_run_figures(documents_path: Path, out_dir: Path, *, summary: RunSumma
     public.key_values["run_efficiency"] = summary.efficiency
     values = public.series.get("values", [])
     public.key_values["share_of_public_below_run"] = (
-        sum(v < summary.efficiency for v in values) / len(values) if values else None)
+        sum(v < summary.efficiency for v in values) / len(values) if values else None
+    )
     (out_dir / f"{trace.run_id}_placement.json").write_text(json.dumps(public.to_json(), indent=1) + "\n")
     with style_context(PLACEMENT_LOOK["font_size"]):
         figure = placement_figure(public, summary.efficiency, f"run {trace.run_id}")

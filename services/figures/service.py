@@ -50,15 +50,35 @@ class Job:
     done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"job_id": self.id, "state": self.state, "mode": self.mode, "figures": list(self.figures),
-                "trigger": self.trigger, "rendered": self.rendered, "unchanged": self.unchanged,
-                "run_id": self.run_id, "run_figures": self.run_figures, "error": self.error,
-                "seconds": self.seconds, "created_utc_s": self.created_utc_s, "finished_utc_s": self.finished_utc_s}
+        return {
+            "job_id": self.id,
+            "state": self.state,
+            "mode": self.mode,
+            "figures": list(self.figures),
+            "trigger": self.trigger,
+            "rendered": self.rendered,
+            "unchanged": self.unchanged,
+            "run_id": self.run_id,
+            "run_figures": self.run_figures,
+            "error": self.error,
+            "seconds": self.seconds,
+            "created_utc_s": self.created_utc_s,
+            "finished_utc_s": self.finished_utc_s,
+        }
 
 
 class FiguresService:
-    def __init__(self, data_dir: Path, out_root: Path, *, results_dir: Path | None = None, workers: int = 2,
-                 bus: Bus | None = None, lab: str = "lab", metrics: FiguresMetrics | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        out_root: Path,
+        *,
+        results_dir: Path | None = None,
+        workers: int = 2,
+        bus: Bus | None = None,
+        lab: str = "lab",
+        metrics: FiguresMetrics | None = None,
+    ) -> None:
         self.data_dir, self.out_root = Path(data_dir), Path(out_root)
         self.results_dir = Path(results_dir) if results_dir is not None else None
         self.workers = workers
@@ -76,8 +96,14 @@ class FiguresService:
 
     # ----------------------------------------------------------------- jobs
 
-    def submit(self, figures: tuple[str, ...] | list[str] = (), mode: str = "paper", trigger: str = "api",
-               run_id: str = "", summary: RunSummary | None = None) -> Job:
+    def submit(
+        self,
+        figures: tuple[str, ...] | list[str] = (),
+        mode: str = "paper",
+        trigger: str = "api",
+        run_id: str = "",
+        summary: RunSummary | None = None,
+    ) -> Job:
         build.check_mode(mode)
         names = tuple(e.name for e in catalogue.select(list(figures)))  # unknown names fail here, not later
         job = Job(uuid.uuid4().hex[:12], names if figures else (), mode, trigger, run_id=run_id, summary=summary)
@@ -97,8 +123,14 @@ class FiguresService:
         job.state = "running"
         started = time.perf_counter()
         try:
-            report = build.build(self.mode_dir(job.mode), self.data_dir, mode=job.mode, only=job.figures or None,
-                                 workers=self.workers, job_id=job.id)
+            report = build.build(
+                self.mode_dir(job.mode),
+                self.data_dir,
+                mode=job.mode,
+                only=job.figures or None,
+                workers=self.workers,
+                job_id=job.id,
+            )
             job.rendered, job.unchanged = report.rendered, report.unchanged
             if job.run_id:
                 job.run_figures = self._run_figures(job.run_id, job.summary)
@@ -124,17 +156,27 @@ class FiguresService:
 
         documents = self.results_dir / run_id / "documents.jsonl" if self.results_dir else None
         if documents is None or not documents.is_file():
-            return {"run_id": run_id, "files": [], "notes": [f"no documents.jsonl for run {run_id} under the results folder"]}
-        written = render_run_figures(documents, self.out_root / RUN_FIGURES_DIR / run_id, summary=summary,
-                                     data_dir=self.data_dir)
+            return {
+                "run_id": run_id,
+                "files": [],
+                "notes": [f"no documents.jsonl for run {run_id} under the results folder"],
+            }
+        written = render_run_figures(
+            documents, self.out_root / RUN_FIGURES_DIR / run_id, summary=summary, data_dir=self.data_dir
+        )
         self.metrics.run_figures.inc()
         return written
 
     def _announce(self, job: Job) -> None:
         if self.bus is None:
             return
-        event = FiguresRebuilt(job_id=job.id, rendered=tuple(job.rendered), unchanged=tuple(job.unchanged),
-                               mode=job.mode, t_utc_s=now_utc_s())  # type: ignore[arg-type]
+        event = FiguresRebuilt(
+            job_id=job.id,
+            rendered=tuple(job.rendered),
+            unchanged=tuple(job.unchanged),
+            mode=job.mode,
+            t_utc_s=now_utc_s(),
+        )
         try:
             self.bus.publish(event, topology.event_key(event, lab=self.lab))
         except MlpowerError:
@@ -155,9 +197,13 @@ class FiguresService:
         if self.bus is None:
             raise MlpowerError("the figures service has no bus to listen on")
         events = topology.service_queue("figures", topology.EVENTS_EXCHANGE, ("run_analyzed.#",))
-        commands = topology.service_queue("figures", topology.COMMANDS_EXCHANGE,
-                                          (topology.command_key("figures", instance),))
-        self._subscriptions = [self.bus.subscribe(events, self.on_message), self.bus.subscribe(commands, self.on_message)]
+        commands = topology.service_queue(
+            "figures", topology.COMMANDS_EXCHANGE, (topology.command_key("figures", instance),)
+        )
+        self._subscriptions = [
+            self.bus.subscribe(events, self.on_message),
+            self.bus.subscribe(commands, self.on_message),
+        ]
 
     def close(self) -> None:
         for subscription in self._subscriptions:

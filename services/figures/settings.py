@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlpower.settings import DEFAULT_DATA_DIR, ServiceSettings
 from pydantic import Field
 
-from mlpower.settings import DEFAULT_DATA_DIR, ServiceSettings
-
-UPSTREAM_RAW_URL = ("https://raw.githubusercontent.com/aryatschand/MLPerf-Power-HPCA-2025/"
-                    "49b63de68875ca1d5d0b3fc306d20e0d8ca5e948/code/")
+UPSTREAM_RAW_URL = (
+    "https://raw.githubusercontent.com/aryatschand/MLPerf-Power-HPCA-2025/"
+    "49b63de68875ca1d5d0b3fc306d20e0d8ca5e948/code/"
+)
 
 
 class FiguresSettings(ServiceSettings):
@@ -20,8 +21,9 @@ class FiguresSettings(ServiceSettings):
     instance: str = Field(default="default", validation_alias="MLPOWER_FIGURES_INSTANCE", pattern=r"^[A-Za-z0-9_\-]+$")
     workers: int = Field(default=2, ge=1, le=16, validation_alias="MLPOWER_FIGURES_WORKERS")
     source_url: str = Field(default=UPSTREAM_RAW_URL, validation_alias="MLPOWER_FIGURES_SOURCE_URL")
-    cache_dir: Path = Field(default=Path.home() / ".cache" / "mlpower" / "mlperf_power",
-                            validation_alias="MLPOWER_FIGURES_CACHE")
+    cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "mlpower" / "mlperf_power", validation_alias="MLPOWER_FIGURES_CACHE"
+    )
 
     @property
     def out_root(self) -> Path:

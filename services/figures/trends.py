@@ -28,8 +28,8 @@ from mlpower.figures.pairing import (
     Skipped,
     corrected_model_name,
     metrics,
-    paper_join,
     pair_in_file_order,
+    paper_join,
     paper_model_name,
     resolve_bare_targets,
     without_exact_duplicates,
@@ -72,12 +72,37 @@ def _prefilter_alternation(label: str, model: str | None) -> bool:
 
 
 SPECS = {
-    "fig5a": TrendSpec("fig5a", "datacenter", {"rnnt": "rnn-t", "bert": "bert-99.0"}, _prefilter_alternation,
-                       _regex_contains, _literal_contains, PERF_UNITS | {TOKENS_UNIT}, POWER_UNITS),
-    "fig5b": TrendSpec("fig5b", "edge", {"rnnt": "rnn-t", "bert-99": "bert-99.0"}, _exact, _exact, _exact,
-                       frozenset({"samples/s", "Samples/s"}), POWER_UNITS),
-    "fig5c": TrendSpec("fig5c", "tiny", {}, _literal_contains, _literal_contains, _literal_contains,
-                       frozenset({TINY_LATENCY}), frozenset({TINY_ENERGY}), tiny=True),
+    "fig5a": TrendSpec(
+        "fig5a",
+        "datacenter",
+        {"rnnt": "rnn-t", "bert": "bert-99.0"},
+        _prefilter_alternation,
+        _regex_contains,
+        _literal_contains,
+        PERF_UNITS | {TOKENS_UNIT},
+        POWER_UNITS,
+    ),
+    "fig5b": TrendSpec(
+        "fig5b",
+        "edge",
+        {"rnnt": "rnn-t", "bert-99": "bert-99.0"},
+        _exact,
+        _exact,
+        _exact,
+        frozenset({"samples/s", "Samples/s"}),
+        POWER_UNITS,
+    ),
+    "fig5c": TrendSpec(
+        "fig5c",
+        "tiny",
+        {},
+        _literal_contains,
+        _literal_contains,
+        _literal_contains,
+        frozenset({TINY_LATENCY}),
+        frozenset({TINY_ENERGY}),
+        tiny=True,
+    ),
 }
 
 
@@ -127,8 +152,7 @@ def _corrected_pairs(spec: TrendSpec, results: Results, legend: list[str], skipp
             skipped.add(m.ref, f"Result {m.text!r} is not a number")
             continue
         rows.append(m)
-    pairs = pair_in_file_order(rows, lambda m: m.unit in spec.perf_units, lambda m: m.unit in spec.power_units,
-                               skipped)
+    pairs = pair_in_file_order(rows, lambda m: m.unit in spec.perf_units, lambda m: m.unit in spec.power_units, skipped)
     pairs = without_exact_duplicates(pairs, skipped)
     if spec.table == "datacenter":
         pairs = resolve_bare_targets(pairs, skipped)
@@ -151,10 +175,10 @@ def _efficiency(spec: TrendSpec, pair: Pair) -> float | None:
     if pair.power.value in (None, 0.0):
         return None
     if spec.tiny:
-        return 1.0 / pair.power.value  # type: ignore[operator]
+        return 1.0 / pair.power.value
     if pair.perf.value is None:
         return None
-    return pair.perf.value / pair.power.value  # type: ignore[operator]
+    return pair.perf.value / pair.power.value
 
 
 def compute_trend(name: str, results: Results, mode: str) -> FigureData:
@@ -194,10 +218,14 @@ def compute_trend(name: str, results: Results, mode: str) -> FigureData:
             running.append(current if not running or current[0] > running[-1][0] else running[-1])
         first = running[0][0]
         normalised = [value / first for value, _ in running]
-        series_out[label] = {"versions": versions, "dates": [version_dates[v] for v in versions],
-                             "normalized": normalised}
-        for version, (vmax, vpair), (rmax, rpair), norm in zip(versions, (best[v] for v in versions), running,
-                                                                normalised, strict=True):
+        series_out[label] = {
+            "versions": versions,
+            "dates": [version_dates[v] for v in versions],
+            "normalized": normalised,
+        }
+        for version, (vmax, vpair), (rmax, rpair), norm in zip(
+            versions, (best[v] for v in versions), running, normalised, strict=True
+        ):
             key = f"{label}@{version}"
             rows = list(vpair.rows)
             if mode == "paper" and spec.figure == "fig5a" and (vpair.perf.unit or "").lower() == "tokens/s":
@@ -208,8 +236,11 @@ def compute_trend(name: str, results: Results, mode: str) -> FigureData:
             data.point(f"{key}_version_max_efficiency", vmax, rows)
             data.point(f"{key}_running_max_efficiency", rmax, list(rpair.rows))
             data.point(f"{key}_normalized", norm, list(rpair.rows) + list(running[0][1].rows))
-    data.series = {"legend": list(series_out), "series": series_out,
-                   "version_ticks": dict(sorted(version_dates.items()))}
+    data.series = {
+        "legend": list(series_out),
+        "series": series_out,
+        "version_ticks": dict(sorted(version_dates.items())),
+    }
     data.skipped = skipped.reasons
     return data
 
@@ -226,8 +257,11 @@ def _one_throughput_kind(label: str, pairs: list[Pair], skipped: Skipped) -> lis
             kept.append(pair)
         else:
             for ref in pair.rows:
-                skipped.add(ref, f"{label}: throughput in {_throughput_kind(pair)}/s, the series is in {kind}/s; "
-                                 "the data has no tokens per sample to convert")
+                skipped.add(
+                    ref,
+                    f"{label}: throughput in {_throughput_kind(pair)}/s, the series is in {kind}/s; "
+                    "the data has no tokens per sample to convert",
+                )
     return kept
 
 

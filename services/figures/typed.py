@@ -16,7 +16,7 @@ def typed_bytes() -> bytes:
 
 @lru_cache(maxsize=1)
 def typed_values() -> dict[str, Any]:
-    return json.loads(typed_bytes())  # type: ignore[no-any-return]
+    return json.loads(typed_bytes())
 
 
 def typed_ref(path: str) -> str:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from mlpower.figures.build import BuildReport, audit, build
 from mlpower.figures.loader import Results, load_results
 
@@ -34,8 +33,10 @@ def built(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str,
 @pytest.fixture(scope="session")
 def figure_json(built: dict[str, tuple[Path, BuildReport]]) -> dict[str, dict[str, dict[str, Any]]]:
     """``figure_json[mode][name]``: the JSON a build wrote."""
-    return {mode: {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json") if not p.name.startswith(".")}
-            for mode, (folder, _) in built.items()}
+    return {
+        mode: {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json") if not p.name.startswith(".")}
+        for mode, (folder, _) in built.items()
+    }
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,19 @@ T0 = 1_700_000_000.0
 
 def write_run(path: Path, run_id: str = "run-1", benchmark: str = "resnet", scenario: str = "Offline") -> Path:
     """Ranging then testing, 1 s samples, a LoadGen window per mode, one overrange sample."""
-    stream = RunStream(None, {"run_id": run_id, "lab": "lab", "sut": "sut", "analyzer": "wt310e",
-                              "benchmark": benchmark, "scenario": scenario, "t_utc_s": T0}, log_path=path)
+    stream = RunStream(
+        None,
+        {
+            "run_id": run_id,
+            "lab": "lab",
+            "sut": "sut",
+            "analyzer": "wt310e",
+            "benchmark": benchmark,
+            "scenario": scenario,
+            "t_utc_s": T0,
+        },
+        log_path=path,
+    )
     stream.descriptor(stream="analyzer", source=SourceInfo(kind="simulator"), sample_interval_s=1.0)
     t = T0
     for mode, level in (("ranging", 300.0), ("testing", 310.0)):
@@ -22,10 +33,19 @@ def write_run(path: Path, run_id: str = "run-1", benchmark: str = "resnet", scen
         times = [t + i for i in range(20)]
         power = [level + (i % 5) for i in range(20)]
         flags = [int(SampleFlag.OVERRANGE) if i == 7 and mode == "testing" else 0 for i in range(20)]
-        stream.page("analyzer", mode=mode, t_utc_s=times, power_w=power, voltage_v=[230.0] * 20,
-                    current_a=[p / 230 for p in power], power_factor=[0.99] * 20,
-                    voltage_range_v=[300.0] * 20, current_range_a=[2.0 if mode == "testing" else 0.0] * 20,
-                    uncertainty_w=[p * 0.002 for p in power], flags=flags)
+        stream.page(
+            "analyzer",
+            mode=mode,
+            t_utc_s=times,
+            power_w=power,
+            voltage_v=[230.0] * 20,
+            current_a=[p / 230 for p in power],
+            power_factor=[0.99] * 20,
+            voltage_range_v=[300.0] * 20,
+            current_range_a=[2.0 if mode == "testing" else 0.0] * 20,
+            uncertainty_w=[p * 0.002 for p in power],
+            flags=flags,
+        )
         stream.mark("power_end", mode=mode, t_utc_s=t + 18, source="loadgen")
         stream.mark(f"{mode}_end", mode=mode, t_utc_s=t + 20)
         t += 20

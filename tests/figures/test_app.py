@@ -11,7 +11,6 @@ import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-
 from mlpower.figures.app import create_app
 from mlpower.figures.catalogue import NAMES
 
@@ -26,8 +25,10 @@ def service(built, data_dir: Path, tmp_path: Path):
 
 
 def _finished(client, job_id: str) -> dict:
-    return wait_for(lambda: (lambda s: s if s["state"] in ("done", "failed") else None)(
-        client.get(f"/jobs/{job_id}").json()), what=f"job {job_id}")
+    return wait_for(
+        lambda: (lambda s: s if s["state"] in ("done", "failed") else None)(client.get(f"/jobs/{job_id}").json()),
+        what=f"job {job_id}",
+    )
 
 
 def test_list_get_and_an_unchanged_rebuild(service) -> None:
@@ -93,7 +94,9 @@ def test_over_a_real_uvicorn_server(server: str) -> None:
     with httpx.Client(base_url=server, timeout=10) as client:
         assert client.get("/healthz").status_code == 200
         assert client.post("/rebuild", json={}).status_code == 401
-        accepted = client.post("/rebuild", json={"figures": ["fig8", "fig10"]}, headers={"Authorization": "Bearer t0ken"})
+        accepted = client.post(
+            "/rebuild", json={"figures": ["fig8", "fig10"]}, headers={"Authorization": "Bearer t0ken"}
+        )
         assert accepted.status_code == 202
         status = _finished(client, accepted.json()["job_id"])
         assert status["state"] == "done" and status["rendered"] == [] and status["unchanged"] == ["fig8", "fig10"]

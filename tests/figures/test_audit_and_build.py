@@ -9,17 +9,18 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
-from mlpower.figures.build import audit, build, write_audit
+from mlpower.figures.build import build, write_audit
 from mlpower.figures.catalogue import NAMES
 from mlpower.figures.loader import ALL_FILES, EDGE
+from PIL import Image
 
 
 def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
     """Independent of the code under test: nested key values -> dotted/indexed keys."""
     if isinstance(value, dict):
-        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}.{key}" if prefix else key).items()}
+        return {
+            k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}.{key}" if prefix else key).items()
+        }
     if isinstance(value, list):
         return {k: v for i, item in enumerate(value) for k, v in _flat(item, f"{prefix}[{i}]").items()}
     return {prefix: value}
@@ -37,15 +38,21 @@ def test_corrected_differs_from_paper_exactly_where_the_audit_says(figure_json, 
     for name in NAMES:
         paper = _flat(figure_json["paper"][name]["key_values"])
         corrected = _flat(figure_json["corrected"][name]["key_values"])
-        differing = {k for k in set(paper) | set(corrected)
-                     if k not in paper or k not in corrected or _differs(paper[k], corrected[k])}
+        differing = {
+            k
+            for k in set(paper) | set(corrected)
+            if k not in paper or k not in corrected or _differs(paper[k], corrected[k])
+        }
         said = {d["key"] for d in by_figure[name]["differences"] if d["section"] == "key_values"}
         assert said == differing, name
         # The plotted values with their rows: the same comparison over the "plotted" sections.
         p_points = {k: v["value"] for k, v in figure_json["paper"][name]["plotted"].items() if k not in paper}
         c_points = {k: v["value"] for k, v in figure_json["corrected"][name]["plotted"].items() if k not in corrected}
-        differing_points = {k for k in set(p_points) | set(c_points)
-                            if k not in p_points or k not in c_points or _differs(p_points[k], c_points[k])}
+        differing_points = {
+            k
+            for k in set(p_points) | set(c_points)
+            if k not in p_points or k not in c_points or _differs(p_points[k], c_points[k])
+        }
         assert {d["key"] for d in by_figure[name]["differences"] if d["section"] == "plotted"} == differing_points
 
 

@@ -7,7 +7,6 @@ import queue
 from pathlib import Path
 
 import pytest
-
 from mlpower import topology
 from mlpower.bus import InMemoryBus
 from mlpower.figures.catalogue import NAMES
@@ -19,14 +18,22 @@ from .runs import write_run
 
 
 def _analyzed(run_id: str, lab: str, efficiency: float = 40.0) -> RunAnalyzed:
-    summary = RunSummary(run_id=run_id, source="test", method="window average", scenario="Offline",
-                         efficiency=efficiency, efficiency_unit="samples/J")
+    summary = RunSummary(
+        run_id=run_id,
+        source="test",
+        method="window average",
+        scenario="Offline",
+        efficiency=efficiency,
+        efficiency_unit="samples/J",
+    )
     return RunAnalyzed(run_id=run_id, lab=lab, sut="sut", summary=summary, verdict="pass", t_utc_s=1.0)
 
 
 def _listen_for_rebuilt(bus, lab: str) -> queue.Queue:
     events: queue.Queue = queue.Queue()
-    spec = topology.QueueSpec("", topology.EVENTS_EXCHANGE, (f"figures_rebuilt.{lab}.#",), durable=False, exclusive=True)
+    spec = topology.QueueSpec(
+        "", topology.EVENTS_EXCHANGE, (f"figures_rebuilt.{lab}.#",), durable=False, exclusive=True
+    )
     bus.subscribe(spec, lambda message, delivery: events.put(message))
     return events
 
@@ -47,8 +54,12 @@ def test_run_analyzed_on_the_memory_bus(built, data_dir: Path, tmp_path: Path) -
         job = service.jobs[rebuilt.job_id]
         assert job.trigger == "run_analyzed" and job.run_id == "run-7"
         run_dir = tmp_path / "figures" / "runs" / "run-7"
-        assert {p.name for p in run_dir.iterdir()} >= {"run-7_trace.png", "run-7_trace.svg", "run-7_placement.png",
-                                                        "run-7_placement.json"}
+        assert {p.name for p in run_dir.iterdir()} >= {
+            "run-7_trace.png",
+            "run-7_trace.svg",
+            "run-7_placement.png",
+            "run-7_placement.json",
+        }
         placement = json.loads((run_dir / "run-7_placement.json").read_text())
         assert placement["key_values"]["n_public"] > 10 and placement["key_values"]["run_efficiency"] == 40.0
 
@@ -63,9 +74,12 @@ def test_run_analyzed_on_the_memory_bus(built, data_dir: Path, tmp_path: Path) -
 
 
 @pytest.mark.rabbitmq
-def test_rebuild_command_and_run_analyzed_on_rabbitmq(built, data_dir: Path, tmp_path: Path, rabbit_bus, unique) -> None:
-    service = service_over_built(built, data_dir, tmp_path, results_dir=tmp_path / "results", bus=rabbit_bus,
-                                 lab=unique)
+def test_rebuild_command_and_run_analyzed_on_rabbitmq(
+    built, data_dir: Path, tmp_path: Path, rabbit_bus, unique
+) -> None:
+    service = service_over_built(
+        built, data_dir, tmp_path, results_dir=tmp_path / "results", bus=rabbit_bus, lab=unique
+    )
     try:
         events = _listen_for_rebuilt(rabbit_bus, unique)
         # The events queue is durable and shared: run-analyzed events other tests left there are old news.
@@ -82,8 +96,11 @@ def test_rebuild_command_and_run_analyzed_on_rabbitmq(built, data_dir: Path, tmp
         message = _analyzed(f"run-{unique}", unique)
         rabbit_bus.publish(message, topology.event_key(message))
         # Other labs' events may share the durable queue; wait for the job of this run.
-        wait_for(lambda: any(j.run_id == f"run-{unique}" and j.state == "done" for j in service.jobs.values()),
-                 60, "the run-analyzed job")
+        wait_for(
+            lambda: any(j.run_id == f"run-{unique}" and j.state == "done" for j in service.jobs.values()),
+            60,
+            "the run-analyzed job",
+        )
         job = next(j for j in service.jobs.values() if j.run_id == f"run-{unique}")
         assert job.rendered == [] and job.run_figures["notes"]  # no documents for that run: said, not guessed
     finally:
@@ -95,8 +112,9 @@ def test_run_figures_from_documents(tmp_path: Path, results) -> None:
     trace = load_documents(documents)
     assert trace.benchmark == "resnet" and trace.samples.height == 40
     assert {m["name"] for m in trace.marks} >= {"power_begin", "power_end", "ranging_begin", "testing_end"}
-    summary = RunSummary(run_id="run-1", source="t", method="m", scenario="Offline", efficiency=1e9,
-                         efficiency_unit="samples/J")
+    summary = RunSummary(
+        run_id="run-1", source="t", method="m", scenario="Offline", efficiency=1e9, efficiency_unit="samples/J"
+    )
     written = render_run_figures(documents, tmp_path / "out", summary=summary, results=results)
     placement = json.loads((tmp_path / "out" / "run-1_placement.json").read_text())
     assert placement["key_values"]["share_of_public_below_run"] == 1.0  # better than every public ResNet result
@@ -109,7 +127,6 @@ def test_run_figures_from_documents(tmp_path: Path, results) -> None:
 
 def test_run_figures_from_a_samples_parquet(tmp_path: Path) -> None:
     import polars as pl
-
     from mlpower.runstream import pages_to_columns, read_documents
     from mlpower.schema import SamplePage
 

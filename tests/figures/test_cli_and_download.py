@@ -11,12 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from mlpower.figures.cli import app
 from mlpower.figures.download import download, expected_files
 from mlpower.figures.errors import DownloadError
 from mlpower.figures.loader import ALL_FILES
+from typer.testing import CliRunner
 
 
 @pytest.fixture
@@ -86,8 +85,9 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def test_audit_command_writes_markdown(tmp_path: Path, data_dir: Path) -> None:
-    result = CliRunner().invoke(app, ["audit", "--out", str(tmp_path / "a.md"), "--only", "fig2,fig9",
-                                      "--data-dir", str(data_dir)])
+    result = CliRunner().invoke(
+        app, ["audit", "--out", str(tmp_path / "a.md"), "--only", "fig2,fig9", "--data-dir", str(data_dir)]
+    )
     assert result.exit_code == 0, result.output
     text = (tmp_path / "a.md").read_text()
     assert "Datacenter_max_W" in text and "## fig9" in text and "## fig5a" not in text

@@ -6,17 +6,16 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from mlpower.figures import parse
 from mlpower.figures.errors import DataError
-from mlpower.figures.loader import DATACENTER, TRAINING, load_results, read_table, INFERENCE_COLUMNS
+from mlpower.figures.loader import DATACENTER, INFERENCE_COLUMNS, TRAINING, load_results, read_table
 from mlpower.figures.pairing import (
     Metric,
     Skipped,
     corrected_model_name,
+    pair_in_file_order,
     paper_join,
     paper_model_name,
-    pair_in_file_order,
     resolve_bare_targets,
     without_exact_duplicates,
 )
@@ -61,12 +60,20 @@ def test_missing_file_and_missing_column_name_the_file(tmp_path: Path, data_dir:
 
 def test_a_corrupted_row_is_an_error_naming_file_and_line(tmp_path: Path, data_dir: Path) -> None:
     """A datacenter BERT Offline throughput that is not a number: fig 8 (strict parsing upstream) refuses it."""
-    for name in (DATACENTER, TRAINING, "data_cleaned_inference_edge.csv", "data_cleaned_tiny.csv",
-                 "data_performance.csv"):
+    for name in (
+        DATACENTER,
+        TRAINING,
+        "data_cleaned_inference_edge.csv",
+        "data_cleaned_tiny.csv",
+        "data_performance.csv",
+    ):
         shutil.copyfile(data_dir / name, tmp_path / name)
     lines = (tmp_path / DATACENTER).read_text().splitlines(keepends=True)
-    target = next(i for i, line in enumerate(lines) if ",bert-99.9,offline," in line.lower()
-                  and "samples/s" in line and '"' not in line)
+    target = next(
+        i
+        for i, line in enumerate(lines)
+        if ",bert-99.9,offline," in line.lower() and "samples/s" in line and '"' not in line
+    )
     fields = lines[target].split(",")
     fields[7] = "n/a"
     lines[target] = ",".join(fields)
@@ -81,8 +88,19 @@ def test_a_corrupted_row_is_an_error_naming_file_and_line(tmp_path: Path, data_d
 
 
 def _m(line: int, unit: str, key: str = "a", model: str = "m", value: float = 1.0) -> Metric:
-    return Metric(public_id=key, model_raw=model, model=model, scenario="Offline", version="v1", date="1/1/2021",
-                  unit=unit, text=str(value), value=value, ref=f"f.csv:{line}", line=line)
+    return Metric(
+        public_id=key,
+        model_raw=model,
+        model=model,
+        scenario="Offline",
+        version="v1",
+        date="1/1/2021",
+        unit=unit,
+        text=str(value),
+        value=value,
+        ref=f"f.csv:{line}",
+        line=line,
+    )
 
 
 def test_paper_join_is_a_cross_product_and_matches_missing_keys() -> None:
@@ -96,8 +114,13 @@ def test_paper_join_is_a_cross_product_and_matches_missing_keys() -> None:
 
 
 def test_file_order_pairing_handles_power_first_and_records_orphans() -> None:
-    rows = [_m(2, "Watts", value=4954), _m(3, "samples/s", value=556234),
-            _m(4, "Watts", value=1021), _m(5, "samples/s", value=334462), _m(6, "samples/s", key="b")]
+    rows = [
+        _m(2, "Watts", value=4954),
+        _m(3, "samples/s", value=556234),
+        _m(4, "Watts", value=1021),
+        _m(5, "samples/s", value=334462),
+        _m(6, "samples/s", key="b"),
+    ]
     skipped = Skipped()
     pairs = pair_in_file_order(rows, lambda m: m.unit == "samples/s", lambda m: m.unit == "Watts", skipped)
     assert [(p.perf.line, p.power.line) for p in pairs] == [(3, 2), (5, 4)]
@@ -105,9 +128,14 @@ def test_file_order_pairing_handles_power_first_and_records_orphans() -> None:
 
 
 def test_duplicates_dropped_and_bare_names_resolved_by_order() -> None:
-    rows = [_m(2, "samples/s", model="bert", value=9), _m(3, "Watts", model="bert", value=3),
-            _m(4, "samples/s", model="bert", value=5), _m(5, "Watts", model="bert", value=3),
-            _m(6, "samples/s", model="bert", value=9), _m(7, "Watts", model="bert", value=3)]
+    rows = [
+        _m(2, "samples/s", model="bert", value=9),
+        _m(3, "Watts", model="bert", value=3),
+        _m(4, "samples/s", model="bert", value=5),
+        _m(5, "Watts", model="bert", value=3),
+        _m(6, "samples/s", model="bert", value=9),
+        _m(7, "Watts", model="bert", value=3),
+    ]
     skipped = Skipped()
     pairs = pair_in_file_order(rows, lambda m: m.unit == "samples/s", lambda m: m.unit == "Watts", skipped)
     unique = without_exact_duplicates(pairs, skipped)

@@ -6,11 +6,12 @@ import math
 import re
 
 import pytest
-
 from mlpower.figures.typed import typed_values
 
 TRENDS = ("fig5a", "fig5b", "fig5c")
-KEY = re.compile(r"^(?P<label>.+)@(?P<version>v\d+\.\d+)_(?P<what>version_max_efficiency|running_max_efficiency|normalized)$")
+KEY = re.compile(
+    r"^(?P<label>.+)@(?P<version>v\d+\.\d+)_(?P<what>version_max_efficiency|running_max_efficiency|normalized)$"
+)
 
 
 def _series(key_values: dict) -> dict[str, dict[str, dict[str, float]]]:
@@ -34,8 +35,8 @@ def test_trend_series_properties(figure_json, name: str, mode: str) -> None:
         running = [parts["running_max_efficiency"][v] for v in versions]
         best = [parts["version_max_efficiency"][v] for v in versions]
         normalised = [parts["normalized"][v] for v in versions]
-        assert all(b >= a for a, b in zip(running, running[1:])), f"{label}: running maximum decreases"
-        assert all(r >= v for r, v in zip(running, best)), f"{label}: running maximum below the round's best"
+        assert all(b >= a for a, b in zip(running, running[1:], strict=False)), f"{label}: running maximum decreases"
+        assert all(r >= v for r, v in zip(running, best, strict=True)), f"{label}: running max below the round's best"
         assert running == [max(best[: i + 1]) for i in range(len(best))]
         assert normalised[0] == 1.0
         assert normalised == pytest.approx([r / running[0] for r in running], rel=1e-12)
@@ -49,8 +50,10 @@ def test_trend_legends_are_the_typed_lists_in_paper_mode(figure_json) -> None:
 
 def test_fig5a_resnet_v41_is_the_cross_join_pair(figure_json, results) -> None:
     """paper-figures.md 3.3: the higher throughput of 4.1-0049 with the lower power, which no system achieved."""
-    rows = {r["_line"]: r for r in results.datacenter.filter(results.datacenter["Public ID"] == "4.1-0049")
-            .iter_rows(named=True)}
+    rows = {
+        r["_line"]: r
+        for r in results.datacenter.filter(results.datacenter["Public ID"] == "4.1-0049").iter_rows(named=True)
+    }
     paper = figure_json["paper"]["fig5a"]["plotted"]["ResNet@v4.1_version_max_efficiency"]
     corrected = figure_json["corrected"]["fig5a"]["plotted"]["ResNet@v4.1_version_max_efficiency"]
     perf_line, power_line = (int(ref.rsplit(":", 1)[1]) for ref in paper["rows"][:2])
