@@ -27,10 +27,9 @@ from mlpower.figures.pairing import (
     Pair,
     Skipped,
     corrected_model_name,
+    corrected_pairs,
     metrics,
     pair_in_file_order,
-    resolve_bare_targets,
-    without_exact_duplicates,
 )
 from mlpower.figures.trends import _iso
 from mlpower.figures.typed import typed_ref, typed_values
@@ -144,10 +143,13 @@ def _offline_pairs(results: Results, table: str, public_id: str, skipped: Skippe
     if table == "tiny":
         return pair_in_file_order(rows, lambda m: m.unit == TINY_LATENCY, lambda m: m.unit == TINY_ENERGY, skipped)
     rows = [m for m in rows if (m.scenario or "").lower() == "offline"]
-    pairs = pair_in_file_order(
-        rows, lambda m: m.unit in PERF_UNITS or m.unit == TOKENS_UNIT, lambda m: m.unit in POWER_UNITS, skipped
+    return corrected_pairs(
+        rows,
+        lambda m: m.unit in PERF_UNITS or m.unit == TOKENS_UNIT,
+        lambda m: m.unit in POWER_UNITS,
+        skipped,
+        bare_targets=table == "datacenter",
     )
-    return resolve_bare_targets(without_exact_duplicates(pairs, skipped), skipped)
 
 
 def compute_fig7(results: Results, mode: str) -> FigureData:

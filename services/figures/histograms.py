@@ -25,12 +25,10 @@ from mlpower.figures.pairing import (
     Pair,
     Skipped,
     corrected_model_name,
+    corrected_pairs,
     metrics,
-    pair_in_file_order,
     paper_join,
     paper_model_name,
-    resolve_bare_targets,
-    without_exact_duplicates,
 )
 from mlpower.figures.typed import typed_ref, typed_values
 
@@ -74,8 +72,9 @@ def _offline_pairs(
         perf = [m for m in rows if m.unit in PERF_UNITS]
         power = [m for m in rows if m.unit in POWER_UNITS]
         return paper_join(perf, power, ("public_id", "model", "scenario", "version", "date"))
-    pairs = pair_in_file_order(rows, lambda m: m.unit in PERF_UNITS, lambda m: m.unit in POWER_UNITS, skipped)
-    return resolve_bare_targets(without_exact_duplicates(pairs, skipped), skipped)
+    return corrected_pairs(
+        rows, lambda m: m.unit in PERF_UNITS, lambda m: m.unit in POWER_UNITS, skipped, bare_targets=True
+    )
 
 
 def _major(version: str | None) -> str | None:

@@ -185,7 +185,11 @@ def pair_in_file_order(
 
 
 def without_exact_duplicates(pairs: Iterable[Pair], skipped: Skipped) -> list[Pair]:
-    """Drop a pair whose key, system and both values repeat an earlier pair (duplicated blocks)."""
+    """Drop a pair whose key, system and both values repeat an earlier pair (duplicated blocks).
+
+    The key uses the resolved model name: in datacenter v3.0 the two accuracy targets of 3D-UNet
+    and DLRM often have identical results under one bare name, and they are two runs, not one.
+    """
     seen: dict[tuple[Any, ...], Pair] = {}
     kept = []
     for pair in pairs:
@@ -226,3 +230,18 @@ def resolve_bare_targets(pairs: Iterable[Pair], skipped: Skipped) -> list[Pair]:
         target = f"{pair.model}-{('99.0', '99.9')[index]}"
         out.append(Pair(replace(pair.perf, model=target), replace(pair.power, model=target)))
     return out
+
+
+def corrected_pairs(
+    rows: Iterable[Metric],
+    is_perf: Callable[[Metric], bool],
+    is_power: Callable[[Metric], bool],
+    skipped: Skipped,
+    *,
+    bare_targets: bool,
+) -> list[Pair]:
+    """Corrected mode's pairing: file order, then the v3.0 bare names resolved, then duplicates dropped."""
+    pairs = pair_in_file_order(rows, is_perf, is_power, skipped)
+    if bare_targets:
+        pairs = resolve_bare_targets(pairs, skipped)
+    return without_exact_duplicates(pairs, skipped)

@@ -27,10 +27,8 @@ from mlpower.figures.pairing import (
     TOKENS_UNIT,
     Skipped,
     corrected_model_name,
+    corrected_pairs,
     metrics,
-    pair_in_file_order,
-    resolve_bare_targets,
-    without_exact_duplicates,
 )
 from mlpower.schema import PhaseMark, RunStart, RunStop, RunSummary, SampleFlag, SamplePage
 
@@ -200,12 +198,13 @@ def public_efficiencies(results: Results, benchmark: str, scenario: str, efficie
             )
             if (m.scenario or "").replace(" ", "").lower() == scenario.replace(" ", "").lower() and m.value is not None
         ]
-        pairs = pair_in_file_order(
-            rows, lambda m: m.unit in PUBLIC_PERF_UNITS, lambda m: m.unit in POWER_UNITS, skipped
+        pairs = corrected_pairs(
+            rows,
+            lambda m: m.unit in PUBLIC_PERF_UNITS,
+            lambda m: m.unit in POWER_UNITS,
+            skipped,
+            bare_targets=table == "datacenter",
         )
-        pairs = without_exact_duplicates(pairs, skipped)
-        if table == "datacenter":
-            pairs = resolve_bare_targets(pairs, skipped)
         for pair in pairs:
             name = pair.model or ""
             if not (name == wanted or (wanted.startswith(name) and name)):

@@ -27,12 +27,10 @@ from mlpower.figures.pairing import (
     Pair,
     Skipped,
     corrected_model_name,
+    corrected_pairs,
     metrics,
-    pair_in_file_order,
     paper_join,
     paper_model_name,
-    resolve_bare_targets,
-    without_exact_duplicates,
 )
 from mlpower.figures.typed import typed_ref, typed_values
 
@@ -152,10 +150,13 @@ def _corrected_pairs(spec: TrendSpec, results: Results, legend: list[str], skipp
             skipped.add(m.ref, f"Result {m.text!r} is not a number")
             continue
         rows.append(m)
-    pairs = pair_in_file_order(rows, lambda m: m.unit in spec.perf_units, lambda m: m.unit in spec.power_units, skipped)
-    pairs = without_exact_duplicates(pairs, skipped)
-    if spec.table == "datacenter":
-        pairs = resolve_bare_targets(pairs, skipped)
+    pairs = corrected_pairs(
+        rows,
+        lambda m: m.unit in spec.perf_units,
+        lambda m: m.unit in spec.power_units,
+        skipped,
+        bare_targets=spec.table == "datacenter",
+    )
     return [p for p in pairs if any(spec.corrected_match(label, p.model) for label in legend)]
 
 

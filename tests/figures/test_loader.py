@@ -151,3 +151,33 @@ def test_model_names() -> None:
     assert corrected_model_name("gptj-99") == "gptj-99.0"
     assert corrected_model_name("3d-unet-99.9") == "3d-unet-99.9"
     assert corrected_model_name("rnnt") == "rnn-t"
+
+
+def test_corrected_pairs_on_the_data_keep_identical_targets_and_drop_duplicated_blocks(results) -> None:
+    """3.0-0066 3D-UNet: two targets with identical results under one bare name are two runs;
+    3.1-0109: an exactly repeated block is one run."""
+    from mlpower.figures.pairing import PERF_UNITS, POWER_UNITS, corrected_pairs
+
+    rows = metrics_of(results, ("3.0-0066", "3.1-0109"))
+    skipped = Skipped()
+    pairs = corrected_pairs(
+        rows, lambda m: m.unit in PERF_UNITS, lambda m: m.unit in POWER_UNITS, skipped, bare_targets=True
+    )
+    unet = [p for p in pairs if p.perf.public_id == "3.0-0066" and (p.model or "").startswith("3d-unet")]
+    assert sorted(p.model for p in unet) == ["3d-unet-99.0", "3d-unet-99.9"]
+    assert unet[0].perf.text == unet[1].perf.text
+    bert = [p for p in pairs if p.perf.public_id == "3.1-0109" and p.model == "bert-99.0"]
+    assert len(bert) == 1
+    assert any("exact duplicate" in r["reason"] for r in skipped.reasons)
+
+
+def metrics_of(results, ids: tuple[str, ...]) -> list[Metric]:
+    from mlpower.figures.pairing import metrics
+
+    return [
+        m
+        for m in metrics(
+            results.datacenter, model=corrected_model_name, value=lambda text, where: parse.corrected_number(text)
+        )
+        if m.public_id in ids and (m.scenario or "").lower() == "offline"
+    ]
