@@ -10,14 +10,22 @@ from typing import Any
 import typer
 
 
-def _serve_until_signalled(stop: threading.Event) -> None:
-    """Wait for SIGTERM or SIGINT; both end the process cleanly (exit status 0)."""
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM and SIGINT set the returned event: both end the process cleanly (exit status 0).
+
+    Installed before the ready line is printed, so a signal sent right after it is never lost.
+    """
+    stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
+def _serve_until(stop: threading.Event) -> None:
     while not stop.wait(0.5):
         pass
 
@@ -46,6 +54,7 @@ def sim(
                                        "control_port": control_port, "sut": sut}.items() if v is not None}
         settings = load_settings(Settings, **overrides)
         setup_logging(settings.log_level)
+        stop = _stop_on_signals()
         handle = start_simulator(port=settings.port, load=settings.load, seed=settings.seed, host=settings.host,
                                  pty=settings.pty, control_port=settings.control_port if settings.control_port >= 0
                                  else None, settings=settings, sut=settings.sut)
@@ -55,7 +64,7 @@ def sim(
                 print(f"pty {handle.pty_path}", file=sys.stderr, flush=True)
             if handle.control_port is not None:
                 print(f"control on http://{settings.host}:{handle.control_port}", file=sys.stderr, flush=True)
-            _serve_until_signalled(threading.Event())
+            _serve_until(stop)
         finally:
             handle.stop()
 
@@ -90,12 +99,13 @@ def ptd(ctx: typer.Context) -> None:
             sys.stdout.write(text + "\n")
             sys.stdout.flush()
 
+        stop = _stop_on_signals()
         handle = start_ptd(port=args.port, log_path=args.log_path, seed=settings.seed, load=settings.load,
                            analyzer_port=analyzer_port, analyzer_host=analyzer_host, console=console,
                            extended_log=args.extended_log, device_type=args.device_type, settings=settings,
                            host=settings.host)
         try:
-            _serve_until_signalled(threading.Event())
+            _serve_until(stop)
         finally:
             handle.stop()
 
