@@ -195,7 +195,7 @@ def without_exact_duplicates(pairs: Iterable[Pair], skipped: Skipped) -> list[Pa
     for pair in pairs:
         identity = (
             pair.perf.public_id,
-            pair.perf.model_raw,
+            pair.model,  # resolved: two targets with identical results are two runs
             pair.perf.scenario,
             pair.perf.version,
             pair.perf.system,
