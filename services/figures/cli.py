@@ -15,7 +15,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-ModeOption = Annotated[str, typer.Option("--mode", help="paper (reproduces upstream) or corrected")]
 DataOption = Annotated[Path | None, typer.Option("--data-dir", help="the public CSVs (default: MLPOWER_DATA_DIR)")]
 
 
@@ -34,7 +33,10 @@ def _names(only: str) -> list[str]:
 @app.command("build")
 def build_command(
     out: Annotated[Path, typer.Option("--out", help="folder for <figure>.png/.svg/.json")],
-    mode: ModeOption = "paper",
+    mode: Annotated[
+        str,
+        typer.Option("--mode", help="paper (reproduces upstream), corrected, or both (into OUT/paper, OUT/corrected)"),
+    ] = "paper",
     only: Annotated[str, typer.Option("--only", help="comma-separated figures, e.g. fig5a,fig8")] = "",
     data_dir: DataOption = None,
     force: Annotated[bool, typer.Option("--force", help="re-render even when the inputs did not change")] = False,
@@ -47,18 +49,20 @@ def build_command(
         from .build import build
 
         settings = _settings()
-        report = build(
-            out,
-            data_dir or settings.data_dir,
-            mode=mode,
-            only=_names(only),
-            force=force,
-            workers=workers if workers is not None else settings.workers,
-        )
-        typer.echo(
-            f"{mode}: rendered {len(report.rendered)} ({', '.join(report.rendered) or '-'}), "
-            f"unchanged {len(report.unchanged)}, {report.seconds:.2f} s -> {out}"
-        )
+        targets = [("paper", out / "paper"), ("corrected", out / "corrected")] if mode == "both" else [(mode, out)]
+        for target_mode, folder in targets:
+            report = build(
+                folder,
+                data_dir or settings.data_dir,
+                mode=target_mode,
+                only=_names(only),
+                force=force,
+                workers=workers if workers is not None else settings.workers,
+            )
+            typer.echo(
+                f"{target_mode}: rendered {len(report.rendered)} ({', '.join(report.rendered) or '-'}), "
+                f"unchanged {len(report.unchanged)}, {report.seconds:.2f} s -> {folder}"
+            )
 
     run(body)
 

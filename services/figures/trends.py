@@ -123,6 +123,9 @@ def _paper_pairs(spec: TrendSpec, results: Results, legend: list[str], skipped: 
         value: float | None
         if spec.figure == "fig5a":
             value = parse.strip_then_coerce(m.text)
+            if value is None:
+                skipped.add(m.ref, f"Result {m.text!r}: to_numeric gives NaN, which upstream's max passes over")
+                continue
             if value is not None and m.unit is not None and "tokens/s" in m.unit.lower():
                 value /= tokens_per_sample  # type: ignore[operator]
         elif spec.tiny and m.unit == TINY_ENERGY:

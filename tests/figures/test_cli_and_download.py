@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import json
 import shutil
 import threading
 from collections.abc import Iterator
@@ -91,3 +92,27 @@ def test_audit_command_writes_markdown(tmp_path: Path, data_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     text = (tmp_path / "a.md").read_text()
     assert "Datacenter_max_W" in text and "## fig9" in text and "## fig5a" not in text
+
+
+def test_build_both_modes_into_subfolders(tmp_path: Path, data_dir: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "build",
+            "--out",
+            str(tmp_path),
+            "--mode",
+            "both",
+            "--only",
+            "fig2",
+            "--data-dir",
+            str(data_dir),
+            "--workers",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    paper = json.loads((tmp_path / "paper" / "fig2.json").read_text())
+    corrected = json.loads((tmp_path / "corrected" / "fig2.json").read_text())
+    assert paper["mode"] == "paper" and corrected["mode"] == "corrected"
+    assert paper["key_values"]["Datacenter_max_W"] != corrected["key_values"]["Datacenter_max_W"]
