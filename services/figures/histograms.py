@@ -32,12 +32,12 @@ from mlpower.figures.pairing import (
 )
 from mlpower.figures.typed import typed_ref, typed_values
 
-BINS = 20  # matplotlib's hist(bins=20): equal-width bins from the smallest to the largest value
 BERT_TARGETS = ("bert-99.0", "bert-99.9")
 
 
-def histogram_key_values(values: Sequence[float]) -> dict[str, Any]:
-    counts, edges = np.histogram(np.asarray(values, dtype=float), bins=BINS)
+def histogram_key_values(values: Sequence[float], bins: int) -> dict[str, Any]:
+    """matplotlib's ``hist(values, bins=n)``: n equal-width bins from the smallest to the largest value."""
+    counts, edges = np.histogram(np.asarray(values, dtype=float), bins=bins)
     return {
         "histogram_counts": [int(c) for c in counts],
         "histogram_edges": [float(e) for e in edges],
@@ -115,8 +115,9 @@ def compute_fig8(results: Results, mode: str) -> FigureData:
             key += f"/{system}"
         data.point(key, value, list(p0.rows) + list(p9.rows))
         values.append(value)
-    data.key_values = histogram_key_values(values)
-    data.series = {"values": values, "bins": BINS}
+    bins = typed_values()["fig8"]["bins"]
+    data.key_values = histogram_key_values(values, bins)
+    data.series = {"values": values, "bins": bins}
     data.skipped = skipped.reasons
     return data
 
@@ -163,11 +164,12 @@ def compute_fig10(results: Results, mode: str) -> FigureData:
                 values.append(delta)
     if dropped:
         data.notes.append(f"{dropped} deltas below the typed-in {threshold} % dropped")
-    data.key_values = histogram_key_values(values)
+    bins = typed_values()["fig10"]["bins"]  # both modes: a bin count is how to draw, not a value drawn
+    data.key_values = histogram_key_values(values, bins)
     # Not plotted upstream; despite its name it is the share of deltas >= 50 (paper-figures.md 3.8).
     data.series = {
         "values": values,
-        "bins": BINS,
+        "bins": bins,
         "share_of_deltas_at_least_50_percent": sum(v >= 50 for v in values) / len(values),
     }
     data.skipped = skipped.reasons
