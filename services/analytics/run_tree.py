@@ -125,13 +125,24 @@ class RunTree:
         return f"{relative}: missing"
 
     @property
+    def compliant_durations(self) -> bool:
+        """False when the run declared itself short (mlpower's client.json ``mlpower.compliant_durations``)."""
+        declared = ((self.client or {}).get("mlpower") or {}).get("compliant_durations")
+        return declared is not False
+
+    @property
     def uses_ptdaemon(self) -> tuple[bool, str]:
         """Whether PTDaemon measured this run, and the evidence either way."""
         if self.server is not None and self.server.get("ptd_messages"):
             return True, "power/server.json lists PTDaemon messages"
         if self.server is None:
             return False, f"{self.error_for('power/server.json')}: cannot tell whether PTDaemon was used"
-        kinds = sorted({d.source.kind for d in self.documents or () if getattr(d, "type", "") == "run.descriptor"})
+        declared = (self.server.get("mlpower") or {}).get("ptdaemon")
+        if isinstance(declared, list) and any(declared):
+            return True, "power/server.json mlpower.ptdaemon says PTDaemon measured"
+        kinds = sorted({d.source.kind for d in self.documents or () if getattr(d, "type", "") == "run.descriptor"}
+                       | {str(a.get("kind")) for a in (self.server.get("mlpower") or {}).get("analyzers") or ()
+                          if isinstance(a, dict) and a.get("kind")})
         via = f" (stream source: {', '.join(kinds)})" if kinds else ""
         return False, f"power/server.json has no ptd_messages: measured without PTDaemon{via}"
 

@@ -252,7 +252,8 @@ def analyze_tree(tree: RunTree) -> Analysis:
     scenario = (testing.detail.scenario if testing.detail else "") or (start.scenario if start else "")
     perf = eff.performance(scenario, testing.detail.values if testing.detail else {}, testing.summary or {})
     result = build_summary(run_id, scenario=scenario, window=window, power_source=power_source_of_tree(tree),
-                           perf=perf, compliant_durations=start.compliant_durations if start else True)
+                           perf=perf, compliant_durations=(start.compliant_durations if start else True)
+                           and tree.compliant_durations)
     return Analysis(result, tuple(findings))
 
 

@@ -165,11 +165,11 @@ FAILURES: dict[str, tuple[str, Callable[[Path], None], bool, tuple[str, ...]]] =
     "flagged_samples": ("any", lambda s: near_middle(s, 1.5, -1.0), True, ("flagged", "samples_in_window")),
     "sample_interval": ("any", lambda s: spl_watts(s, lambda i, t, w: None if i % 2 else w), True,
                         ("median_interval_s",)),
-    "sample_gaps": ("any", lambda s: near_middle(s, 2.6, None), True, ("gaps", "longest_s")),
+    "sample_gaps": ("any", lambda s: near_middle(s, 1.6, None), True, ("gaps", "longest_s")),
     "uncertainty": ("any", replace_uncertainty, False, ("max_relative",)),
     "overrange": ("docs", documents_overrange, False, ("first_t_utc_s", "count")),
     "clock_offset": ("any", lambda s: edit_json(s, "client", shift_time_replies), False, ("max_offset_s",)),
-    "min_duration": ("any", lambda s: set_detail(s, "power_end", stamp(window_of(s)[0] + 3.0)), True,
+    "min_duration": ("any", lambda s: set_detail(s, "power_end", stamp(window_of(s)[0] + 1.0)), True,
                      ("window_s", "min_duration_s")),
 }
 

@@ -3,6 +3,7 @@ power-dev protocol) make the trees and run streams; analytics checks and summari
 
 from __future__ import annotations
 
+import json
 import queue
 import shutil
 import subprocess
@@ -55,19 +56,26 @@ def real_scpi(tmp_path_factory: pytest.TempPathFactory) -> RealRun:
             sample_interval_s=1.0, bus_mode=False)
         server = PowerDevServer(Director(settings).powerdev_factory, host="127.0.0.1", port=0).start()
         try:
-            done = subprocess.run(
-                [sys.executable, "-m", "mlpower.sut_agent", "--server", f"127.0.0.1:{server.port}", "--workload",
-                 "builtin:offline", "--out", str(base / "agent"), "--label", "analytics", "--duration-s", "4"],
-                capture_output=True, text=True, timeout=240)
+            # The LoadGen result's validity and the ranging/testing lengths depend on how busy this
+            # machine is; a run that misses them by chance is made again once.
+            for attempt in range(2):
+                out = base / f"agent{attempt}"
+                done = subprocess.run(
+                    [sys.executable, "-m", "mlpower.sut_agent", "--server", f"127.0.0.1:{server.port}",
+                     "--workload", "builtin:offline", "--out", str(out), "--label", f"analytics{attempt}",
+                     "--duration-s", "6"], capture_output=True, text=True, timeout=240)
+                assert done.returncode == 0, done.stderr[-3000:]
+                (session,) = [p for p in out.iterdir() if p.name != "loadgen_logs"]
+                report = check_run_dir(session)
+                if all(report.finding(rule).status == "pass"
+                       for rule in ("loadgen_result_valid", "ranging_testing_duration")):
+                    break
         finally:
             server.stop()
-    assert done.returncode == 0, done.stderr[-3000:]
-    (session,) = [p for p in (base / "agent").iterdir() if p.name != "loadgen_logs"]
-    import json
     sources = json.loads((session / "power" / "client.json").read_text())["sources"]
     server_sources = json.loads((session / "power" / "server.json").read_text())["sources"]
     return RealRun(session, base / "director" / session.name,
-                   CheckOptions(sources_checksums=(sources, server_sources), min_duration_s=5.0))
+                   CheckOptions(sources_checksums=(sources, server_sources), min_duration_s=2.0))
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +101,6 @@ def real_ptd(tmp_path_factory: pytest.TempPathFactory) -> Path:
             session.done()
         except Exception as exc:  # the director's own PTD test fails the same way: not analytics' to fix
             pytest.skip(f"the director could not measure through the PTDaemon emulator: {exc}")
-    import json
     server = json.loads((session.dir / "power" / "server.json").read_text())
     for mode, folder in (("ranging", "ranging"), ("testing", "run_1")):
         walls = [p[0] for p in server["phases"][mode]]
@@ -119,6 +126,8 @@ def test_direct_scpi_run_checked(real_scpi: RealRun) -> None:
     assert status["debug_disabled"].status == "fail" and status["debug_disabled"].evidence == {"debug": True}
     assert report.summary is not None and report.summary.efficiency_unit == "samples/J"
     assert report.summary.performance and report.summary.performance_unit == "samples/s"
+    assert report.summary.compliant_durations is False  # the agent declared the 6 s run short
+    assert "wt310e" in status["ptd_messages"].message
 
 
 def test_ptdaemon_run_runs_the_ptdaemon_checks(real_ptd: Path) -> None:
@@ -151,7 +160,7 @@ def test_real_tree_altered_per_rule(rule_id: str, real_scpi: RealRun, real_ptd: 
         shutil.copy(real_scpi.director / "documents.jsonl", session / "documents.jsonl")
     if needs == "ptd":
         repair_activation_line(session)
-    options = CheckOptions(min_duration_s=5.0) if needs == "ptd" else real_scpi.options
+    options = CheckOptions(min_duration_s=2.0) if needs == "ptd" else real_scpi.options
     before = check_run_dir(session, options).finding(rule_id)
     if rule_id != "debug_disabled":  # the fast real run already has debug on (see above)
         assert before.status == "pass", before
