@@ -20,6 +20,7 @@ from mlpower.schema import (
     Finding,
     LiveFinding,
     Message,
+    PhaseMark,
     RunAnalyzed,
     RunCompleted,
     RunDocument,
@@ -32,6 +33,7 @@ from mlpower.timeutil import now_utc_s
 from .check import check_tree, load_sources_checksums, verdict_of
 from .errors import AnalyticsError
 from .live import LiveChecker, clock_offset_in
+from .loadgen import DetailLog, read_detail, read_summary
 from .metrics import AnalyticsMetrics
 from .rules import CheckOptions
 from .run_tree import read_tree
@@ -44,6 +46,23 @@ log = logging.getLogger(__name__)
 RUNS_QUEUE = topology.service_queue("analytics", topology.RUNS_EXCHANGE)
 EVENTS_QUEUE = topology.service_queue("analytics", topology.EVENTS_EXCHANGE, ("run_completed.#", "workload_phase.#"))
 KEEP_FINISHED_RUNS = 32  # documents of recent runs, for a re-analysis when RunCompleted brings the tree
+
+
+def loadgen_logs_from_marks(documents: list[RunDocument]) -> tuple[DetailLog | None, dict[str, str] | None]:
+    """In bus mode the agent's ``power_end`` event names its LoadGen detail log (the director keeps
+    it as the mark's detail); where that file is reachable, performance comes from it."""
+    for mark in reversed(documents):
+        if (isinstance(mark, PhaseMark) and mark.name == "power_end" and mark.mode in ("testing", None)
+                and mark.detail.endswith("mlperf_log_detail.txt")):
+            path = Path(mark.detail)
+            try:
+                detail = read_detail(path)
+                summary_path = path.with_name("mlperf_log_summary.txt")
+                return detail, read_summary(summary_path) if summary_path.is_file() else None
+            except AnalyticsError as exc:
+                log.info("LoadGen log named by run %s is not readable here: %s", mark.run_id, exc)
+                return None, None
+    return None, None
 
 
 @dataclass
@@ -158,8 +177,10 @@ class AnalyticsService:
         findings: list[Finding] = list(live_findings)
         if documents:
             testing = tree.testing if tree is not None else None
-            analysis = analyze_documents(documents, detail=testing.detail if testing else None,
-                                         summary=testing.summary if testing else None)
+            detail, loadgen_summary = (testing.detail, testing.summary) if testing is not None else (None, None)
+            if detail is None:
+                detail, loadgen_summary = loadgen_logs_from_marks(documents)
+            analysis = analyze_documents(documents, detail=detail, summary=loadgen_summary)
         elif tree is not None:
             analysis = analyze_tree(tree)
         else:

@@ -28,6 +28,7 @@ class Synth:
     page_rows: int = 50
     scenario: str = "Offline"
     overrange_at: tuple[int, ...] = ()
+    power_end_detail: str = ""  # what the agent's power_end event carries: its LoadGen detail log's path
     documents: list[RunDocument] = field(default_factory=list)
 
     @property
@@ -71,7 +72,8 @@ class Synth:
                                     uncertainty_w=u[lo:hi].tolist(), flags=flags[lo:hi].tolist()))
             if lo <= (self.begin_utc_s - times[0]) < hi:
                 docs.append(stream.mark("power_begin", mode="testing", t_utc_s=self.begin_utc_s, source="loadgen"))
-        docs.append(stream.mark("power_end", mode="testing", t_utc_s=self.end_utc_s, source="loadgen"))
+        docs.append(stream.mark("power_end", mode="testing", t_utc_s=self.end_utc_s, source="loadgen",
+                                detail=self.power_end_detail))
         docs.append(stream.stop("success", t_utc_s=self.end_utc_s + 11.0))
         self.documents = docs
         return docs

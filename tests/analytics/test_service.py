@@ -56,7 +56,12 @@ def service(tmp_path: Path):  # type: ignore[no-untyped-def]
 def test_documents_to_run_analyzed_table_and_api(service: AnalyticsService) -> None:
     bus = service.bus
     events = collect(bus, "#")  # type: ignore[arg-type]
-    docs = Synth(constant, seed=5).build("run-a")
+    logs = service.settings.results_dir / "agent" / "run_1"
+    logs.mkdir(parents=True)
+    (logs / "mlperf_log_detail.txt").write_text(
+        ':::MLLOG {"key": "effective_scenario", "value": "Offline"}\n'
+        ':::MLLOG {"key": "result_samples_per_second", "value": 1000.0}\n')
+    docs = Synth(constant, seed=5, power_end_detail=str(logs / "mlperf_log_detail.txt")).build("run-a")
     # one bad page: uncertainty far above 1 % in the testing run
     bad = next(d for d in docs if isinstance(d, SamplePage) and d.page == 3)
     docs[docs.index(bad)] = bad.model_copy(update={"uncertainty_w": [30.0] * len(bad)})
@@ -71,6 +76,8 @@ def test_documents_to_run_analyzed_table_and_api(service: AnalyticsService) -> N
     analyzed = wait_for(events, RunAnalyzed)
     assert isinstance(analyzed, RunAnalyzed) and analyzed.verdict == "fail"
     assert analyzed.summary.avg_power_w == pytest.approx(250.0, abs=2.0)
+    assert analyzed.summary.performance == 1000.0  # from the LoadGen log the power_end mark names
+    assert analyzed.summary.efficiency == pytest.approx(1000.0 / analyzed.summary.avg_power_w)
     assert {f.rule for f in analyzed.findings} >= {"live_uncertainty", "min_duration"}
     assert [f.status for f in analyzed.findings if f.rule == "min_duration"] == ["pass"]
     # the tidy table on disk
