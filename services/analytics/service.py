@@ -35,16 +35,17 @@ from .errors import AnalyticsError
 from .live import LiveChecker, clock_offset_in
 from .loadgen import DetailLog, read_detail, read_summary
 from .metrics import AnalyticsMetrics
-from .rules import CheckOptions
+from .rules import RULES_BY_ID, CheckOptions, run_rule
 from .run_tree import read_tree
 from .settings import AnalyticsSettings
 from .store import RunStore
-from .summary import analyze_documents, analyze_tree, duration_finding
+from .summary import analyze_documents, analyze_tree, duration_finding, stream_findings
 
 log = logging.getLogger(__name__)
 
 RUNS_QUEUE = topology.service_queue("analytics", topology.RUNS_EXCHANGE)
 EVENTS_QUEUE = topology.service_queue("analytics", topology.EVENTS_EXCHANGE, ("run_completed.#", "workload_phase.#"))
+SERVER_SIDE_RULES = ("ptd_messages", "ptd_config", "debug_disabled")  # need only power/server.json
 KEEP_FINISHED_RUNS = 32  # documents of recent runs, for a re-analysis when RunCompleted brings the tree
 
 
@@ -175,6 +176,7 @@ class AnalyticsService:
         if not documents and tree is not None and tree.documents:
             documents = tree.documents
         findings: list[Finding] = list(live_findings)
+        detail: DetailLog | None = None
         if documents:
             testing = tree.testing if tree is not None else None
             detail, loadgen_summary = (testing.detail, testing.summary) if testing is not None else (None, None)
@@ -190,8 +192,12 @@ class AnalyticsService:
             # A complete client+server tree: the full compliance check applies.
             findings += [f for f in check_tree(tree, self.options).findings]
         else:
+            # The director's own folder (bus mode) or no folder: what the stream and server.json show.
+            findings += stream_findings(documents, detail=detail) if documents else []
             duration = duration_finding(analysis.summary, self.options.min_duration_s)
             findings += [duration] if duration else []
+            if tree is not None and tree.server is not None:
+                findings += [run_rule(RULES_BY_ID[rule], tree, self.options) for rule in SERVER_SIDE_RULES]
         message = RunAnalyzed(run_id=run_id, lab=run.lab, sut=run.sut, summary=analysis.summary,
                               findings=tuple(findings), verdict=verdict_of(findings), t_utc_s=now_utc_s())
         with self._lock:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from mlpower.runstream import pages_to_columns, read_documents
 from mlpower.schema import (
     Finding,
@@ -20,6 +21,7 @@ from mlpower.schema import (
     RunStart,
     RunStop,
     RunSummary,
+    SampleFlag,
     SamplePage,
     SourceInfo,
     StreamDescriptor,
@@ -264,6 +266,48 @@ def summarize_tree(path: Path) -> RunSummary:
     if errors:
         raise WindowError("; ".join(f.message for f in errors))
     return analysis.summary
+
+
+def stream_findings(documents: Iterable[RunDocument], *, detail: DetailLog | None = None,
+                    uncertainty_limit: float = 0.01) -> list[Finding]:
+    """The limits a run stream alone can show, with the rule ids of the compliance table: samples
+    in the window, per-sample uncertainty, overrange, and the 1 Hz sampling interval."""
+    run = RunDocuments.of(documents)
+    stream = run.power_stream()
+    bounds = run.window("testing")
+    if bounds is None and detail is not None and detail.window_s is not None:
+        bounds = (detail.power_begin_utc_s, detail.power_end_utc_s)  # type: ignore[assignment]
+    if stream is None or bounds is None:
+        return []  # analyze_documents already reports the missing samples or window
+    samples = run.samples(stream)
+    where = {"stream": stream, "power_begin_utc_s": bounds[0], "power_end_utc_s": bounds[1]}
+    in_window = (samples.t_utc_s > bounds[0]) & (samples.t_utc_s < bounds[1])
+    usable = in_window & samples.usable()
+    findings = []
+
+    def make(rule: str, ok: bool, message: str, **evidence: Any) -> Finding:
+        return Finding(rule=rule, severity="error", status="pass" if ok else "fail", message=message,
+                       evidence={**where, **evidence})
+
+    findings.append(make("samples_in_window", bool(usable.any()), f"{int(usable.sum())} usable samples in the "
+                         "testing window", samples=int(usable.sum()), flagged=int(in_window.sum() - usable.sum())))
+    relative = samples.uncertainty_w[usable] / samples.power_w[usable]
+    if relative.size:
+        unknown = int((~np.isfinite(relative)).sum())
+        worst = float(np.nanmax(relative)) if unknown < relative.size else None
+        ok = unknown == 0 and worst is not None and worst <= uncertainty_limit
+        findings.append(make("uncertainty", ok, f"worst per-sample uncertainty {worst:.3%}" if worst is not None
+                             else "no sample with a known uncertainty", max_relative=worst, unknown=unknown))
+    overrange = int(((samples.flags & int(SampleFlag.OVERRANGE)) != 0)[in_window].sum())
+    findings.append(make("overrange", overrange == 0, f"{overrange} overrange sample(s) in the testing window",
+                         count=overrange))
+    descriptor = run.descriptors.get(stream)
+    if descriptor is not None:
+        interval = descriptor.sample_interval_s
+        findings.append(make("sample_interval", abs(interval - 1.0) <= 0.1,
+                             f"stream sampled every {interval:g} s (the rule is 1 sample per second)",
+                             sample_interval_s=interval))
+    return findings
 
 
 def duration_finding(summary: RunSummary, min_duration_s: float) -> Finding | None:

@@ -277,3 +277,54 @@ def test_live_uncertainty_finding_on_the_bus_before_the_run_ends(rabbit_bus, uni
         sim.stop()
         watcher.close()
         service.stop()
+
+
+def test_bus_mode_lab_run_is_analyzed(tmp_path: Path) -> None:
+    """The whole lab in one process on the in-memory bus: StartRun -> director (simulator) and agent
+    (built-in LoadGen) -> run documents and RunCompleted -> analytics -> RunAnalyzed."""
+    from mlpower.analyzer_sim.simulator import start_simulator
+    from mlpower.bus import InMemoryBus
+    from mlpower.director.bus_mode import BusMode
+    from mlpower.director.director import Director
+    from mlpower.director.settings import DirectorSettings
+    from mlpower.schema import StartRun
+    from mlpower.sut_agent.bus_mode import AgentService
+    from mlpower.sut_agent.settings import Settings as AgentSettings
+
+    bus = InMemoryBus()
+    got: queue.Queue[Message] = queue.Queue()
+    bus.subscribe(topology.QueueSpec("", topology.EVENTS_EXCHANGE, ("run_analyzed.#",), exclusive=True),
+                  lambda m, d: got.put(m))
+    analytics = AnalyticsService(load_settings(AnalyticsSettings, bus="memory", results_dir=tmp_path / "analytics"),
+                                 bus)
+    analytics.start()
+    with start_simulator(port=0, load=f"constant:{TRUE_W}") as simulator:
+        director = Director(load_settings(
+            DirectorSettings, analyzer=f"TCPIP0::127.0.0.1::{simulator.port}::SOCKET", host="127.0.0.1",
+            powerdev_port=0, http_port=0, results_dir=tmp_path / "director", analyzer_sleep_s=0.3,
+            sample_interval_s=1.0, bus="memory"), bus=bus)
+        bus_mode = BusMode(director, bus).start()
+        agent = AgentService(load_settings(AgentSettings, results_dir=tmp_path / "agent", duration_s=3.0), bus).start()
+        try:
+            bus.publish(StartRun(sut="sut", run_id="lab-run", scenario="Offline", workload="builtin:offline",
+                                 sample_interval_s=1.0, settings={"duration_s": 3.0}),
+                        topology.command_key("director", "sut"))
+            analyzed = got.get(timeout=180)
+        finally:
+            agent.close()
+            bus_mode.stop()
+            analytics.stop()
+            bus.close()
+    assert isinstance(analyzed, RunAnalyzed) and analyzed.run_id == "lab-run"
+    summary = analyzed.summary
+    assert summary.avg_power_w is not None and summary.avg_power_uncertainty_w is not None
+    assert abs(summary.avg_power_w - TRUE_W) <= summary.avg_power_uncertainty_w
+    assert summary.performance and summary.efficiency_unit == "samples/J"  # from the agent's LoadGen log
+    assert summary.compliant_durations is False
+    status = {f.rule: (f.status, f.severity) for f in analyzed.findings}
+    assert status["min_duration"] == ("fail", "warning")  # a declared short run: reported, not fatal
+    for rule in ("samples_in_window", "uncertainty", "overrange", "sample_interval"):
+        assert status[rule] == ("pass", "error"), (rule, analyzed.findings)  # from the run stream
+    assert status["ptd_messages"][0] == "not_applicable"  # from the director's server.json
+    # the director's fast sleeps mark the run debug: it would not pass review, and says why
+    assert status["debug_disabled"] == ("fail", "error") and analyzed.verdict == "fail"

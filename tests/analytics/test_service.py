@@ -79,6 +79,8 @@ def test_documents_to_run_analyzed_table_and_api(service: AnalyticsService) -> N
     assert analyzed.summary.performance == 1000.0  # from the LoadGen log the power_end mark names
     assert analyzed.summary.efficiency == pytest.approx(1000.0 / analyzed.summary.avg_power_w)
     assert {f.rule for f in analyzed.findings} >= {"live_uncertainty", "min_duration"}
+    status = {f.rule: f.status for f in analyzed.findings}
+    assert status["uncertainty"] == "fail" and status["overrange"] == "pass" and status["samples_in_window"] == "pass"
     assert [f.status for f in analyzed.findings if f.rule == "min_duration"] == ["pass"]
     # the tidy table on disk
     frame = pl.read_parquet(service.settings.table_path)
