@@ -82,8 +82,12 @@ def render_table(report: CheckReport, console: Console) -> None:
     console.print(table)
     s = report.summary
     if s is not None and s.avg_power_w is not None:
-        console.print(f"average power {s.avg_power_w:.3f} W over {s.window_s:.3f} s, energy {s.energy_j:.1f} J; "
-                      f"{s.performance} {s.performance_unit}; efficiency {s.efficiency} {s.efficiency_unit}")
+        uncertainty = f" ± {s.avg_power_uncertainty_w:.3f}" if s.avg_power_uncertainty_w is not None else ""
+        efficiency = f"{s.efficiency:.6g} {s.efficiency_unit}" if s.efficiency is not None else "unknown"
+        console.print(f"average power {s.avg_power_w:.3f}{uncertainty} W over {s.window_s:.3f} s "
+                      f"({s.samples_in_window} samples, {s.flagged_samples_in_window} flagged), energy "
+                      f"{s.energy_j:.1f} J; performance {s.performance} {s.performance_unit}; efficiency {efficiency}")
+        console.print(f"[dim]{s.method}; {s.source}[/]")
     colour = "green" if report.verdict == "pass" else "red"
     console.print(f"[bold {colour}]verdict: {report.verdict}[/] ({len(report.errors)} error(s))")
 

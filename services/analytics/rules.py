@@ -237,10 +237,14 @@ def _loadgen_in_phases(tree: RunTree, options: CheckOptions, v: Verdicts) -> Fin
         low, high = float(walls[1][0]), float(walls[2][0])
         for key, t in (("power_begin", begin), ("power_end", end)):
             if not (low < t < high or low < t - DST_WORKAROUND_S < high):
+                # LoadGen writes local time (§6.1): a whole-hour shift that fits means the SUT was not on UTC.
+                hours = round(((low + high) / 2 - t) / 3600)
+                hint = (f"; shifted by {hours:+d} h it would fit: the SUT's clock was not on UTC (run with TZ=UTC)"
+                        if hours and low < t + hours * 3600 < high else "")
                 return v.failed(f"{mode.folder}/mlperf_log_detail.txt {key} {t:.3f} lies outside the client's "
-                                f"{mode.name} phase ({low:.3f}, {high:.3f}): clocks or time zone (UTC?) differ",
+                                f"{mode.name} phase ({low:.3f}, {high:.3f}){hint}",
                                 file=f"{mode.folder}/mlperf_log_detail.txt", marker=key, marker_utc_s=t,
-                                phase_start_utc_s=low, phase_stop_utc_s=high)
+                                phase_start_utc_s=low, phase_stop_utc_s=high, whole_hours_off=hours or None)
     return v.passed("LoadGen power_begin/power_end lie inside the client's phases")
 
 

@@ -43,3 +43,10 @@ def test_check_on_a_folder_that_is_no_run_is_a_one_line_error(tmp_path: Path) ->
                           timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip() == f"mlpower: error: {tmp_path}: not a run folder (no power/, ranging/ or run_1/)"
+
+
+def test_readme_lists_every_rule() -> None:
+    from mlpower.analytics.rules import RULES
+
+    readme = (Path(__file__).resolve().parents[2] / "services" / "analytics" / "README.md").read_text()
+    assert [r.id for r in RULES if f"| `{r.id}` |" in readme] == [r.id for r in RULES]

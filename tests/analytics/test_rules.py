@@ -124,3 +124,17 @@ def test_corrupt_document_row_names_file_and_line(scpi_tree: Path, options: Chec
     path.write_text("\n".join(lines) + "\n")
     finding = check_run_dir(scpi_tree, options).finding("files_readable")
     assert finding.status == "fail" and "documents.jsonl:5:" in finding.message
+
+
+def test_loadgen_markers_in_local_time_are_named_as_such(ptd_tree: Path, options: CheckOptions) -> None:
+    """LoadGen on a SUT at UTC+2 writes its markers two hours ahead (power-dev-protocol.md §6.1)."""
+    from .alterations import set_detail, window_of
+    from .trees import stamp
+
+    begin, end = window_of(ptd_tree)
+    set_detail(ptd_tree, "power_begin", stamp(begin + 7200))
+    set_detail(ptd_tree, "power_end", stamp(end + 7200))
+    rehash(ptd_tree)
+    finding = check_run_dir(ptd_tree, options).finding("loadgen_window_in_phases")
+    assert finding.status == "fail" and finding.evidence["whole_hours_off"] == -2
+    assert "not on UTC" in finding.message
