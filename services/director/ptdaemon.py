@@ -415,6 +415,17 @@ class PtdProcess:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    def exited_within(self, timeout_s: float) -> bool:
+        """Whether the child has exited, waiting up to ``timeout_s`` (its sockets close a moment
+        before it can be reaped, so a closed connection is followed by a short wait)."""
+        if self._proc is None:
+            return False
+        try:
+            self._proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
@@ -486,7 +497,7 @@ class PtdConnection:
             raise AnalyzerLost("PTDaemon connection is closed")
         deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
         while True:
-            nl = self._buf.find(b"\n")
+            nl = self._buf.find(b"\n", 0, MAX_LINE + 1)
             if nl >= 0:
                 line = bytes(self._buf[:nl])
                 del self._buf[: nl + 1]
@@ -706,12 +717,16 @@ class PtdSource:
             conn.send(cmd)
             reply = conn.read_line(timeout_s)
         except AnalyzerLost as exc:
-            self._lost = str(exc)
-            if self.process is not None and not self.process.alive():
-                self._lost = f"PTDaemon unexpectedly terminated (status {self.process.returncode}): {exc}"
+            self._lost = self._loss_reason(str(exc))
             raise AnalyzerLost(self._lost) from exc
         self.messages.append(PtdMessage(cmd, reply, t0, time.time(), live))
         return reply
+
+    def _loss_reason(self, what: str) -> str:
+        """Why the connection went: a launched PTDaemon that died says so (with its exit status)."""
+        if self.process is not None and self.process.exited_within(0.5):
+            return f"PTDaemon unexpectedly terminated (status {self.process.returncode}): {what}"
+        return what
 
     def ptd_messages(self) -> list[dict[str, str]]:
         """server.json ``ptd_messages``: the exchanges of the documented sequence (live RL polls left out)."""
@@ -850,7 +865,7 @@ class PtdSource:
                 break
             conn = self._check_alive()
             if conn.peer_closed():
-                self._lost = f"{self.address}: PTDaemon closed the connection"
+                self._lost = self._loss_reason(f"{self.address}: PTDaemon closed the connection")
                 raise AnalyzerLost(self._lost)
             if time.monotonic() >= deadline:
                 self._lost = f"{self.address}: no sample from PTDaemon within {budget:g} s"

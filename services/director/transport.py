@@ -334,7 +334,7 @@ class SerialTransport(Transport):
         ser = self._require()
         deadline = time.monotonic() + timeout_s
         while True:
-            nl = self._buf.find(b"\n")
+            nl = self._buf.find(b"\n", 0, MAX_LINE + 1)
             if nl >= 0:
                 line = bytes(self._buf[: nl + 1])
                 del self._buf[: nl + 1]

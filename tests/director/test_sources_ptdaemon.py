@@ -357,3 +357,11 @@ def test_default_command_launches_mlpower_ptd_in_front_of_the_wt310e_simulator()
     assert all(r.power_w == pytest.approx(400.0, rel=0.03) and r.usable for r in readings)
     assert "Amp range set to 2.000000A" in console and "Go with mark 'chain_testing'" in console
     assert src.process is not None and src.process.returncode is not None  # terminated on close
+
+
+def test_overlong_reply_without_newline_raises() -> None:
+    server = ScriptedScpiServer(lambda line: "Hello, PTDaemon here!" if line == "Hello" else "x" * 70000)
+    with server:
+        src = open_source(f"ptd://127.0.0.1:{server.port}", timeout_s=2.0)
+        with pytest.raises(ReplyParseError, match="longer than"):
+            src.open()

@@ -354,3 +354,47 @@ def test_resources_without_hardware_fail_with_the_reason(resource: str) -> None:
         open_source(resource, open_timeout_s=1.0).open()
     assert resource in str(info.value) and len(str(info.value)) > len(resource) + 30
     assert time.monotonic() - t0 < 5.0
+
+
+def test_overlong_sample_reply_raises() -> None:
+    with ScriptedScpiServer(wt310e_answers(values="1.0E+00," * 12000 + "1.0E+00")) as server:
+        with open_source(server.resource, range_items=False) as src:
+            src.start("x")
+            with pytest.raises(ReplyParseError):
+                src.read_sample()
+
+
+def test_serial_transport_lines_timeouts_and_overlong_replies() -> None:
+    import contextlib
+    import os
+    import tty
+
+    from mlpower.director.errors import AnalyzerTimeout
+    from mlpower.director.transport import SerialTransport
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    port = SerialTransport(os.ttyname(slave), timeout_s=0.3)
+    port.open()
+    try:
+        port.write("*IDN?")
+        assert os.read(master, 100) == b"*IDN?\r\n"  # RS-232 default terminator: CR+LF
+        os.write(master, b"YOKOGAWA,WT310E,C2PH13047V,F1.03\r\nsecond\n")
+        assert port.read_line() == "YOKOGAWA,WT310E,C2PH13047V,F1.03"
+        assert port.read_line() == "second"
+        os.write(master, b"half a li")
+        with pytest.raises(AnalyzerTimeout, match="partial"):
+            port.read_line()
+
+        def flood() -> None:
+            with contextlib.suppress(OSError):
+                os.write(master, b"x" * 70000)
+
+        writer = threading.Thread(target=flood, daemon=True)
+        writer.start()  # a pty holds a few KiB: write while the transport reads
+        with pytest.raises(ReplyParseError, match="longer than"):
+            port.read_line(timeout_s=3.0)
+    finally:
+        port.close()
+        os.close(master)
+        os.close(slave)
