@@ -189,6 +189,14 @@ class VisaTransport(Transport):
             return None
         return sock if isinstance(sock, socket.socket) else None
 
+    def _pending_bytes(self) -> int | None:
+        """Bytes pyvisa-py has received but not returned yet (None when unknown)."""
+        try:
+            session = self._inst.visalib.sessions[self._inst.session]
+            return len(session._pending_buffer)
+        except Exception:  # noqa: BLE001 - another backend or session type
+            return None
+
     def _socket_error(self) -> str:
         """pyvisa-py connects SOCKET resources without noticing a refusal; ask the socket itself."""
         sock = self._raw_socket()
@@ -224,6 +232,9 @@ class VisaTransport(Transport):
         from pyvisa import constants
 
         inst = self._require()
+        if self._pending_bytes() == 0 and self._socket_closed():
+            # the meter went away between replies: say so now rather than after the timeout
+            raise AnalyzerLost(f"{self.address}: connection closed by the analyzer")
         self._set_timeout(timeout_s)
         try:
             raw = inst.read_raw()

@@ -398,3 +398,15 @@ def test_serial_transport_lines_timeouts_and_overlong_replies() -> None:
         port.close()
         os.close(master)
         os.close(slave)
+
+
+def test_connection_dropped_between_samples_is_lost_at_once(sim: object) -> None:
+    with open_source(resource_for(sim, "visa-socket"), update_interval_s=1.0) as src:
+        src.start("x")
+        src.read_sample()
+        sim.faults.drop_connection()  # type: ignore[attr-defined]
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        with pytest.raises(AnalyzerLost):
+            src.read_sample()
+        assert time.monotonic() - t0 < 0.5  # not the 1.9 s read timeout
