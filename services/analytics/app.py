@@ -1,4 +1,7 @@
-"""The analytics HTTP API: runs, summaries and findings; ``/healthz`` and ``/metrics``."""
+"""The analytics HTTP API: runs, summaries and findings; ``/healthz`` and ``/metrics``.
+
+Read-only (GET only, nothing here changes state or starts work), so no bearer token is asked for.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +9,14 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import Response
+from mlpower.http_limits import BodyLimit
 
 from .service import AnalyticsService
 
 
 def create_app(service: AnalyticsService) -> FastAPI:
     app = FastAPI(title="mlpower analytics", version="1")
+    app.add_middleware(BodyLimit)
 
     def analyzed(run_id: str) -> Any:
         message = service.store.get(run_id)

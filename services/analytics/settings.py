@@ -9,7 +9,7 @@ from pydantic import Field
 
 
 class AnalyticsSettings(ServiceSettings):
-    http_host: str = Field(default="0.0.0.0", validation_alias="MLPOWER_ANALYTICS_HOST")
+    http_host: str = Field(default="127.0.0.1", validation_alias="MLPOWER_ANALYTICS_HOST")
     http_port: int = Field(default=8001, ge=0, le=65535, validation_alias="MLPOWER_ANALYTICS_PORT")
     store_path: Path | None = Field(default=None, validation_alias="MLPOWER_ANALYTICS_STORE")
     min_duration_s: float = Field(default=600.0, ge=0, validation_alias="MLPOWER_MIN_DURATION_S")

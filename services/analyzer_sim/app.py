@@ -7,14 +7,15 @@ on and off. With ``MLPOWER_API_TOKEN`` set, every endpoint except /healthz and /
 
 from __future__ import annotations
 
-import hmac
 import math
 import socket
 import threading
 from typing import TYPE_CHECKING, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Response
+from fastapi import Depends, FastAPI, HTTPException, Response
 from mlpower.analyzer_sim.errors import LoadSpecError
+from mlpower.http_auth import bearer_guard
+from mlpower.http_limits import BodyLimit
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
@@ -57,12 +58,8 @@ def _json_number(value: float) -> float | None:
 
 def create_app(handle: SimulatorHandle, api_token: str = "") -> FastAPI:
     app = FastAPI(title="mlpower WT310E simulator", version="1")
-
-    def authorised(authorization: str = Header(default="")) -> None:
-        if api_token and not hmac.compare_digest(authorization, f"Bearer {api_token}"):
-            raise HTTPException(status_code=401, detail="missing or wrong bearer token")
-
-    guarded = [Depends(authorised)]
+    app.add_middleware(BodyLimit)
+    guarded = [Depends(bearer_guard(api_token))]
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

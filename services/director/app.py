@@ -8,14 +8,15 @@ Artifacts are served from the run's own folder only: paths that leave it are ref
 
 from __future__ import annotations
 
-import hmac
 import threading
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Response
+from fastapi import Depends, FastAPI, HTTPException, Response
 from fastapi.responses import FileResponse
 from mlpower.errors import MlpowerError
+from mlpower.http_auth import bearer_guard
+from mlpower.http_limits import BodyLimit
 from mlpower.schema import StartRun
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,16 +47,8 @@ class RunAccepted(BaseModel):
 
 def create_app(director: Director, *, api_token: str = "", bus_mode: Any = None) -> FastAPI:
     app = FastAPI(title="mlpower director", version="1", description=__doc__)
-
-    def authorize(authorization: Annotated[str | None, Header()] = None) -> None:
-        if not api_token:
-            return
-        expected = f"Bearer {api_token}"
-        if authorization is None or not hmac.compare_digest(authorization.encode(), expected.encode()):
-            raise HTTPException(status_code=401, detail="missing or wrong bearer token",
-                                headers={"WWW-Authenticate": "Bearer"})
-
-    control = [Depends(authorize)]
+    app.add_middleware(BodyLimit)
+    control = [Depends(bearer_guard(api_token))]
     cancel: dict[str, threading.Event] = {}
 
     @app.get("/healthz")

@@ -17,7 +17,8 @@ def director(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="results folder (MLPOWER_RESULTS_DIR)")] = None,
     sut: Annotated[str | None, typer.Option("--sut", help="the SUT this director measures")] = None,
     interval: Annotated[float | None, typer.Option("--interval", help="sample interval in seconds (0.1 .. 60)")] = None,
-    host: Annotated[str | None, typer.Option("--host", help="listen address (default 0.0.0.0)")] = None,
+    host: Annotated[str | None, typer.Option(
+        "--host", help="listen address (default 127.0.0.1; 0.0.0.0 for SUTs on other machines)")] = None,
     no_bus: Annotated[bool, typer.Option("--no-bus", help="no RabbitMQ: power-dev and HTTP only")] = False,
 ) -> None:
     """Run the director."""
@@ -41,7 +42,8 @@ def director(
             overrides["bus_mode"] = False
         settings = load_settings(DirectorSettings, **overrides)
         setup_logging(settings.log_level)
-        bus = None if no_bus else connect(settings.amqp_url, kind=settings.bus, client_name=f"director-{settings.sut}")
+        bus = None if no_bus else connect(settings.amqp_url, kind=settings.bus, client_name=f"director-{settings.sut}",
+                                        spool_path=settings.spool_path)
         service = DirectorService(settings, bus=bus)
         stopping = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -6,6 +6,9 @@ with trailing ``\\r`` stripped, undecodable bytes replaced. One reply line per c
 ``max_line_bytes`` is refused with ``Error`` (the rest of it is discarded) so a client cannot
 make the director buffer without bound. Other deliberate differences, all safe-side:
 
+* It listens on 127.0.0.1 unless told otherwise (upstream: 0.0.0.0); a SUT on another machine
+  needs ``MLPOWER_DIRECTOR_HOST=0.0.0.0`` (compose and Kubernetes set it).
+
 * ``set_ntp`` without a configured NTP command answers ``Error: exception`` (the documented
   failure reply): the director does not claim a clock fix it did not make.
 * ``cleanup`` answers ``OK`` but keeps the session folder unless ``cleanup_deletes`` is set: the
@@ -94,7 +97,7 @@ class _Connection:
 
 
 class PowerDevServer:
-    def __init__(self, factory: SessionFactory, *, host: str = "0.0.0.0", port: int = 4950,
+    def __init__(self, factory: SessionFactory, *, host: str = "127.0.0.1", port: int = 4950,
                  max_line_bytes: int = 4096, ntp_command: str = "", cleanup_deletes: bool = False,
                  on_stop_requested: Callable[[], None] | None = None) -> None:
         self._factory = factory

@@ -14,7 +14,8 @@ The sequence one session produces (§3.5), through this source's methods::
 
 Every exchange is kept in ``messages`` (``{"cmd", "reply"}`` as in server.json ``ptd_messages``);
 the launched PTDaemon's console (stdout + stderr, what power-dev captures into ``ptd_logs.txt``)
-is copied, flushed, into ``console_path`` and kept in ``console_text()``.
+is copied, flushed, into ``console_path`` and kept in ``console_text()``; for a running PTDaemon
+on this host, ``console_log`` names the file its console goes to.
 
 Samples during a measurement come from tailing PTD's data log (the ``-l`` file, one line per
 sample with its Mark), which sends PTDaemon nothing, so the command log stays the documented
@@ -308,6 +309,8 @@ def ranging_maxima(lines: Iterable[str], mark: str, channel: Sequence[int] | Non
                 v, a, w = Decimal(g.volts), Decimal(g.amps), Decimal(g.watts)
             except InvalidOperation:
                 raise ReplyParseError("PTD data line has a non-decimal value", sample.raw) from None
+            if not (v.is_finite() and a.is_finite() and w.is_finite()):  # NaN would raise on compare, Inf
+                raise ReplyParseError("PTD data line has a non-finite value", sample.raw)  # become a range
             max_v = v if max_v is None or v > max_v else max_v
             max_a = a if max_a is None or a > max_a else max_a
             if w > 0:
@@ -573,6 +576,7 @@ class PtdSource:
         log_path: str | os.PathLike[str] | None = None,
         console_path: str | os.PathLike[str] | None = None,
         data_log: str | os.PathLike[str] | None = None,
+        console_log: str | os.PathLike[str] | None = None,
         interval_ms: int = 1000,
         duplicate_auto_amps: bool = True,
         timeout_s: float = 10.0,
@@ -601,6 +605,10 @@ class PtdSource:
         self.log_path = Path(log_path) if log_path else None
         self.console_path = Path(console_path) if console_path else None
         self.data_log = Path(data_log) if data_log else (self.log_path if launch else None)
+        # A running PTDaemon's console capture (its stdout redirected to a file on this host): what
+        # ptd_logs.txt must carry, as the launched child's pipe does (power-dev-protocol.md §3.8).
+        self.console_log = Path(console_log) if console_log else None
+        self._console_offset = 0
         self.interval_ms = int(interval_ms)
         self.duplicate_auto_amps = duplicate_auto_amps
         self.timeout_s = timeout_s
@@ -647,6 +655,7 @@ class PtdSource:
             if self.launch:
                 self._launch()
             else:
+                self._console_offset = _file_size(self.console_log)  # before connecting: "Accepted ..." follows
                 conn = PtdConnection(self.host, self.port, timeout_s=self.timeout_s)
                 conn.connect()
                 self._conn = conn
@@ -733,8 +742,18 @@ class PtdSource:
         return [m.as_dict() for m in self.messages if not m.live]
 
     def console_text(self) -> str:
-        """The launched PTDaemon's console output so far ("" when connected to a running one)."""
-        return self.process.console_text() if self.process else ""
+        """PTDaemon's console output so far: the launched child's, else the ``console_log`` file of a
+        running one ("" when neither is available)."""
+        if self.process is not None:
+            return self.process.console_text()
+        if self.console_log is not None:
+            try:
+                text = self.console_log.read_bytes().decode("utf-8", errors="replace")
+            except OSError as exc:
+                log.warning("%s: PTDaemon console log %s unreadable: %s", self.address, self.console_log, exc)
+                return ""
+            return running_console_excerpt(text, self._console_offset)
+        return ""
 
     # ------------------------------------------------------------------ AnalyzerSource
 
@@ -964,6 +983,27 @@ class PtdSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _file_size(path: Path | None) -> int:
+    try:
+        return path.stat().st_size if path is not None else 0
+    except OSError:
+        return 0
+
+
+def running_console_excerpt(text: str, offset: int) -> str:
+    """A long-running PTDaemon's console as one session's ``ptd_logs.txt``: its start-up lines (up
+    to the first accepted connection: the ``Uncertainty checking ... is activated`` line the checker
+    needs is there) and then what it printed since this session connected, at byte ``offset``.
+    Earlier sessions' lines are left out: their ``ERROR:`` lines lie outside this session's ranging
+    window and would fail the checker."""
+    data = text.encode("utf-8")
+    head_end = text.find("Accepted connection from")
+    head = text[: text.rfind("\n", 0, head_end) + 1] if head_end > 0 else ""
+    if len(head.encode("utf-8")) >= offset:
+        return text  # nothing before this session but the start-up lines
+    return head + data[offset:].decode("utf-8", errors="replace")
 
 
 def _range_text(value: float) -> str:

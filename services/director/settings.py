@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from mlpower.settings import ServiceSettings
 from pydantic import Field, field_validator, model_validator
@@ -21,7 +22,8 @@ class DirectorSettings(ServiceSettings):
     analyzer_name: str = Field(default="analyzer1", validation_alias="MLPOWER_ANALYZER_NAME",
                                pattern=r"^[A-Za-z0-9_\-]+$")
     sut: str = Field(default="sut", validation_alias="MLPOWER_SUT", pattern=r"^[A-Za-z0-9_\-]+$")
-    host: str = Field(default="0.0.0.0", validation_alias="MLPOWER_DIRECTOR_HOST")
+    host: str = Field(default="127.0.0.1", validation_alias="MLPOWER_DIRECTOR_HOST",
+                      description="listen address of power-dev and HTTP; 0.0.0.0 to accept other machines")
     powerdev_port: int = Field(default=4950, ge=0, le=65535, validation_alias="MLPOWER_POWERDEV_PORT")
     http_port: int = Field(default=8000, ge=0, le=65535, validation_alias="MLPOWER_DIRECTOR_HTTP_PORT")
     sample_interval_s: float = Field(default=1.0, ge=0.1, le=60.0, validation_alias="MLPOWER_SAMPLE_INTERVAL_S")
@@ -50,6 +52,13 @@ class DirectorSettings(ServiceSettings):
     ptd_device_port: str = Field(default="", validation_alias="MLPOWER_PTD_DEVICE_PORT",
                                  description="what PTDaemon talks to, e.g. the simulator's host:port or /dev/usbtmc0")
     bus_mode: bool = Field(default=True, validation_alias="MLPOWER_DIRECTOR_BUS_MODE")
+    spool_dir: Path | None = Field(default=None, validation_alias="MLPOWER_SPOOL_DIR",
+                                   description="folder of the bus spool: publishes the broker has not confirmed "
+                                               "are kept there (across a restart too) and replayed in order")
+
+    @property
+    def spool_path(self) -> Path | None:
+        return None if self.spool_dir is None else self.spool_dir / f"director-{self.sut}.jsonl"
 
     @model_validator(mode="before")
     @classmethod

@@ -5,14 +5,15 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Literal
 
-from fastapi import FastAPI, Header, HTTPException, Response
+from fastapi import Depends, FastAPI, HTTPException, Response
 from fastapi.responses import FileResponse
 from mlpower.figures import build, catalogue
 from mlpower.figures.errors import FiguresError
 from mlpower.figures.service import FiguresService
+from mlpower.http_auth import bearer_guard
+from mlpower.http_limits import BodyLimit
 from pydantic import BaseModel, ConfigDict
 
 MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml", "json": "application/json"}
@@ -28,12 +29,7 @@ class RebuildRequest(BaseModel):
 
 def create_app(service: FiguresService, *, api_token: str = "") -> FastAPI:
     app = FastAPI(title="mlpower figures", version="1")
-
-    def authorise(authorization: str | None) -> None:
-        if api_token and not hmac.compare_digest((authorization or "").encode(), f"Bearer {api_token}".encode()):
-            raise HTTPException(
-                status_code=401, detail="missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
-            )
+    app.add_middleware(BodyLimit)
 
     @app.get("/healthz")
     def healthz() -> dict[str, object]:
@@ -73,11 +69,8 @@ def create_app(service: FiguresService, *, api_token: str = "") -> FastAPI:
             raise HTTPException(status_code=404, detail=f"{name} is not built in {mode} mode yet; POST /rebuild")
         return FileResponse(path, media_type=MEDIA_TYPES[fmt])
 
-    @app.post("/rebuild", status_code=202)
-    def rebuild(
-        request: RebuildRequest | None = None, authorization: str | None = Header(default=None)
-    ) -> dict[str, object]:
-        authorise(authorization)
+    @app.post("/rebuild", status_code=202, dependencies=[Depends(bearer_guard(api_token))])
+    def rebuild(request: RebuildRequest | None = None) -> dict[str, object]:
         request = request or RebuildRequest()
         try:
             job = service.submit(request.figures, request.mode, trigger="api")

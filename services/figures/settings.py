@@ -16,7 +16,7 @@ UPSTREAM_RAW_URL = (
 class FiguresSettings(ServiceSettings):
     data_dir: Path = Field(default=DEFAULT_DATA_DIR, validation_alias="MLPOWER_DATA_DIR")
     figures_dir: Path | None = Field(default=None, validation_alias="MLPOWER_FIGURES_DIR")
-    http_host: str = Field(default="0.0.0.0", validation_alias="MLPOWER_FIGURES_HOST")
+    http_host: str = Field(default="127.0.0.1", validation_alias="MLPOWER_FIGURES_HOST")
     http_port: int = Field(default=8002, ge=0, le=65535, validation_alias="MLPOWER_FIGURES_PORT")
     instance: str = Field(default="default", validation_alias="MLPOWER_FIGURES_INSTANCE", pattern=r"^[A-Za-z0-9_\-]+$")
     workers: int = Field(default=2, ge=1, le=16, validation_alias="MLPOWER_FIGURES_WORKERS")
