@@ -1,0 +1,3 @@
+from mlpower.lab.cli import app
+
+app()

@@ -1,0 +1,62 @@
+"""``mlpower demo`` and ``mlpower lab up|run|down``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+
+def demo(
+    out: Path = typer.Option(Path("results/demo"), "--out", help="where the run tree, report and figures go"),
+    scenario: str = typer.Option("offline", help="offline, server or singlestream"),
+    duration_s: float = typer.Option(5.0, "--duration-s", help="seconds of each LoadGen run (600 is compliant)"),
+    interval_s: float = typer.Option(1.0, "--interval-s", help="sample interval of the analyzer"),
+    sleep_s: float = typer.Option(1.0, "--sleep-s", help="director pause in each start/stop (10 is compliant)"),
+) -> None:
+    """Run a complete measurement in one process and print its summary."""
+    from rich.console import Console
+
+    from mlpower.cli import setup_logging
+    from mlpower.lab.demo import DemoOptions, run_demo
+
+    setup_logging("WARNING")
+    run_demo(DemoOptions(out=out, scenario=scenario, duration_s=duration_s, sample_interval_s=interval_s,
+                         analyzer_sleep_s=sleep_s), Console())
+
+
+@app.command("up")
+def up(
+    workdir: Path = typer.Option(None, "--dir", help="lab folder (logs, volumes, state); default MLPOWER_LAB_DIR"),
+    env_file: Path = typer.Option(None, "--env-file", help="compose variables; default deploy/.env.example"),
+) -> None:
+    """Start the compose lab's services as local processes on RabbitMQ."""
+    from mlpower.lab.local_lab import lab_up
+
+    for line in lab_up(workdir=workdir, env_file=env_file):
+        typer.echo(line)
+
+
+@app.command("run")
+def run(
+    workload: str = typer.Option("builtin:offline", help="what the SUT agent runs"),
+    scenario: str = typer.Option("Offline"),
+    timeout_s: float = typer.Option(None, "--timeout-s", help="default MLPOWER_RUN_TIMEOUT_S"),
+) -> None:
+    """Start a measurement on a running lab and print its summary when analyzed."""
+    from rich.console import Console
+
+    from mlpower.lab.local_lab import lab_run
+
+    lab_run(Console(), workload=workload, scenario=scenario, timeout_s=timeout_s)
+
+
+@app.command("down")
+def down(workdir: Path = typer.Option(None, "--dir", help="lab folder; default MLPOWER_LAB_DIR")) -> None:
+    """Stop the processes `mlpower lab up` started."""
+    from mlpower.lab.local_lab import lab_down
+
+    for line in lab_down(workdir=workdir):
+        typer.echo(line)

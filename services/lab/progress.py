@@ -1,0 +1,92 @@
+"""What a person watching a measurement wants to see, folded from the bus: the phase, the elapsed
+time, the live watts, the samples so far, and the findings as they arise. Pure state; the demo's
+display and ``mlpower lab run`` render it."""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+
+from mlpower.schema import (
+    LiveFinding,
+    Message,
+    PhaseMark,
+    RunAnalyzed,
+    RunCompleted,
+    RunStart,
+    SampleFlag,
+    SamplePage,
+    WorkloadPhase,
+)
+
+_PHASE_OF_MARK = {
+    "ranging_begin": "ranging",
+    "ranging_end": "between phases",
+    "testing_begin": "testing",
+    "testing_end": "finishing",
+    "power_begin": None,
+    "power_end": None,
+}
+
+
+@dataclass
+class Progress:
+    run_id: str = ""
+    phase: str = "starting"
+    workload: str = "idle"
+    started_utc_s: float | None = None
+    last_t_utc_s: float | None = None
+    last_power_w: float | None = None
+    samples: int = 0
+    flagged: int = 0
+    findings: list[str] = field(default_factory=list)
+    completed: RunCompleted | None = None
+    analyzed: RunAnalyzed | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def follows(self, run_id: str) -> bool:
+        return not self.run_id or run_id == self.run_id
+
+    def update(self, message: Message) -> None:
+        with self._lock:
+            run_id = getattr(message, "run_id", "")
+            if not self.follows(run_id):
+                return
+            if isinstance(message, RunStart):
+                self.started_utc_s = message.t_utc_s
+            elif isinstance(message, SamplePage):
+                self._page(message)
+            elif isinstance(message, PhaseMark):
+                phase = _PHASE_OF_MARK.get(message.name)
+                if phase:
+                    self.phase = phase
+            elif isinstance(message, WorkloadPhase):
+                self.workload = {"power_begin": "LoadGen window", "power_end": "after window"}.get(
+                    message.state, message.state)
+            elif isinstance(message, LiveFinding):
+                self.findings.append(f"{message.finding.rule}: {message.finding.message}")
+            elif isinstance(message, RunCompleted):
+                self.completed = message
+                self.phase = message.status
+            elif isinstance(message, RunAnalyzed):
+                self.analyzed = message
+
+    def _page(self, page: SamplePage) -> None:
+        self.samples += len(page)
+        for t, power, flags in zip(page.t_utc_s, page.power_w, page.flags, strict=True):
+            self.last_t_utc_s = t
+            if flags & (SampleFlag.MISSING | SampleFlag.OVERRANGE) or power is None or math.isnan(power):
+                self.flagged += 1
+            else:
+                self.last_power_w = power
+
+    def elapsed_s(self) -> float:
+        if self.started_utc_s is None or self.last_t_utc_s is None:
+            return 0.0
+        return max(0.0, self.last_t_utc_s - self.started_utc_s)
+
+    def line(self) -> str:
+        watts = f"{self.last_power_w:8.1f} W" if self.last_power_w is not None else "       - W"
+        return (f"{self.phase:<15} workload: {self.workload:<15} elapsed {self.elapsed_s():6.1f} s   "
+                f"power {watts}   samples {self.samples:5d} (flagged {self.flagged})")

@@ -1,0 +1,90 @@
+"""The end-of-run summary a person reads: one table of the published numbers, each saying how it
+was measured, the compliance verdict with the failing rules, and where the files are."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from mlpower.schema import Finding, RunAnalyzed, RunSummary
+
+
+def _number(value: float | None, unit: str, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f} {unit}".strip()
+
+
+# (label, how to render it from the summary): declared once, rendered the same everywhere.
+SUMMARY_ROWS: tuple[tuple[str, Any], ...] = (
+    ("average power", lambda s: _number(s.avg_power_w, "W") + (
+        f" ± {s.avg_power_uncertainty_w:.2f} W" if s.avg_power_uncertainty_w is not None else "")),
+    ("energy in window", lambda s: _number(s.energy_j, "J", 1)),
+    ("energy (trapezoid check)", lambda s: _number(s.energy_trapezoid_j, "J", 1)),
+    ("LoadGen window", lambda s: _number(s.window_s, "s")),
+    ("performance", lambda s: _number(s.performance, s.performance_unit)),
+    ("efficiency", lambda s: _number(s.efficiency, s.efficiency_unit, 4)),
+    ("idle power", lambda s: _number(s.idle_power_w, "W")),
+    ("samples in window", lambda s: f"{s.samples_in_window} ({s.flagged_samples_in_window} flagged, not averaged)"),
+    ("measured by", lambda s: s.source),
+    ("method", lambda s: s.method),
+)
+
+
+def failing(findings: Sequence[Finding]) -> list[Finding]:
+    return [f for f in findings if f.status == "fail"]
+
+
+def verdict_text(analyzed: RunAnalyzed) -> str:
+    errors = [f.rule for f in failing(analyzed.findings) if f.severity == "error"]
+    warnings = [f.rule for f in failing(analyzed.findings) if f.severity == "warning"]
+    text = analyzed.verdict.upper()
+    if errors:
+        text += f" (errors: {', '.join(errors)})"
+    if warnings:
+        text += f" (warnings: {', '.join(warnings)})"
+    if not analyzed.summary.compliant_durations:
+        text += " - NON-COMPLIANT: durations shortened for a demo"
+    return text
+
+
+def summary_table(analyzed: RunAnalyzed) -> Table:
+    summary: RunSummary = analyzed.summary
+    table = Table(title=f"run {analyzed.run_id}", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    for label, render in SUMMARY_ROWS:
+        table.add_row(label, str(render(summary)))
+    table.add_row("compliance verdict", verdict_text(analyzed))
+    return table
+
+
+def findings_table(findings: Sequence[Finding]) -> Table:
+    table = Table(title="compliance findings", title_justify="left")
+    for column in ("rule", "severity", "status", "message"):
+        table.add_column(column)
+    for finding in findings:
+        style = {"fail": "red", "pass": "green"}.get(finding.status, "yellow")
+        table.add_row(finding.rule, finding.severity, f"[{style}]{finding.status}[/{style}]", finding.message)
+    return table
+
+
+def write_report(analyzed: RunAnalyzed, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(json.loads(analyzed.model_dump_json()), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def print_summary(console: Console, analyzed: RunAnalyzed, paths: dict[str, Any]) -> None:
+    console.print(summary_table(analyzed))
+    console.print(findings_table(analyzed.findings))
+    for label, value in paths.items():
+        if isinstance(value, list | tuple):
+            console.print(f"[bold]{label}:[/bold]")
+            for item in value:
+                console.print(f"  {item}")
+        else:
+            console.print(f"[bold]{label}:[/bold] {value}")

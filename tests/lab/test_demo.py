@@ -1,0 +1,54 @@
+"""`make demo`'s path with shorter durations: one process, in-memory bus, a real measurement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from mlpower.lab.demo import DemoOptions, run_demo
+from mlpower.lab.progress import Progress
+from mlpower.schema import PhaseMark, RunStart, SampleFlag, SamplePage
+from tests.shared.examples import example_of
+
+
+@pytest.mark.slow
+def test_demo_measures_a_run_end_to_end_and_prints_the_summary(tmp_path: Path) -> None:
+    console = Console(record=True, width=140)
+    result = run_demo(DemoOptions(out=tmp_path, duration_s=2.0, analyzer_sleep_s=0.2, timeout_s=240), console)
+    summary = result.analyzed.summary
+    # the simulator's load follows the workload: 450 W during LoadGen's window (idle is 120 W)
+    assert summary.avg_power_w is not None and summary.avg_power_uncertainty_w is not None
+    assert abs(summary.avg_power_w - 450.0) <= summary.avg_power_uncertainty_w + 0.01 * 450.0
+    assert summary.window_s and summary.energy_j
+    assert abs(summary.energy_j - summary.avg_power_w * summary.window_s) <= 0.05 * summary.energy_j
+    assert summary.performance and summary.efficiency_unit == "samples/J"
+    assert summary.compliant_durations is False
+    assert result.analyzed.verdict == "fail"  # shortened sleeps and durations: never passed as compliant
+    text = console.export_text()
+    for label in ("average power", "energy in window", "efficiency", "compliance verdict", "NON-COMPLIANT",
+                  "run tree", "compliance report", "run figures"):
+        assert label in text
+    report = json.loads(result.report_path.read_text())
+    assert report["run_id"] == result.analyzed.run_id and report["findings"]
+    for name in ("power/server.json", "ranging/spl.txt", "run_1/spl.txt", "run_1/mlperf_log_detail.txt",
+                 "documents.jsonl", "samples.parquet"):
+        assert (result.run_dir / name).is_file(), name
+    assert any(f.endswith("_trace.png") for f in result.figure_files)
+    assert all(Path(f).is_file() for f in result.figure_files)
+
+
+def test_progress_follows_its_run_and_never_shows_a_flagged_sample_as_power() -> None:
+    progress = Progress(run_id="r1")
+    progress.update(example_of(RunStart, "r1", t_utc_s=100.0))
+    progress.update(example_of(PhaseMark, "r1", name="testing_begin"))
+    progress.update(example_of(RunStart, "other", t_utc_s=0.0))
+    page = example_of(SamplePage, "r1", t_utc_s=[101.0, 102.0], power_w=[250.0, 999.0],
+                      flags=[0, int(SampleFlag.OVERRANGE)])
+    progress.update(page)
+    assert progress.phase == "testing"
+    assert progress.last_power_w == 250.0 and progress.flagged == 1 and progress.samples == 2
+    assert progress.elapsed_s() == 2.0
+    assert "testing" in progress.line() and "250.0 W" in progress.line()
