@@ -17,10 +17,9 @@ def demo(
     sleep_s: float = typer.Option(1.0, "--sleep-s", help="director pause in each start/stop (10 is compliant)"),
 ) -> None:
     """Run a complete measurement in one process and print its summary."""
-    from rich.console import Console
-
     from mlpower.cli import setup_logging
     from mlpower.lab.demo import DemoOptions, run_demo
+    from rich.console import Console
 
     setup_logging("WARNING")
     run_demo(DemoOptions(out=out, scenario=scenario, duration_s=duration_s, sample_interval_s=interval_s,
@@ -46,9 +45,8 @@ def run(
     timeout_s: float = typer.Option(None, "--timeout-s", help="default MLPOWER_RUN_TIMEOUT_S"),
 ) -> None:
     """Start a measurement on a running lab and print its summary when analyzed."""
-    from rich.console import Console
-
     from mlpower.lab.local_lab import lab_run
+    from rich.console import Console
 
     lab_run(Console(), workload=workload, scenario=scenario, timeout_s=timeout_s)
 

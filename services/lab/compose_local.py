@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from mlpower.lab.errors import LabError
 
 MLPOWER_DOCKERFILE = "deploy/Dockerfile"

@@ -13,9 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.live import Live
-
 from mlpower import topology
 from mlpower.bus import Bus, InMemoryBus
 from mlpower.lab.embedded import EmbeddedLab, LabOptions
@@ -24,6 +21,8 @@ from mlpower.lab.progress import Progress
 from mlpower.lab.report import print_summary, write_report
 from mlpower.schema import RunAnalyzed, StartRun
 from mlpower.timeutil import now_utc_s
+from rich.console import Console
+from rich.live import Live
 
 SCENARIOS = {"offline": "Offline", "server": "Server", "singlestream": "SingleStream"}
 

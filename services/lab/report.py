@@ -8,10 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mlpower.schema import Finding, RunAnalyzed, RunSummary
 from rich.console import Console
 from rich.table import Table
-
-from mlpower.schema import Finding, RunAnalyzed, RunSummary
 
 
 def _number(value: float | None, unit: str, digits: int = 2) -> str:

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from rich.console import Console
-
 from mlpower.lab.demo import DemoOptions, run_demo
 from mlpower.lab.progress import Progress
 from mlpower.schema import PhaseMark, RunStart, SampleFlag, SamplePage
+from rich.console import Console
+
 from tests.shared.examples import example_of
 
 
