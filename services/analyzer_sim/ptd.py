@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import select
 import socket
 import threading
 import time
@@ -24,6 +23,7 @@ from mlpower.analyzer_sim import physics
 from mlpower.analyzer_sim.errors import PtdArgumentError
 from mlpower.analyzer_sim.faults import Faults
 from mlpower.analyzer_sim.instrument import Clock, Instrument
+from mlpower.analyzer_sim.readiness import wait_readable
 
 PTD_VERSION = "1.11.1"
 PTD_BUILD_DATE = "20240910"
@@ -275,6 +275,34 @@ class Measurement:
     running: bool = True
 
 
+# ---------------------------------------------------------------------------------- the console
+
+
+class console_file_sink:  # noqa: N801 - used like a function: console_file_sink(path).write
+    """PTDaemon's console into a file, each chunk flushed at once (a reader copies it mid-run), and
+    optionally passed on to another sink as well."""
+
+    def __init__(self, path: Path, also: Callable[[str], None] | None = None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: TextIO | None = path.open("a", encoding="utf-8")
+        self._also = also
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.write(text + "\n")
+                self._file.flush()
+        if self._also is not None:
+            self._also(text)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
 # ---------------------------------------------------------------------------------- the daemon
 
 
@@ -317,7 +345,12 @@ class PtdServer:
     def raw(self, text: str) -> None:
         with self._lock:
             self.console_lines.extend(text.split("\n"))
-        self._console_sink(text)
+        try:
+            self._console_sink(text)
+        except (OSError, ValueError):
+            # stdout gone (a closed pipe, a closed file): the console is lost, but the daemon must
+            # keep answering its client and sampling, or the session dies with "connection closed".
+            pass
 
     def say(self, message: str) -> None:
         self.raw(f"{ptd_time(self.clock.now())}: {message}")
@@ -365,6 +398,8 @@ class PtdServer:
         except (OSError, ValueError, IndexError) as exc:
             self.say(f"ERROR: analyzer read failed: {exc}")
             reading = MeterSample(math.nan, math.nan, math.nan, math.nan, True, None)
+        # All under the lock: a sample's console lines must come before a concurrent Stop's
+        # "Completed test" (the checker accepts auto-range errors only inside the ranging window).
         with self._lock:
             sample = Sample(self.clock.now(), reading, self.mark)
             self._log_line(sample.log_line())
@@ -373,25 +408,24 @@ class PtdServer:
                 return
             if len(m.samples) < MAX_SAMPLES:
                 m.samples.append(sample)
-        for name, value in (("watts", reading.power_w), ("volts", reading.voltage_v), ("amps", reading.current_a),
-                            ("pf", reading.power_factor)):
-            if not math.isfinite(value):
-                text = f"Bad {name} reading {'inf' if math.isinf(value) else 'nan'} from WT310"
-                self.say(f"ERROR: {text}")
-                self._event("ERROR", text)
-        if reading.uncertainty_ratio is None:
-            self.say("ERROR: Can't evaluate uncertainty of this sample!")
-            self.say("WARNING: Uncertainty unknown for the last measurement sample! channel 0")
-        elif reading.uncertainty_ratio > UNCERTAINTY_LIMIT:
-            self.say(f"WARNING: Uncertainty {reading.uncertainty_ratio * 100:.2f}%, which is above 1.00% limit "
-                     "for the last sample!")
+            for name, value in (("watts", reading.power_w), ("volts", reading.voltage_v),
+                                ("amps", reading.current_a), ("pf", reading.power_factor)):
+                if not math.isfinite(value):
+                    text = f"Bad {name} reading {'inf' if math.isinf(value) else 'nan'} from WT310"
+                    self.say(f"ERROR: {text}")
+                    self._event("ERROR", text)
+            if reading.uncertainty_ratio is None:
+                self.say("ERROR: Can't evaluate uncertainty of this sample!")
+                self.say("WARNING: Uncertainty unknown for the last measurement sample!")
+            elif reading.uncertainty_ratio > UNCERTAINTY_LIMIT:
+                self.say(f"WARNING: Uncertainty {reading.uncertainty_ratio * 100:.2f}%, which is above 1.00% limit "
+                         "for the last sample!")
 
     # ---- the network side
     def _accept_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                ready, _, _ = select.select([self._listener], [], [], 0.2)
-                if not ready:
+                if not wait_readable(self._listener, 0.2):
                     continue
                 conn, address = self._listener.accept()
             except (OSError, ValueError):
@@ -401,7 +435,10 @@ class PtdServer:
                 continue
             self.say(f"Accepted connection from {address[0]}:{address[1]}")
             self._conn = conn
-            self._serve(conn)  # one client at a time, like PTDaemon
+            try:
+                self._serve(conn)  # one client at a time, like PTDaemon
+            except Exception as exc:  # noqa: BLE001 - a broken client must not end the daemon's accept loop
+                self.say(f"ERROR: connection handling failed: {type(exc).__name__}: {exc}")
             self._conn = None
             self.say("Shutting connection down...")
             self.say("Connection is down.")
@@ -411,8 +448,7 @@ class PtdServer:
         buffer = b""
         try:
             while not self._stop.is_set():
-                ready, _, _ = select.select([conn], [], [], 0.2)
-                if not ready:
+                if not wait_readable(conn, 0.2):
                     continue
                 data = conn.recv(4096)
                 if not data:
@@ -506,8 +542,9 @@ class PtdServer:
                 return ["Error: measurement already running"]
             if len(args) > 2 and args[2]:
                 self.mark = args[2]
+            # printed before the first sample can be taken: its console lines belong after this one
+            self.say(f"Go with mark '{self.mark}'")
             self.measurement = Measurement(self.mark, interval_ms / 1000.0)
-        self.say(f"Go with mark '{self.mark}'")
         kind = "untimed" if duration == 0 else "timed"
         return [f"Starting {kind} measurement, maximum {MAX_SAMPLES} samples at {interval_ms}ms with 0 rampup samples"]
 
@@ -518,7 +555,7 @@ class PtdServer:
                 return ["Error: no measurement to stop"]
             m.running = False
             watts = self._watts_stats(m)
-        self.say("Completed test")
+            self.say("Completed test")
         avg, low, high, count, errors, valid = watts
         self.say(f"Avg watts {avg:.6f}, min watts {low:.6f}, max watts {high:.6f}, samples {count}, "
                  f"errors {errors}, valid {valid}")
@@ -591,7 +628,7 @@ class PtdServer:
     def stop(self) -> None:
         self._stop.set()
         with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # close() alone leaves it listening while select() runs
+            self._listener.shutdown(socket.SHUT_RDWR)  # close() alone leaves it listening while poll() runs
         with contextlib.suppress(OSError):
             self._listener.close()
         conn = self._conn

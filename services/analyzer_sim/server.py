@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import select
 import socket
 import threading
 import tty
@@ -18,6 +17,7 @@ from collections.abc import Callable
 
 from mlpower.analyzer_sim.faults import Faults, FaultState
 from mlpower.analyzer_sim.instrument import Instrument
+from mlpower.analyzer_sim.readiness import wait_readable
 from mlpower.analyzer_sim.scpi import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class LineSession:
 
 
 def _close_listener(listener: socket.socket | None) -> None:
-    """Stop listening now: a bare close() leaves the port open while another thread is in select() on it."""
+    """Stop listening now: a bare close() leaves the port open while another thread is in poll() on it."""
     if listener is None:
         return
     with contextlib.suppress(OSError):
@@ -120,8 +120,7 @@ class ScpiTcpServer:
                 self._stop.wait(0.05)
                 continue
             try:
-                ready, _, _ = select.select([listener], [], [], 0.2)
-                if not ready:
+                if not wait_readable(listener, 0.2):
                     continue
                 conn, _ = listener.accept()
             except (OSError, ValueError):
@@ -137,8 +136,7 @@ class ScpiTcpServer:
         session = LineSession(self.inst, self.faults, self._stop, b"\n", lambda h: self.on_command(h))
         try:
             while not self._stop.is_set():
-                ready, _, _ = select.select([conn], [], [], 0.2)
-                if not ready:
+                if not wait_readable(conn, 0.2):
                     continue
                 data = conn.recv(4096)
                 if not data:
@@ -213,8 +211,7 @@ class ScpiPtyServer:
                 if generation != self._generation:
                     return
             try:
-                ready, _, _ = select.select([master], [], [], 0.2)
-                if not ready:
+                if not wait_readable(master, 0.2):
                     continue
                 data = os.read(master, 4096)
             except (OSError, ValueError):

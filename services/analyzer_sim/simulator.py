@@ -150,8 +150,9 @@ class PtdHandle:
     def __init__(self, *, port: int, log_path: str | Path | None, seed: int, load: str | LoadModel,
                  analyzer_port: int | None, analyzer_host: str = "127.0.0.1", host: str = "127.0.0.1",
                  device_type: int = 49, console: Callable[[str], None] | None = None, extended_log: bool = False,
-                 settings: Settings | None = None, clock: Clock | None = None) -> None:
-        from mlpower.analyzer_sim.ptd import InProcessMeter, MeterLink, PtdServer, ScpiMeter
+                 settings: Settings | None = None, clock: Clock | None = None,
+                 console_path: str | Path | None = None) -> None:
+        from mlpower.analyzer_sim.ptd import InProcessMeter, MeterLink, PtdServer, ScpiMeter, console_file_sink
 
         self.settings = settings or Settings()
         self.clock: Clock = clock or RealClock()
@@ -171,9 +172,20 @@ class PtdHandle:
             self.instrument.set_rate(0.25)  # PTD samples at 1 Hz; a faster meter keeps every sample fresh
             meter = InProcessMeter(self.instrument)
         self.log_path = Path(log_path) if log_path is not None else None
-        self.server = PtdServer(meter, self.clock, port=port, host=host, log_path=self.log_path,
-                                device_type=device_type, console=console, faults=self.faults,
-                                extended_log=extended_log, range_ack_delay_s=self.settings.ptd_range_ack_delay_s)
+        # The console as the stand-alone daemon prints it to stdout, into a file (a director that
+        # connects to this daemon reads it for ptd_logs.txt, as it reads a launched PTDaemon's pipe).
+        self.console_path = Path(console_path) if console_path is not None else None
+        self._console_file = console_file_sink(self.console_path, console) if self.console_path else None
+        sink = self._console_file.write if self._console_file is not None else console
+        try:
+            self.server = PtdServer(meter, self.clock, port=port, host=host, log_path=self.log_path,
+                                    device_type=device_type, console=sink, faults=self.faults,
+                                    extended_log=extended_log, range_ack_delay_s=self.settings.ptd_range_ack_delay_s)
+        except BaseException:
+            meter.close()
+            if self._console_file is not None:
+                self._console_file.close()
+            raise
 
     @property
     def port(self) -> int:
@@ -192,6 +204,8 @@ class PtdHandle:
 
     def stop(self) -> None:
         self.server.stop()
+        if self._console_file is not None:
+            self._console_file.close()
 
     def __enter__(self) -> PtdHandle:
         return self

@@ -10,13 +10,14 @@ ranging and testing: sync, start, run the workload, stop, copy the LoadGen logs;
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-import select
 import shutil
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,11 +104,18 @@ class PowerDevConnection:
 
     def closed_by_peer(self) -> bool:
         """True when the server has closed or reset the connection (checked without blocking)."""
+        # A non-blocking peek rather than select(): select refuses descriptors >= 1024 (ValueError).
+        timeout = self._sock.gettimeout()
         try:
-            readable, _, _ = select.select([self._sock], [], [], 0)
-            return bool(readable) and self._sock.recv(1, socket.MSG_PEEK) == b""
+            self._sock.settimeout(0.0)
+            return self._sock.recv(1, socket.MSG_PEEK) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
         except OSError:
             return True
+        finally:
+            with contextlib.suppress(OSError):
+                self._sock.settimeout(timeout)
 
     def close(self) -> None:
         try:
@@ -227,8 +235,10 @@ class ClientSessionResult:
 class _Session:
     """The state of one client session while the algorithm of §2.6 runs."""
 
-    def __init__(self, options: ClientOptions, workload: Workload, publish: Publish) -> None:
+    def __init__(self, options: ClientOptions, workload: Workload, publish: Publish,
+                 on_offset: Callable[[clock.ClockOffset], None] | None = None) -> None:
         self.options, self.workload, self.publish = options, workload, publish
+        self.on_offset = on_offset
         self.phases: dict[str, list[list[float]]] = {}
         self.clock_checks: list[dict[str, Any]] = []
         self.clock_within_limit = True
@@ -241,7 +251,10 @@ class _Session:
         checks = []
         if samples > 1 and options.ntp_host:
             checks.append(clock.ntp_offset(options.ntp_host))
-        checks.append(clock.measure(client.remote_time_utc_s, f"power-dev server {client.connection.address}", samples))
+        director = clock.measure(client.remote_time_utc_s, f"power-dev server {client.connection.address}", samples)
+        checks.append(director)
+        if self.on_offset is not None:
+            self.on_offset(director)  # the director <-> SUT offset (not the NTP one) is the exported one
         for offset in checks:
             within = clock.check_offset(offset, options.max_clock_offset_s, allow=options.allow_clock_offset)
             self.clock_within_limit &= within
@@ -262,7 +275,8 @@ def _validate(options: ClientOptions) -> None:
 
 
 def run_client_session(
-    options: ClientOptions, workload: Workload, publish: Publish = no_publish
+    options: ClientOptions, workload: Workload, publish: Publish = no_publish,
+    on_offset: Callable[[clock.ClockOffset], None] | None = None,
 ) -> ClientSessionResult:
     """One complete power-dev session; raises ``AgentError`` (``ConnectionLost``, ``WorkloadFailed``...) on failure."""
     _validate(options)
@@ -273,7 +287,7 @@ def run_client_session(
     if package_log.getEffectiveLevel() > logging.INFO:
         package_log.setLevel(logging.INFO)
     package_log.addHandler(session_log)
-    state = _Session(options, workload, publish)
+    state = _Session(options, workload, publish, on_offset)
     session_dir: Path | None = None
     connection: PowerDevConnection | None = None
     try:
