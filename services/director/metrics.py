@@ -42,12 +42,21 @@ class DirectorMetrics:
                             LABELS, registry=r)
         self.run_info = Gauge("mlpower_run_info", "the current run (value 1)",
                               ("run_id", "sut", "benchmark", "scenario", "phase"), registry=r)
+        # Per analyzer, not per channel: it is the link to the instrument that is up or lost.
+        self.analyzer_up = Gauge("mlpower_analyzer_up",
+                                 "1 while the director reads this analyzer (opened, samples arriving), "
+                                 "0 once it failed to open or was lost", ("sut", "analyzer"), registry=r)
         self._last: dict[tuple[str, str, str], Reading] = {}
         self._lock = threading.Lock()
+
+    def set_analyzer_up(self, analyzer: str, sut: str, up: bool) -> None:
+        with self._lock:
+            self.analyzer_up.labels(sut, analyzer).set(1 if up else 0)
 
     def observe(self, analyzer: str, channel: int | str, sut: str, reading: Reading) -> None:
         key = (analyzer, str(channel), sut)
         with self._lock:
+            self.analyzer_up.labels(sut, analyzer).set(1)  # a reading came back, flagged or not
             previous = self._last.get(key)
             self._last[key] = reading
             power = usable_power(reading)

@@ -109,6 +109,16 @@ class PtdIdentity:
         return ""
 
 
+def identify_checks_uncertainty(reply: str) -> bool:
+    """Whether an ``Identify`` reply says PTDaemon estimates accuracy (the field after ``mode=...``,
+    §3.3): what its start-up console line ``Uncertainty checking for <model> is activated`` states."""
+    fields = [f.strip() for f in reply.split(",")]
+    for i, f in enumerate(fields[:-1]):
+        if f.startswith("mode="):
+            return fields[i + 1] == "1"
+    return False
+
+
 def parse_identify(reply: str) -> PtdIdentity:
     fields = tuple(f.strip() for f in reply.split(","))
     if not fields or not fields[0] or fields[0].lower().startswith(("error", "unknown", "invalid")):

@@ -32,7 +32,8 @@ from mlpower.schema import SampleFlag
 from mlpower.timeutil import now_utc_s
 
 from . import outputs
-from .errors import DirectorError, RangeError
+from .errors import AnalyzerLost, DirectorError, RangeError
+from .ptdaemon import identify_checks_uncertainty
 from .ranges import testing_ranges
 from .recorder import Recorder, RecorderConfig
 from .session import TERMINAL, Action, Event, State, transition
@@ -213,8 +214,13 @@ class MeasurementSession:
         (self.dir / "power").mkdir(parents=True)
         try:
             for analyzer in self.analyzers:
-                analyzer.source.open()
-                analyzer.identity = analyzer.identify()
+                try:
+                    analyzer.source.open()
+                    analyzer.identity = analyzer.identify()
+                except MlpowerError:
+                    self._analyzer_up(analyzer, False)
+                    raise
+                self._analyzer_up(analyzer, True)
                 self._console_start(analyzer)
                 self.log.info(f"analyzer {analyzer.index} ({analyzer.name}): {analyzer.identity}")
         except MlpowerError:
@@ -238,6 +244,10 @@ class MeasurementSession:
             self.metrics.set_run(self.run_id, self.identity.sut, self.identity.benchmark, self.identity.scenario,
                                  "idle")
 
+    def _analyzer_up(self, analyzer: _Analyzer, up: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.set_analyzer_up(analyzer.name, self.identity.sut, up)
+
     def _console_start(self, analyzer: _Analyzer) -> None:
         now = now_utc_s()
         console = analyzer.console
@@ -248,6 +258,11 @@ class MeasurementSession:
         if analyzer.source.info.kind in ("wt310e", "simulator"):
             # the director computes each sample's uncertainty from the datasheet and flags > 1 %
             console.add(now, f"Uncertainty checking for Yokogawa{analyzer.source.info.model or 'WT310E'} is activated")
+        elif analyzer.source.info.kind == "ptdaemon" and identify_checks_uncertainty(analyzer.identity):
+            # Used only when PTDaemon's own console is not available (a running PTDaemon without a
+            # console_log): its Identify reply says it estimates accuracy, which is what its start-up
+            # line states, so the record keeps that line (power-dev's checker requires it).
+            console.add(now, f"Uncertainty checking for {analyzer.source.info.model} is activated")
 
     # ----------------------------------------------------------------------- phases
 
@@ -284,6 +299,8 @@ class MeasurementSession:
                 try:
                     analyzer.source.start(mark)
                 except MlpowerError as exc:  # the analyzer refused or vanished: the run cannot go on
+                    if isinstance(exc, AnalyzerLost):
+                        self._analyzer_up(analyzer, False)
                     self.fail(f"analyzer {analyzer.name} did not start {mode}: {exc}")
                     raise PhaseError(str(exc)) from exc
                 analyzer.console.add(now_utc_s(), f"Go with mark '{mark}'")
@@ -338,6 +355,7 @@ class MeasurementSession:
                 self.metrics.observe(stream, analyzer.source.info.channel, self.identity.sut, reading)
 
         def on_lost(reason: str) -> None:
+            self._analyzer_up(analyzer, False)
             threading.Thread(target=self.fail, args=(f"analyzer {analyzer.name} lost: {reason}",),
                              name=f"fail-{self.run_id}", daemon=True).start()
 
