@@ -18,6 +18,7 @@ from mlpower.bus import Bus, Delivery, Subscription
 from mlpower.schema import Message, RunWorkloadPhase, WorkloadPhase
 from mlpower.sut_agent import clock
 from mlpower.sut_agent.errors import AgentError
+from mlpower.sut_agent.metrics import AgentMetrics
 from mlpower.sut_agent.runner import MODE_DIRS, PhaseOutcome, failure_detail, run_phase
 from mlpower.sut_agent.settings import Settings, split_address
 from mlpower.sut_agent.workloads import parse_workload
@@ -47,8 +48,9 @@ def director_clock_offset(settings: Settings) -> clock.ClockOffset:
 class AgentService:
     """Consumes this SUT's ``RunWorkloadPhase`` commands; ``start()``, then ``close()``."""
 
-    def __init__(self, settings: Settings, bus: Bus) -> None:
+    def __init__(self, settings: Settings, bus: Bus, metrics: AgentMetrics | None = None) -> None:
         self.settings, self.bus = settings, bus
+        self.metrics = metrics or AgentMetrics(settings.sut)
         self.outcomes: list[PhaseOutcome] = []
         self._commands: queue.Queue[RunWorkloadPhase | None] = queue.Queue()
         self._subscription: Subscription | None = None
@@ -79,6 +81,7 @@ class AgentService:
         self._commands.put(message)
 
     def _publish(self, event: WorkloadPhase) -> None:
+        self.metrics.observe_phase(event)
         self.bus.publish(event, topology.event_key(event, lab=self.settings.lab))
 
     def _work(self) -> None:
@@ -103,6 +106,7 @@ class AgentService:
             started_detail = f"workload {workload.name}"
             if settings.server:
                 offset = director_clock_offset(settings)
+                self.metrics.observe_offset(offset)  # before the limit check: an offset over it shows too
                 allow = bool(options.get("allow_clock_offset", settings.allow_clock_offset))
                 within = clock.check_offset(offset, allow=allow)
                 started_detail += (f"; clock offset to director {offset.offset_s * 1000:+.1f} ms "

@@ -28,6 +28,9 @@ def agent(
         "--allow-clock-offset", help="run even when the clock offset exceeds 400 ms (non-compliant)")] = False,
     stop_server: Annotated[bool, typer.Option(
         "--stop-server", help="ask the server to exit after this session")] = False,
+    http: Annotated[bool | None, typer.Option(
+        "--http/--no-http", help="serve /healthz, /metrics and /status on MLPOWER_AGENT_HOST:MLPOWER_AGENT_HTTP_PORT "
+                                 "(default: on in bus mode, off in client mode)")] = None,
 ) -> None:
     from mlpower.cli import run
 
@@ -49,24 +52,42 @@ def _agent(**flags: Any) -> None:
         overrides["allow_clock_offset"] = True
     settings = load_settings(Settings, **overrides)
     setup_logging(settings.log_level)
-    if flags["bus"]:
-        _serve_bus(settings)
-    elif settings.server:
-        _client_session(settings, flags)
-    else:
+    if not flags["bus"] and not settings.server:
         raise AgentError("give --server HOST[:PORT] (power-dev client mode) or --bus (bus mode)")
+    from mlpower.sut_agent.metrics import AgentMetrics
+
+    metrics = AgentMetrics(settings.sut)
+    serve_http = flags["bus"] if flags["http"] is None else flags["http"]
+    http = _start_http(settings, metrics, "bus" if flags["bus"] else "client") if serve_http else None
+    try:
+        if flags["bus"]:
+            _serve_bus(settings, metrics)
+        else:
+            _client_session(settings, flags, metrics)
+    finally:
+        if http is not None:
+            http.stop()
+
+
+def _start_http(settings: Any, metrics: Any, mode: str) -> Any:
+    from mlpower.sut_agent.app import create_app
+    from mlpower.sut_agent.http_server import HttpServer
+
+    server = HttpServer(create_app(metrics, mode=mode), settings.http_host, settings.http_port,
+                        log_level=settings.log_level).start()
+    typer.echo(f"agent HTTP on http://{settings.http_host}:{server.port}", err=True)
+    return server
 
 
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-def _client_session(settings: Any, flags: dict[str, Any]) -> None:
+def _client_session(settings: Any, flags: dict[str, Any], metrics: Any) -> None:
     import signal
 
     from mlpower.bus import connect
     from mlpower.sut_agent.powerdev_client import DEFAULT_PORT, ClientOptions, run_client_session
-    from mlpower.sut_agent.runner import no_publish
     from mlpower.sut_agent.settings import split_address
     from mlpower.sut_agent.workloads import parse_workload
     from mlpower.topology import event_key
@@ -85,8 +106,12 @@ def _client_session(settings: Any, flags: dict[str, Any]) -> None:
     if flags["publish_events"]:
         bus = connect(settings.amqp_url, kind=settings.bus, client_name=f"agent-{settings.sut}")
     try:
-        publish = (lambda event: bus.publish(event, event_key(event, lab=settings.lab))) if bus else no_publish
-        result = run_client_session(options, parse_workload(settings.workload), publish)
+        def publish(event: Any) -> None:
+            metrics.observe_phase(event)
+            if bus is not None:
+                bus.publish(event, event_key(event, lab=settings.lab))
+
+        result = run_client_session(options, parse_workload(settings.workload), publish, metrics.observe_offset)
     finally:
         if bus is not None:
             bus.close()
@@ -97,7 +122,7 @@ def _client_session(settings: Any, flags: dict[str, Any]) -> None:
                    f"power window {r.window.duration_s:.3f} s, compliant durations: {outcome.compliant_durations}")
 
 
-def _serve_bus(settings: Any) -> None:
+def _serve_bus(settings: Any, metrics: Any) -> None:
     import signal
     import threading
 
@@ -107,7 +132,7 @@ def _serve_bus(settings: Any) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     bus = connect(settings.amqp_url, kind=settings.bus, client_name=f"agent-{settings.sut}")
-    service = AgentService(settings, bus).start()
+    service = AgentService(settings, bus, metrics).start()
     try:
         while not stop.wait(1.0):
             pass

@@ -19,6 +19,9 @@ class Settings(ServiceSettings):
     allow_clock_offset: bool = Field(default=False, validation_alias="MLPOWER_AGENT_ALLOW_CLOCK_OFFSET")
     reply_timeout_s: float = Field(default=120.0, gt=0, validation_alias="MLPOWER_AGENT_REPLY_TIMEOUT_S")
     workload_timeout_s: float = Field(default=7200.0, gt=0, validation_alias="MLPOWER_AGENT_WORKLOAD_TIMEOUT_S")
+    # The HTTP app (/healthz, /metrics, /status). Loopback by default; containers set 0.0.0.0.
+    http_host: str = Field(default="127.0.0.1", validation_alias="MLPOWER_AGENT_HOST")
+    http_port: int = Field(default=8004, ge=0, le=65535, validation_alias="MLPOWER_AGENT_HTTP_PORT")
 
 
 def split_address(address: str, default_port: int) -> tuple[str, int]:

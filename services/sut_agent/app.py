@@ -1,0 +1,33 @@
+"""The SUT agent's HTTP app (FastAPI): ``/healthz``, ``/metrics`` and ``/status``.
+
+Read-only: nothing here starts or changes work (phases come over the bus or the power-dev
+protocol), so no bearer token is asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Response
+from mlpower.http_limits import BodyLimit
+
+from .metrics import CONTENT_TYPE, AgentMetrics
+
+
+def create_app(metrics: AgentMetrics, *, mode: str = "bus") -> FastAPI:
+    app = FastAPI(title="mlpower SUT agent", version="1", description=__doc__)
+    app.add_middleware(BodyLimit)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "sut": metrics.sut, "mode": mode}
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
+    @app.get("/status")
+    def status() -> dict[str, Any]:
+        return {"mode": mode, **metrics.status()}
+
+    return app
