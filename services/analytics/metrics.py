@@ -10,8 +10,9 @@ class AnalyticsMetrics:
         self.registry = registry or CollectorRegistry()
         self.documents = Counter("mlpower_analytics_documents_total", "run documents consumed",
                                  registry=self.registry)
-        self.live_findings = Counter("mlpower_analytics_live_findings_total", "live findings published", ["rule"],
-                                     registry=self.registry)
+        # The lab-wide name (deploy/ alerts and dashboards read it): findings by SUT, rule and severity.
+        self.live_findings = Counter("mlpower_live_findings_total", "live compliance findings published",
+                                     ["sut", "rule", "severity"], registry=self.registry)
         self.runs_analyzed = Counter("mlpower_analytics_runs_analyzed_total", "RunAnalyzed events published",
                                      ["verdict"], registry=self.registry)
 

@@ -157,7 +157,7 @@ class AnalyticsService:
 
     def _publish_live(self, run: _Run, findings: list[Finding]) -> None:
         for finding in findings:
-            self.metrics.live_findings.labels(rule=finding.rule).inc()
+            self.metrics.live_findings.labels(sut=run.sut, rule=finding.rule, severity=finding.severity).inc()
             message = LiveFinding(run_id=run.run_id, sut=run.sut, finding=finding, t_utc_s=now_utc_s())
             self.bus.publish(message, topology.event_key(message, lab=run.lab))
 

@@ -79,10 +79,16 @@ def documents_overrange(s: Path) -> None:
     for i, line in enumerate(lines):
         doc = json.loads(line)
         if doc["type"] == "run.page" and doc["mode"] == "testing":
-            j = next(k for k, t in enumerate(doc["t_utc_s"]) if begin < t < end)
+            # the first testing page can end before LoadGen's window opens: take the first page with
+            # a sample inside the window
+            j = next((k for k, t in enumerate(doc["t_utc_s"]) if begin < t < end), None)
+            if j is None:
+                continue
             doc["flags"][j] |= 1
             lines[i] = json.dumps(doc)
             break
+    else:
+        raise AssertionError("no testing sample inside the power window to flag")
     (s / "documents.jsonl").write_text("\n".join(lines) + "\n")
 
 

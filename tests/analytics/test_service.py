@@ -94,7 +94,7 @@ def test_documents_to_run_analyzed_table_and_api(service: AnalyticsService) -> N
         assert client.get("/runs/nope").status_code == 404
         assert any(f["rule"] == "live_uncertainty" for f in client.get("/runs/run-a/live").json())
         metrics = client.get("/metrics").text
-        assert 'mlpower_analytics_live_findings_total{rule="live_uncertainty"} 1.0' in metrics
+        assert 'mlpower_live_findings_total{rule="live_uncertainty",severity="error",sut="sut"} 1.0' in metrics
         assert 'mlpower_analytics_runs_analyzed_total{verdict="fail"} 1.0' in metrics
 
 
