@@ -285,6 +285,8 @@ def agent_manifests(sut: Sut, agent: Agent) -> list[dict[str, Any]]:
         "MLPOWER_SUT": sut.name,
         "MLPOWER_AGENT_WORKLOAD": agent.workload,
         "MLPOWER_AGENT_DURATION_S": f"{agent.duration_s:g}",
+        "MLPOWER_AGENT_HOST": "0.0.0.0",  # the default is 127.0.0.1: the Service must reach the pod
+        "MLPOWER_AGENT_HTTP_PORT": str(PORTS["agent_http"]),
     }, ports, [{"name": "results", "mountPath": "/results"}])
     pod = _pod_spec(container, [{"name": "results", "persistentVolumeClaim": {"claimName": "mlpower-results"}}])
     if agent.node is not None:

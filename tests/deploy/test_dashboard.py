@@ -122,8 +122,7 @@ class StandInExporter:
         self.registry = CollectorRegistry()
         self.series: list[tuple[Any, str]] = []
         for name, (service, kind, labels) in REQUIRED_METRICS.items():
-            # the agent's clock offset rides along on the director's target: the agent has no HTTP yet
-            if service == owner or (owner == "director" and service == "sut_agent"):
+            if service == owner:
                 ordered = sorted(labels)
                 metric: Counter | Gauge
                 if kind == "counter":
@@ -167,7 +166,7 @@ class StandInExporter:
 
 @pytest.fixture
 def exporters() -> Iterator[dict[str, StandInExporter]]:
-    started = {"director": StandInExporter("director"), "analytics": StandInExporter("analytics")}
+    started = {name: StandInExporter(name) for name in ("director", "analytics", "sut_agent")}
     yield started
     for exporter in started.values():
         exporter.close()
@@ -176,7 +175,8 @@ def exporters() -> Iterator[dict[str, StandInExporter]]:
 def test_every_expression_parses_and_returns_data(prometheus_server: Any,
                                                   exporters: dict[str, StandInExporter]) -> None:
     prom = prometheus_server({"director:8000": exporters["director"].address,
-                              "analytics:8001": exporters["analytics"].address})
+                              "analytics:8001": exporters["analytics"].address,
+                              "sut-agent:8004": exporters["sut_agent"].address})
     queries = dashboard_queries() + rule_queries()
     raw_alerts = [rule["expr"] for rule in load_rules()]
     for expr in [query.expr for query in queries] + raw_alerts:
