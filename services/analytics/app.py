@@ -10,12 +10,13 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import Response
 from mlpower.http_limits import BodyLimit
+from mlpower.http_refusals import refusals
 
 from .service import AnalyticsService
 
 
 def create_app(service: AnalyticsService) -> FastAPI:
-    app = FastAPI(title="mlpower analytics", version="1")
+    app = FastAPI(title="mlpower analytics", version="1", responses=refusals(413, 422))
     app.add_middleware(BodyLimit)
 
     def analyzed(run_id: str) -> Any:
@@ -36,19 +37,19 @@ def create_app(service: AnalyticsService) -> FastAPI:
     def runs() -> list[dict[str, Any]]:
         return service.store.rows()
 
-    @app.get("/runs/{run_id}")
+    @app.get("/runs/{run_id}", responses=refusals(404))
     def run(run_id: str) -> dict[str, Any]:
         return analyzed(run_id).model_dump(mode="json")
 
-    @app.get("/runs/{run_id}/summary")
+    @app.get("/runs/{run_id}/summary", responses=refusals(404))
     def summary(run_id: str) -> dict[str, Any]:
         return analyzed(run_id).summary.model_dump(mode="json")
 
-    @app.get("/runs/{run_id}/findings")
+    @app.get("/runs/{run_id}/findings", responses=refusals(404))
     def findings(run_id: str) -> list[dict[str, Any]]:
         return [f.model_dump(mode="json") for f in analyzed(run_id).findings]
 
-    @app.get("/runs/{run_id}/live")
+    @app.get("/runs/{run_id}/live", responses=refusals(404))
     def live(run_id: str) -> list[dict[str, Any]]:
         found = service.live_findings(run_id)
         if found is None:

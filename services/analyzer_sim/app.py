@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI, HTTPException, Response
 from mlpower.analyzer_sim.errors import LoadSpecError
 from mlpower.http_auth import bearer_guard
 from mlpower.http_limits import BodyLimit
+from mlpower.http_refusals import refusals
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def _json_number(value: float) -> float | None:
 
 
 def create_app(handle: SimulatorHandle, api_token: str = "") -> FastAPI:
-    app = FastAPI(title="mlpower WT310E simulator", version="1")
+    app = FastAPI(title="mlpower WT310E simulator", version="1", responses=refusals(413, 422))
     app.add_middleware(BodyLimit)
     guarded = [Depends(bearer_guard(api_token))]
 
@@ -69,7 +70,7 @@ def create_app(handle: SimulatorHandle, api_token: str = "") -> FastAPI:
     def metrics() -> Response:
         return Response(handle.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @app.get("/state", dependencies=guarded)
+    @app.get("/state", dependencies=guarded, responses=refusals(401))
     def state() -> dict[str, Any]:
         inst = handle.instrument
         with inst.lock:
@@ -85,7 +86,7 @@ def create_app(handle: SimulatorHandle, api_token: str = "") -> FastAPI:
                 "faults": handle.faults.as_dict(),
             }
 
-    @app.put("/load", dependencies=guarded)
+    @app.put("/load", dependencies=guarded, responses=refusals(401))
     def set_load(body: LoadBody) -> dict[str, str]:
         try:
             handle.set_load(body.spec)
@@ -93,41 +94,41 @@ def create_app(handle: SimulatorHandle, api_token: str = "") -> FastAPI:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         return {"load": handle.model.spec}
 
-    @app.get("/faults", dependencies=guarded)
+    @app.get("/faults", dependencies=guarded, responses=refusals(401))
     def faults() -> dict[str, Any]:
         return handle.faults.as_dict()
 
-    @app.post("/faults/drop_connection", dependencies=guarded)
+    @app.post("/faults/drop_connection", dependencies=guarded, responses=refusals(401))
     def drop_connection(body: Switch) -> dict[str, Any]:
         handle.faults.drop_connection(body.on)
         return handle.faults.as_dict()
 
-    @app.post("/faults/stall", dependencies=guarded)
+    @app.post("/faults/stall", dependencies=guarded, responses=refusals(401))
     def stall(body: StallBody) -> dict[str, Any]:
         handle.faults.stall(body.seconds if body.on else 0.0)
         return handle.faults.as_dict()
 
-    @app.post("/faults/burst", dependencies=guarded)
+    @app.post("/faults/burst", dependencies=guarded, responses=refusals(401))
     def burst(body: BurstBody) -> dict[str, Any]:
         handle.faults.burst(body.kind, body.updates if body.on else 0)
         return handle.faults.as_dict()
 
-    @app.post("/faults/clock_drift", dependencies=guarded)
+    @app.post("/faults/clock_drift", dependencies=guarded, responses=refusals(401))
     def clock_drift(body: DriftBody) -> dict[str, Any]:
         handle.faults.clock_drift(body.drift_ppm if body.on else 0.0, body.offset_s if body.on else 0.0)
         return handle.faults.as_dict()
 
-    @app.post("/faults/error_queue", dependencies=guarded)
+    @app.post("/faults/error_queue", dependencies=guarded, responses=refusals(401))
     def error_queue(body: ErrorBody) -> dict[str, Any]:
         handle.faults.error_queue(body.code if body.on else 0)
         return handle.faults.as_dict()
 
-    @app.post("/faults/disconnect", dependencies=guarded)
+    @app.post("/faults/disconnect", dependencies=guarded, responses=refusals(401))
     def disconnect(body: Switch) -> dict[str, Any]:
         handle.faults.disconnect(body.on)
         return handle.faults.as_dict()
 
-    @app.post("/faults/clear", dependencies=guarded)
+    @app.post("/faults/clear", dependencies=guarded, responses=refusals(401))
     def clear() -> dict[str, Any]:
         handle.faults.clear()
         return handle.faults.as_dict()

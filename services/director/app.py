@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse
 from mlpower.errors import MlpowerError
 from mlpower.http_auth import bearer_guard
 from mlpower.http_limits import BodyLimit
+from mlpower.http_refusals import refusals
 from mlpower.schema import StartRun
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,7 +47,7 @@ class RunAccepted(BaseModel):
 
 
 def create_app(director: Director, *, api_token: str = "", bus_mode: Any = None) -> FastAPI:
-    app = FastAPI(title="mlpower director", version="1", description=__doc__)
+    app = FastAPI(title="mlpower director", version="1", description=__doc__, responses=refusals(413, 422))
     app.add_middleware(BodyLimit)
     control = [Depends(bearer_guard(api_token))]
     cancel: dict[str, threading.Event] = {}
@@ -73,7 +74,8 @@ def create_app(director: Director, *, api_token: str = "", bus_mode: Any = None)
     def list_runs() -> list[dict[str, Any]]:
         return director.list_runs()
 
-    @app.post("/runs", status_code=202, dependencies=control, response_model=RunAccepted)
+    @app.post("/runs", status_code=202, dependencies=control, response_model=RunAccepted,
+              responses=refusals(400, 401, 409))
     def start_run(request: RunRequest) -> RunAccepted:
         manual = None
         if request.voltage_range_v is not None and request.current_range_a is not None:
@@ -108,14 +110,14 @@ def create_app(director: Director, *, api_token: str = "", bus_mode: Any = None)
                          name=f"timed-{session.run_id}").start()
         return RunAccepted(run_id=session.run_id, output_dir=str(session.dir), via="timed")
 
-    @app.get("/runs/{run_id}")
+    @app.get("/runs/{run_id}", responses=refusals(404))
     def run_status(run_id: str) -> dict[str, Any]:
         found = _status_or_404(director, run_id)
         folder = Path(found["output_dir"])
         found["files"] = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
         return found
 
-    @app.post("/runs/{run_id}/stop", dependencies=control)
+    @app.post("/runs/{run_id}/stop", dependencies=control, responses=refusals(401, 404))
     def stop_run(run_id: str) -> dict[str, Any]:
         _status_or_404(director, run_id)
         stopped = director.stop_run(run_id, "stopped over HTTP")  # first: the timed wait must see it ended
@@ -123,7 +125,7 @@ def create_app(director: Director, *, api_token: str = "", bus_mode: Any = None)
             cancel.pop(run_id).set()
         return {"run_id": run_id, "stopped": stopped}
 
-    @app.get("/runs/{run_id}/files/{path:path}")
+    @app.get("/runs/{run_id}/files/{path:path}", responses=refusals(403, 404))
     def download(run_id: str, path: str) -> FileResponse:
         _status_or_404(director, run_id)
         folder = director.run_dir(run_id).resolve()

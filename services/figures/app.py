@@ -14,6 +14,7 @@ from mlpower.figures.errors import FiguresError
 from mlpower.figures.service import FiguresService
 from mlpower.http_auth import bearer_guard
 from mlpower.http_limits import BodyLimit
+from mlpower.http_refusals import refusals
 from pydantic import BaseModel, ConfigDict
 
 MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml", "json": "application/json"}
@@ -28,7 +29,7 @@ class RebuildRequest(BaseModel):
 
 
 def create_app(service: FiguresService, *, api_token: str = "") -> FastAPI:
-    app = FastAPI(title="mlpower figures", version="1")
+    app = FastAPI(title="mlpower figures", version="1", responses=refusals(413, 422))
     app.add_middleware(BodyLimit)
 
     @app.get("/healthz")
@@ -56,7 +57,7 @@ def create_app(service: FiguresService, *, api_token: str = "") -> FastAPI:
             for e in catalogue.CATALOGUE
         ]
 
-    @app.get("/figures/{name}.{fmt}")
+    @app.get("/figures/{name}.{fmt}", responses=refusals(404))
     def get_figure(name: str, fmt: str, mode: ModeName = "paper") -> FileResponse:
         if fmt not in MEDIA_TYPES:
             raise HTTPException(status_code=404, detail=f"unknown format {fmt!r}; use png, svg or json")
@@ -69,7 +70,7 @@ def create_app(service: FiguresService, *, api_token: str = "") -> FastAPI:
             raise HTTPException(status_code=404, detail=f"{name} is not built in {mode} mode yet; POST /rebuild")
         return FileResponse(path, media_type=MEDIA_TYPES[fmt])
 
-    @app.post("/rebuild", status_code=202, dependencies=[Depends(bearer_guard(api_token))])
+    @app.post("/rebuild", status_code=202, dependencies=[Depends(bearer_guard(api_token))], responses=refusals(401))
     def rebuild(request: RebuildRequest | None = None) -> dict[str, object]:
         request = request or RebuildRequest()
         try:
@@ -78,7 +79,7 @@ def create_app(service: FiguresService, *, api_token: str = "") -> FastAPI:
             raise HTTPException(status_code=422, detail=str(exc)) from None
         return {"job_id": job.id, "state": job.state, "status_url": f"/jobs/{job.id}"}
 
-    @app.get("/jobs/{job_id}")
+    @app.get("/jobs/{job_id}", responses=refusals(404))
     def job_status(job_id: str) -> dict[str, object]:
         job = service.jobs.get(job_id)
         if job is None:
