@@ -51,6 +51,9 @@ def lab_up(workdir: Path | None = None, env_file: Path | None = None) -> Iterato
     started: list[procs.Started] = []
     try:
         for service in plan(settings, env_file).values():
+            if service.health_url and procs.healthy(service.health_url):
+                raise LabError(f"{service.health_url} already answers: another lab or service holds "
+                               f"{service.name}'s port; stop it first")
             handle = procs.start(service.name, service.argv, service.env, settings.workdir / "logs",
                                  service.health_url)
             started.append(handle)

@@ -51,21 +51,17 @@ def healthy(url: str) -> bool:
 
 def alive(pid: int) -> bool:
     try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        return waited != pid  # our child: reaped now if it had exited
+    except ChildProcessError:
+        pass  # not our child (another `mlpower lab` command started it): ask the kernel
+    try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    waited, _ = os.waitpid(pid, os.WNOHANG) if _is_child(pid) else (0, 0)
-    return waited == 0
-
-
-def _is_child(pid: int) -> bool:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-        return True
-    except ChildProcessError:
-        return False
+    return True
 
 
 def wait_healthy(started: Started, timeout_s: float = 60.0) -> None:
