@@ -41,7 +41,7 @@ def compute_fig1(results: Results, mode: str) -> FigureData:
     """Values as stored; both modes agree (the version -> date ticks are labels, not data)."""
     frame = results.performance
     date_columns = [c for c in frame.columns if c not in ("Dates", "_file", "_line")]
-    dates = [_iso(c) for c in date_columns]
+    dates = [_iso(c, row_ref(PERFORMANCE, 1)) for c in date_columns]
     data = FigureData("fig1", mode, series={}, key_values={})
     for row in frame.iter_rows(named=True):
         label = row["Dates"]
@@ -91,7 +91,7 @@ def compute_fig6(results: Results, mode: str) -> FigureData:
         rows = metrics(
             results.training,
             value_column="Avg. Result at System Name",
-            value=lambda text, where: parse.strict_float(text, where) if text else None,
+            value=lambda text, where: parse.required_number(text, where) if text else None,
         )
         skipped = Skipped()
         pairs = pair_in_file_order(

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from mlpower.figures import parse
+from mlpower.figures.errors import DataError
 from mlpower.figures.figuredata import FigureData
 from mlpower.figures.loader import Results
 from mlpower.figures.pairing import (
@@ -35,8 +36,10 @@ from mlpower.figures.typed import typed_ref, typed_values
 BERT_TARGETS = ("bert-99.0", "bert-99.9")
 
 
-def histogram_key_values(values: Sequence[float], bins: int) -> dict[str, Any]:
+def histogram_key_values(values: Sequence[float], bins: int, figure: str) -> dict[str, Any]:
     """matplotlib's ``hist(values, bins=n)``: n equal-width bins from the smallest to the largest value."""
+    if not values:  # tables without one usable pair (truncated, corrupted): say so instead of min() failing
+        raise DataError(f"{figure}: nothing to plot: no value is left after parsing and pairing the tables")
     counts, edges = np.histogram(np.asarray(values, dtype=float), bins=bins)
     return {
         "histogram_counts": [int(c) for c in counts],
@@ -116,7 +119,7 @@ def compute_fig8(results: Results, mode: str) -> FigureData:
         data.point(key, value, list(p0.rows) + list(p9.rows))
         values.append(value)
     bins = typed_values()["fig8"]["bins"]
-    data.key_values = histogram_key_values(values, bins)
+    data.key_values = histogram_key_values(values, bins, "fig8")
     data.series = {"values": values, "bins": bins}
     data.skipped = skipped.reasons
     return data
@@ -165,7 +168,7 @@ def compute_fig10(results: Results, mode: str) -> FigureData:
     if dropped:
         data.notes.append(f"{dropped} deltas below the typed-in {threshold} % dropped")
     bins = typed_values()["fig10"]["bins"]  # both modes: a bin count is how to draw, not a value drawn
-    data.key_values = histogram_key_values(values, bins)
+    data.key_values = histogram_key_values(values, bins, "fig10")
     # Not plotted upstream; despite its name it is the share of deltas >= 50 (paper-figures.md 3.8).
     data.series = {
         "values": values,

@@ -8,6 +8,8 @@ row's file and line (the audit names them), and offers the parsing rules of both
 
 from __future__ import annotations
 
+import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +82,41 @@ def _require(path: Path) -> Path:
     return path
 
 
+# One physical line of an export: fields unquoted (no quote, comma or CR) or wholly quoted ("" escapes).
+_FIELD = r'(?:"(?:[^"]|"")*"|[^",\r]*)'
+_LINE = re.compile(rf"{_FIELD}(?:,{_FIELD})*")
+
+
+def _check_structure(path: Path, content: bytes) -> None:
+    """UTF-8, and every line a well-quoted record as wide as the header; else ``DataError`` naming the line.
+
+    polars alone would fill a short (truncated) line with nulls, read a stray quote as the start
+    of a field running to the end of the file, and report a bad byte without a line number; a row
+    that silently lost its Result or Units is worse than an error. The exports have no quoted
+    newlines, so the check goes line by line.
+    """
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = content.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {content[exc.start]:#04x})") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise DataError(f"{path}:1: empty file, expected a header line")
+    width = 0
+    for number, line in enumerate(lines, start=1):
+        line = line.removesuffix("\r")
+        if not _LINE.fullmatch(line):
+            raise DataError(f"{path}:{number}: a quote out of place or unclosed, or a carriage return inside the line")
+        fields = len(next(csv.reader([line])))
+        if number == 1:
+            width = fields
+        elif line and fields != width:
+            raise DataError(f"{path}:{number}: {fields} fields, the header has {width}")
+
+
 def read_table(path: Path, required: tuple[str, ...]) -> pl.DataFrame:
     """One CSV as text columns, with ``_file`` and ``_line`` (the line number in the file, header = 1).
 
@@ -87,14 +124,15 @@ def read_table(path: Path, required: tuple[str, ...]) -> pl.DataFrame:
     check below fails loudly if a future export breaks that assumption instead of mis-numbering.
     """
     _require(path)
+    content = path.read_bytes()
+    _check_structure(path, content)
     try:
-        frame = pl.read_csv(path, infer_schema=False, truncate_ragged_lines=False)
+        frame = pl.read_csv(content, infer_schema=False, truncate_ragged_lines=False)
     except pl.exceptions.PolarsError as exc:
         raise DataError(f"{path}: not a readable CSV: {exc}") from exc
     missing = [name for name in required if name not in frame.columns]
     if missing:
         raise DataError(f"{path}:1: header lacks column(s) {', '.join(missing)}")
-    content = path.read_bytes()
     # Lines after the header; polars keeps a blank line as an all-null row, so rows and lines agree.
     physical_lines = content.count(b"\n") + (0 if content.endswith(b"\n") else 1) - 1
     if physical_lines != frame.height:

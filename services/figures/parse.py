@@ -13,6 +13,7 @@ import re
 from mlpower.figures.errors import DataError
 
 _PLAIN_NUMBER = re.compile(r"\d+(\.\d+)?")
+_GROUPED_NUMBER = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?([eE][+-]?\d+)?")
 # What pandas.to_numeric accepts from a string: a float literal, optional surrounding blanks;
 # no thousands separators and (unlike Python's float) no underscores.
 _PANDAS_NUMBER = re.compile(r"\s*[+-]?((\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|inf|infinity|nan)\s*", re.IGNORECASE)
@@ -51,7 +52,23 @@ def strict_float(text: str | None, where: str) -> float:
 
 
 def corrected_number(text: str | None) -> float | None:
-    """Corrected mode: every number parsed (separators and quotes removed); text stays text."""
+    """Corrected mode: every number parsed (thousands separators and quotes removed); text stays text.
+
+    Separators count only in groups of three (``5,888.19``): ``1,17002`` or ``1.170,02`` is not a
+    number whose value we could know, so it is None (a skip the caller records), not 117002."""
     if text is None:
         return None
-    return coerce_like_pandas(text.replace(",", "").replace('"', "").strip())
+    cleaned = text.replace('"', "").strip()
+    if "," in cleaned:
+        if not _GROUPED_NUMBER.fullmatch(cleaned):
+            return None
+        cleaned = cleaned.replace(",", "")
+    return coerce_like_pandas(cleaned)
+
+
+def required_number(text: str | None, where: str) -> float:
+    """Corrected mode where a row's value is required: ``corrected_number``, else a DataError naming the row."""
+    value = corrected_number(text)
+    if value is None or not math.isfinite(value):
+        raise DataError(f"{where}: Result {text!r} is not a number")
+    return value

@@ -111,7 +111,8 @@ def _training(results: Results, mode: str, skipped: Skipped) -> list[Candidate]:
     rows = metrics(
         results.training,
         value_column="Avg. Result at System Name",
-        value=lambda text, where: parse.strict_float(text, where) if text else None,
+        value=lambda text, where: (parse.strict_float if mode == "paper" else parse.required_number)(text, where)
+        if text else None,
     )
     energy = [m for m in rows if m.unit == TRAINING_ENERGY]
     time = [m for m in rows if m.unit == TRAINING_TIME]

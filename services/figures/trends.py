@@ -10,11 +10,13 @@ by nothing that is not in the data.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from mlpower.figures import parse
+from mlpower.figures.errors import DataError
 from mlpower.figures.figuredata import FigureData
 from mlpower.figures.loader import Results
 from mlpower.figures.pairing import (
@@ -197,7 +199,7 @@ def compute_trend(name: str, results: Results, mode: str) -> FigureData:
     version_dates: dict[str, str] = {}
     for pair in pairs:
         if pair.perf.version is not None and pair.perf.date is not None:
-            iso = _iso(pair.perf.date)
+            iso = _iso(pair.perf.date, pair.perf.ref)
             version_dates[pair.perf.version] = min(version_dates.get(pair.perf.version, iso), iso)
     series_out: dict[str, dict[str, list]] = {}
     for label in legend:
@@ -269,10 +271,13 @@ def _one_throughput_kind(label: str, pairs: list[Pair], skipped: Skipped) -> lis
     return kept
 
 
-def _iso(date_text: str) -> str:
-    """``m/d/YYYY`` (zero padding optional) -> ``YYYY-MM-DD``."""
-    month, day, year = (int(part) for part in date_text.split("/"))
-    return f"{year:04d}-{month:02d}-{day:02d}"
+def _iso(date_text: str, where: str) -> str:
+    """``m/d/YYYY`` (zero padding optional) -> ``YYYY-MM-DD``; anything else is a ``DataError`` at ``where``."""
+    try:
+        month, day, year = (int(part) for part in date_text.split("/"))
+        return dt.date(year, month, day).isoformat()
+    except ValueError:
+        raise DataError(f"{where}: date {date_text!r} is not m/d/YYYY") from None
 
 
 def compute_fig5a(results: Results, mode: str) -> FigureData:
