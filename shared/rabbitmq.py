@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pika
 import pika.exceptions
@@ -35,11 +36,24 @@ _RECOVERABLE = (
 )
 
 
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ``***``, fit for a message or a log."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.netloc.rsplit("@", 1)[-1]
+        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    except ValueError:
+        return "<an unparseable URL>"
+
+
 def _parameters(url: str, client_name: str, heartbeat: int | None) -> pika.URLParameters:
     try:
         params = pika.URLParameters(url)
-    except Exception as exc:
-        raise BusError(f"AMQP_URL {url!r} is not an AMQP URL: {exc}") from exc
+    except Exception as exc:  # pika's message may quote the URL, password and all
+        detail = str(exc).replace(url, redact_url(url))
+        raise BusError(f"AMQP_URL {redact_url(url)!r} is not an AMQP URL: {detail}") from None
     params.client_properties = {"connection_name": client_name}
     params.connection_attempts = 1
     params.socket_timeout = 5

@@ -25,7 +25,8 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
-    amqp_url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/", validation_alias="AMQP_URL")
+    amqp_url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/", validation_alias="AMQP_URL",
+                          repr=False)  # holds the broker password
     bus: Literal["rabbitmq", "memory"] = Field(default="rabbitmq", validation_alias="MLPOWER_BUS")
     lab: str = Field(default="lab", validation_alias="MLPOWER_LAB", pattern=r"^[A-Za-z0-9_\-]+$")
     results_dir: Path = Field(default=Path("results"), validation_alias="MLPOWER_RESULTS_DIR")

@@ -129,7 +129,9 @@ def create_app(director: Director, *, api_token: str = "", bus_mode: Any = None)
     def download(run_id: str, path: str) -> FileResponse:
         _status_or_404(director, run_id)
         folder = director.run_dir(run_id).resolve()
-        target = (folder / path).resolve()
+        if "\x00" in path:  # the OS refuses such a name; refuse it before it becomes a 500
+            raise HTTPException(404, f"no file {path!r} in run {run_id}")
+        target = (folder / path).resolve()  # follows symlinks: one that points out is caught below
         if not target.is_relative_to(folder) or ".." in Path(path).parts:
             raise HTTPException(403, "outside the run's folder")
         if not target.is_file():

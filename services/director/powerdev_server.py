@@ -331,8 +331,11 @@ class PowerDevServer:
             return None
         if relpath not in DOWNLOADABLE:  # an allow-list: no traversal, no other file of the folder
             return None
-        path = session.dir / relpath
-        return path if path.is_file() else None
+        try:  # and a listed name that is a symlink out of the session folder is not the session's file
+            path = (session.dir / relpath).resolve(strict=True)
+        except OSError:
+            return None
+        return path if path.is_relative_to(session.dir.resolve()) and path.is_file() else None
 
     def _download(self, conn: _Connection, fields: list[str]) -> str | None:
         if len(fields) < 3:
