@@ -78,18 +78,26 @@ def _file_leaks(root: Path) -> list[str]:
     return found
 
 
-def _start_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+def _start_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "mlpower.cli", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _stop_cli(process: subprocess.Popen[str], ready: str, timeout_s: float = 60) -> str:
+def _read_available(fd: int) -> bytes:
+    try:
+        return os.read(fd, 1 << 16)
+    except BlockingIOError:
+        return b""
+
+
+def _stop_cli(process: subprocess.Popen[bytes], ready: str, timeout_s: float = 60) -> str:
     """Wait until the CLI printed ``ready`` (or died), then SIGTERM it; its whole output."""
     assert process.stdout is not None
-    os.set_blocking(process.stdout.fileno(), False)
-    output, deadline = "", time.monotonic() + timeout_s
-    while ready not in output and process.poll() is None and time.monotonic() < deadline:
-        output += process.stdout.read() or ""
+    fd = process.stdout.fileno()
+    os.set_blocking(fd, False)
+    output, deadline = b"", time.monotonic() + timeout_s
+    while ready.encode() not in output and process.poll() is None and time.monotonic() < deadline:
+        output += _read_available(fd)
         time.sleep(0.1)
     process.send_signal(signal.SIGTERM)
     try:
@@ -97,14 +105,19 @@ def _stop_cli(process: subprocess.Popen[str], ready: str, timeout_s: float = 60)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-    output += process.stdout.read() or ""
-    assert ready in output, output[-3000:]
-    return output
+    while chunk := _read_available(fd):
+        output += chunk
+    process.stdout.close()
+    text = output.decode("utf-8", errors="replace")
+    assert ready in text, text[-3000:]
+    return text
 
 
-def _environment(tmp_path: Path, **extra: str) -> dict[str, str]:
+def _environment(tmp_path: Path, **extra: str | None) -> dict[str, str]:
+    """The test's environment without mlpower settings, plus the secrets; ``NAME=None`` leaves NAME out."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLPOWER_", "AMQP_"))}
-    env.update({"MLPOWER_API_TOKEN": TOKEN, "AMQP_URL": SECRET_AMQP, "MLPOWER_LOG_LEVEL": "DEBUG", **extra})
+    chosen = {"MLPOWER_API_TOKEN": TOKEN, "AMQP_URL": SECRET_AMQP, "MLPOWER_LOG_LEVEL": "DEBUG", **extra}
+    env.update({k: v for k, v in chosen.items() if v is not None})
     return env
 
 
@@ -117,7 +130,7 @@ def test_no_secret_in_logs_files_or_answers(tmp_path: Path, logs: list[str], amq
         tmp_path, AMQP_URL=amqp_url, MLPOWER_ANALYTICS_PORT="0", MLPOWER_RESULTS_DIR=str(tmp_path / "analytics"),
         MLPOWER_LAB=f"secrets{os.getpid()}"))
     figures = _start_cli(["figures", "serve", "--no-bus", "--port", "0"], _environment(
-        tmp_path, MLPOWER_API_TOKEN="", MLPOWER_API_TOKEN_FILE=str(token_file),
+        tmp_path, MLPOWER_API_TOKEN=None, MLPOWER_API_TOKEN_FILE=str(token_file),  # the token from a file
         MLPOWER_FIGURES_DIR=str(tmp_path / "figures"), MLPOWER_RESULTS_DIR=str(tmp_path / "figures-results")))
     answers: list[str] = []
     with start_simulator(port=0, control_port=0, api_token=TOKEN) as simulator:
