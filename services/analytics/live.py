@@ -20,6 +20,17 @@ from mlpower.schema import Finding, PhaseMark, RunDocument, RunStart, SampleFlag
 from .rules import CLOCK_OFFSET_LIMIT_S, UNCERTAINTY_LIMIT
 
 GAP_FACTOR = 2.0  # a gap is more than twice the stream's sample interval
+
+# Every live rule and its severity: the checker reports with these, and the metrics start each
+# one at zero per SUT (so an alert's increase() reads 0, not "no data", before the first finding).
+LIVE_RULES: dict[str, str] = {
+    "live_clock_offset": "error",
+    "live_lost_pages": "warning",
+    "live_sample_gap": "warning",
+    "live_missing_sample": "warning",
+    "live_overrange": "error",
+    "live_uncertainty": "error",
+}
 _AGENT_OFFSET = re.compile(r"clock offset to director ([+-]?\d+(?:\.\d+)?) ms")
 _OFFSET_S = re.compile(r"clock_offset_s=([+-]?\d+(?:\.\d+)?(?:e[+-]?\d+)?)")
 
@@ -55,11 +66,11 @@ class LiveChecker:
     last_t: dict[tuple[str, str], float] = field(default_factory=dict)
     next_page: dict[str, int] = field(default_factory=dict)
 
-    def _report(self, rule: str, scope: str, severity: str, message: str, **evidence: Any) -> list[Finding]:
+    def _report(self, rule: str, scope: str, message: str, **evidence: Any) -> list[Finding]:
         if (rule, scope) in self.reported:
             return []
         self.reported.add((rule, scope))
-        finding = Finding(rule=rule, severity=severity, status="fail", message=message,
+        finding = Finding(rule=rule, severity=LIVE_RULES[rule], status="fail", message=message,  # type: ignore[arg-type]
                           evidence={"run_id": self.run_id, **evidence})
         self.findings.append(finding)
         return [finding]
@@ -86,7 +97,7 @@ class LiveChecker:
     def clock_offset(self, offset_s: float, where: str) -> list[Finding]:
         if math.isfinite(offset_s) and abs(offset_s) <= self.clock_limit_s:
             return []
-        return self._report("live_clock_offset", "run", "error",
+        return self._report("live_clock_offset", "run",
                             f"director-SUT clock offset {offset_s * 1000:+.1f} ms exceeds "
                             f"{self.clock_limit_s * 1000:.0f} ms ({where})", clock_offset_s=offset_s, where=where)
 
@@ -96,7 +107,7 @@ class LiveChecker:
         out: list[Finding] = []
         expected = self.next_page.get(page.stream, 0)
         if page.page > expected:
-            out += self._report("live_lost_pages", page.stream, "warning",
+            out += self._report("live_lost_pages", page.stream,
                                 f"stream {page.stream}: pages {expected}..{page.page - 1} never arrived",
                                 stream=page.stream, first_missing_page=expected, page=page.page)
         self.next_page[page.stream] = max(expected, page.page + 1)
@@ -106,19 +117,19 @@ class LiveChecker:
             power, u, flags = page.power_w[i], page.uncertainty_w[i], page.flags[i]
             previous = self.last_t.get((page.stream, mode))
             if previous is not None and t - previous > GAP_FACTOR * interval:
-                out += self._report("live_sample_gap", f"{page.stream}/{mode}", "warning",
+                out += self._report("live_sample_gap", f"{page.stream}/{mode}",
                                     f"{t - previous:.2f} s without a sample in {mode} (interval {interval} s)",
                                     gap_s=t - previous, t_utc_s=t, **where)
             self.last_t[(page.stream, mode)] = max(t, previous or t)
             if flags & SampleFlag.MISSING:
-                out += self._report("live_missing_sample", f"{page.stream}/{mode}", "warning",
+                out += self._report("live_missing_sample", f"{page.stream}/{mode}",
                                     f"missing sample in {mode} at {t:.3f}", t_utc_s=t, **where)
             if flags & SampleFlag.OVERRANGE and testing:
-                out += self._report("live_overrange", page.stream, "error",
+                out += self._report("live_overrange", page.stream,
                                     f"overrange in the testing run at {t:.3f}: the fixed range is too low",
                                     t_utc_s=t, power_w=power, current_range_a=page.current_range_a[i], **where)
             if testing and power is not None and power > 0 and u is not None and u / power > self.uncertainty_limit:
-                out += self._report("live_uncertainty", page.stream, "error",
+                out += self._report("live_uncertainty", page.stream,
                                     f"sample uncertainty {u / power:.2%} above {self.uncertainty_limit:.2%} in the "
                                     "testing run", t_utc_s=t, power_w=power, uncertainty_w=u,
                                     relative=u / power, **where)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
+from .live import LIVE_RULES
+
 
 class AnalyticsMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -15,6 +17,11 @@ class AnalyticsMetrics:
                                      ["sut", "rule", "severity"], registry=self.registry)
         self.runs_analyzed = Counter("mlpower_analytics_runs_analyzed_total", "RunAnalyzed events published",
                                      ["verdict"], registry=self.registry)
+
+    def known_sut(self, sut: str) -> None:
+        """Start every live rule's counter of this SUT at zero (idempotent)."""
+        for rule, severity in LIVE_RULES.items():
+            self.live_findings.labels(sut=sut, rule=rule, severity=severity)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

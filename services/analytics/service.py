@@ -139,6 +139,7 @@ class AnalyticsService:
             self.metrics.documents.inc()
             if isinstance(document, RunStart):
                 run.lab, run.sut = document.lab, document.sut
+                self.metrics.known_sut(document.sut)
             found = run.live.feed(document)  # type: ignore[union-attr]
         self._publish_live(run, found)
         if isinstance(document, RunStop):

@@ -95,6 +95,9 @@ def test_documents_to_run_analyzed_table_and_api(service: AnalyticsService) -> N
         assert any(f["rule"] == "live_uncertainty" for f in client.get("/runs/run-a/live").json())
         metrics = client.get("/metrics").text
         assert 'mlpower_live_findings_total{rule="live_uncertainty",severity="error",sut="sut"} 1.0' in metrics
+        # the rules that found nothing read 0 for this SUT (alert expressions get a value, not "no data")
+        assert 'mlpower_live_findings_total{rule="live_overrange",severity="error",sut="sut"} 0.0' in metrics
+        assert 'mlpower_live_findings_total{rule="live_sample_gap",severity="warning",sut="sut"} 0.0' in metrics
         assert 'mlpower_analytics_runs_analyzed_total{verdict="fail"} 1.0' in metrics
 
 
