@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import threading
 
-from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
 from mlpower.schema import WorkloadPhase
 from mlpower.sut_agent.clock import ClockOffset
+from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # "idle" before the first phase; the rest are WorkloadPhase states (CONTRIBUTING.md, contracts).

@@ -6,9 +6,9 @@ import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from mlpower import schema
 from mlpower.bus import Delivery, handle_body
+
 from tests.reliability.ledger import LEDGER
 from tests.shared.examples import example_of
 
