@@ -19,6 +19,7 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from mlpower import topology
@@ -231,10 +232,14 @@ class InMemoryBus:
                 q.consumer.close()
 
 
-def connect(url: str, *, kind: str = "rabbitmq", client_name: str = "mlpower") -> Bus:
-    """The bus a service's settings ask for: ``rabbitmq`` (``url`` is an AMQP URL) or ``memory``."""
+def connect(url: str, *, kind: str = "rabbitmq", client_name: str = "mlpower",
+            spool_path: Path | None = None) -> Bus:
+    """The bus a service's settings ask for: ``rabbitmq`` (``url`` is an AMQP URL) or ``memory``.
+
+    ``spool_path``: where RabbitMQ publishes wait while the broker is away (memory when None).
+    """
     if kind == "memory":
         return InMemoryBus()
     from mlpower.rabbitmq import RabbitMQBus  # the only module that imports pika
 
-    return RabbitMQBus(url, client_name=client_name)
+    return RabbitMQBus(url, client_name=client_name, spool_path=spool_path)

@@ -2,12 +2,19 @@
 
 A run is ``run.start -> run.descriptor -> (run.page | run.mark)* -> run.stop``; ``seq`` numbers
 every document of the run from 0 so that consumers can drop duplicates and spot gaps.
+
+When ``documents.jsonl`` cannot be written (the disk is full), the partial line is cut off so
+the file stays a readable prefix of the run, the file is no longer written, ``log_error`` says
+why and ``on_log_error`` is told once; the documents still go to the bus, up to the run.stop.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +32,32 @@ from mlpower.schema import (
 )
 from mlpower.timeutil import now_utc_s
 
+log = logging.getLogger(__name__)
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def storage_reason(exc: OSError, what: str) -> str:
+    """Why a results file could not be written, in words; a full disk is named as such."""
+    if exc.errno in DISK_FULL_ERRNOS:
+        return f"results disk full: cannot write {what}: {exc.strerror or exc}"
+    return f"cannot write {what}: {exc.strerror or exc}"
+
 
 class RunStream:
-    def __init__(self, bus: Bus | None, start_fields: dict[str, Any], *, log_path: Path | None = None) -> None:
+    def __init__(self, bus: Bus | None, start_fields: dict[str, Any], *, log_path: Path | None = None,
+                 on_log_error: Callable[[str], None] | None = None) -> None:
         self._bus = bus
         self._lock = threading.Lock()
         self._seq = 0
         self._pages: dict[str, int] = {}
         self.samples = 0
         self.marks = 0
-        self._log = open(log_path, "ab") if log_path is not None else None  # noqa: SIM115 - closed in stop()
+        self.log_error: str | None = None
+        self.on_log_error = on_log_error
+        self._log_path = log_path
+        # unbuffered: each document is one write, so a failed one can be cut off exactly
+        self._log = open(log_path, "ab", buffering=0) if log_path is not None else None  # noqa: SIM115 - closed in stop()
+        self._log_size = os.fstat(self._log.fileno()).st_size if self._log is not None else 0
         self.start = self._emit(RunStart, **start_fields)
         self.routing_key = topology.run_key(self.start.lab, self.start.sut, self.start.analyzer, self.start.run_id)
         self._send(self.start)
@@ -50,10 +73,33 @@ class RunStream:
     def _send(self, document: RunDocument) -> None:
         self._seq += 1
         if self._log is not None:
-            self._log.write(encode(document) + b"\n")
-            self._log.flush()
+            self._store(encode(document) + b"\n")
         if self._bus is not None:
             self._bus.publish(document, self.routing_key)
+
+    def _store(self, line: bytes) -> None:
+        assert self._log is not None
+        try:
+            view = memoryview(line)
+            while view:
+                written = self._log.write(view)
+                if not written:
+                    raise OSError(errno.EIO, "nothing written")
+                view = view[written:]
+        except OSError as exc:
+            try:
+                os.ftruncate(self._log.fileno(), self._log_size)  # no torn line: the file stays a readable prefix
+            except OSError:
+                log.exception("could not cut the partial line off %s", self._log_path)
+            self._log.close()
+            self._log = None
+            name = self._log_path.name if self._log_path is not None else "documents.jsonl"
+            self.log_error = storage_reason(exc, name)
+            log.error("run %s: %s; its documents go on to the bus only", self.run_id, self.log_error)
+            if self.on_log_error is not None:
+                self.on_log_error(self.log_error)
+            return
+        self._log_size += len(line)
 
     def _publish(self, model: type[RunDocument], **fields: Any) -> Any:
         with self._lock:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -123,12 +124,11 @@ class BusMode:
             ask = RunWorkloadPhase(run_id=session.run_id, sut=self.settings.sut, mode=mode,
                                    workload=command.workload, settings=command.settings)
             self.bus.publish(ask, topology.command_key("agent", self.settings.sut))
-            waited = 0.0
+            deadline = time.monotonic() + self.phase_timeout_s  # the clock, not a sum of polls that run late
             while not expect.done.wait(POLL_S):
-                waited += POLL_S
                 if session.ended:
                     return None
-                if waited >= self.phase_timeout_s:
+                if time.monotonic() >= deadline:
                     return ("aborted", f"no answer from the agent for {mode} within {self.phase_timeout_s:g} s")
             if expect.state == "failed":
                 return ("failed", f"workload failed in {mode}: {expect.detail}")

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 SourceFactory = Callable[[str, float], AnalyzerSource]
 """(resource, sample_interval_s) -> an unopened source."""
 RUN_ID_RE = r"^[A-Za-z0-9_\-]{1,128}$"
+END_STATUS = {"done": "success", "failed": "failed", "aborted": "aborted"}
+"""A session's final state -> the run's status (RunCompleted, server.json)."""
 
 
 class Busy(DirectorError):
@@ -118,7 +120,7 @@ class Director:
         return f"{session_id(now_utc_s(), '')}_{uuid.uuid4().hex[:6]}"
 
     def _ended(self, session: MeasurementSession) -> None:
-        status = {"done": "success", "failed": "failed", "aborted": "aborted"}[session.state.value]
+        status = END_STATUS[session.state.value]
         if self.bus is not None:
             event = RunCompleted(run_id=session.run_id, lab=self.settings.lab, sut=self.settings.sut, status=status,
                                  reason=session.status_reason, output_dir=str(session.dir), t_utc_s=now_utc_s())
@@ -151,6 +153,9 @@ class Director:
         folder = self.run_dir(run_id)
         server_json = folder / "power" / "server.json"
         if not server_json.is_file():
+            if session is not None and session.run_id == run_id:  # ended, but a full disk refused server.json
+                return {"run_id": run_id, "state": "ended", "status": END_STATUS[session.state.value],
+                        "reason": session.status_reason, "output_dir": str(session.dir)}
             return None
         try:
             extra = json.loads(server_json.read_text(encoding="utf-8")).get("mlpower", {})

@@ -247,8 +247,12 @@ def server_json_text(summary: Mapping[str, Any]) -> str:
 def write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8", newline="")
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8", newline="")
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full disk: no half-written file; the previous one, if any, stays
+        raise
 
 
 SAMPLE_FIELDS = ("t_utc_s", "power_w", "voltage_v", "current_a", "power_factor", "voltage_range_v",
@@ -273,5 +277,9 @@ def write_parquet(path: Path, rows: Sequence[tuple[str, str | None, Reading]], m
                                            for k, v in metadata.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    try:
+        pq.write_table(table, tmp)
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise

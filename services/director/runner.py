@@ -27,7 +27,7 @@ from typing import Any
 
 from mlpower.bus import Bus
 from mlpower.errors import MlpowerError
-from mlpower.runstream import RunStream
+from mlpower.runstream import RunStream, storage_reason
 from mlpower.schema import SampleFlag
 from mlpower.timeutil import now_utc_s
 
@@ -211,7 +211,10 @@ class MeasurementSession:
             if self.config.sample_interval_s < analyzer.source.min_interval_s:
                 raise DirectorError(f"sample interval {self.config.sample_interval_s} s is below the "
                                     f"{analyzer.source.min_interval_s} s minimum of analyzer {analyzer.name}")
-        (self.dir / "power").mkdir(parents=True)
+        try:
+            (self.dir / "power").mkdir(parents=True)
+        except OSError as exc:
+            raise DirectorError(storage_reason(exc, f"session folder {self.dir}")) from exc
         try:
             for analyzer in self.analyzers:
                 try:
@@ -227,7 +230,26 @@ class MeasurementSession:
             self._close_sources()
             raise
         first = self.analyzers[0]
-        self.stream = RunStream(self.bus, {
+        try:
+            self.stream = self._open_stream(first)
+        except OSError as exc:
+            self._close_sources()
+            raise DirectorError(storage_reason(exc, "documents.jsonl")) from exc
+        if self.stream.log_error is not None:  # the disk filled before the run began
+            self.stream.stop("failed", self.stream.log_error, output_dir=str(self.dir))
+            self._close_sources()
+            raise DirectorError(self.stream.log_error)
+        self.stream.on_log_error = self._storage_failed
+        for analyzer in self.analyzers:
+            self.stream.descriptor(stream=analyzer.name, source=analyzer.source.info,
+                                   sample_interval_s=self.config.sample_interval_s)
+        self._opened = True
+        if self.metrics is not None:
+            self.metrics.set_run(self.run_id, self.identity.sut, self.identity.benchmark, self.identity.scenario,
+                                 "idle")
+
+    def _open_stream(self, first: _Analyzer) -> RunStream:
+        return RunStream(self.bus, {
             "lab": self.identity.lab, "sut": self.identity.sut, "analyzer": first.name, "run_id": self.run_id,
             "benchmark": self.identity.benchmark, "scenario": self.identity.scenario,
             "settings": {**self.config.settings, "sample_interval_s": self.config.sample_interval_s,
@@ -236,13 +258,11 @@ class MeasurementSession:
             "tier": "official" if all(a.source.info.tier == "official" for a in self.analyzers) else "informative",
             "compliant_durations": not self.config.debug,
         }, log_path=self.dir / "documents.jsonl")
-        for analyzer in self.analyzers:
-            self.stream.descriptor(stream=analyzer.name, source=analyzer.source.info,
-                                   sample_interval_s=self.config.sample_interval_s)
-        self._opened = True
-        if self.metrics is not None:
-            self.metrics.set_run(self.run_id, self.identity.sut, self.identity.benchmark, self.identity.scenario,
-                                 "idle")
+
+    def _storage_failed(self, reason: str) -> None:
+        """documents.jsonl could not be written (disk full): the run fails, from a helper thread
+        (the caller may be a recorder's publisher, which ``fail`` waits for)."""
+        threading.Thread(target=self.fail, args=(reason,), name=f"fail-{self.run_id}", daemon=True).start()
 
     def _analyzer_up(self, analyzer: _Analyzer, up: bool) -> None:
         if self.metrics is not None:
@@ -378,7 +398,12 @@ class MeasurementSession:
                 return
             self.phases[mode].append([now_utc_s(), time.monotonic()])
             self._cancel.wait(self.config.sleep_s)
-            self._end_phase(mode)
+            try:
+                self._end_phase(mode)
+            except OSError as exc:  # the phase's files could not be written: the run cannot be trusted
+                reason = storage_reason(exc, f"the {mode} files")
+                self.fail(reason)
+                raise PhaseError(reason) from exc
             self.phases[mode].append([now_utc_s(), time.monotonic()])
             self.log.info(f"{mode} stopped: {sum(len(a.readings[mode]) for a in self.analyzers)} samples")
 
@@ -461,18 +486,35 @@ class MeasurementSession:
             running = next((m for m in ("ranging", "testing") if self.state.value == m), None)
             self._step(event)
             self.status_reason = reason
+            unwritten: list[str] = []  # files a full disk refused: the run is not a success then
+
+            def write(what: str, action: Callable[[], None]) -> None:
+                try:
+                    action()
+                except OSError as exc:
+                    unwritten.append(storage_reason(exc, what))
+                    self.log.error(unwritten[-1])
+
             if running is not None:
-                self._end_phase(running)
+                write(f"the {running} files", lambda: self._end_phase(running))
                 self.phases[running].append([now_utc_s(), time.monotonic()])
             if event is not Event.DONE:
                 self.log.error(f"session {status}: {reason}")
             if not (self.dir / "power" / "ptd_logs.txt").exists():
-                self._write_ptd_logs()
+                write("power/ptd_logs.txt", self._write_ptd_logs)
             self._restore_ranges()
+            write("samples.parquet", lambda: self._write_parquet(status, reason))
+            if unwritten and status == "success":
+                status, reason = "failed", unwritten[0]
+                self.state, self.status_reason = State.FAILED, reason
+                self.log.error(f"session {status}: {reason}")
             self.log.info(f"session {self.run_id} {status}")
-            outputs.write_text(self.dir / "power" / "server.log", self.log.text())
-            outputs.write_text(self.dir / "power" / "server.json", outputs.server_json_text(self.summary(status)))
-            self._write_parquet(status, reason)
+            write("power/server.log", lambda: outputs.write_text(self.dir / "power" / "server.log", self.log.text()))
+            write("power/server.json", lambda: outputs.write_text(self.dir / "power" / "server.json",
+                                                                  outputs.server_json_text(self.summary(status))))
+            if unwritten and status == "success":  # server.log or server.json itself: the record is incomplete
+                status, reason = "failed", unwritten[0]
+                self.state, self.status_reason = State.FAILED, reason
             self._close_sources()
             if self.stream is not None:
                 self.stream.stop(status, reason, output_dir=str(self.dir))

@@ -21,6 +21,7 @@ from .director import Director, SourceFactory
 from .errors import DirectorError
 from .metrics import DirectorMetrics
 from .powerdev_server import PowerDevServer
+from .recovery import recover_interrupted_runs
 from .settings import DirectorSettings
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class DirectorService:
         return int(self._uvicorn.servers[0].sockets[0].getsockname()[1])
 
     def start(self) -> DirectorService:
+        # runs a killed predecessor left open are closed (aborted, samples kept) before any new session
+        recover_interrupted_runs(self.settings, self.bus)
         if self.bus_mode is not None:
             self.bus_mode.start()
         if self.powerdev is not None:

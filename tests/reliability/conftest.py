@@ -11,3 +11,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("reliability summary")
     for line in LEDGER.lines():
         terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
+    """Crashes must be 0: one recorded by a test that otherwise passed still fails the run."""
+    if LEDGER.crashes and exitstatus == 0:
+        session.exitstatus = 1

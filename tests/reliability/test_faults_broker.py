@@ -1,0 +1,113 @@
+"""Fault: RabbitMQ restarted in the middle of a run.
+
+A real RabbitMQ node, a real ``mlpower sim`` and a real ``mlpower director`` (with a spool folder)
+measure a timed run; the broker is stopped and started (``rabbitmqctl stop_app``/``start_app``)
+while the director publishes sample pages. A consumer that lives through the restart must see
+every document the director wrote to its ``documents.jsonl`` exactly once after dropping
+replayed duplicates by (run_id, seq): no page lost, none doubled.
+
+The node is a private one (own port and data folder): stopping the shared broker would break
+every other test and service on it. It is always stopped in a finaliser, even on failure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlpower.rabbitmq import RabbitMQBus
+from mlpower.schema import RunStop, SamplePage
+
+from tests.reliability.collect import RunCollector, file_documents, page_samples
+from tests.reliability.ledger import LEDGER
+from tests.reliability.procs import (
+    Broker,
+    check_no_crash,
+    director_env,
+    director_url,
+    http,
+    sim_resource,
+    simulator,
+    start_director,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def broker(unique: str) -> Iterator[Broker]:
+    why_not = Broker.available()
+    if why_not is not None:
+        pytest.skip(f"no private RabbitMQ node here: {why_not}")
+    node = Broker(f"mlpfault{unique}")
+    try:
+        yield node.launch()
+    finally:
+        node.shutdown()  # the finaliser: the node goes whatever happened above
+
+
+def _pages_on_disk(run_dir: Path) -> int:
+    path = run_dir / "documents.jsonl"
+    if not path.exists():
+        return 0
+    return path.read_bytes().count(b'"type":"run.page"')
+
+
+def test_broker_restart_mid_run_loses_and_doubles_no_page(broker: Broker, tmp_path: Path, unique: str) -> None:
+    lab = f"lab{unique}"
+    results, spool = tmp_path / "results", tmp_path / "spool"
+    consumer_bus = RabbitMQBus(broker.url, client_name="fault-consumer")
+    collector = RunCollector(consumer_bus, lab, durable=True).start()
+    try:
+        with simulator(tmp_path / "logs") as sim:
+            env = director_env(analyzer=sim_resource(sim), results=results, amqp_url=broker.url, lab=lab,
+                               MLPOWER_SPOOL_DIR=str(spool))
+            director = start_director(env, tmp_path / "logs")
+            try:
+                status, accepted = http("POST", director_url(director, "/runs"),
+                                        {"phase_s": 2.5, "sample_interval_s": 0.1})
+                assert status == 202, accepted
+                run_id, run_dir = accepted["run_id"], Path(accepted["output_dir"])
+                wait_until(lambda: _pages_on_disk(run_dir) >= 3, 15, "the first pages of the run")
+
+                LEDGER.fault("rabbitmq restarted mid-run")
+                broker.stop_app()
+                down_at = _pages_on_disk(run_dir)
+                time.sleep(1.0)  # the broker stays away while the director samples on
+                broker.start_app()
+                up_at = _pages_on_disk(run_dir)
+                assert up_at > down_at, "the director must keep sampling while the broker is away"
+
+                completed = collector.wait_completed(run_id, timeout_s=30)
+                assert completed.status == "success", completed.reason
+                written = file_documents(run_dir)
+                assert isinstance(written[-1], RunStop)
+                got = collector.wait_all(run_id, len(written), timeout_s=30)
+                time.sleep(0.5)  # anything extra (a doubled page under a new seq) would show up now
+                got = collector.documents[run_id]
+            finally:
+                director.stop()
+            log = director.log()
+            check_no_crash(director, sim)
+    finally:
+        collector.close(delete=True)
+        consumer_bus.close()
+
+    # the fault really hit the publishing path: pages went to the spool and came back out of it
+    assert "spooling until the broker is back" in log, log[-3000:]
+    assert (spool / "director-sut.jsonl").read_bytes() == b"", "the spool must be empty once replayed"
+    # exactly once downstream, after dedupe by (run_id, seq): the same documents as on disk
+    assert sorted(got) == [d.seq for d in written] == list(range(len(written)))
+    assert all(got[d.seq] == d for d in written), "a document arrived different from the one written"
+    pages = [d for d in written if isinstance(d, SamplePage)]
+    received_pages = [d for d in got.values() if isinstance(d, SamplePage)]
+    assert len(received_pages) == len(pages) and written[-1].pages == len(pages)
+    assert [(p.stream, p.mode, p.page) for p in sorted(received_pages, key=lambda p: p.seq)] == \
+        [(p.stream, p.mode, p.page) for p in pages]
+    sent = page_samples(written)
+    received = page_samples(received_pages)
+    assert sent == received == written[-1].samples > 0
+    LEDGER.samples(sent, received)
