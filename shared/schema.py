@@ -14,15 +14,34 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 SCHEMA_VERSION = 1
 
 
 class SchemaModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # JSON has no infinity or NaN: a non-finite number would come back as null, so it is refused
+    # here and a missing value is said with None (and a flag) instead.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _finite_json(value: Any, where: str = "") -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"non-finite number {value} at {where or '<root>'} (JSON cannot carry it)")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _finite_json(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _finite_json(item, f"{where}[{index}]")
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_json)]
+"""Free-form settings and evidence: any JSON, and only JSON."""
 
 
 class Message(SchemaModel):
@@ -101,7 +120,7 @@ class RunStart(RunDocument):
     benchmark: str = ""
     scenario: str = ""
     modes: tuple[Mode, ...] = ("ranging", "testing")
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: JsonObject = Field(default_factory=dict)
     t_utc_s: float
     tier: Tier = "informative"
     compliant_durations: bool = True
@@ -188,7 +207,7 @@ class StartRun(Message):
     modes: tuple[Mode, ...] = ("ranging", "testing")
     sample_interval_s: float = Field(default=1.0, gt=0)
     workload: str = ""
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: JsonObject = Field(default_factory=dict)
 
 
 class StopRun(Message):
@@ -212,7 +231,7 @@ class RunWorkloadPhase(Message):
     sut: str
     mode: Mode
     workload: str
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: JsonObject = Field(default_factory=dict)
 
 
 class RebuildFigures(Message):
@@ -253,7 +272,7 @@ class Finding(SchemaModel):
     severity: Literal["error", "warning", "info"]
     status: Literal["pass", "fail", "not_applicable"]
     message: str
-    evidence: dict[str, Any] = Field(default_factory=dict)
+    evidence: JsonObject = Field(default_factory=dict)
 
 
 class LiveFinding(Message):

@@ -53,3 +53,13 @@ def test_families_route_to_their_exchange() -> None:
     assert s.family(example_of(s.SamplePage, "r")) == "runs"
     assert s.family(example_of(s.StartRun, "r")) == "commands"
     assert s.family(example_of(s.RunAnalyzed, "r")) == "events"
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_numbers_are_refused_rather_than_sent_as_null(value: float) -> None:
+    with pytest.raises(ValidationError, match="finite"):
+        s.StartRun(sut="s", settings={"nested": {"x": [1.0, value]}})
+    with pytest.raises(ValidationError):
+        example_of(s.PhaseMark, "r", t_utc_s=value)
+    with pytest.raises(s.DecodeError):
+        s.decode(b'{"type": "cmd.start_run", "v": 1, "sut": "s", "settings": {"": Infinity}}')
