@@ -131,36 +131,42 @@ def test_no_secret_in_logs_files_or_answers(tmp_path: Path, logs: list[str]) -> 
     figures = _start_cli(["figures", "serve", "--no-bus", "--port", "0"], _environment(
         tmp_path, MLPOWER_API_TOKEN=None, MLPOWER_API_TOKEN_FILE=str(token_file),  # the token from a file
         MLPOWER_FIGURES_DIR=str(tmp_path / "figures"), MLPOWER_RESULTS_DIR=str(tmp_path / "figures-results")))
-    answers: list[str] = []
-    with start_simulator(port=0, control_port=0, api_token=TOKEN) as simulator:
-        settings = load_settings(DirectorSettings, analyzer=f"TCPIP0::127.0.0.1::{simulator.port}::SOCKET",
-                                 results_dir=tmp_path / "director", powerdev_port=0, http_port=0, bus="memory",
-                                 analyzer_sleep_s=0.2, sample_interval_s=0.25, api_token=TOKEN,
-                                 amqp_url=SECRET_AMQP)
-        service = DirectorService(settings).start()
-        try:
-            agent = subprocess.run(
-                [sys.executable, "-m", "mlpower.sut_agent", "--server", f"127.0.0.1:{service.powerdev_port}",
-                 "--workload", "builtin:offline", "--out", str(tmp_path / "agent"), "--label", "sec",
-                 "--duration-s", "1"],
-                env=_environment(tmp_path), capture_output=True, text=True, timeout=180)
-            assert agent.returncode == 0, agent.stderr[-3000:]
-            answers += [agent.stdout, agent.stderr]
-            base = f"http://127.0.0.1:{service.http_port}"
-            runs = httpx.get(f"{base}/runs", timeout=10).json()
-            assert runs, "the session left no run"
-            for path in ("/status", "/metrics", "/runs", f"/runs/{runs[0]['run_id']}", "/openapi.json"):
-                answers.append(httpx.get(f"{base}{path}", timeout=10).text)
-            bad = httpx.post(f"{base}/runs", json={}, headers={"Authorization": "Bearer wrong"}, timeout=10)
-            assert bad.status_code == 401
-            answers.append(bad.text)
-            sim = f"http://127.0.0.1:{simulator.control_port}"
-            answers += [httpx.get(f"{sim}{p}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).text
-                        for p in ("/state", "/metrics", "/healthz")]
-        finally:
-            service.stop()
-    answers.append(_stop_cli(analytics, "Uvicorn running"))
-    answers.append(_stop_cli(figures, "Uvicorn running"))
+    try:
+        answers: list[str] = []
+        with start_simulator(port=0, control_port=0, api_token=TOKEN) as simulator:
+            settings = load_settings(DirectorSettings, analyzer=f"TCPIP0::127.0.0.1::{simulator.port}::SOCKET",
+                                     results_dir=tmp_path / "director", powerdev_port=0, http_port=0, bus="memory",
+                                     analyzer_sleep_s=0.2, sample_interval_s=0.25, api_token=TOKEN,
+                                     amqp_url=SECRET_AMQP)
+            service = DirectorService(settings).start()
+            try:
+                agent = subprocess.run(
+                    [sys.executable, "-m", "mlpower.sut_agent", "--server", f"127.0.0.1:{service.powerdev_port}",
+                     "--workload", "builtin:offline", "--out", str(tmp_path / "agent"), "--label", "sec",
+                     "--duration-s", "1"],
+                    env=_environment(tmp_path), capture_output=True, text=True, timeout=180)
+                assert agent.returncode == 0, agent.stderr[-3000:]
+                answers += [agent.stdout, agent.stderr]
+                base = f"http://127.0.0.1:{service.http_port}"
+                runs = httpx.get(f"{base}/runs", timeout=10).json()
+                assert runs, "the session left no run"
+                for path in ("/status", "/metrics", "/runs", f"/runs/{runs[0]['run_id']}", "/openapi.json"):
+                    answers.append(httpx.get(f"{base}{path}", timeout=10).text)
+                bad = httpx.post(f"{base}/runs", json={}, headers={"Authorization": "Bearer wrong"}, timeout=10)
+                assert bad.status_code == 401
+                answers.append(bad.text)
+                sim = f"http://127.0.0.1:{simulator.control_port}"
+                answers += [httpx.get(f"{sim}{p}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).text
+                            for p in ("/state", "/metrics", "/healthz")]
+            finally:
+                service.stop()
+        answers.append(_stop_cli(analytics, "Uvicorn running"))
+        answers.append(_stop_cli(figures, "Uvicorn running"))
+    finally:
+        for process in (analytics, figures):  # a failed assertion above must not leave them running
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
 
     leaks = [leak for i, text in enumerate(answers) for leak in _leaks(text, f"answer/output #{i}")]
     leaks += [leak for line in logs for leak in _leaks(line, f"log line {line[:80]!r}")]
