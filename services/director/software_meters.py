@@ -286,9 +286,8 @@ def _text(value: Any) -> str:
     return str(value) if value is not None else ""
 
 
-def nvml_status(index: int = 0, nvml_module: Any | None = None) -> tuple[bool, str]:
-    """(available, reason or description) for ``nvml:<index>`` without keeping it open."""
-    source = NvmlSource(index, nvml_module=nvml_module)
+def _probe(source: NvmlSource | RaplSource) -> tuple[bool, str]:
+    """(available, reason or description) of a software meter, without keeping it open."""
     try:
         source.open()
     except SourceUnavailable as exc:
@@ -297,6 +296,11 @@ def nvml_status(index: int = 0, nvml_module: Any | None = None) -> tuple[bool, s
         return True, source.identify()
     finally:
         source.close()
+
+
+def nvml_status(index: int = 0, nvml_module: Any | None = None) -> tuple[bool, str]:
+    """(available, reason or description) for ``nvml:<index>`` without keeping it open."""
+    return _probe(NvmlSource(index, nvml_module=nvml_module))
 
 
 # --------------------------------------------------------------------------- RAPL
@@ -460,12 +464,4 @@ def _read_text(path: Path) -> str:
 
 def rapl_status(zone: str = "", powercap_root: str | os.PathLike[str] | None = None) -> tuple[bool, str]:
     """(available, reason or description) for ``rapl[:zone]``."""
-    source = RaplSource(zone, powercap_root=powercap_root)
-    try:
-        source.open()
-    except SourceUnavailable as exc:
-        return False, exc.reason
-    try:
-        return True, source.identify()
-    finally:
-        source.close()
+    return _probe(RaplSource(zone, powercap_root=powercap_root))
