@@ -18,19 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlpower.powerdev import FETCH_FILES
 from mlpower.schema import SampleFlag
 
 from .merge import merge_by_time, usable_power
 from .sources import Reading
 
-DOWNLOADABLE: tuple[str, ...] = (
-    "power/ptd_logs.txt",
-    "ranging/spl.txt",
-    "power/server.json",
-    "power/server.log",
-    "run_1/spl.txt",
-    "run_1/ptd_out.txt",
-)
+DOWNLOADABLE = FETCH_FILES
 """power-dev's FETCH_FILES_LIST: the only files ``download`` serves."""
 
 MODE_DIR = {"ranging": "ranging", "testing": "run_1"}

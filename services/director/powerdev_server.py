@@ -19,7 +19,6 @@ make the director buffer without bound. Other deliberate differences, all safe-s
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import socket
 import subprocess
@@ -32,18 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from mlpower.errors import MlpowerError
+from mlpower.powerdev import CHUNK_BYTES, CLIENT_MAGIC, FETCH_FILES, LABEL_PATTERN, SERVER_MAGIC, set_keepalive
 from mlpower.timeutil import now_utc_s
 
-from .outputs import DOWNLOADABLE
 from .runner import MeasurementSession, PhaseError, ServerLog
 from .session import InvalidTransition
 
 log = logging.getLogger(__name__)
 
-CLIENT_MAGIC = "mlcommons/power client v3"
-SERVER_MAGIC = "mlcommons/power server v3"
-LABEL_RE = re.compile(r"^[A-Za-z0-9_\-]*$")
-CHUNK_BYTES = 1 << 20
 NOT_RECORDED = ("done", "download", "cleanup")  # exchanges that neither side's JSON records
 LOG_REPLY_LIMIT = 1000
 
@@ -158,7 +153,7 @@ class PowerDevServer:
             except OSError:
                 break
             sock.settimeout(None)
-            self._keepalive(sock)
+            set_keepalive(sock)
             conn = _Connection(sock, f"{address[0]}:{address[1]}")
             self._conn = conn
             try:
@@ -177,13 +172,6 @@ class PowerDevServer:
                 self._closing.set()
                 if self._on_stop_requested is not None:
                     self._on_stop_requested()
-
-    @staticmethod
-    def _keepalive(sock: socket.socket) -> None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        for name, value in (("TCP_KEEPIDLE", 2), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", 10)):
-            if hasattr(socket, name):
-                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
     def _connection_lost(self, conn: _Connection) -> None:
         session = self.session
@@ -284,7 +272,7 @@ class PowerDevServer:
         if len(fields) != 3:
             return "Error"
         _, label, client_uuid = fields
-        if not LABEL_RE.match(label):
+        if not LABEL_PATTERN.match(label):
             return "Error: invalid label"
         client_uuid = str(uuid.UUID(client_uuid))  # ValueError -> Error: exception
         if self.session is not None and not self.session.ended:
@@ -329,7 +317,7 @@ class PowerDevServer:
         session = self.session
         if session is None or conn.last_sid is None or sid != conn.last_sid or session.run_id != sid:
             return None
-        if relpath not in DOWNLOADABLE:  # an allow-list: no traversal, no other file of the folder
+        if relpath not in FETCH_FILES:  # an allow-list: no traversal, no other file of the folder
             return None
         try:  # and a listed name that is a symlink out of the session folder is not the session's file
             path = (session.dir / relpath).resolve(strict=True)

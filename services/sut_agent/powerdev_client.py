@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import shutil
 import socket
 import time
@@ -22,6 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlpower.powerdev import (
+    CLIENT_MAGIC,
+    DEFAULT_PORT,
+    FETCH_FILES,
+    LABEL_PATTERN,
+    PROTOCOL_VERSION,
+    SERVER_MAGIC,
+    set_keepalive,
+)
 from mlpower.sut_agent import clock
 from mlpower.sut_agent.client_outputs import SessionLog, client_summary, dump_summary, hash_tree
 from mlpower.sut_agent.errors import AgentError, ConnectionLost, ProtocolError, WorkloadError
@@ -31,21 +39,6 @@ from mlpower.sut_agent.workloads import Workload
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 3
-CLIENT_MAGIC = f"mlcommons/power client v{PROTOCOL_VERSION}"
-SERVER_MAGIC = f"mlcommons/power server v{PROTOCOL_VERSION}"
-DEFAULT_PORT = 4950
-LABEL_PATTERN = re.compile(r"^[A-Za-z0-9_\-]*$")
-# The files fetched after ``done``, in power-dev's order (§2.4).
-FETCH_FILES: tuple[str, ...] = (
-    "power/ptd_logs.txt",
-    "ranging/spl.txt",
-    "power/server.json",
-    "power/server.log",
-    "run_1/spl.txt",
-    "run_1/ptd_out.txt",
-)
-KEEPALIVE = {"TCP_KEEPIDLE": 2, "TCP_KEEPINTVL": 2, "TCP_KEEPCNT": 10}  # a dead peer shows after ~22 s
 DOWNLOAD_PIECE_BYTES = 1 << 20
 
 
@@ -62,10 +55,7 @@ class PowerDevConnection:
         except OSError as exc:
             raise ConnectionLost(f"cannot connect to the power-dev server at {self.address}: {exc}") from exc
         self._sock.settimeout(reply_timeout_s)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        for name, value in KEEPALIVE.items():
-            if hasattr(socket, name):
-                self._sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+        set_keepalive(self._sock)
         self._buffer = b""
         self.reply_timeout_s = reply_timeout_s
 
