@@ -5,15 +5,21 @@ BIN := $(VENV)/bin
 AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 export AMQP_URL
 
-.PHONY: venv demo test test-fast lint schemas bench rabbitmq clean
+.PHONY: venv dev demo test test-fast lint schemas bench rabbitmq clean
 
-$(BIN)/mlpower: pyproject.toml
+# The demo needs the runtime only; the tests add the dev tools on top of the same environment.
+$(VENV)/.runtime: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
-	touch $(BIN)/mlpower
+	$(BIN)/python -m pip install -q -e .
+	touch $@
 
-venv: $(BIN)/mlpower
+$(VENV)/.dev: $(VENV)/.runtime
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.runtime
+dev: $(VENV)/.dev
 
 rabbitmq:
 	bash scripts/ensure_rabbitmq.sh
@@ -21,20 +27,20 @@ rabbitmq:
 demo: venv
 	$(BIN)/mlpower demo
 
-test: venv rabbitmq
+test: dev rabbitmq
 	$(BIN)/python -m pytest -q
 
-test-fast: venv
+test-fast: dev
 	$(BIN)/python -m pytest -q -m "not slow"
 
-lint: venv
-	$(BIN)/ruff check shared services tests bench
+lint: dev
+	$(BIN)/ruff check shared services tests bench deploy
 	$(BIN)/mypy shared
 
 schemas: venv
 	$(BIN)/mlpower schemas write
 
-bench: venv rabbitmq
+bench: dev rabbitmq
 	$(BIN)/python -m bench
 
 clean:
