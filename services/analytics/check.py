@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,7 +12,7 @@ from rich.table import Table
 
 from .errors import InputError
 from .rules import RULES, CheckOptions, Rule, run_rule
-from .run_tree import RunTree, read_tree
+from .run_tree import RunTree, read_json, read_tree
 from .summary import analyze_tree
 
 
@@ -50,12 +49,7 @@ def check_tree(tree: RunTree, options: CheckOptions | None = None,
 
 def load_sources_checksums(path: Path) -> tuple[dict[str, str], ...]:
     """``sources_checksums.json``: a list of {relative path: sha1} dicts (one per accepted release)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from exc
+    data = read_json(path)
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list) or not all(isinstance(entry, dict) for entry in data):

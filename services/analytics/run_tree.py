@@ -167,13 +167,18 @@ def find_run_root(path: Path) -> Path:
     raise NotARunError(f"{path}: not a run folder (no power/, ranging/ or run_1/)")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> Any:
+    """A JSON file's content; an unreadable file or bad JSON is an InputError naming file (and line)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise InputError(f"{path.name}: cannot read: {exc.strerror or exc}") from exc
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from exc
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    data = read_json(path)
     if not isinstance(data, dict):
         raise InputError(f"{path}: not a JSON object")
     return data
