@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlpower import topology
-from mlpower.bus import Bus, InMemoryBus
+from mlpower.bus import Bus, InMemoryBus, Subscription
 from mlpower.lab.embedded import EmbeddedLab, LabOptions
 from mlpower.lab.errors import LabError
 from mlpower.lab.progress import Progress
@@ -46,13 +46,13 @@ class DemoResult:
     figure_files: list[str]
 
 
-def _listen(bus: Bus, lab: str, progress: Progress) -> None:
+def _listen(bus: Bus, lab: str, progress: Progress) -> list[Subscription]:
     def update(message: Any, _delivery: Any) -> None:
         progress.update(message)
 
-    for exchange, pattern in ((topology.RUNS_EXCHANGE, topology.run_key(lab, "*", "*", "*")),
-                              (topology.EVENTS_EXCHANGE, f"*.{lab}.*")):
-        bus.subscribe(topology.QueueSpec("", exchange, (pattern,), durable=False, exclusive=True), update)
+    return [bus.subscribe(topology.QueueSpec("", exchange, (pattern,), durable=False, exclusive=True), update)
+            for exchange, pattern in ((topology.RUNS_EXCHANGE, topology.run_key(lab, "*", "*", "*")),
+                                      (topology.EVENTS_EXCHANGE, f"*.{lab}.*"))]
 
 
 def _wait_for_figures(lab: EmbeddedLab, run_id: str, timeout_s: float) -> list[str]:
@@ -72,35 +72,48 @@ def run_demo(options: DemoOptions, console: Console, bus: Bus | None = None,
              lab_options: LabOptions | None = None) -> DemoResult:
     if options.scenario not in SCENARIOS:
         raise LabError(f"unknown scenario {options.scenario!r}: choose one of {', '.join(SCENARIOS)}")
+    own_bus = bus is None
     bus = bus or InMemoryBus()
+    try:
+        return _run(options, console, bus, lab_options)
+    finally:
+        if own_bus:
+            bus.close()
+
+
+def _run(options: DemoOptions, console: Console, bus: Bus, lab_options: LabOptions | None) -> DemoResult:
     lab_options = lab_options or LabOptions(results_dir=options.out, sample_interval_s=options.sample_interval_s,
                                             analyzer_sleep_s=options.analyzer_sleep_s)
     run_id = time.strftime("demo-%Y%m%dT%H%M%SZ", time.gmtime(now_utc_s()))
     progress = Progress(run_id=run_id)
-    _listen(bus, lab_options.lab, progress)
+    listeners = _listen(bus, lab_options.lab, progress)
     console.print(f"[bold]mlpower demo[/bold]: {SCENARIOS[options.scenario]} scenario, "
                   f"{options.duration_s:.0f} s per LoadGen run (shortened: non-compliant), results in {options.out}")
-    with EmbeddedLab(lab_options, bus) as lab:
-        console.print(f"simulated WT310E at {lab.analyzer_resource} (load follows the SUT agent's workload); "
-                      f"director power-dev server on 127.0.0.1:{lab.director.powerdev_port}")
-        bus.publish(
-            StartRun(sut=lab_options.sut, run_id=run_id, benchmark="resnet-numpy (built-in)",
-                     scenario=SCENARIOS[options.scenario], workload=f"builtin:{options.scenario}",
-                     sample_interval_s=options.sample_interval_s, settings={"duration_s": options.duration_s}),
-            topology.command_key("director", lab_options.sut),
-        )
-        deadline = time.monotonic() + options.timeout_s
-        with Live(progress.line(), console=console, refresh_per_second=4, transient=False) as live:
-            while progress.analyzed is None:
-                if time.monotonic() > deadline:
-                    raise LabError(f"run {run_id} not analyzed within {options.timeout_s:.0f} s "
-                                   f"(last phase: {progress.phase})")
+    try:
+        with EmbeddedLab(lab_options, bus) as lab:
+            console.print(f"simulated WT310E at {lab.analyzer_resource} (load follows the SUT agent's workload); "
+                          f"director power-dev server on 127.0.0.1:{lab.director.powerdev_port}")
+            bus.publish(
+                StartRun(sut=lab_options.sut, run_id=run_id, benchmark="resnet-numpy (built-in)",
+                         scenario=SCENARIOS[options.scenario], workload=f"builtin:{options.scenario}",
+                         sample_interval_s=options.sample_interval_s, settings={"duration_s": options.duration_s}),
+                topology.command_key("director", lab_options.sut),
+            )
+            deadline = time.monotonic() + options.timeout_s
+            with Live(progress.line(), console=console, refresh_per_second=4, transient=False) as live:
+                while progress.analyzed is None:
+                    if time.monotonic() > deadline:
+                        raise LabError(f"run {run_id} not analyzed within {options.timeout_s:.0f} s "
+                                       f"(last phase: {progress.phase})")
+                    live.update(progress.line())
+                    time.sleep(0.25)
                 live.update(progress.line())
-                time.sleep(0.25)
-            live.update(progress.line())
-        analyzed = progress.analyzed
-        console.print("rendering the run's figures ...")
-        figure_files = _wait_for_figures(lab, run_id, options.figures_timeout_s)
+            analyzed = progress.analyzed
+            console.print("rendering the run's figures ...")
+            figure_files = _wait_for_figures(lab, run_id, options.figures_timeout_s)
+    finally:
+        for listener in listeners:
+            listener.close()
     run_dir = options.out / run_id
     report_path = write_report(analyzed, run_dir / "compliance.json")
     print_summary(console, analyzed, {

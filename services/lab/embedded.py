@@ -88,8 +88,9 @@ class EmbeddedLab:
             self.figures = FiguresService(o.data_dir, o.results_dir / "figures", results_dir=o.results_dir,
                                           bus=self.bus, lab=o.lab)
             stack.callback(self.figures.close)
-            self.bus.subscribe(self._queue("figures", topology.EVENTS_EXCHANGE, (f"run_analyzed.{o.lab}.*",)),
-                               self.figures.on_message)
+            figures_events = self.bus.subscribe(
+                self._queue("figures", topology.EVENTS_EXCHANGE, (f"run_analyzed.{o.lab}.*",)), self.figures.on_message)
+            stack.callback(figures_events.close)
 
             self.simulator = start_simulator(
                 port=0, load=f"follow:{o.idle_power_w}:{o.load_power_w}", seed=o.seed, bus=self.bus, lab=o.lab,
