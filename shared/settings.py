@@ -17,7 +17,11 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "mlperf_power"
+# The repository carries its own copy of the public results and of the traces (shared/data, package
+# data of ``mlpower``), so every install, the images included, works without a data mount.
+PACKAGE_DATA_DIR = Path(__file__).resolve().parent / "data"
+DEFAULT_DATA_DIR = PACKAGE_DATA_DIR / "mlperf_power"
+DEFAULT_TRACES_DIR = PACKAGE_DATA_DIR / "traces"
 
 
 class ServiceSettings(BaseSettings):

@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: paths to the project and to ../shared, and the real broker."""
+"""Fixtures shared by every test: paths to the project and its data copies, and the real broker."""
 
 from __future__ import annotations
 
@@ -12,25 +12,23 @@ from urllib.parse import urlsplit
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DIR = PROJECT_ROOT.parent / "shared"
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """../shared beside the project; a missing folder fails loudly rather than skipping."""
-    assert (SHARED_DIR / "docs").is_dir(), f"reference folder {SHARED_DIR} is missing (it must sit beside the project)"
-    return SHARED_DIR
+def data_dir() -> Path:
+    """The repository's copy of the public MLPerf Power results (MLPOWER_DATA_DIR's default)."""
+    from mlpower.settings import DEFAULT_DATA_DIR
+
+    return DEFAULT_DATA_DIR
 
 
 @pytest.fixture(scope="session")
-def data_dir(shared_dir: Path) -> Path:
-    return shared_dir / "data" / "mlperf_power"
+def trace_csv() -> Path:
+    """The repository's copy of the measured H200 NVML trace."""
+    from mlpower.settings import DEFAULT_TRACES_DIR
 
-
-@pytest.fixture(scope="session")
-def trace_csv(shared_dir: Path) -> Path:
-    return shared_dir / "data" / "traces" / "h200_nvml_trace.csv"
+    return DEFAULT_TRACES_DIR / "h200_nvml_trace.csv"
 
 
 def _broker_answers(url: str) -> bool:

@@ -1,6 +1,6 @@
 """What a WT310E reads for a given true load: a small pure function of (true power, time, settings, RNG).
 
-Numbers come from ../shared/docs/wt310e.md section 2: ranges per crest factor, the 45-66 Hz accuracy
+Numbers come from docs/wt310e.md section 2: ranges per crest factor, the 45-66 Hz accuracy
 ±(0.1 % of reading + 0.05 % of range) plus the power-factor term, overrange above 140 % of range,
 the small-signal floor (0.5 % of range) that reads as zero, clipping above 333 % of range, 5-digit
 resolution relative to range, and the auto-range rules (up above 130 % RMS or 300 % peak, down at

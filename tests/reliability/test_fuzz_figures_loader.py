@@ -1,6 +1,6 @@
 """Fuzz the figures' results loader and every figure computation with corrupted result CSVs.
 
-A slice of each public table (tests read ../shared/data; nothing is copied into the repository)
+A slice of each public table (read from the repository's copy)
 is corrupted line by line: truncated lines, junk and non-UTF-8 bytes, thousands separators in
 the wrong places, dropped or renamed columns, quoted newlines. Loading and computing every figure
 in both modes must then either succeed or raise ``FiguresError`` naming the file and a line;
@@ -25,7 +25,7 @@ from mlpower.settings import DEFAULT_DATA_DIR
 
 from tests.reliability.ledger import LEDGER
 
-DATA_DIR = DEFAULT_DATA_DIR  # ../shared/data/mlperf_power, read in place
+DATA_DIR = DEFAULT_DATA_DIR  # the repository's copy, read in place
 PAIR_STRIDE = 3
 MAX_LINE = 560  # corruptions pick a line up to here (the longest slice has ~550)
 JUNK = [b"\x00", b"\xff\xfe", b"\xc3(", b"\r", b'"', b",", b";", b"\t", b"\xe2\x80\xa8", "é".encode(), b"\xef\xbb\xbf"]
