@@ -8,12 +8,13 @@ must run in UTC, §6.1). Everything else comes from the ``:::MLLOG`` JSON lines.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from mlpower.ptdformat import parse_ptd_time
 
 from .errors import InputError
 
@@ -23,8 +24,7 @@ _STAMP = re.compile(r"\d*-\d*-\d* \d*:\d*:\d*\.\d*")
 
 def parse_stamp(text: str) -> float:
     """``MM-DD-YYYY HH:MM:SS.fff`` (PTD, spl.txt, LoadGen markers), read as UTC seconds."""
-    parsed = dt.datetime.strptime(text.strip(), "%m-%d-%Y %H:%M:%S.%f")
-    return parsed.replace(tzinfo=dt.UTC).timestamp()
+    return parse_ptd_time(text)
 
 
 @dataclass(frozen=True)

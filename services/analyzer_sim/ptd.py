@@ -15,7 +15,6 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, TextIO
 
@@ -24,6 +23,7 @@ from mlpower.analyzer_sim.errors import PtdArgumentError
 from mlpower.analyzer_sim.faults import Faults
 from mlpower.analyzer_sim.instrument import Clock, Instrument
 from mlpower.analyzer_sim.readiness import wait_readable
+from mlpower.ptdformat import format_ptd_time, sample_line, uncertainty_reply, watts_reply
 
 PTD_VERSION = "1.11.1"
 PTD_BUILD_DATE = "20240910"
@@ -237,16 +237,6 @@ class ScpiMeter:
 # ---------------------------------------------------------------------------------- samples and formats
 
 
-def ptd_time(t_utc_s: float) -> str:
-    """``MM-DD-YYYY HH:MM:SS.mmm`` in UTC, as PTD prints and logs it."""
-    moment = datetime.fromtimestamp(t_utc_s, tz=UTC)
-    return moment.strftime("%m-%d-%Y %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
-
-
-def _six(value: float) -> str:
-    return f"{value:.6f}" if math.isfinite(value) else "-1.000000"  # -1 = not available
-
-
 @dataclass(frozen=True)
 class Sample:
     t_utc_s: float
@@ -255,8 +245,7 @@ class Sample:
 
     def rl_line(self) -> str:
         r = self.reading
-        return (f"Time,{ptd_time(self.t_utc_s)},Watts,{_six(r.power_w)},Volts,{_six(r.voltage_v)},"
-                f"Amps,{_six(r.current_a)},PF,{_six(r.power_factor)}")
+        return sample_line(self.t_utc_s, r.power_w, r.voltage_v, r.current_a, r.power_factor)
 
     def log_line(self) -> str:
         return f"{self.rl_line()},Mark,{self.mark}"
@@ -353,7 +342,7 @@ class PtdServer:
             pass
 
     def say(self, message: str) -> None:
-        self.raw(f"{ptd_time(self.clock.now())}: {message}")
+        self.raw(f"{format_ptd_time(self.clock.now())}: {message}")
 
     def _log_line(self, line: str) -> None:
         if self._log is not None:
@@ -362,7 +351,7 @@ class PtdServer:
 
     def _event(self, kind: str, message: str) -> None:
         if self.extended_log:
-            self._log_line(f"Time,{ptd_time(self.clock.now())},{kind},{message}")
+            self._log_line(f"Time,{format_ptd_time(self.clock.now())},{kind},{message}")
 
     def _startup_banner(self) -> None:
         self.raw("PTDaemon emulator (mlpower): speaks SPEC PTDaemon's network protocol; not the SPEC PTDaemon Tool")
@@ -467,7 +456,7 @@ class PtdServer:
                     if stall_s > 0:
                         self._stop.wait(stall_s)
                     conn.sendall(("\r\n".join(reply) + "\r\n").encode("utf-8"))
-                    self.raw(f"{ptd_time(self.clock.now())}: Response to client sent: {reply[0]}" +
+                    self.raw(f"{format_ptd_time(self.clock.now())}: Response to client sent: {reply[0]}" +
                              "".join(f"\n{extra}" for extra in reply[1:]))
         except OSError:
             return
@@ -599,8 +588,8 @@ class PtdServer:
             m = self.measurement
             if m is None:
                 return ["Error: no measurement"]
-            avg, low, high, count, errors, valid = self._watts_stats(m)
-        return [f"Watts,{avg:.6f},{low:.6f},{high:.6f},{count},{errors},{valid}"]
+            powers = [s.reading.power_w for s in m.samples if s.watts_valid]
+            return [watts_reply(powers, len(m.samples))]
 
     def _uncertainty(self, args: list[str]) -> list[str]:
         with self._lock:
@@ -611,11 +600,7 @@ class PtdServer:
             invalid = sum(1 for s in m.samples if not s.watts_valid)
             known = [s.reading.uncertainty_ratio for s in m.samples
                      if s.watts_valid and s.reading.uncertainty_ratio is not None]
-        unknown = total - invalid - len(known)
-        if not known:
-            return [f"Uncertainty,-1.0,10000000.000000,0.000000,{total},{invalid},0,{unknown}"]
-        avg = sum(known) / len(known)
-        return [f"Uncertainty,{avg:.6f},{min(known):.6f},{max(known):.6f},{total},{invalid},{len(known)},{unknown}"]
+        return [uncertainty_reply(known, total, invalid)]
 
     def _mark(self, args: list[str]) -> list[str]:
         if len(args) != 1 or not args[0]:

@@ -7,12 +7,12 @@ contains ``power_begin`` (resp. ``power_end``), case-insensitive, searched for t
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlpower.ptdformat import parse_ptd_time
 from mlpower.sut_agent.errors import LoadGenLogError
 
 DETAIL_NAME = "mlperf_log_detail.txt"
@@ -69,12 +69,6 @@ class LoadGenResult:
         }
 
 
-def parse_marker_time_utc_s(text: str) -> float:
-    """``11-28-2026 19:18:32.253`` read as UTC, as power-dev's client and checker do."""
-    parsed = dt.datetime.strptime(text, "%m-%d-%Y %H:%M:%S.%f").replace(tzinfo=dt.UTC)
-    return parsed.timestamp()
-
-
 def _marker(lines: list[str], key: str) -> float | None:
     for line in lines:
         if key in line.lower():
@@ -82,7 +76,7 @@ def _marker(lines: list[str], key: str) -> float | None:
             if found is None:
                 return None
             try:
-                return parse_marker_time_utc_s(found.group(0))
+                return parse_ptd_time(found.group(0))  # UTC, as power-dev's client and checker read it
             except ValueError:
                 return None
     return None

@@ -8,12 +8,12 @@ result hashes after an alteration, so that only the rule under test fails.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
+from mlpower.ptdformat import format_ptd_time
 from mlpower.runstream import RunStream
 from mlpower.schema import SampleFlag, SourceInfo
 
@@ -43,7 +43,7 @@ class TreeSpec:
 
 
 def stamp(t_utc_s: float) -> str:
-    return dt.datetime.fromtimestamp(t_utc_s, tz=dt.UTC).strftime("%m-%d-%Y %H:%M:%S.%f")[:-3]
+    return format_ptd_time(t_utc_s)
 
 
 @dataclasses.dataclass

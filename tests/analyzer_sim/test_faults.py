@@ -14,6 +14,7 @@ import serial
 from mlpower.analyzer_sim import VirtualClock, start_ptd, start_simulator
 from mlpower.analyzer_sim.clock import RealClock
 from mlpower.analyzer_sim.simulator import SimulatorHandle
+from mlpower.ptdformat import parse_ptd_time
 
 
 class Scpi:
@@ -155,10 +156,7 @@ def test_clock_drift_moves_ptd_timestamps_and_back(tmp_path) -> None:
         time.sleep(1.3)
         ptd.faults.clock_drift(0.0, 0.0)
         time.sleep(1.3)
-    from datetime import UTC, datetime
-
-    stamps = [datetime.strptime(line.split(",")[1], "%m-%d-%Y %H:%M:%S.%f").replace(tzinfo=UTC).timestamp()
-              for line in log.read_text().splitlines()]
+    stamps = [parse_ptd_time(line.split(",")[1]) for line in log.read_text().splitlines()]
     offsets = [s - time.time() for s in stamps]
     assert any(3500 < o < 3700 for o in offsets)  # an hour ahead while drifting
     assert -30 < offsets[-1] < 5  # back on time once switched off

@@ -10,13 +10,13 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from mlpower.analyzer_sim import start_ptd, start_simulator
 from mlpower.analyzer_sim.errors import PtdArgumentError
 from mlpower.analyzer_sim.ptd import parse_ptd_args
+from mlpower.ptdformat import parse_ptd_time
 
 NUM = r"-?\d+\.\d{6}"
 TS = r"\d\d-\d\d-\d{4} \d\d:\d\d:\d\d\.\d{3}"
@@ -130,8 +130,7 @@ def test_one_session_exactly_as_the_power_dev_server_speaks_it(tmp_path: Path) -
     assert lines and all(LOG_LINE.match(line) for line in lines)
     marks = {LOG_LINE.match(line).group(6) for line in lines}
     assert {f"{sid}_ranging", f"{sid}_testing"} <= marks
-    stamp = datetime.strptime(LOG_LINE.match(lines[-1]).group(1), "%m-%d-%Y %H:%M:%S.%f").replace(tzinfo=UTC)
-    assert abs(stamp.timestamp() - time.time()) < 30
+    assert abs(parse_ptd_time(LOG_LINE.match(lines[-1]).group(1)) - time.time()) < 30
 
 
 def test_ptd_reads_a_simulated_wt310e_over_scpi() -> None:

@@ -15,6 +15,8 @@ import time
 import uuid
 from pathlib import Path
 
+from mlpower.ptdformat import console_line, ptd_logs_text, sample_line, spl_text
+
 CLIENT_MAGIC = "mlcommons/power client v3"
 SERVER_MAGIC = "mlcommons/power server v3"
 DOWNLOADABLE = ("power/ptd_logs.txt", "ranging/spl.txt", "power/server.json", "power/server.log",
@@ -121,12 +123,13 @@ class FakePowerDevServer:
         if args[0] == "stop":
             mode_dir = "ranging" if args[1] == "ranging" else "run_1"
             (folder / mode_dir).mkdir(exist_ok=True)
-            stamp = time.strftime("%m-%d-%Y %H:%M:%S.000", time.gmtime())
-            line = f"Time,{stamp},Watts,100.000000,Volts,230.000000,Amps,0.500000,PF,0.900000,Mark,{sid}_{args[1]}\n"
-            (folder / mode_dir / "spl.txt").write_text(line * 3 + "\n")
+            now = time.time()
+            line = sample_line(now, 100.0, 230.0, 0.5, 0.9, mark=f"{sid}_{args[1]}")
+            (folder / mode_dir / "spl.txt").write_text(spl_text([line] * 3))
             if args[1] == "testing":
                 (folder / "run_1" / "ptd_out.txt").write_text("Analyzer 1:\nPower: Watts,100,100,100,3,0,3 \n")
-                (folder / "power" / "ptd_logs.txt").write_text(f"Analyzer 1\n{stamp}: Go with mark '{sid}_ranging'\n")
+                (folder / "power" / "ptd_logs.txt").write_text(
+                    ptd_logs_text([console_line(now, f"Go with mark '{sid}_ranging'") + "\n"]))
             return "OK"
         if args[0] == "done":
             (folder / "power" / "server.log").write_text("ptd-server fake\n")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from mlpower.ptdformat import format_ptd_time
 from mlpower.sut_agent.errors import LoadGenLogError
 from mlpower.sut_agent.loadgen_logs import find_run_logs, parse_logs, power_window, read_result
 
@@ -17,7 +18,7 @@ def mllog(key: str, value: object) -> str:
 
 
 def marker(t: dt.datetime) -> str:
-    return t.strftime("%m-%d-%Y %H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+    return format_ptd_time(t.timestamp())
 
 
 def write_logs(folder: Path, begin: dt.datetime, end: dt.datetime, *, markers: bool = True) -> Path:

@@ -1,0 +1,114 @@
+"""The PTD and power-dev file formats: the documented examples, round trips, and refusals."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from mlpower import ptdformat as pf
+
+DOC_TIME = "02-27-2023 20:50:55.939"
+DOC_T = 1677531055.939  # the same moment, from the calendar by hand: 2023-02-27 20:50:55.939 UTC
+DOC_LINE = "Time,02-27-2023 20:50:55.939,Watts,109.350000,Volts,209.690000,Amps,0.626100,PF,0.832800"
+
+# any millisecond from 2001 to 2100, as PTD writes them
+millis = st.integers(min_value=978_307_200_000, max_value=4_102_444_799_999)
+values = st.one_of(st.none(), st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False))
+marks = st.from_regex(r"[A-Za-z0-9_\-]{1,40}", fullmatch=True)
+
+
+def test_the_documented_timestamp() -> None:
+    assert pf.format_ptd_time(DOC_T) == DOC_TIME
+    assert pf.parse_ptd_time(DOC_TIME) == pytest.approx(DOC_T, abs=1e-6)
+    assert pf.parse_ptd_time(" 02-27-2023 20:50:55 ") == pytest.approx(1677531055.0)  # no fraction: whole second
+    assert pf.parse_ptd_time("02-27-2023 20:50:55.5") == pytest.approx(1677531055.5)
+    assert pf.format_ptd_time(DOC_T + 0.0009) == DOC_TIME  # truncated to the millisecond, as PTD prints
+
+
+@given(millis)
+def test_timestamps_round_trip_at_millisecond_resolution(ms: int) -> None:
+    text = pf.format_ptd_time(ms / 1000)
+    assert pf.parse_ptd_time(text) == pytest.approx(ms / 1000, abs=1e-6)
+    assert pf.format_ptd_time(pf.parse_ptd_time(text)) == text
+
+
+@pytest.mark.parametrize("bad", ["13-45-2023 20:50:55.939", "02-30-2023 20:50:55.939", "2023-02-27 20:50:55.939",
+                                 "02-27-2023 20:50:55.1234567", "yesterday", "", "02-27-2023T20:50:55.939"])
+def test_bad_timestamps_are_refused_with_the_text(bad: str) -> None:
+    with pytest.raises(pf.PtdFormatError) as info:
+        pf.parse_ptd_time(bad)
+    assert info.value.raw == bad and isinstance(info.value, ValueError)
+
+
+def test_log_time_and_the_other_file_lines() -> None:
+    assert pf.format_log_time(1795891638.9) == "2026-11-28 18:47:18,900"
+    assert pf.server_log_line(1795891638.9, "INFO", "hi") == "ptd-server 2026-11-28 18:47:18,900 [INFO] hi\n"
+    assert pf.console_line(DOC_T, "Completed test") == f"{DOC_TIME}: Completed test"
+    assert pf.ptd_out_text([("Watts,1", "Uncertainty,2")]) == \
+        "Analyzer 1:\nPower: Watts,1 \nUncertainty: Uncertainty,2\n"
+    assert pf.ptd_logs_text(["a\n", "b\n"]) == "Analyzer 1\na\nAnalyzer 2\nb\n"
+    assert pf.spl_text(["x", "y"]) == "x\ny\n\n"
+
+
+def test_watts_and_uncertainty_replies() -> None:
+    assert pf.watts_reply([100.0, 200.0], 3) == "Watts,150.000000,100.000000,200.000000,3,1,2"
+    assert pf.watts_reply([], 2) == "Watts,-1.000000,-1.000000,-1.000000,2,2,0"
+    assert pf.uncertainty_reply([0.005, 0.002], 3, 1) == "Uncertainty,0.003500,0.002000,0.005000,3,1,2,0"
+    assert pf.uncertainty_reply([], 2, 0) == "Uncertainty,-1.0,10000000.000000,0.000000,2,0,0,2"  # PTD's own text
+
+
+def test_values_and_not_available() -> None:
+    assert pf.format_value(109.35) == "109.350000"
+    for missing in (None, float("nan"), float("inf")):
+        assert pf.format_value(missing) == pf.NOT_AVAILABLE
+    assert pf.parse_value("109.350000") == 109.35
+    for missing in ("-1.000000", "-1", "nan", "inf", "x"):
+        assert pf.parse_value(missing) is None
+
+
+def test_the_documented_sample_line() -> None:
+    assert pf.sample_line(DOC_T, 109.35, 209.69, 0.6261, 0.8328) == DOC_LINE
+    parsed = pf.parse_sample_line(DOC_LINE + ",Mark,2023-02-27_20-37-33_testing\r\n")
+    assert parsed is not None and parsed.mark == "2023-02-27_20-37-33_testing"
+    assert parsed.t_utc_s == pytest.approx(DOC_T) and parsed.power_w == 109.35 and parsed.total.pf == "0.832800"
+    assert parsed.text() == DOC_LINE + ",Mark,2023-02-27_20-37-33_testing"
+
+
+@given(millis, values, values, values, values, st.one_of(st.none(), marks))
+def test_sample_lines_round_trip(ms: int, watts: float | None, volts: float | None, amps: float | None,
+                                 factor: float | None, mark: str | None) -> None:
+    line = pf.sample_line(ms / 1000, watts, volts, amps, factor, mark)
+    parsed = pf.parse_sample_line(line)
+    assert parsed is not None and parsed.text() == line and parsed.mark == mark
+    assert parsed.t_utc_s == pytest.approx(ms / 1000, abs=1e-6)
+    assert parsed.power_w == (None if watts is None else pytest.approx(watts, abs=1e-6))
+
+
+def test_channels_and_the_rl_to_spl_rewrite() -> None:
+    multi = DOC_LINE + ",Watts,1,Volts,2,Amps,3,PF,4,Watts,5,Volts,6,Amps,7,PF,8"
+    spl = pf.spl_line_of_rl(multi, "m")
+    assert spl == DOC_LINE + ",Mark,m,Ch1,Watts,1,Volts,2,Amps,3,PF,4,Ch2,Watts,5,Volts,6,Amps,7,PF,8"
+    assert pf.spl_line_of_rl(DOC_LINE + "\r\n", "s_testing") == DOC_LINE + ",Mark,s_testing"
+    parsed = pf.parse_sample_line(spl)
+    assert parsed is not None and [label for label, _ in parsed.channels] == ["Ch1", "Ch2"]
+    assert parsed.channels[1][1] == pf.SampleGroup("5", "6", "7", "8") and parsed.text() == spl
+
+
+@pytest.mark.parametrize("other", ["12-01-2023 10:00:00.000: Go with mark 'x'", "NOTICE: Buffer was emptied", "",
+                                   "Time,02-27-2023 20:50:55.939,ERROR,Bad watts reading"])
+def test_lines_that_are_no_samples(other: str) -> None:
+    assert pf.parse_sample_line(other) is None
+
+
+@pytest.mark.parametrize("bad", [
+    "Time,13-45-2023 20:50:55.939,Watts,1,Volts,2,Amps,3,PF,4",
+    "Time,yesterday,Watts,1,Volts,2,Amps,3,PF,4",
+    "Time,02-27-2023 20:50:55.939,Watts,1,Volts,2,Amps",
+    "Time,02-27-2023 20:50:55.939,Watts,1,Amps,2,Volts,3,PF,4",
+    "Time,02-27-2023 20:50:55.939,Watts,1,Volts,2,Amps,3,PF,4,Mark",
+    "Time,02-27-2023 20:50:55.939,Watts,1,Volts,2,Amps,3,PF,4,Mark,m,Ch1,Watts1,1",
+])
+def test_broken_sample_lines_raise_with_the_raw_line(bad: str) -> None:
+    with pytest.raises(pf.PtdFormatError) as info:
+        pf.parse_sample_line(bad)
+    assert info.value.raw == bad
