@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from .settings import DirectorSettings
 
 
 def director(
@@ -49,8 +52,7 @@ def director(
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stopping.set())
         service.start()
-        typer.echo(f"director: power-dev on {settings.host}:{service.powerdev_port}, HTTP on "
-                   f"{settings.host}:{service.http_port}, results in {settings.results_dir}", err=True)
+        typer.echo(serving_text(settings, service.powerdev_port, service.http_port, bus is not None), err=True)
         try:
             while not stopping.wait(0.2) and not service.stop_requested.is_set():
                 pass
@@ -60,3 +62,17 @@ def director(
                 bus.close()
 
     run(main)
+
+
+def serving_text(settings: DirectorSettings, powerdev_port: int, http_port: int, bus: bool) -> str:
+    """What the director serves, for its start-up: the lines a user needs to point a SUT at it."""
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    control = "token required for control" if settings.api_token else "control open: no MLPOWER_API_TOKEN set"
+    return "\n".join((
+        f"mlpower director for SUT {settings.sut} (lab {settings.lab})",
+        f"  analyzer   {', '.join(settings.analyzers) or '(none configured)'}",
+        f"  power-dev  {host}:{powerdev_port}",
+        f"  HTTP API   http://{host}:{http_port} ({control})",
+        f"  bus        {'StartRun/StopRun for ' + settings.sut if bus and settings.bus_mode else 'off'}",
+        f"  results    {settings.results_dir}",
+    ))

@@ -1,8 +1,11 @@
 """The director: one analyzer set, at most one session at a time, whoever asks for it.
 
-The power-dev server, bus mode and the HTTP API all come here for a session, so a run started
-over the bus cannot trample one started by a power-dev client. When a session ends, for any
-reason, ``RunCompleted`` goes out on the events exchange.
+A power-dev client's session is opened here (``open_session``) and then driven by the power-dev
+server, event by event. HTTP and the bus hand the director a ``RunPlan`` and it drives the
+session itself (``run``): start each mode, let the workload run (timed, or by the SUT agent
+through the bus edge registered as ``agent``), stop it, then done, fail or abort. A run over the
+bus thus cannot trample one started by a power-dev client. When a session ends, for any reason,
+``RunCompleted`` goes out on the events exchange.
 """
 
 from __future__ import annotations
@@ -20,12 +23,15 @@ from mlpower import topology
 from mlpower.bus import Bus
 from mlpower.errors import MlpowerError
 from mlpower.schema import RunCompleted
-from mlpower.timeutil import now_utc_s
+from mlpower.timeutil import SYSTEM_CLOCK, Clock
 
 from .errors import DirectorError
 from .metrics import DirectorMetrics
 from .outputs import session_id
-from .runner import MeasurementSession, ServerLog, SessionConfig, SessionIdentity
+from .run_plan import AgentWorkload, PhaseRunner, RunPlan, TimedPhases, TimedWorkload
+from .session import MeasurementSession, SessionConfig, SessionIdentity
+from .session_analyzer import ServerLog
+from .session_states import Abort, Done, Fail, StartPhase, StopPhase
 from .settings import DirectorSettings
 from .sources import AnalyzerSource, open_source, parse_resource
 
@@ -34,8 +40,6 @@ log = logging.getLogger(__name__)
 SourceFactory = Callable[[str, float], AnalyzerSource]
 """(resource, sample_interval_s) -> an unopened source."""
 RUN_ID_RE = r"^[A-Za-z0-9_\-]{1,128}$"
-END_STATUS = {"done": "success", "failed": "failed", "aborted": "aborted"}
-"""A session's final state -> the run's status (RunCompleted, server.json)."""
 
 
 class Busy(DirectorError):
@@ -44,15 +48,21 @@ class Busy(DirectorError):
 
 class Director:
     def __init__(self, settings: DirectorSettings, *, bus: Bus | None = None,
-                 metrics: DirectorMetrics | None = None, source_factory: SourceFactory | None = None) -> None:
+                 metrics: DirectorMetrics | None = None, source_factory: SourceFactory | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.settings = settings
         self.bus = bus
+        self.clock = clock
         self.metrics = metrics or DirectorMetrics(settings.sample_interval_s)
+        self.agent: PhaseRunner | None = None
+        """Runs ``AgentWorkload`` modes: the bus edge, while it is connected."""
+        self._timed = TimedPhases()
         self._source_factory = source_factory or self.open_source
         self._lock = threading.Lock()
         self.active: MeasurementSession | None = None
         self.last: MeasurementSession | None = None
         self._listeners: list[Callable[[MeasurementSession], None]] = []
+        self._drivers: list[threading.Thread] = []
 
     def open_source(self, resource: str, interval_s: float) -> AnalyzerSource:
         """The configured source, asked to update at the session's sample interval."""
@@ -77,22 +87,23 @@ class Director:
 
     # ----------------------------------------------------------------------- sessions
 
-    def new_session(self, *, run_id: str = "", label: str = "", client_uuid: str = "", benchmark: str = "",
-                    scenario: str = "", sample_interval_s: float | None = None, server_log: ServerLog | None = None,
-                    messages: list[dict[str, Any]] | None = None, settings: dict[str, Any] | None = None,
-                    ) -> MeasurementSession:
+    def open_session(self, *, run_id: str = "", label: str = "", client_uuid: str = "", benchmark: str = "",
+                     scenario: str = "", sample_interval_s: float | None = None, server_log: ServerLog | None = None,
+                     messages: list[dict[str, Any]] | None = None, settings: dict[str, Any] | None = None,
+                     ) -> MeasurementSession:
         """Open a session on the configured analyzers; ``Busy`` while another one runs."""
         resources = self.settings.analyzers
         if not resources:
             raise DirectorError("no analyzer configured (MLPOWER_ANALYZER / --analyzer)")
-        run_id = run_id or session_id(now_utc_s(), label)
+        run_id = run_id or session_id(self.clock.now_utc_s(), label)
         if not re.match(RUN_ID_RE, run_id):
             raise DirectorError(f"invalid run id {run_id!r}: letters, digits, '-' and '_' only")
         interval = sample_interval_s or self.settings.sample_interval_s
         if interval < 0.1:
             raise DirectorError(f"sample interval {interval} s is below the analyzer's 0.1 s minimum")
         with self._lock:
-            if self.active is not None and not self.active.ended:
+            if self.busy:
+                assert self.active is not None
                 raise Busy(f"session {self.active.run_id} is running")
             names = [self.settings.analyzer_name] if len(resources) == 1 else \
                 [f"{self.settings.analyzer_name}_{i}" for i in range(1, len(resources) + 1)]
@@ -107,23 +118,67 @@ class Director:
                                        benchmark=benchmark, scenario=scenario, label=label, client_uuid=client_uuid)
             self.metrics.interval_s = interval
             session = MeasurementSession(identity, sources, config, bus=self.bus, metrics=self.metrics,
-                                         server_log=server_log, messages=messages, on_end=self._ended)
+                                         server_log=server_log, messages=messages, on_end=self._ended,
+                                         clock=self.clock)
             session.open()
             self.active = self.last = session
             return session
 
-    def powerdev_factory(self, label: str, client_uuid: str, server_log: ServerLog,
-                         messages: list[dict[str, Any]]) -> MeasurementSession:
-        return self.new_session(label=label, client_uuid=client_uuid, server_log=server_log, messages=messages)
+    @property
+    def busy(self) -> bool:
+        return self.active is not None and not self.active.ended
+
+    def run(self, plan: RunPlan) -> MeasurementSession:
+        """Open a session for ``plan`` and drive it on its own thread; returns the opened session."""
+        runner = self._runner(plan)
+        session = self.open_session(run_id=plan.run_id or self.new_run_id(), benchmark=plan.benchmark,
+                                    scenario=plan.scenario, sample_interval_s=plan.sample_interval_s,
+                                    settings=plan.settings)
+        thread = threading.Thread(target=self._drive, args=(session, plan, runner), name=f"run-{session.run_id}",
+                                  daemon=True)
+        self._drivers = [t for t in self._drivers if t.is_alive()] + [thread]
+        thread.start()
+        return session
+
+    def _runner(self, plan: RunPlan) -> PhaseRunner:
+        if isinstance(plan.workload, TimedWorkload):
+            return self._timed
+        assert isinstance(plan.workload, AgentWorkload)
+        if self.agent is None:
+            raise DirectorError("a workload run needs the SUT agent, and this director has no bus")
+        return self.agent
+
+    def _drive(self, session: MeasurementSession, plan: RunPlan, runner: PhaseRunner) -> None:
+        try:
+            for mode in plan.modes:
+                session.handle(StartPhase(mode, plan.manual_ranges if mode == "testing" else None))
+                outcome = runner.run_phase(session, mode, plan.workload)
+                if session.ending:
+                    return
+                if outcome is not None:
+                    session.handle(outcome)
+                    return
+                session.handle(StopPhase(mode))
+            session.handle(Done())
+        except MlpowerError as exc:
+            if session.ending:  # stopped or failed meanwhile (which cut the step short): that is the outcome
+                return
+            log.error("run %s: %s", session.run_id, exc)
+            session.handle(Fail(str(exc)))
+
+    def join(self, timeout_s: float = 15.0) -> None:
+        """Wait for the runs this director drives to finish (after they were stopped)."""
+        for thread in self._drivers:
+            thread.join(timeout_s)
 
     def new_run_id(self) -> str:
-        return f"{session_id(now_utc_s(), '')}_{uuid.uuid4().hex[:6]}"
+        return f"{session_id(self.clock.now_utc_s(), '')}_{uuid.uuid4().hex[:6]}"
 
     def _ended(self, session: MeasurementSession) -> None:
-        status = END_STATUS[session.state.value]
         if self.bus is not None:
-            event = RunCompleted(run_id=session.run_id, lab=self.settings.lab, sut=self.settings.sut, status=status,
-                                 reason=session.status_reason, output_dir=str(session.dir), t_utc_s=now_utc_s())
+            event = RunCompleted(run_id=session.run_id, lab=self.settings.lab, sut=self.settings.sut,
+                                 status=session.status, reason=session.status_reason, output_dir=str(session.dir),
+                                 t_utc_s=self.clock.now_utc_s())
             try:
                 self.bus.publish(event, topology.event_key(event))
             except MlpowerError as exc:
@@ -135,7 +190,7 @@ class Director:
         session = self.active
         if session is None or session.ended or session.run_id != run_id:
             return False
-        session.abort(reason)
+        session.handle(Abort(reason))
         return True
 
     # ----------------------------------------------------------------------- what is on disk
@@ -154,7 +209,7 @@ class Director:
         server_json = folder / "power" / "server.json"
         if not server_json.is_file():
             if session is not None and session.run_id == run_id:  # ended, but a full disk refused server.json
-                return {"run_id": run_id, "state": "ended", "status": END_STATUS[session.state.value],
+                return {"run_id": run_id, "state": "ended", "status": session.status,
                         "reason": session.status_reason, "output_dir": str(session.dir)}
             return None
         try:

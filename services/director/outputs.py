@@ -14,11 +14,12 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlpower import ptdformat
 from mlpower.powerdev import FETCH_FILES
+from mlpower.ptdformat import sample_line
 from mlpower.schema import SampleFlag
 
 from .merge import merge_by_time, usable_power
@@ -32,23 +33,7 @@ HASHED_DIRS = ("power", "ranging", "run_1")
 UNCERTAINTY_LIMIT = 0.01  # 1.00 % per sample (MLPerf power rules)
 
 
-# --------------------------------------------------------------------------- time formats
-
-
-def ptd_time(t_utc_s: float) -> str:
-    """PTD's ``MM-DD-YYYY HH:MM:SS.mmm`` in UTC."""
-    moment = dt.datetime.fromtimestamp(t_utc_s, tz=dt.UTC)
-    return moment.strftime("%m-%d-%Y %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
-
-
-def parse_ptd_time(text: str) -> float:
-    return dt.datetime.strptime(text, "%m-%d-%Y %H:%M:%S.%f").replace(tzinfo=dt.UTC).timestamp()
-
-
-def log_time(t_utc_s: float) -> str:
-    """Python logging's ``asctime`` (``YYYY-MM-DD HH:MM:SS,mmm``), in UTC like every time here."""
-    moment = dt.datetime.fromtimestamp(t_utc_s, tz=dt.UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S,") + f"{moment.microsecond // 1000:03d}"
+# --------------------------------------------------------------------------- names
 
 
 def session_id(t_utc_s: float, label: str) -> str:
@@ -60,19 +45,15 @@ def session_id(t_utc_s: float, label: str) -> str:
 # --------------------------------------------------------------------------- spl.txt
 
 
-def _value(x: float | None) -> str:
-    return "-1.000000" if x is None or not math.isfinite(x) else f"{x:.6f}"
-
-
-def spl_fields(reading: Reading) -> str:
-    """``Time,<ts>,Watts,<w>,Volts,<v>,Amps,<a>,PF,<pf>``; a flagged power is written -1 (never averaged)."""
-    return (f"Time,{ptd_time(reading.t_utc_s)},Watts,{_value(usable_power(reading))},Volts,{_value(reading.voltage_v)},"
-            f"Amps,{_value(reading.current_a)},PF,{_value(reading.power_factor)}")
+def spl_fields(reading: Reading, mark: str | None = None) -> str:
+    """``Time,<ts>,Watts,<w>,Volts,<v>,Amps,<a>,PF,<pf>[,Mark,<m>]``; a flagged power is written -1 (never averaged)."""
+    return sample_line(reading.t_utc_s, usable_power(reading), reading.voltage_v, reading.current_a,
+                       reading.power_factor, mark)
 
 
 def spl_text(readings: Iterable[Reading], mark: str) -> str:
     """One analyzer's spl.txt: a line per sample with ``Mark``, then one extra empty line (§3.7)."""
-    return "".join(f"{spl_fields(r)},Mark,{mark}\n" for r in readings) + "\n"
+    return ptdformat.spl_text([spl_fields(r, mark) for r in readings])
 
 
 def merged_spl_text(streams: Sequence[Sequence[Reading]], mark: str, tolerance_s: float) -> str:
@@ -81,32 +62,10 @@ def merged_spl_text(streams: Sequence[Sequence[Reading]], mark: str, tolerance_s
         return spl_text(streams[0], mark)
     lines = []
     for row in merge_by_time(streams, tolerance_s):
-        parts = ",".join(
-            f"Analyzer{j},{spl_fields(part) + ',Mark,' + mark if part is not None else 'missing'}"
-            for j, part in enumerate(row.parts, start=1)
-        )
-        lines.append(f"Time,{ptd_time(row.t_utc_s)},Watts,{_value(row.power_w)},Volts,-1.000000,Amps,-1.000000,"
-                     f"PF,-1.000000,Mark,{mark},{parts}\n")
+        parts = ",".join(f"Analyzer{j},{spl_fields(part, mark) if part is not None else 'missing'}"
+                         for j, part in enumerate(row.parts, start=1))
+        lines.append(f"{sample_line(row.t_utc_s, row.power_w, None, None, None, mark)},{parts}\n")
     return "".join(lines)
-
-
-@dataclass(frozen=True)
-class SplSample:
-    t_utc_s: float
-    watts: float
-    volts: float
-    amps: float
-    pf: float
-    mark: str
-
-
-def parse_spl_line(line: str) -> SplSample:
-    """Parse one ``Time,…,Mark,…`` line (the checker's reading of it); raises ValueError when malformed."""
-    fields = line.rstrip("\r\n").split(",")
-    if len(fields) < 12 or [fields[i] for i in (0, 2, 4, 6, 8, 10)] != ["Time", "Watts", "Volts", "Amps", "PF", "Mark"]:
-        raise ValueError(f"not an spl line: {line!r}")
-    return SplSample(parse_ptd_time(fields[1]), float(fields[3]), float(fields[5]), float(fields[7]),
-                     float(fields[9]), fields[11])
 
 
 # --------------------------------------------------------------------------- PTD-style summaries
@@ -114,11 +73,7 @@ def parse_spl_line(line: str) -> SplSample:
 
 def watts_reply(readings: Sequence[Reading]) -> str:
     """``Watts,<avg>,<min>,<max>,<samples>,<errors>,<valid>`` over the samples that may be averaged."""
-    good = [p for p in (usable_power(r) for r in readings) if p is not None]
-    if not good:
-        return f"Watts,-1.000000,-1.000000,-1.000000,{len(readings)},{len(readings)},0"
-    return (f"Watts,{sum(good) / len(good):.6f},{min(good):.6f},{max(good):.6f},{len(readings)},"
-            f"{len(readings) - len(good)},{len(good)}")
+    return ptdformat.watts_reply([p for p in (usable_power(r) for r in readings) if p is not None], len(readings))
 
 
 def relative_uncertainty(reading: Reading) -> float | None:
@@ -132,36 +87,7 @@ def uncertainty_reply(readings: Sequence[Reading]) -> str:
     """``Uncertainty,<avg>,<min>,<max>,<total>,<invalid>,<valid>,<unknown>`` (relative values, PTD style)."""
     invalid = sum(1 for r in readings if usable_power(r) is None)
     known = [u for u in (relative_uncertainty(r) for r in readings) if u is not None]
-    unknown = len(readings) - invalid - len(known)
-    if not known:
-        return f"Uncertainty,-1.0,10000000.000000,0.000000,{len(readings)},{invalid},0,{unknown}"
-    return (f"Uncertainty,{sum(known) / len(known):.6f},{min(known):.6f},{max(known):.6f},{len(readings)},"
-            f"{invalid},{len(known)},{unknown}")
-
-
-def ptd_out_text(replies: Sequence[tuple[str, str]]) -> str:
-    """run_1/ptd_out.txt: per analyzer ``Analyzer <i>:``, ``Power: <Watts reply> `` (with the trailing
-    space), ``Uncertainty: <Uncertainty reply>``."""
-    return "".join(f"Analyzer {i}:\nPower: {watts} \nUncertainty: {unc}\n"
-                   for i, (watts, unc) in enumerate(replies, start=1))
-
-
-def ptd_logs_text(consoles: Sequence[str]) -> str:
-    """power/ptd_logs.txt: per analyzer a line ``Analyzer <i>`` and its console capture."""
-    return "".join(f"Analyzer {i}\n{console}" for i, console in enumerate(consoles, start=1))
-
-
-class ConsoleLog:
-    """A PTD-format console (``MM-DD-YYYY HH:MM:SS.mmm: <message>``) kept by the director itself."""
-
-    def __init__(self, banner: Sequence[str] = ()) -> None:
-        self._lines: list[str] = [f"{line}\n" for line in banner]
-
-    def add(self, t_utc_s: float, message: str) -> None:
-        self._lines.append(f"{ptd_time(t_utc_s)}: {message}\n")
-
-    def text(self) -> str:
-        return "".join(self._lines)
+    return ptdformat.uncertainty_reply(known, len(readings), invalid)
 
 
 def sample_console_lines(reading: Reading, mode: str, analyzer_label: str) -> list[str]:
@@ -181,11 +107,7 @@ def sample_console_lines(reading: Reading, mode: str, analyzer_label: str) -> li
     return lines
 
 
-# --------------------------------------------------------------------------- server.json / server.log
-
-
-def server_log_line(t_utc_s: float, level: str, message: str) -> str:
-    return f"ptd-server {log_time(t_utc_s)} [{level}] {message}\n"
+# --------------------------------------------------------------------------- server.json
 
 
 def sha1_file(path: Path) -> str:

@@ -16,12 +16,12 @@ import logging
 import math
 import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mlpower.runstream import RunStream
 from mlpower.schema import SampleFlag
+from mlpower.timeutil import SYSTEM_CLOCK, Clock
 
 from .sources import AnalyzerSource, Reading
 
@@ -63,8 +63,10 @@ class RecorderStats:
 class Recorder:
     def __init__(self, source: AnalyzerSource, stream: str, mode: str, run_stream: RunStream | None,
                  config: RecorderConfig, *, on_sample: Callable[[str, Reading], None] | None = None,
-                 on_lost: Callable[[str], None] | None = None, extra_flags: int = 0) -> None:
+                 on_lost: Callable[[str], None] | None = None, extra_flags: int = 0,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.source, self.stream, self.mode = source, stream, mode
+        self._clock = clock
         self._run_stream, self._config = run_stream, config
         self._on_sample, self._on_lost = on_sample, on_lost
         self._extra_flags = extra_flags
@@ -98,10 +100,11 @@ class Recorder:
 
     def _run(self) -> None:
         interval = self._config.interval_s
-        due = time.monotonic()
+        clock = self._clock
+        due = clock.monotonic_s()
         last_page = due
         while not self._stop.is_set():
-            started = time.monotonic()
+            started = clock.monotonic_s()
             self.stats.read_started_mono.append(started)
             try:
                 reading = clean(self.source.read_sample())
@@ -119,7 +122,7 @@ class Recorder:
             self._page.append(reading)
             if self._on_sample is not None:
                 self._on_sample(self.stream, reading)
-            now = time.monotonic()
+            now = clock.monotonic_s()
             if len(self._page) >= self._config.page_max_samples or now - last_page >= self._config.page_interval_s:
                 self._flush()
                 last_page = now
@@ -127,7 +130,7 @@ class Recorder:
             if due < now:  # we fell behind: skip the missed slots rather than bursting to catch up
                 self.stats.late_reads += 1
                 due = now + interval - ((now - due) % interval)
-            self._stop.wait(max(0.0, due - time.monotonic()))
+            clock.wait(self._stop, due - clock.monotonic_s())
         self._flush()
 
     def _flush(self) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 from mlpower import topology
 from mlpower.bus import Bus
 from mlpower.errors import MlpowerError
+from mlpower.ptdformat import server_log_line
 from mlpower.schema import (
     DecodeError,
     PhaseMark,
@@ -132,7 +133,7 @@ def _write_tree(folder: Path, start: RunStart, documents: list[RunDocument], sta
     t_now = now_utc_s()
     server_log = folder / "power" / "server.log"
     previous = server_log.read_text(encoding="utf-8") if server_log.exists() else ""
-    outputs.write_text(server_log, previous + outputs.server_log_line(t_now, "ERROR", f"session {status}: {reason}"))
+    outputs.write_text(server_log, previous + server_log_line(t_now, "ERROR", f"session {status}: {reason}"))
     phases: dict[str, list[list[float]]] = {"ranging": [], "testing": []}
     for mark in (d for d in documents if isinstance(d, PhaseMark) and d.source == "director" and d.mode):
         phases[mark.mode].append([mark.t_utc_s, 0.0])  # the monotonic clock died with the process

@@ -2,7 +2,7 @@
 
     service = DirectorService(settings, bus=bus).start()
     service.powerdev_port, service.http_port      # the bound ports (useful with port 0)
-    service.director.new_session(...)              # a session programmatically (see runner.py)
+    service.director.run(plan)                     # a run programmatically (see director.py)
     service.stop()
 """
 
@@ -13,18 +13,48 @@ import threading
 import time
 
 import uvicorn
+from fastapi import FastAPI
 from mlpower.bus import Bus
 
-from .app import create_app
-from .bus_mode import BusMode
+from .bus_edge import BusEdge
 from .director import Director, SourceFactory
 from .errors import DirectorError
+from .http_api import create_app
 from .metrics import DirectorMetrics
 from .powerdev_server import PowerDevServer
 from .recovery import recover_interrupted_runs
 from .settings import DirectorSettings
 
 log = logging.getLogger(__name__)
+
+
+class HttpServer:
+    """The HTTP API on uvicorn in a thread; ``start`` returns once it listens. The one place the
+    director starts HTTP."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="director-http", daemon=True)
+        self._where = f"{host}:{port}"
+
+    def start(self, timeout_s: float = 10.0) -> HttpServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started and time.monotonic() < deadline and self._thread.is_alive():
+            time.sleep(0.02)  # uvicorn offers no event for "listening"
+        if not self._server.started:
+            raise DirectorError(f"HTTP API could not start on {self._where}")
+        return self
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.servers[0].sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
 
 
 class DirectorService:
@@ -36,16 +66,17 @@ class DirectorService:
         self._stop_requested = threading.Event()
         self.metrics = DirectorMetrics(settings.sample_interval_s)
         self.director = Director(settings, bus=bus, metrics=self.metrics, source_factory=source_factory)
-        self.bus_mode = BusMode(self.director, bus) if bus is not None and settings.bus_mode else None
+        self.bus_edge = BusEdge(self.director, bus) if bus is not None and settings.bus_mode else None
         self.powerdev = PowerDevServer(
-            self.director.powerdev_factory, host=settings.host, port=settings.powerdev_port,
-            max_line_bytes=settings.max_line_bytes, ntp_command=settings.ntp_command,
-            cleanup_deletes=settings.cleanup_deletes, on_stop_requested=self._stop_requested.set,
+            self.director, host=settings.host, port=settings.powerdev_port, max_line_bytes=settings.max_line_bytes,
+            handshake_timeout_s=settings.powerdev_handshake_timeout_s,
+            idle_timeout_s=settings.powerdev_idle_timeout_s, max_connections=settings.powerdev_max_connections,
+            ntp_command=settings.ntp_command, cleanup_deletes=settings.cleanup_deletes,
+            on_stop_requested=self._stop_requested.set,
         ) if serve_powerdev else None
-        self.app = create_app(self.director, api_token=settings.api_token, bus_mode=self.bus_mode)
+        self.app = create_app(self.director, api_token=settings.api_token)
         self._serve_http = serve_http
-        self._uvicorn: uvicorn.Server | None = None
-        self._http_thread: threading.Thread | None = None
+        self.http: HttpServer | None = None
 
     @property
     def stop_requested(self) -> threading.Event:
@@ -59,38 +90,28 @@ class DirectorService:
 
     @property
     def http_port(self) -> int:
-        assert self._uvicorn is not None and self._uvicorn.servers, "HTTP not started"
-        return int(self._uvicorn.servers[0].sockets[0].getsockname()[1])
+        assert self.http is not None, "HTTP not started"
+        return self.http.address[1]
 
     def start(self) -> DirectorService:
         # runs a killed predecessor left open are closed (aborted, samples kept) before any new session
         recover_interrupted_runs(self.settings, self.bus)
-        if self.bus_mode is not None:
-            self.bus_mode.start()
+        if self.bus_edge is not None:
+            self.bus_edge.start()
         if self.powerdev is not None:
             self.powerdev.start()
         if self._serve_http:
-            config = uvicorn.Config(self.app, host=self.settings.host, port=self.settings.http_port,
-                                    log_level="warning", lifespan="off")
-            self._uvicorn = uvicorn.Server(config)
-            self._http_thread = threading.Thread(target=self._uvicorn.run, name="director-http", daemon=True)
-            self._http_thread.start()
-            deadline = time.monotonic() + 10
-            while not self._uvicorn.started and time.monotonic() < deadline and self._http_thread.is_alive():
-                time.sleep(0.02)
-            if not self._uvicorn.started:
-                raise DirectorError(f"HTTP API could not start on {self.settings.host}:{self.settings.http_port}")
+            self.http = HttpServer(self.app, self.settings.host, self.settings.http_port).start()
         return self
 
     def stop(self) -> None:
         if self.powerdev is not None:
             self.powerdev.stop()
-        if self.bus_mode is not None:
-            self.bus_mode.stop()
-        session = self.director.active
-        if session is not None and not session.ended:
-            session.abort("director stopping")
-        if self._uvicorn is not None:
-            self._uvicorn.should_exit = True
-            if self._http_thread is not None:
-                self._http_thread.join(timeout=10)
+        if self.bus_edge is not None:
+            self.bus_edge.stop()
+        active = self.director.active
+        if active is not None:
+            self.director.stop_run(active.run_id, "director stopping")
+        self.director.join()
+        if self.http is not None:
+            self.http.stop()

@@ -36,6 +36,17 @@ class DirectorSettings(ServiceSettings):
     upstream_debug: bool = Field(default=False, validation_alias="MLPOWER_MLPP_DEBUG",
                              description="set by the presence of MLPP_DEBUG (any value, as upstream)")
     max_line_bytes: int = Field(default=4096, ge=64, le=1_048_576, validation_alias="MLPOWER_MAX_LINE_BYTES")
+    powerdev_handshake_timeout_s: float = Field(default=10.0, gt=0, le=600,
+                                                validation_alias="MLPOWER_POWERDEV_HANDSHAKE_TIMEOUT_S",
+                                                description="a power-dev client must send its magic line this soon")
+    powerdev_idle_timeout_s: float = Field(default=120.0, gt=0, le=86_400,
+                                           validation_alias="MLPOWER_POWERDEV_IDLE_TIMEOUT_S",
+                                           description="a power-dev client without an open session that is "
+                                                       "silent this long is disconnected")
+    powerdev_max_connections: int = Field(default=64, ge=1, le=4096,
+                                          validation_alias="MLPOWER_POWERDEV_MAX_CONNECTIONS",
+                                          description="power-dev connections served at once; one more is "
+                                                      "answered 'Error: busy' and closed")
     ntp_command: str = Field(default="", validation_alias="MLPOWER_NTP_COMMAND",
                              description="run for set_ntp (e.g. 'ntpdate -b -- pool.ntp.org'); empty = refuse")
     cleanup_deletes: bool = Field(default=False, validation_alias="MLPOWER_CLEANUP_DELETES",

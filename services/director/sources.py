@@ -23,13 +23,17 @@ import dataclasses
 import inspect
 import re
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from mlpower.director.errors import ResourceError
 from mlpower.schema import SampleFlag, SourceInfo
 
+if TYPE_CHECKING:
+    from mlpower.director.ptd_source import PtdStopResult
+
 __all__ = [
     "AnalyzerSource",
+    "PtdDriven",
     "Reading",
     "Resource",
     "open_source",
@@ -95,6 +99,24 @@ class AnalyzerSource(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class PtdDriven(Protocol):
+    """What a source that drives SPEC PTDaemon adds, so the session records it as power-dev does:
+    the command/reply log (server.json ``ptd_messages``), PTDaemon's own console (ptd_logs.txt),
+    its stop results (spl.txt from ``RL``, ptd_out.txt from ``Watts``/``Uncertainty``), the command
+    line (``ptd_config``) and the restoring of the initial ranges at the end."""
+
+    last_stop: PtdStopResult | None
+
+    def ptd_messages(self) -> list[dict[str, str]]: ...
+
+    def console_text(self) -> str: ...
+
+    def ptd_config(self) -> dict[str, Any]: ...
+
+    def restore_initial_ranges(self) -> None: ...
+
+
 # --------------------------------------------------------------------------- resource strings
 
 _VISA_RE = re.compile(r"^(TCPIP\d*|USB\d*|GPIB\d*|ASRL|VICP\d*|PRLGX-TCPIP\d*|PRLGX-ASRL\d*)(::|[^:])", re.I)
@@ -157,10 +179,10 @@ def open_source(resource: str, **options: Any) -> AnalyzerSource:
         _check_options(resource, WT310E.option_names(parsed.kind), options)
         return WT310E.from_resource(parsed, **options)
     if parsed.kind == "ptd":
-        from mlpower.director.ptdaemon import PtdSource
+        from mlpower.director.ptd_source import PtdConfig, PtdSource
 
-        _check_options(resource, _parameters(PtdSource) - {"host", "port"}, options)
-        return PtdSource(parsed.host, parsed.port, **options)
+        _check_options(resource, PtdConfig.option_names() - {"host", "port"}, options)
+        return PtdSource(PtdConfig(host=parsed.host, port=parsed.port, **options))
     if parsed.kind == "nvml":
         from mlpower.director.software_meters import NvmlSource
 

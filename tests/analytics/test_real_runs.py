@@ -21,9 +21,12 @@ from mlpower.analytics.rules import RULES, RULES_BY_ID, CheckOptions
 from mlpower.analytics.service import AnalyticsService
 from mlpower.analytics.settings import AnalyticsSettings
 from mlpower.analytics.summary import analyze_documents
+from mlpower.director.session_states import Done, StartPhase, StopPhase
 from mlpower.runstream import read_documents
 from mlpower.schema import LiveFinding, Message, RunAnalyzed, RunSummary
 from mlpower.settings import load_settings
+
+from tests.director.drive import measure, run_phases
 
 from .alterations import FAILURES
 from .trees import ModeTimes, TreeSpec, detail_log, rehash, summary_log
@@ -54,7 +57,7 @@ def real_scpi(tmp_path_factory: pytest.TempPathFactory) -> RealRun:
             DirectorSettings, analyzer=f"TCPIP0::127.0.0.1::{simulator.port}::SOCKET", host="127.0.0.1",
             powerdev_port=0, http_port=0, results_dir=base / "director", analyzer_sleep_s=0.5,
             sample_interval_s=1.0, bus_mode=False)
-        server = PowerDevServer(Director(settings).powerdev_factory, host="127.0.0.1", port=0).start()
+        server = PowerDevServer(Director(settings), host="127.0.0.1", port=0).start()
         try:
             # The LoadGen result's validity and the ranging/testing lengths depend on how busy this
             # machine is; a run that misses them by chance is made again once.
@@ -83,7 +86,7 @@ def real_ptd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A director session measured through the PTDaemon emulator; the test adds LoadGen logs whose
     window lies inside each phase (the PTD path of the power-dev server is exercised by the director)."""
     from mlpower.analyzer_sim.simulator import start_ptd
-    from mlpower.director.runner import MeasurementSession, SessionConfig, SessionIdentity
+    from mlpower.director.session import MeasurementSession, SessionConfig, SessionIdentity
     from mlpower.director.sources import open_source
 
     base = tmp_path_factory.mktemp("real-ptd")
@@ -93,12 +96,7 @@ def real_ptd(tmp_path_factory: pytest.TempPathFactory) -> Path:
         source = open_source(f"ptd://127.0.0.1:{ptd.port}", data_log=log_path, console_log=console_path)
         session = MeasurementSession(SessionIdentity("ptd-run"), [("analyzer1", source)],
                                      SessionConfig(base / "results", sample_interval_s=1.0, sleep_s=0.05))
-        session.open()
-        for mode in ("ranging", "testing"):
-            session.start(mode)
-            time.sleep(2.6)
-            session.stop(mode)
-        session.done()
+        run_phases(session, samples=3)
     assert session.state.value == "done", session.status_reason
     server = json.loads((session.dir / "power" / "server.json").read_text())
     for mode, folder in (("ranging", "ranging"), ("testing", "run_1")):
@@ -176,7 +174,7 @@ def test_constant_load_average_within_uncertainty(real_scpi: RealRun) -> None:
 
 def test_phase_load_average_within_uncertainty(tmp_path: Path) -> None:
     from mlpower.analyzer_sim.simulator import start_simulator
-    from mlpower.director.runner import MeasurementSession, SessionConfig, SessionIdentity
+    from mlpower.director.session import MeasurementSession, SessionConfig, SessionIdentity
     from mlpower.director.sources import open_source
 
     # Ranging sees the peak (fixed ranges must hold it); testing then runs a phase profile:
@@ -187,17 +185,15 @@ def test_phase_load_average_within_uncertainty(tmp_path: Path) -> None:
                                      SessionConfig(tmp_path, sample_interval_s=0.25, sleep_s=0.05, debug=True,
                                                    page_interval_s=0.5))
         session.open()
-        session.start("ranging")
-        time.sleep(0.8)
-        session.stop("ranging")
+        measure(session, "ranging", samples=3)
         idle_s = time.time() - sim.instrument.start_s + 2.0
         sim.set_load(f"profile:150:320:{idle_s:.3f}:1.0:1000")
-        session.start("testing")
+        session.handle(StartPhase("testing"))
         begin = time.time() + 0.2
         time.sleep(5.0)
         end = time.time() - 0.2
-        session.stop("testing")
-        session.done()
+        session.handle(StopPhase("testing"))
+        session.handle(Done())
         documents = list(read_documents(session.dir / "documents.jsonl"))
         summary = _truth_check(documents, DetailLog("window", begin, end),
                                lambda t: sim.model.power_w(t - sim.instrument.start_s))
@@ -207,7 +203,7 @@ def test_phase_load_average_within_uncertainty(tmp_path: Path) -> None:
 @pytest.mark.rabbitmq
 def test_live_uncertainty_finding_on_the_bus_before_the_run_ends(rabbit_bus, unique: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from mlpower.analyzer_sim.simulator import start_simulator
-    from mlpower.director.runner import MeasurementSession, SessionConfig, SessionIdentity
+    from mlpower.director.session import MeasurementSession, SessionConfig, SessionIdentity
     from mlpower.director.sources import open_source
 
     lab = f"lab{unique}"
@@ -228,10 +224,8 @@ def test_live_uncertainty_finding_on_the_bus_before_the_run_ends(rabbit_bus, uni
                                                    page_interval_s=0.25, page_max_samples=4),
                                      bus=rabbit_bus)
         session.open()
-        session.start("ranging")
-        time.sleep(1.5)
-        session.stop("ranging")
-        session.start("testing")  # fixed ranges for 250 W ...
+        measure(session, "ranging", samples=5)
+        session.handle(StartPhase("testing"))  # fixed ranges for 250 W ...
         sim.set_load("constant:3")  # ... and then the load all but vanishes: uncertainty far above 1 %
         deadline = time.monotonic() + 20
         live = None
@@ -245,8 +239,8 @@ def test_live_uncertainty_finding_on_the_bus_before_the_run_ends(rabbit_bus, uni
         assert live is not None, "no live uncertainty finding while the run was still measuring"
         assert not session.ended  # seen before the run ends
         assert live.run_id == session.run_id and live.finding.evidence["relative"] > 0.01
-        session.stop("testing")
-        session.done()
+        session.handle(StopPhase("testing"))
+        session.handle(Done())
         deadline = time.monotonic() + 20
         analyzed = None
         while analyzed is None and time.monotonic() < deadline:
@@ -269,7 +263,7 @@ def test_bus_mode_lab_run_is_analyzed(tmp_path: Path) -> None:
     (built-in LoadGen) -> run documents and RunCompleted -> analytics -> RunAnalyzed."""
     from mlpower.analyzer_sim.simulator import start_simulator
     from mlpower.bus import InMemoryBus
-    from mlpower.director.bus_mode import BusMode
+    from mlpower.director.bus_edge import BusEdge
     from mlpower.director.director import Director
     from mlpower.director.settings import DirectorSettings
     from mlpower.schema import StartRun
@@ -288,7 +282,7 @@ def test_bus_mode_lab_run_is_analyzed(tmp_path: Path) -> None:
             DirectorSettings, analyzer=f"TCPIP0::127.0.0.1::{simulator.port}::SOCKET", host="127.0.0.1",
             powerdev_port=0, http_port=0, results_dir=tmp_path / "director", analyzer_sleep_s=0.3,
             sample_interval_s=1.0, bus="memory"), bus=bus)
-        bus_mode = BusMode(director, bus).start()
+        bus_edge = BusEdge(director, bus).start()
         agent = AgentService(load_settings(AgentSettings, results_dir=tmp_path / "agent", duration_s=3.0), bus).start()
         try:
             bus.publish(StartRun(sut="sut", run_id="lab-run", scenario="Offline", workload="builtin:offline",
@@ -297,7 +291,7 @@ def test_bus_mode_lab_run_is_analyzed(tmp_path: Path) -> None:
             analyzed = got.get(timeout=180)
         finally:
             agent.close()
-            bus_mode.stop()
+            bus_edge.stop()
             analytics.stop()
             bus.close()
     assert isinstance(analyzed, RunAnalyzed) and analyzed.run_id == "lab-run"

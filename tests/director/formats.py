@@ -1,13 +1,16 @@
 """Parsers of the power-dev server-side files, written in the tests from power-dev-protocol.md
-(§3.4, §3.7, §3.8, §4.3, §4.4), independent of the director's own formatting code."""
+(§3.4, §3.7, §3.8, §4.3, §4.4): the line shapes as regular expressions from the document,
+independent of the director's formatting code; timestamps are read with ``mlpower.ptdformat``,
+whose own tests pin it to the document's example."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 from pathlib import Path
 from typing import Any
+
+from mlpower.ptdformat import parse_ptd_time
 
 PTD_TS = r"\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2}\.\d{3}"
 NUM = r"-?\d+\.\d{6}"
@@ -17,12 +20,10 @@ CONSOLE_RE = re.compile(rf"^{PTD_TS}: .*$")
 SERVER_LOG_RE = re.compile(r"^ptd-server \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} \[(DEBUG|INFO|WARNING|ERROR)\] .*$")
 WATTS_RE = re.compile(r"^Watts,(-?\d+\.\d+),(-?\d+\.\d+),(-?\d+\.\d+),(\d+),(\d+),(\d+)$")
 UNC_RE = re.compile(r"^Uncertainty,(-?\d+\.\d+),(-?\d+\.\d+),(-?\d+\.\d+),(\d+),(\d+),(\d+),(\d+)$")
+VOLTAGE_RANGES = (15.0, 30.0, 60.0, 150.0, 300.0, 600.0)  # WT310E, crest factor 3 (wt310e.md §1.6)
+CURRENT_RANGES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
 SERVER_JSON_KEYS = ["version", "timezone", "modules", "sources", "messages", "uuid", "session_name", "results",
                     "phases", "ptd_messages", "ptd_config"]
-
-
-def ptd_ts(text: str) -> float:
-    return dt.datetime.strptime(text, "%m-%d-%Y %H:%M:%S.%f").replace(tzinfo=dt.UTC).timestamp()
 
 
 def parse_spl(path: Path) -> list[dict[str, Any]]:
@@ -33,9 +34,16 @@ def parse_spl(path: Path) -> list[dict[str, Any]]:
     for line in text[:-1].splitlines():
         m = SPL_RE.match(line)
         assert m, f"{path}: bad spl line {line!r}"
-        rows.append({"t": ptd_ts(m["ts"]), "w": float(m["w"]), "v": float(m["v"]), "a": float(m["a"]),
+        rows.append({"t": parse_ptd_time(m["ts"]), "w": float(m["w"]), "v": float(m["v"]), "a": float(m["a"]),
                      "pf": float(m["pf"]), "mark": m["mark"]})
     return rows
+
+
+def rule_ranges(rows: list[dict[str, Any]]) -> tuple[float, float]:
+    """The MLPerf rule, from the document: the smallest V range >= max V, A range >= 1.1 x max A."""
+    max_v = max(r["v"] for r in rows)
+    max_a = max(r["a"] for r in rows)
+    return min(x for x in VOLTAGE_RANGES if x >= max_v), min(x for x in CURRENT_RANGES if x >= 1.1 * max_a)
 
 
 def parse_ptd_out(path: Path) -> list[tuple[re.Match[str], re.Match[str]]]:

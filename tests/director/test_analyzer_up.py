@@ -4,15 +4,16 @@ samples arrive, 0 when it cannot open it or loses it (the MlpowerAnalyzerLost al
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
 
 import pytest
 from mlpower.analyzer_sim.simulator import start_simulator
 from mlpower.director.metrics import DirectorMetrics
-from mlpower.director.runner import MeasurementSession, SessionConfig, SessionIdentity
+from mlpower.director.session import MeasurementSession, SessionConfig, SessionIdentity
+from mlpower.director.session_states import StartPhase
 from mlpower.director.sources import open_source
 from mlpower.errors import MlpowerError
+from mlpower.testing import wait_for
 
 
 def up(metrics: DirectorMetrics, sut: str = "s1", analyzer: str = "analyzer1") -> float | None:
@@ -34,8 +35,8 @@ def test_up_while_reading_and_down_once_lost(tmp_path: Path) -> None:
         session = session_for(f"TCPIP0::127.0.0.1::{sim.port}::SOCKET", tmp_path, metrics)
         session.open()
         assert up(metrics) == 1.0
-        session.start("ranging")
-        time.sleep(0.8)
+        session.handle(StartPhase("ranging"))
+        wait_for(lambda: len(session.readings("ranging")) >= 2, what="samples arriving")
         assert up(metrics) == 1.0
         sim.faults.disconnect()
         assert session.wait_ended(3.0)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from mlpower.director.app import create_app
 from mlpower.director.director import Director
+from mlpower.director.http_api import create_app
+from mlpower.testing import wait_for
 
 from .conftest import fast_settings
 
@@ -27,13 +27,11 @@ def client(director: Director) -> TestClient:
 
 
 def _wait_ended(client: TestClient, run_id: str, timeout_s: float = 10) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def ended() -> dict | None:
         status = client.get(f"/runs/{run_id}").json()
-        if status["state"] == "ended":
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"run {run_id} did not end")
+        return status if status["state"] == "ended" else None
+
+    return wait_for(ended, timeout_s, what=f"run {run_id} to end")
 
 
 def test_health_metrics_and_openapi(client: TestClient) -> None:
@@ -69,7 +67,7 @@ def test_a_timed_run_from_start_to_artifacts(client: TestClient) -> None:
 
 def test_stop_aborts_a_run_and_bad_requests_are_refused(client: TestClient) -> None:
     assert client.post("/runs", json={"run_id": "long", "phase_s": 30}, headers=AUTH).status_code == 202
-    time.sleep(0.3)
+    wait_for(lambda: client.get("/runs/long").json()["state"] == "ranging", what="ranging to start")
     assert client.post("/runs/long/stop", headers=AUTH).json() == {"run_id": "long", "stopped": True}
     status = _wait_ended(client, "long", timeout_s=3)
     assert status["status"] == "aborted" and status["reason"] == "stopped over HTTP"

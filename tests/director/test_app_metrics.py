@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from mlpower.analyzer_sim.simulator import start_simulator
 from mlpower.director.service import DirectorService
+from mlpower.testing import wait_for
 
 from .conftest import fast_settings
 
@@ -19,15 +19,12 @@ def _gauge(text: str, name: str) -> float | None:
     return None if m is None else float(m[1])
 
 
-def _wait_for(http: httpx.Client, predicate, timeout_s: float = 5.0) -> str:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    text = ""
-    while time.monotonic() < deadline:
+def _wait_for(http: httpx.Client, predicate, timeout_s: float = 10.0) -> str:  # type: ignore[no-untyped-def]
+    def scrape() -> str | None:
         text = http.get("/metrics").text
-        if predicate(text):
-            return text
-        time.sleep(0.1)
-    raise AssertionError(f"metrics never matched; last scrape:\n{text[:2000]}")
+        return text if predicate(text) else None
+
+    return wait_for(scrape, timeout_s, what="/metrics to match")
 
 
 def test_metrics_follow_the_simulated_load(tmp_path: Path) -> None:

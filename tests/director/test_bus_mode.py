@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +15,6 @@ from mlpower.director.service import DirectorService
 from mlpower.schema import (
     PhaseMark,
     RunCompleted,
-    RunDocument,
     RunStart,
     RunStop,
     RunWorkloadPhase,
@@ -25,6 +23,7 @@ from mlpower.schema import (
     StopRun,
     WorkloadPhase,
 )
+from mlpower.testing import Inbox, wait_for
 
 from .conftest import fast_settings
 
@@ -32,10 +31,18 @@ pytestmark = pytest.mark.rabbitmq
 
 
 class FakeAgent:
-    """Answers RunWorkloadPhase like the SUT agent: started, power_begin, power_end, then finished/failed."""
+    """Answers RunWorkloadPhase like the SUT agent: started, power_begin, power_end, then finished/failed.
 
-    def __init__(self, bus, lab: str, sut: str, outcome: str = "finished", workload_s: float = 0.4) -> None:  # type: ignore[no-untyped-def]
-        self.bus, self.lab, self.sut, self.outcome, self.workload_s = bus, lab, sut, outcome, workload_s
+    Its "workload" lasts until the director has measured ``samples`` samples of the mode (or, with
+    ``hold``, until the test releases it), so a phase always has samples without a timed wait."""
+
+    def __init__(self, bus, director, lab: str, sut: str, outcome: str = "finished", samples: int = 3,  # type: ignore[no-untyped-def]
+                 hold: bool = False) -> None:
+        self.bus, self.director, self.lab, self.sut, self.outcome = bus, director, lab, sut, outcome
+        self.samples = samples
+        self.release = threading.Event()
+        if not hold:
+            self.release.set()
         self.asks: list[RunWorkloadPhase] = []
         spec = topology.QueueSpec("", topology.COMMANDS_EXCHANGE, (topology.command_key("agent", sut),),
                                   durable=False, exclusive=True)
@@ -55,7 +62,10 @@ class FakeAgent:
         def work() -> None:
             self._event(message, "started")
             self._event(message, "power_begin")
-            time.sleep(self.workload_s)
+            session = self.director.active
+            wait_for(lambda: session.ended or len(session.readings(message.mode)) >= self.samples, 30,
+                     what=f"{self.samples} {message.mode} samples")
+            self.release.wait(60)
             self._event(message, "power_end")
             self._event(message, self.outcome)
 
@@ -66,51 +76,34 @@ class FakeAgent:
 def lab(rabbit_bus, unique: str, tmp_path: Path, source_factory) -> Iterator[dict]:  # type: ignore[no-untyped-def]
     lab_name, sut = f"lab{unique}", f"sut{unique}"
     settings = fast_settings(tmp_path, lab=lab_name, sut=sut, bus="rabbitmq", phase_timeout_s=1.5)
-    documents: queue.Queue = queue.Queue()
-    completed: queue.Queue = queue.Queue()
-    subs = [
-        rabbit_bus.subscribe(topology.QueueSpec("", topology.RUNS_EXCHANGE, (f"{lab_name}.{sut}.#",), durable=False,
-                                                exclusive=True), lambda m, d: documents.put(m)),
-        rabbit_bus.subscribe(topology.QueueSpec("", topology.EVENTS_EXCHANGE, (f"run_completed.{lab_name}.{sut}",),
-                                                durable=False, exclusive=True), lambda m, d: completed.put(m)),
-    ]
+    documents = Inbox(rabbit_bus, topology.RUNS_EXCHANGE, (f"{lab_name}.{sut}.#",))
+    completed = Inbox(rabbit_bus, topology.EVENTS_EXCHANGE, (f"run_completed.{lab_name}.{sut}",))
     service = DirectorService(settings, bus=rabbit_bus, source_factory=source_factory, serve_http=False,
                               serve_powerdev=False).start()
-    yield {"service": service, "bus": rabbit_bus, "lab": lab_name, "sut": sut, "documents": documents,
-           "completed": completed, "results": tmp_path}
+    yield {"service": service, "director": service.director, "bus": rabbit_bus, "lab": lab_name, "sut": sut,
+           "documents": documents, "completed": completed, "results": tmp_path}
     service.stop()
-    for sub in subs:
-        sub.close()
+    documents.close()
+    completed.close()
 
 
-def _completed(lab: dict, timeout_s: float = 15) -> RunCompleted:
-    event = lab["completed"].get(timeout=timeout_s)
-    assert isinstance(event, RunCompleted)
-    return event
+def _completed(lab: dict) -> RunCompleted:
+    return lab["completed"].next(RunCompleted)
 
 
-def _documents_until_stop(lab: dict, timeout_s: float = 10) -> list[RunDocument]:
-    docs: list[RunDocument] = []
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            docs.append(lab["documents"].get(timeout=0.2))
-        except queue.Empty:
-            continue
-        if isinstance(docs[-1], RunStop):
-            return docs
-    raise AssertionError(f"no run.stop after {len(docs)} documents")
+def agent(lab: dict, **options: object) -> FakeAgent:
+    return FakeAgent(lab["bus"], lab["director"], lab["lab"], lab["sut"], **options)  # type: ignore[arg-type]
 
 
 def test_a_bus_run_carries_every_sample_exactly_once_in_order(lab: dict, unique: str) -> None:
-    agent = FakeAgent(lab["bus"], lab["lab"], lab["sut"])
+    fake = agent(lab)
     run_id = f"bus-{unique}"
     lab["bus"].publish(StartRun(sut=lab["sut"], run_id=run_id, workload="resnet", sample_interval_s=0.1),
                        topology.command_key("director", lab["sut"]))
     done = _completed(lab)
     assert (done.run_id, done.status, done.lab, done.sut) == (run_id, "success", lab["lab"], lab["sut"])
-    assert [(a.mode, a.workload) for a in agent.asks] == [("ranging", "resnet"), ("testing", "resnet")]
-    docs = _documents_until_stop(lab)
+    assert [(a.mode, a.workload) for a in fake.asks] == [("ranging", "resnet"), ("testing", "resnet")]
+    docs = lab["documents"].until(RunStop)
     assert [d.seq for d in docs] == list(range(len(docs))), "every document once, in order"
     assert isinstance(docs[0], RunStart) and docs[0].run_id == run_id
     pages = [d for d in docs if isinstance(d, SamplePage)]
@@ -130,7 +123,7 @@ def test_a_bus_run_carries_every_sample_exactly_once_in_order(lab: dict, unique:
 
 
 def test_a_failed_workload_fails_the_run(lab: dict, unique: str) -> None:
-    FakeAgent(lab["bus"], lab["lab"], lab["sut"], outcome="failed", workload_s=0.1)
+    agent(lab, outcome="failed", samples=1)
     lab["bus"].publish(StartRun(sut=lab["sut"], run_id=f"fail-{unique}", sample_interval_s=0.1),
                        topology.command_key("director", lab["sut"]))
     done = _completed(lab)
@@ -138,7 +131,7 @@ def test_a_failed_workload_fails_the_run(lab: dict, unique: str) -> None:
 
 
 def test_a_silent_agent_aborts_the_run_after_the_timeout(lab: dict, unique: str) -> None:
-    FakeAgent(lab["bus"], lab["lab"], lab["sut"], outcome="silent")
+    agent(lab, outcome="silent")
     lab["bus"].publish(StartRun(sut=lab["sut"], run_id=f"quiet-{unique}", sample_interval_s=0.1),
                        topology.command_key("director", lab["sut"]))
     done = _completed(lab)
@@ -146,26 +139,27 @@ def test_a_silent_agent_aborts_the_run_after_the_timeout(lab: dict, unique: str)
 
 
 def test_stop_run_aborts_and_a_second_start_is_refused(lab: dict, unique: str) -> None:
-    FakeAgent(lab["bus"], lab["lab"], lab["sut"], workload_s=30)
+    fake = agent(lab, hold=True)
     key = topology.command_key("director", lab["sut"])
     lab["bus"].publish(StartRun(sut=lab["sut"], run_id=f"long-{unique}", sample_interval_s=0.1), key)
-    time.sleep(0.5)
+    wait_for(lambda: lab["director"].busy, what="the first run to start")
     lab["bus"].publish(StartRun(sut=lab["sut"], run_id=f"second-{unique}", sample_interval_s=0.1), key)
     refused = _completed(lab)
     assert refused.run_id == f"second-{unique}" and refused.status == "failed" and "refused" in refused.reason
     lab["bus"].publish(StopRun(run_id=f"long-{unique}", reason="operator"), key)
     done = _completed(lab)
     assert (done.run_id, done.status, done.reason) == (f"long-{unique}", "aborted", "operator")
+    fake.release.set()
 
 
 def test_an_http_run_with_a_workload_goes_through_the_agent(lab: dict, unique: str) -> None:
     from fastapi.testclient import TestClient
 
-    agent = FakeAgent(lab["bus"], lab["lab"], lab["sut"], workload_s=0.2)
+    fake = agent(lab)
     http = TestClient(lab["service"].app)
     accepted = http.post("/runs", json={"run_id": f"http-{unique}", "workload": "resnet", "benchmark": "resnet50"})
     assert accepted.status_code == 202 and accepted.json()["via"] == "agent"
     done = _completed(lab)
     assert (done.run_id, done.status) == (f"http-{unique}", "success")
-    assert [a.mode for a in agent.asks] == ["ranging", "testing"]
+    assert [a.mode for a in fake.asks] == ["ranging", "testing"]
     assert http.get(f"/runs/http-{unique}").json()["status"] == "success"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from mlpower.director import outputs
 from mlpower.director.sources import Reading
+from mlpower.ptdformat import parse_sample_line
 from mlpower.schema import SampleFlag
 
 from .formats import SPL_RE, parse_server_json
@@ -20,14 +21,12 @@ def _r(t: float, w: float | None, flags: int = 0, unc: float | None = 0.5) -> Re
 def test_spl_line_matches_the_documented_example() -> None:
     # doc §3.4: Time,02-27-2023 20:50:55.939,Watts,109.350000,Volts,209.690000,Amps,0.626100,PF,0.832800,Mark,...
     t = 1677531055.939
-    line = outputs.spl_fields(_r(t, 109.35)) + ",Mark,2023-02-27_20-37-33_testing"
+    line = outputs.spl_fields(_r(t, 109.35), "2023-02-27_20-37-33_testing")
     assert line == ("Time,02-27-2023 20:50:55.939,Watts,109.350000,Volts,209.690000,Amps,0.626100,PF,0.832800,"
                     "Mark,2023-02-27_20-37-33_testing")
     assert SPL_RE.match(line)
-    parsed = outputs.parse_spl_line(line)
-    assert parsed.watts == 109.35 and parsed.t_utc_s == pytest.approx(t, abs=1e-3)
-    with pytest.raises(ValueError):
-        outputs.parse_spl_line("Time,x,Watts")
+    parsed = parse_sample_line(line)
+    assert parsed is not None and parsed.power_w == 109.35 and parsed.t_utc_s == pytest.approx(t, abs=1e-3)
 
 
 def test_flagged_samples_are_written_as_not_available() -> None:
@@ -44,12 +43,6 @@ def test_watts_and_uncertainty_replies() -> None:
     auto = [_r(0, 100, unc=None), _r(1, 100, unc=None)]
     assert outputs.uncertainty_reply(auto) == "Uncertainty,-1.0,10000000.000000,0.000000,2,0,0,2"  # like PTD
     assert outputs.watts_reply([]) == "Watts,-1.000000,-1.000000,-1.000000,0,0,0"
-
-
-def test_ptd_out_and_ptd_logs_layout() -> None:
-    expected = "Analyzer 1:\nPower: Watts,1 \nUncertainty: Uncertainty,2\n"
-    assert outputs.ptd_out_text([("Watts,1", "Uncertainty,2")]) == expected
-    assert outputs.ptd_logs_text(["a\n", "b\n"]) == "Analyzer 1\na\nAnalyzer 2\nb\n"
 
 
 def test_console_lines_for_problem_samples() -> None:
@@ -81,8 +74,6 @@ def test_results_hashes_cover_the_three_folders_but_not_server_json(tmp_path: Pa
     assert hashes["run_1/spl.txt"] == __import__("hashlib").sha1(b"run_1/spl.txt").hexdigest()
 
 
-def test_session_id_and_times() -> None:
+def test_session_id() -> None:
     assert outputs.session_id(1795891638.9, "mylabel") == "2026-11-28_18-47-18_mylabel"
     assert outputs.session_id(1795891638.9, "") == "2026-11-28_18-47-18"
-    assert outputs.log_time(1795891638.9) == "2026-11-28 18:47:18,900"
-    assert outputs.parse_ptd_time(outputs.ptd_time(1795891638.25)) == pytest.approx(1795891638.25)

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 from mlpower.director.director import Director
-from mlpower.director.outputs import parse_spl_line
 from mlpower.director.powerdev_server import PowerDevServer
+from mlpower.testing import wait_for
 
 from .conftest import fast_settings
 from .fakes import FakeSource
+from .formats import SPL_RE, rule_ranges
 from .powerdev_client import ProtocolClient
 
 CLIENT = "mlcommons/power client v3"
@@ -27,7 +28,7 @@ FILES = ("power/ptd_logs.txt", "ranging/spl.txt", "power/server.json", "power/se
 @pytest.fixture
 def server(tmp_path: Path, source_factory) -> Iterator[PowerDevServer]:  # type: ignore[no-untyped-def]
     director = Director(fast_settings(tmp_path, max_line_bytes=256), source_factory=source_factory)
-    srv = PowerDevServer(director.powerdev_factory, host="127.0.0.1", port=0, max_line_bytes=256).start()
+    srv = PowerDevServer(director, host="127.0.0.1", port=0, max_line_bytes=256).start()
     yield srv
     srv.stop()
 
@@ -48,7 +49,12 @@ def _new(client: ProtocolClient, label: str = "lbl") -> str:
     return sid
 
 
-def test_full_session_downloads_every_file_with_documented_replies(client: ProtocolClient,
+def samples(server: PowerDevServer, mode: str, n: int) -> None:
+    wait_for(lambda: server.session is not None and len(server.session.readings(mode)) >= n,  # type: ignore[arg-type]
+             what=f"{n} {mode} samples")
+
+
+def test_full_session_downloads_every_file_with_documented_replies(server: PowerDevServer, client: ProtocolClient,
                                                                    fake_sources: list[FakeSource]) -> None:
     remote = float(client.command("time") or "nan")
     assert abs(remote - time.time()) < 1.0
@@ -60,7 +66,7 @@ def test_full_session_downloads_every_file_with_documented_replies(client: Proto
     for mode in ("ranging", "testing"):
         assert client.command(f"session,{sid},start,{mode}") == "OK"
         assert client.command(f"session,{sid},start,{mode}") == "OK"  # idempotent
-        time.sleep(0.6)
+        samples(server, mode, 4)
         assert client.command(f"session,{sid},stop,{mode}") == "OK"
         assert client.command(f"session,{sid},stop,{mode}") == "OK"
     assert client.command(f"session,{sid},done") == "OK"
@@ -82,8 +88,8 @@ def test_full_session_downloads_every_file_with_documented_replies(client: Proto
     for mode, name in (("ranging", "ranging/spl.txt"), ("testing", "run_1/spl.txt")):
         text = files[name].decode()
         assert text.endswith("\n\n")
-        samples = [parse_spl_line(line) for line in text.splitlines() if line]
-        assert len(samples) >= 4 and {s.mark for s in samples} == {f"{sid}_{mode}"}
+        rows = [SPL_RE.match(line) for line in text.splitlines() if line]
+        assert len(rows) >= 4 and all(rows) and {r["mark"] for r in rows if r} == {f"{sid}_{mode}"}
     ptd_out = files["run_1/ptd_out.txt"].decode().splitlines()
     assert ptd_out[0] == "Analyzer 1:" and ptd_out[1].startswith("Power: Watts,") and ptd_out[1].endswith(" ")
     assert ptd_out[2].startswith("Uncertainty: Uncertainty,")
@@ -91,7 +97,9 @@ def test_full_session_downloads_every_file_with_documented_replies(client: Proto
     assert logs.startswith("Analyzer 1\n") and f": Go with mark '{sid}_ranging'" in logs and ": Completed test" in logs
     assert all(line.startswith("ptd-server ") for line in files["power/server.log"].decode().splitlines())
     # ranges for testing came from the ranging readings (rule: V max -> 300 V range, 1.1 x A max -> range)
-    assert fake_sources[0].calls.count(("set_ranges", 300.0, 1.0)) == 1
+    ranging = [{"v": float(r["v"]), "a": float(r["a"])} for r in
+               (SPL_RE.match(line) for line in files["ranging/spl.txt"].decode().splitlines() if line) if r]
+    assert fake_sources[0].calls.count(("set_ranges", *rule_ranges(ranging))) == 1
 
 
 @pytest.mark.parametrize(("line", "reply"), [
@@ -121,10 +129,11 @@ def test_session_errors_and_wildcard(client: ProtocolClient) -> None:
     assert client.command("session,*,done") == "OK"
 
 
-def test_manual_ranges_skip_ranging(client: ProtocolClient, fake_sources: list[FakeSource]) -> None:
+def test_manual_ranges_skip_ranging(server: PowerDevServer, client: ProtocolClient,
+                                   fake_sources: list[FakeSource]) -> None:
     sid = _new(client)
     assert client.command(f"session,{sid},start,testing,230.0,2.0") == "OK"
-    time.sleep(0.3)
+    samples(server, "testing", 1)
     assert client.command(f"session,{sid},stop,testing") == "OK"
     assert client.command(f"session,{sid},done") == "OK"
     assert ("set_ranges", 230.0, 2.0) in fake_sources[0].calls
@@ -163,7 +172,7 @@ def test_lost_connection_ends_the_session_and_keeps_files(server: PowerDevServer
     assert c.command(CLIENT) == SERVER
     sid = _new(c)
     assert c.command(f"session,{sid},start,ranging") == "OK"
-    time.sleep(0.3)
+    samples(server, "ranging", 2)
     c.sock.shutdown(socket.SHUT_RDWR)
     c.close()
     session = server.session
@@ -177,7 +186,7 @@ def test_lost_connection_ends_the_session_and_keeps_files(server: PowerDevServer
 def test_stop_command_stops_the_server_after_disconnect(tmp_path: Path, source_factory) -> None:  # type: ignore[no-untyped-def]
     director = Director(fast_settings(tmp_path), source_factory=source_factory)
     stopped: list[bool] = []
-    srv = PowerDevServer(director.powerdev_factory, host="127.0.0.1", port=0,
+    srv = PowerDevServer(director, host="127.0.0.1", port=0,
                          on_stop_requested=lambda: stopped.append(True)).start()
     try:
         c = ProtocolClient("127.0.0.1", srv.port)
@@ -185,9 +194,7 @@ def test_stop_command_stops_the_server_after_disconnect(tmp_path: Path, source_f
         assert c.command("stop") == "OK"
         assert c.command("set_ntp") == "Error: exception"  # no NTP command configured: no false OK
         c.close()
-        deadline = time.monotonic() + 5
-        while not stopped and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: stopped, 5, what="the server to stop after 'stop'")
         assert stopped == [True]
     finally:
         srv.stop()

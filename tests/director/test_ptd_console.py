@@ -4,13 +4,14 @@ comes before the ranging Go, and a long-running PTDaemon's earlier sessions are 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from mlpower.analyzer_sim.simulator import start_ptd
-from mlpower.director.ptdaemon import identify_checks_uncertainty, running_console_excerpt
-from mlpower.director.runner import MeasurementSession, SessionConfig, SessionIdentity
+from mlpower.director.ptd_format import identify_checks_uncertainty, running_console_excerpt
+from mlpower.director.session import MeasurementSession, SessionConfig, SessionIdentity
 from mlpower.director.sources import open_source
+
+from .drive import run_phases
 
 IDENTIFY = ("YokogawaWT210,1000,1,1,1,1,0,0,1,version=1.10.0-82175bac-20220817,OS=Windows 8 / Server 2012,"
             "mode=power,{accuracy},1,1,0,0,no_cal_date,YOKOGAWA;760401;0;F1.12")
@@ -37,12 +38,7 @@ def _session(tmp_path: Path, ptd: object, name: str, **options: object) -> Measu
     source = open_source(f"ptd://127.0.0.1:{ptd.port}", data_log=ptd.log_path, **options)  # type: ignore[attr-defined]
     session = MeasurementSession(SessionIdentity(name), [("analyzer1", source)],
                                  SessionConfig(tmp_path / "results", sample_interval_s=1.0, sleep_s=0.05, debug=True))
-    session.open()
-    for mode in ("ranging", "testing"):
-        session.start(mode)
-        time.sleep(1.6)
-        session.stop(mode)
-    session.done()
+    run_phases(session, samples=2)
     assert session.state.value == "done", session.status_reason
     return session
 
@@ -62,7 +58,7 @@ def test_ptdaemon_console_is_kept_in_ptd_logs(tmp_path: Path) -> None:
         second = _session(tmp_path, ptd, "second", console_log=console)
     for session in (first, second):
         messages = _messages(session)
-        go = messages.index(f"Go with mark '{session.mark_prefix}_ranging'")
+        go = messages.index(f"Go with mark '{session.mark('ranging')}'")
         assert messages.index("Uncertainty checking for YokogawaWT310 is activated") < go
         assert "Completed test" in messages[go:] and messages[0].startswith("Attempting to connect")
         # what PTDaemon itself printed, not the director's record of it
@@ -71,7 +67,7 @@ def test_ptdaemon_console_is_kept_in_ptd_logs(tmp_path: Path) -> None:
         errors = [i for i, m in enumerate(messages) if m.startswith("ERROR:")]
         done = messages.index("Completed test")
         assert errors and all(go < i < done for i in errors)
-    assert f"'{first.mark_prefix}_ranging'" not in (second.dir / "power" / "ptd_logs.txt").read_text()
+    assert f"'{first.mark('ranging')}'" not in (second.dir / "power" / "ptd_logs.txt").read_text()
 
 
 def test_without_ptdaemons_console_the_director_records_the_activation_from_identify(tmp_path: Path) -> None:
@@ -80,4 +76,4 @@ def test_without_ptdaemons_console_the_director_records_the_activation_from_iden
     messages = _messages(session)
     assert messages[0].startswith("mlpower director: ptdaemon source")
     assert messages.index("Uncertainty checking for YokogawaWT310 is activated") < \
-        messages.index(f"Go with mark '{session.mark_prefix}_ranging'")
+        messages.index(f"Go with mark '{session.mark('ranging')}'")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import queue
 import time
 from pathlib import Path
 
@@ -11,10 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 from mlpower import topology
 from mlpower.bus import InMemoryBus
-from mlpower.director.errors import DirectorError
-from mlpower.director.runner import MeasurementSession, PhaseError, SessionConfig, SessionIdentity
+from mlpower.director.errors import AnalyzerLost, DirectorError
+from mlpower.director.session import MeasurementSession, PhaseError, RefusedRange, SessionConfig, SessionIdentity
+from mlpower.director.session_states import Abort, Done, ManualRanges, StartPhase
 from mlpower.schema import RunStop, SampleFlag, SamplePage
+from mlpower.testing import Inbox, wait_for
 
+from .drive import measure, run_phases
 from .fakes import FakeSource
 from .formats import parse_ptd_out, parse_spl
 
@@ -28,77 +30,59 @@ def _session(tmp_path: Path, sources: list[FakeSource], bus: InMemoryBus | None 
 
 
 def test_missing_and_overrange_samples_are_flagged_and_never_averaged(tmp_path: Path) -> None:
-    # ranging takes about 3 samples; samples 5 and 6 (NaN, overrange) fall into testing
-    source = FakeSource(lambda n: None if n == 5 else 100.0 + n, overrange_at=frozenset({6}))
+    missing: set[int] = set()
+    source = FakeSource(lambda n: None if n in missing else 100.0 + n)
     session = _session(tmp_path, [source])
     session.open()
-    session.start("ranging")
-    time.sleep(0.25)
-    session.stop("ranging")
-    session.start("testing")
-    time.sleep(0.75)
-    session.stop("testing")
-    session.done()
+    measure(session, "ranging")
+    first = source.n  # the samples after ranging are testing's: the 2nd is missing, the 3rd overrange
+    missing.add(first + 1)
+    source.overrange_at = frozenset({first + 2})
+    measure(session, "testing", samples=5)
+    session.handle(Done())
     testing = session.readings("testing")
-    assert len(testing) >= 5
+    flagged = [r for r in testing if r.flags & (SampleFlag.MISSING | SampleFlag.OVERRANGE)]
+    assert [r.flags & (SampleFlag.MISSING | SampleFlag.OVERRANGE) for r in flagged] == \
+        [SampleFlag.MISSING, SampleFlag.OVERRANGE] and flagged[0].power_w is None
     rows = parse_spl(session.dir / "run_1" / "spl.txt")
-    assert source.n - len(testing) <= 5, "the flagged samples must be in testing"
-    missing = [r for r in testing if r.flags & SampleFlag.MISSING]
-    overrange = [r for r in testing if r.flags & SampleFlag.OVERRANGE]
-    assert len(missing) == 1 and missing[0].power_w is None and len(overrange) == 1
-    assert sum(1 for r in rows if r["w"] == -1.0) == 2  # written as "not available", so never averaged
+    assert len(rows) == len(testing) and [i for i, r in enumerate(rows) if r["w"] == -1.0] == [1, 2]
     ((watts, _),) = parse_ptd_out(session.dir / "run_1" / "ptd_out.txt")
-    good = [r.power_w for r in testing if not r.flags & (SampleFlag.MISSING | SampleFlag.OVERRANGE)]
-    assert float(watts[1]) == pytest.approx(sum(good) / len(good), abs=1e-6)
+    good = [r.power_w for r in testing if r not in flagged]
+    assert float(watts[1]) == pytest.approx(sum(good) / len(good), abs=1e-6)  # never averaged
+    assert (int(watts[4]), int(watts[5]), int(watts[6])) == (len(testing), 2, len(testing) - 2)
 
 
-def test_an_analyzer_that_vanishes_fails_the_run_within_2_s_and_keeps_samples(tmp_path: Path, unique: str) -> None:
+def test_an_analyzer_that_vanishes_fails_the_run_within_2_s_and_keeps_samples(tmp_path: Path) -> None:
     bus = InMemoryBus()
-    received: queue.Queue = queue.Queue()
-    bus.subscribe(topology.QueueSpec(f"t-{unique}", topology.RUNS_EXCHANGE, ("#",)),
-                  lambda m, d: received.put(m))
+    documents = Inbox(bus, topology.RUNS_EXCHANGE, ("#",))
     source = FakeSource()
     session = _session(tmp_path, [source], bus=bus)
     session.open()
-    session.start("ranging")
-    time.sleep(0.35)
+    session.handle(StartPhase("ranging"))
+    wait_for(lambda: len(session.readings("ranging")) >= 3, what="3 ranging samples")
     lost_at = time.monotonic()
     source.lost.set()
     assert session.wait_ended(2.0), "the run must fail within 2 s"
     assert time.monotonic() - lost_at < 2.0
     assert session.state.value == "failed" and "connection closed" in session.status_reason
     kept = session.readings("ranging")
-    assert len(kept) >= 3
     assert len(parse_spl(session.dir / "ranging" / "spl.txt")) == len(kept)
     summary = json.loads((session.dir / "power" / "server.json").read_text())
     assert summary["mlpower"]["status"] == "failed" and "lost" in summary["mlpower"]["reason"]
     assert pq.read_table(session.dir / "samples.parquet").num_rows == len(kept)
-    documents = []
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and not any(isinstance(d, RunStop) for d in documents):
-        try:
-            documents.append(received.get(timeout=0.1))
-        except queue.Empty:
-            pass
-    stop = next(d for d in documents if isinstance(d, RunStop))
-    assert stop.status == "failed" and stop.samples == len(kept)
-    assert sum(len(d) for d in documents if isinstance(d, SamplePage)) == len(kept)
-    with pytest.raises(Exception, match="failed"):
-        session.start("testing")
+    docs = documents.until(RunStop)
+    stop = docs[-1]
+    assert isinstance(stop, RunStop) and stop.status == "failed" and stop.samples == len(kept)
+    assert sum(len(d) for d in docs if isinstance(d, SamplePage)) == len(kept)
+    with pytest.raises(DirectorError, match="failed"):
+        session.handle(StartPhase("testing"))
     bus.close()
 
 
 def test_two_analyzers_are_merged_by_time(tmp_path: Path) -> None:
     a, b = FakeSource(lambda n: 100.0), FakeSource(lambda n: 20.0)
     session = _session(tmp_path, [a, b])
-    session.open()
-    session.start("ranging")
-    time.sleep(0.45)
-    session.stop("ranging")
-    session.start("testing")
-    time.sleep(0.45)
-    session.stop("testing")
-    session.done()
+    run_phases(session, samples=4)
     assert (session.dir / "run_1" / "spl_analyzer_1.txt").is_file()
     assert (session.dir / "ranging" / "spl_analyzer_2.csv").is_file()
     merged = (session.dir / "run_1" / "spl.txt").read_text().splitlines()
@@ -117,14 +101,14 @@ def test_refusals(tmp_path: Path) -> None:
     session = _session(tmp_path, [source], run_id="manual")
     session.open()
     with pytest.raises(PhaseError) as bad:
-        session.start("testing", manual_ranges=(-1.0, 2.0))
-    assert bad.value.reply.startswith("Error setting voltage range: [")
+        session.handle(StartPhase("testing", ManualRanges(-1.0, 2.0)))
+    assert bad.value.refused == RefusedRange("voltage", ("-1.0",))
     source.refuse_ranges = True
     with pytest.raises(PhaseError) as refused:
-        session.start("testing", manual_ranges=(700.0, 2.0))
-    assert refused.value.reply.startswith("Error setting current range: [")
+        session.handle(StartPhase("testing", ManualRanges(700.0, 2.0)))
+    assert refused.value.refused == RefusedRange("current", ("2.0",))
     assert session.state.value == "idle"  # a refused start leaves the session where it was
-    session.abort("test over")
+    session.handle(Abort("test over"))
     with pytest.raises(DirectorError, match="already exists"):
         _session(tmp_path, [FakeSource()], run_id="manual").open()
 
@@ -133,15 +117,12 @@ def test_an_analyzer_that_refuses_to_start_fails_the_session(tmp_path: Path) -> 
     source = FakeSource()
     session = _session(tmp_path, [source], run_id="nostart")
     session.open()
-    source.lost.set()
 
     def refuse(mark: str) -> None:
-        from mlpower.director.errors import AnalyzerLost
-
         raise AnalyzerLost("gone before Go")
 
     source.start = refuse  # type: ignore[method-assign]
     with pytest.raises(PhaseError):
-        session.start("ranging")
+        session.handle(StartPhase("ranging"))
     assert session.state.value == "failed" and "gone before Go" in session.status_reason
     assert json.loads((session.dir / "power" / "server.json").read_text())["mlpower"]["status"] == "failed"

@@ -12,15 +12,16 @@ import pyarrow.parquet as pq
 import pytest
 from mlpower.analyzer_sim.simulator import start_ptd, start_simulator
 from mlpower.director import ranges
-from mlpower.director.runner import MeasurementSession, SessionConfig, SessionIdentity
+from mlpower.director.session import MeasurementSession, SessionConfig, SessionIdentity
+from mlpower.director.session_states import Done, StartPhase
 from mlpower.director.sources import open_source
+from mlpower.ptdformat import parse_ptd_time
 from mlpower.runstream import read_documents
 from mlpower.schema import SampleFlag, SamplePage
+from mlpower.testing import wait_for
 
-from .formats import parse_ptd_logs, parse_ptd_out, parse_server_json, parse_server_log, parse_spl, ptd_ts
-
-VOLTAGE_RANGES = (15.0, 30.0, 60.0, 150.0, 300.0, 600.0)  # WT310E, crest factor 3 (wt310e.md §1.6)
-CURRENT_RANGES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
+from .drive import measure, run_phases
+from .formats import parse_ptd_logs, parse_ptd_out, parse_server_json, parse_server_log, parse_spl, rule_ranges
 
 
 @pytest.fixture
@@ -28,26 +29,6 @@ def sim() -> Iterator[object]:
     handle = start_simulator(port=0, load="constant:250", seed=0, pty=True)
     yield handle
     handle.stop()
-
-
-def _run(session: MeasurementSession, phase_s: float, between=None) -> None:  # type: ignore[no-untyped-def]
-    session.open()
-    session.start("ranging")
-    time.sleep(phase_s)
-    session.stop("ranging")
-    if between is not None:
-        between()
-    session.start("testing")
-    time.sleep(phase_s)
-    session.stop("testing")
-    session.done()
-
-
-def _rule(spl_rows: list[dict]) -> tuple[float, float]:
-    """The MLPerf rule, from the document: V range >= max V; A range >= 1.1 x max A; smallest such range."""
-    max_v = max(r["v"] for r in spl_rows)
-    max_a = max(r["a"] for r in spl_rows)
-    return min(x for x in VOLTAGE_RANGES if x >= max_v), min(x for x in CURRENT_RANGES if x >= 1.1 * max_a)
 
 
 def _check_tree(folder: Path, sid: str) -> dict:
@@ -76,13 +57,13 @@ def test_ranging_and_testing_against_the_simulator(sim, tmp_path: Path, transpor
     session = MeasurementSession(SessionIdentity(f"sim-{transport}"), [("analyzer1", source)],
                                  SessionConfig(tmp_path, sample_interval_s=0.25, sleep_s=0.05, debug=True,
                                                page_interval_s=0.5))
-    _run(session, 1.3, between=lambda: sim.set_load("constant:300"))
+    run_phases(session, samples=5, between=lambda: sim.set_load("constant:300"))
     tree = _check_tree(session.dir, session.run_id)
     assert tree["summary"]["mlpower"]["ptdaemon"] == [False] and tree["summary"]["ptd_config"][0]["command"] == []
     # the analyzer itself reports the testing ranges, which must equal the rule applied to ranging/spl.txt
     table = pl.read_parquet(session.dir / "samples.parquet")
     testing = table.filter(pl.col("mode") == "testing")
-    expected = _rule(tree["ranging"])
+    expected = rule_ranges(tree["ranging"])
     reported = zip(testing["voltage_range_v"].to_list(), testing["current_range_a"].to_list(), strict=True)
     assert set(reported) == {expected}
     assert session.ranges("testing") == [ranges.testing_ranges(session.readings("ranging"))]
@@ -103,7 +84,7 @@ def test_ptdaemon_source_runs_the_same_session(tmp_path: Path) -> None:
         session = MeasurementSession(SessionIdentity("ptd-run"), [("analyzer1", source)],
                                      SessionConfig(tmp_path / "results", sample_interval_s=1.0, sleep_s=0.05,
                                                    debug=True))
-        _run(session, 2.6)
+        run_phases(session, samples=3)
     finally:
         ptd.stop()
     tree = _check_tree(session.dir, session.run_id)
@@ -135,8 +116,8 @@ def test_a_vanishing_simulator_fails_the_run_within_2_s(tmp_path: Path, fault: s
         session = MeasurementSession(SessionIdentity(f"lost-{fault}"), [("analyzer1", source)],
                                      SessionConfig(tmp_path, sample_interval_s=0.25, sleep_s=0.0, debug=True))
         session.open()
-        session.start("ranging")
-        time.sleep(1.0)
+        session.handle(StartPhase("ranging"))
+        wait_for(lambda: len(session.readings("ranging")) >= 3, what="3 ranging samples")
         gone_at = time.monotonic()
         getattr(sim.faults, fault)()
         assert session.wait_ended(2.0), f"{fault}: the run did not fail within 2 s"
@@ -156,7 +137,7 @@ def test_two_simulated_analyzers_are_merged_by_timestamp(tmp_path: Path) -> None
                    for i, s in enumerate(sims, start=1)]
         session = MeasurementSession(SessionIdentity("two"), sources,
                                      SessionConfig(tmp_path, sample_interval_s=0.25, sleep_s=0.0, debug=True))
-        _run(session, 1.3)
+        run_phases(session, samples=5)
     finally:
         for s in sims:
             s.stop()
@@ -169,8 +150,8 @@ def test_two_simulated_analyzers_are_merged_by_timestamp(tmp_path: Path) -> None
         if "missing" in (part1, part2):
             assert fields[3] == "-1.000000"
             continue
-        t1 = ptd_ts(part1.split(",")[1])
-        t2 = ptd_ts(part2.split(",")[1])
+        t1 = parse_ptd_time(part1.split(",")[1])
+        t2 = parse_ptd_time(part2.split(",")[1])
         assert abs(t1 - t2) <= 0.125 + 1e-3, "paired by time, within half an interval"
         assert float(fields[3]) == pytest.approx(float(part1.split(",")[3]) + float(part2.split(",")[3]), abs=1e-5)
         assert float(fields[3]) == pytest.approx(200, abs=8)
@@ -194,14 +175,10 @@ def test_the_director_launches_ptdaemon_per_session(tmp_path: Path) -> None:
         director = Director(fast_settings(tmp_path, analyzer=f"ptd://127.0.0.1:{ptd_port}", sample_interval_s=1.0,
                                           ptd_launch=True, ptd_interface_flag="-n",
                                           ptd_device_port=f"127.0.0.1:{sim.port}"))
-        session = director.new_session(run_id="launched")
-        session.start("ranging")
-        time.sleep(2.5)
-        session.stop("ranging")
-        session.start("testing")
-        time.sleep(2.5)
-        session.stop("testing")
-        session.done()
+        session = director.open_session(run_id="launched")
+        for mode in ("ranging", "testing"):
+            measure(session, mode, samples=3)  # type: ignore[arg-type]
+        session.handle(Done())
     finally:
         sim.stop()
     tree = _check_tree(session.dir, "launched")

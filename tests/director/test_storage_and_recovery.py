@@ -6,18 +6,18 @@ from __future__ import annotations
 import errno
 import json
 import os
-import time
 from pathlib import Path
 
 import polars as pl
 import pytest
 from mlpower.director import outputs
 from mlpower.director.recovery import REASON, recover_interrupted_runs, recover_run
-from mlpower.director.runner import MeasurementSession, PhaseError, SessionConfig, SessionIdentity
-from mlpower.director.session import State
+from mlpower.director.session import MeasurementSession, PhaseError, SessionConfig, SessionIdentity
+from mlpower.director.session_states import StartPhase, State, StopPhase
 from mlpower.director.settings import DirectorSettings
 from mlpower.runstream import RunStream, read_documents
 from mlpower.schema import RunCompleted, RunStop, SamplePage, SourceInfo
+from mlpower.testing import wait_for
 
 from tests.shared.test_runstream_storage import FillsUp, RecordingBus
 
@@ -34,8 +34,8 @@ def _session(tmp_path: Path, bus: RecordingBus) -> MeasurementSession:
 def test_documents_jsonl_refused_mid_phase_fails_the_session_with_the_reason(tmp_path: Path) -> None:
     bus = RecordingBus()
     session = _session(tmp_path, bus)
-    session.start("ranging")
-    time.sleep(0.5)
+    session.handle(StartPhase("ranging"))
+    wait_for(lambda: any(isinstance(d, SamplePage) for d in bus.published), what="a page on the bus")
     assert session.stream is not None
     session.stream._log = FillsUp(session.stream._log, room=0)
     assert session.wait_ended(5), "a full disk must end the run"
@@ -51,8 +51,8 @@ def test_documents_jsonl_refused_mid_phase_fails_the_session_with_the_reason(tmp
 def test_phase_files_refused_fail_the_session_instead_of_leaving_it_stuck(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     session = _session(tmp_path, RecordingBus())
-    session.start("ranging")
-    time.sleep(0.3)
+    session.handle(StartPhase("ranging"))
+    wait_for(lambda: session.readings("ranging"), what="a ranging sample")
     real = outputs.write_text
 
     def full(path: Path, text: str) -> None:
@@ -62,7 +62,7 @@ def test_phase_files_refused_fail_the_session_instead_of_leaving_it_stuck(tmp_pa
 
     monkeypatch.setattr(outputs, "write_text", full)
     with pytest.raises(PhaseError, match="results disk full: cannot write the ranging files"):
-        session.stop("ranging")
+        session.handle(StopPhase("ranging"))
     assert session.ended and session.state is State.FAILED
     assert "results disk full" in json.loads((session.dir / "power" / "server.json").read_text())["mlpower"]["reason"]
 

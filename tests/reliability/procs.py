@@ -153,7 +153,7 @@ def start_mlpower(name: str, args: list[str], *, env: dict[str, str], log_dir: P
 
 
 SIM_READY = r"listening on [^:\s]+:(?P<port>\d+)[\s\S]*control on http://[^:\s]+:(?P<control>\d+)"
-DIRECTOR_READY = r"director: power-dev on [^:\s]+:(?P<powerdev>\d+), HTTP on [^:\s]+:(?P<http>\d+)"
+DIRECTOR_READY = r"power-dev\s+[^:\s]+:(?P<powerdev>\d+)\s+HTTP API\s+http://[^:\s]+:(?P<http>\d+)"
 
 
 @contextlib.contextmanager

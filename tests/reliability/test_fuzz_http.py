@@ -21,8 +21,8 @@ from mlpower.analytics.settings import AnalyticsSettings
 from mlpower.analyzer_sim import VirtualClock, start_simulator
 from mlpower.analyzer_sim.app import create_app as simulator_app
 from mlpower.bus import InMemoryBus
-from mlpower.director.app import create_app as director_app
 from mlpower.director.director import Director
+from mlpower.director.http_api import create_app as director_app
 from mlpower.figures.app import create_app as figures_app
 from mlpower.figures.service import FiguresService
 from mlpower.settings import load_settings

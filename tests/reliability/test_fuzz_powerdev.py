@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from mlpower.director.director import Director
 from mlpower.director.outputs import DOWNLOADABLE
 from mlpower.director.powerdev_server import CLIENT_MAGIC, SERVER_MAGIC, PowerDevServer
+from mlpower.director.session_states import Abort
 
 from tests.director.conftest import fast_settings
 from tests.director.fakes import FakeSource
@@ -37,7 +38,7 @@ REPLY_FORMS = [re.compile(p) for p in (
     r"OK", r"OK [A-Za-z0-9_\-]+,[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
     r"\d+\.\d+(e[+-]\d+)?",  # time: Python str(float)
     r"Error", r"Error: invalid label", r"Error: unknown session", r"Error Unknown session command",
-    r"Error: exception", r"Error setting (voltage|current) range: \[.*\]",
+    r"Error: exception", r"Error setting (voltage|current) range: \[.*\]", r"Error: busy: .+",
 )]
 SID = "{sid}"  # replaced by the sid of the connection's last successful `new`
 LABELS = itertools.count()  # a fresh label per `new`: session ids have one-second resolution
@@ -67,12 +68,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PowerDevServer]
     results = tmp_path_factory.mktemp("powerdev-fuzz")
     director = Director(fast_settings(results, max_line_bytes=MAX_LINE, analyzer_sleep_s=0.0),
                         source_factory=lambda resource, interval_s: FakeSource())
-    srv = PowerDevServer(director.powerdev_factory, host="127.0.0.1", port=0, max_line_bytes=MAX_LINE).start()
+    srv = PowerDevServer(director, host="127.0.0.1", port=0, max_line_bytes=MAX_LINE).start()
     yield srv
     srv.stop()
     session = srv.session
     if session is not None and not session.ended:
-        session.abort("test over")
+        session.handle(Abort("test over"))
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mlpower.director import ptdaemon, wt310e
+from mlpower import ptdformat
+from mlpower.director import ptd_format, wt310e
 from mlpower.director.errors import ReplyParseError
 
 from tests.reliability.ledger import LEDGER
@@ -44,7 +45,7 @@ def _reading(reply: str) -> Any:
 
 def _maxima(reply: str) -> Any:
     lines = [DATA_LINE, reply, reply.replace("Mark,m_ranging,", "")]
-    return ptdaemon.ranging_maxima(lines, "m_ranging")
+    return ptd_format.ranging_maxima(lines, "m_ranging")
 
 
 # (target, parser, valid replies it is fed and mutated from, separator for field mutations)
@@ -58,15 +59,15 @@ PARSERS: list[tuple[str, Callable[[str], Any], list[str], str]] = [
     ("wt310e ranges", wt310e.parse_ranges, ["300.0E+00;0;500.0E-03;0", ":INP:VOLT:RANG 15.0E+00;1;1.0E+00;1"], ";"),
     ("wt310e rate", wt310e.parse_rate, ["1.0E+00", "100MS", ":RATE 250MS", "2S"], " "),
     ("wt310e eesr", wt310e.parse_eesr, ["0", ":STAT:EESR 16"], " "),
-    ("ptd identify", ptdaemon.parse_identify, ["YokogawaWT310,version=1.11.1-abc,YOKOGAWA;760401;0;F1.12"], ","),
-    ("ptd rr", ptdaemon.parse_rr, ["Ranges,1,1.000000,1,300.000000", "Ranges,0,0.500000,0,300.000000"], ","),
-    ("ptd rl header", ptdaemon.parse_rl_header, ["Last 5 samples", "Last 1 sample", "No unread samples"], " "),
-    ("ptd watts", lambda r: ptdaemon.parse_stats(r, "Watts"), ["Watts,100.0,99.0,101.0,5,0,0,5"], ","),
-    ("ptd uncertainty", lambda r: ptdaemon.parse_stats(r, "Uncertainty"),
+    ("ptd identify", ptd_format.parse_identify, ["YokogawaWT310,version=1.11.1-abc,YOKOGAWA;760401;0;F1.12"], ","),
+    ("ptd rr", ptd_format.parse_rr, ["Ranges,1,1.000000,1,300.000000", "Ranges,0,0.500000,0,300.000000"], ","),
+    ("ptd rl header", ptd_format.parse_rl_header, ["Last 5 samples", "Last 1 sample", "No unread samples"], " "),
+    ("ptd watts", lambda r: ptd_format.parse_stats(r, "Watts"), ["Watts,100.0,99.0,101.0,5,0,0,5"], ","),
+    ("ptd uncertainty", lambda r: ptd_format.parse_stats(r, "Uncertainty"),
      ["Uncertainty,-1.0,10000000.000000,0.000000,1,0,0,1"], ","),
-    ("ptd data line", ptdaemon.parse_data_line, [DATA_LINE, "NOTICE: Buffer was emptied"], ","),
+    ("ptd data line", ptd_format.parse_data_line, [DATA_LINE, "NOTICE: Buffer was emptied"], ","),
     ("ptd ranging maxima", _maxima, [DATA_LINE], ","),
-    ("ptd spl line", lambda r: ptdaemon.spl_line(r, "m_testing"), [DATA_LINE], ","),
+    ("ptd spl line", lambda r: ptdformat.spl_line_of_rl(r, "m_testing"), [DATA_LINE], ","),
 ]
 
 

@@ -9,12 +9,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mlpower.sut_agent.loadgen_logs import read_result
+from mlpower.testing import wait_for
 
 from .test_powerdev_client import LAYOUT
 
@@ -34,19 +35,12 @@ def director_server(tmp_path: Path) -> Iterator[object]:
             DirectorSettings, analyzer=f"TCPIP0::127.0.0.1::{simulator.port}::SOCKET", host="127.0.0.1",
             powerdev_port=0, http_port=0, results_dir=tmp_path / "director", analyzer_sleep_s=0.5,
             sample_interval_s=0.25, bus_mode=False)
-        server = server_module.PowerDevServer(director_module.Director(settings).powerdev_factory,
+        server = server_module.PowerDevServer(director_module.Director(settings),
                                               host="127.0.0.1", port=0).start()
         try:
             yield server
         finally:
             server.stop()
-
-
-def _wait_for(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def test_client_session_against_the_director(director_server: Any, tmp_path: Path) -> None:
@@ -83,8 +77,8 @@ def test_director_lost_mid_workload_fails_the_agent_and_the_session(director_ser
     out = tmp_path / "agent"
     # Stop the director once the ranging workload is running.
     def stop_director() -> None:
-        _wait_for(lambda: any(e.state == "started" for e in events))
-        time.sleep(0.5)
+        wait_for(lambda: any(e.state == "started" for e in events), 30, what="the ranging workload")
+        wait_for(lambda: director_server.session.readings("ranging"), 30, what="the director measuring")
         director_server.stop()
 
     stopper = threading.Thread(target=stop_director)
@@ -106,9 +100,9 @@ def test_agent_terminated_mid_workload_aborts_the_director_session(director_serv
          "echo $$ > {log_dir}/shell.pid; sleep 60", "--out", str(out), "--duration-s", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: any(out.glob("loadgen_logs/*/ranging/shell.pid")))
+        wait_for(lambda: any(out.glob("loadgen_logs/*/ranging/shell.pid")), 30, what="the workload's shell")
         pid_file = next(out.glob("loadgen_logs/*/ranging/shell.pid"))
-        _wait_for(lambda: pid_file.read_text().strip() != "")
+        wait_for(lambda: pid_file.read_text().strip() != "", 30, what="the shell's pid")
         shell_pid = int(pid_file.read_text())
         agent.send_signal(signal.SIGTERM)
         _, stderr = agent.communicate(timeout=30)
@@ -117,7 +111,8 @@ def test_agent_terminated_mid_workload_aborts_the_director_session(director_serv
             agent.kill()
             agent.wait()
     assert agent.returncode == 130, stderr[-2000:]
-    _wait_for(lambda: director_server.session is not None and director_server.session.ended)
+    wait_for(lambda: director_server.session is not None and director_server.session.ended, 30,
+             what="the director's session to end")
     assert director_server.session.status_reason == "client disconnected"
     with pytest.raises(ProcessLookupError):  # the workload's shell was stopped with the agent
         os.kill(shell_pid, 0)

@@ -1,14 +1,14 @@
 """The director's HTTP control API (FastAPI): runs, status, artifacts, health, metrics.
 
 Control endpoints (POST) need ``Authorization: Bearer <MLPOWER_API_TOKEN>`` when a token is set.
-A run started here either goes through the SUT agent (``workload`` given and a bus present: the
-same path as a bus ``StartRun``) or is timed (``phase_s`` seconds per mode, e.g. idle power).
-Artifacts are served from the run's own folder only: paths that leave it are refused.
+A run started here is a ``RunPlan`` for ``Director.run``, as a bus ``StartRun`` is: it goes
+through the SUT agent (``workload`` given and a bus present) or is timed (``phase_s`` seconds per
+mode, e.g. idle power). Artifacts are served from the run's own folder only: paths that leave it
+are refused.
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,12 +18,12 @@ from mlpower.errors import MlpowerError
 from mlpower.http_auth import bearer_guard
 from mlpower.http_limits import BodyLimit
 from mlpower.http_refusals import refusals
-from mlpower.schema import StartRun
 from pydantic import BaseModel, ConfigDict, Field
 
 from .director import Busy, Director
-from .drive import Outcome, drive
 from .metrics import CONTENT_TYPE
+from .run_plan import AgentWorkload, PlanError, RunPlan, TimedWorkload, Workload
+from .session_states import ManualRanges
 
 
 class RunRequest(BaseModel):
@@ -39,6 +39,16 @@ class RunRequest(BaseModel):
     voltage_range_v: float | None = Field(default=None, gt=0)
     current_range_a: float | None = Field(default=None, gt=0)
 
+    def plan(self, agent: bool) -> RunPlan:
+        """The plan this request asks for: through the agent when it names a workload and there is one."""
+        manual = None
+        if self.voltage_range_v is not None and self.current_range_a is not None:
+            manual = ManualRanges(self.voltage_range_v, self.current_range_a)
+        workload: Workload = AgentWorkload(self.workload) if self.workload and agent else TimedWorkload(self.phase_s)
+        return RunPlan(workload=workload, run_id=self.run_id, benchmark=self.benchmark, scenario=self.scenario,
+                       modes=self.modes, sample_interval_s=self.sample_interval_s, manual_ranges=manual,
+                       settings={"workload": self.workload, "phase_s": self.phase_s})
+
 
 class RunAccepted(BaseModel):
     run_id: str
@@ -46,11 +56,10 @@ class RunAccepted(BaseModel):
     via: Literal["timed", "agent"]
 
 
-def create_app(director: Director, *, api_token: str = "", bus_mode: Any = None) -> FastAPI:
+def create_app(director: Director, *, api_token: str = "") -> FastAPI:
     app = FastAPI(title="mlpower director", version="1", description=__doc__, responses=refusals(413, 422))
     app.add_middleware(BodyLimit)
     control = [Depends(bearer_guard(api_token))]
-    cancel: dict[str, threading.Event] = {}
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -65,7 +74,7 @@ def create_app(director: Director, *, api_token: str = "", bus_mode: Any = None)
         active = director.active
         return {
             "sut": director.settings.sut, "lab": director.settings.lab, "analyzers": list(director.settings.analyzers),
-            "busy": active is not None and not active.ended,
+            "busy": director.busy,
             "run": None if active is None else {"run_id": active.run_id, "state": active.state.value,
                                                 "reason": active.status_reason},
         }
@@ -77,38 +86,18 @@ def create_app(director: Director, *, api_token: str = "", bus_mode: Any = None)
     @app.post("/runs", status_code=202, dependencies=control, response_model=RunAccepted,
               responses=refusals(400, 401, 409))
     def start_run(request: RunRequest) -> RunAccepted:
-        manual = None
-        if request.voltage_range_v is not None and request.current_range_a is not None:
-            manual = (request.voltage_range_v, request.current_range_a)
-        if "ranging" not in request.modes and manual is None:
-            raise HTTPException(422, "testing without ranging needs voltage_range_v and current_range_a")
         try:
-            session = director.new_session(run_id=request.run_id or director.new_run_id(),
-                                           benchmark=request.benchmark, scenario=request.scenario,
-                                           sample_interval_s=request.sample_interval_s,
-                                           settings={"workload": request.workload, "phase_s": request.phase_s})
+            plan = request.plan(agent=director.agent is not None)
+        except PlanError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        try:
+            session = director.run(plan)
         except Busy as exc:
             raise HTTPException(409, str(exc)) from exc
         except MlpowerError as exc:
             raise HTTPException(400, str(exc)) from exc
-        if request.workload and bus_mode is not None:
-            settings: dict[str, Any] = {}
-            if manual is not None:
-                settings = {"voltage_range_v": manual[0], "current_range_a": manual[1]}
-            bus_mode.run_in_background(session, StartRun(
-                sut=director.settings.sut, run_id=session.run_id, benchmark=request.benchmark,
-                scenario=request.scenario, modes=request.modes, workload=request.workload, settings=settings,
-                sample_interval_s=session.config.sample_interval_s))
-            return RunAccepted(run_id=session.run_id, output_dir=str(session.dir), via="agent")
-        stop = cancel.setdefault(session.run_id, threading.Event())
-
-        def timed(mode: str) -> Outcome:
-            stop.wait(request.phase_s)
-            return None
-
-        threading.Thread(target=drive, args=(session, request.modes, timed, manual), daemon=True,
-                         name=f"timed-{session.run_id}").start()
-        return RunAccepted(run_id=session.run_id, output_dir=str(session.dir), via="timed")
+        via: Literal["timed", "agent"] = "agent" if isinstance(plan.workload, AgentWorkload) else "timed"
+        return RunAccepted(run_id=session.run_id, output_dir=str(session.dir), via=via)
 
     @app.get("/runs/{run_id}", responses=refusals(404))
     def run_status(run_id: str) -> dict[str, Any]:
@@ -120,10 +109,7 @@ def create_app(director: Director, *, api_token: str = "", bus_mode: Any = None)
     @app.post("/runs/{run_id}/stop", dependencies=control, responses=refusals(401, 404))
     def stop_run(run_id: str) -> dict[str, Any]:
         _status_or_404(director, run_id)
-        stopped = director.stop_run(run_id, "stopped over HTTP")  # first: the timed wait must see it ended
-        if run_id in cancel:
-            cancel.pop(run_id).set()
-        return {"run_id": run_id, "stopped": stopped}
+        return {"run_id": run_id, "stopped": director.stop_run(run_id, "stopped over HTTP")}
 
     @app.get("/runs/{run_id}/files/{path:path}", responses=refusals(403, 404))
     def download(run_id: str, path: str) -> FileResponse:
