@@ -23,6 +23,9 @@ from mlpower.schema import Message, encode
 from mlpower.spool import Spool, Spooled
 
 log = logging.getLogger(__name__)
+# pika narrates every connection and channel step at INFO: pages of it at each service's start-up,
+# none of it news to a user. Its warnings and errors still show; our own log says what connected.
+logging.getLogger("pika").setLevel(logging.WARNING)
 
 REASON_HEADER = "x-mlpower-reason"
 _RECOVERABLE = (
