@@ -16,6 +16,7 @@ from mlpower.schema import Message, RunWorkloadPhase, WorkloadPhase
 from mlpower.settings import load_settings
 from mlpower.sut_agent.bus_mode import AgentService
 from mlpower.sut_agent.settings import Settings
+from mlpower.testing import wait_for
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -92,10 +93,9 @@ def test_the_simulator_follows_the_loadgen_window(rabbit_bus: object, agent_even
     sampling = threading.Event()
     with simulator_module.start_simulator(port=0, load="follow:100:300", bus=rabbit_bus, lab=f"lab{unique}",
                                           sut=f"sut{unique}") as simulator:
-        def sample() -> None:
-            while not sampling.is_set():
+        def sample() -> None:  # a probe of the simulated load at 20 Hz, until the test has seen enough
+            while not sampling.wait(0.05):
                 readings.append((time.time(), simulator.true_power_w))
-                time.sleep(0.05)
 
         sampler = threading.Thread(target=sample)
         sampler.start()
@@ -104,10 +104,10 @@ def test_the_simulator_follows_the_loadgen_window(rabbit_bus: object, agent_even
                                        workload="builtin:singlestream", settings={"duration_s": 2.0})
             rabbit_bus.publish(command, topology.command_key("agent", f"sut{unique}"))  # type: ignore[attr-defined]
             started, begin, end, finished = take(received, 4)
-            deadline = time.monotonic() + 10  # the simulator's own consumer sees power_end/finished too
-            while readings[-1][1] > 101 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(0.2)
+            # the simulator's own consumer sees power_end/finished too: back to idle, then a few idle samples
+            wait_for(lambda: readings and readings[-1][1] <= 101, 10, what="the load back at idle")
+            idle_from = len(readings)
+            wait_for(lambda: len(readings) >= idle_from + 3, 10, what="idle samples")
         finally:
             sampling.set()
             sampler.join()

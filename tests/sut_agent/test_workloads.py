@@ -30,7 +30,11 @@ def test_builtin_loadgen_run_in_each_scenario(tmp_path: Path, events: Events, sc
     assert result.validity in ("VALID", "INVALID") and result.metric_value is not None and result.metric_value > 0
     # The window LoadGen logged (in UTC thanks to TZ=UTC) lies inside the workload's run.
     assert outcome.started_utc_s < result.window.begin_utc_s < result.window.end_utc_s < outcome.finished_utc_s
-    assert result.window.duration_s >= SHORT_S * 0.5
+    # How long LoadGen ran depends on how busy the machine is; what it says about it does not: the
+    # asked minimum was in effect, and a VALID result met it inside the logged window (1 ms: log resolution).
+    assert result.min_duration_ms == SHORT_S * 1000
+    if result.validity == "VALID":
+        assert result.window.duration_s >= SHORT_S - 0.002
     assert outcome.compliant_durations is False  # a 1.5 s run is a demo, not a compliant run
     assert events.states() == ["started", "power_begin", "power_end", "finished"]
     assert events[1].t_utc_s == result.window.begin_utc_s and events[2].t_utc_s == result.window.end_utc_s
