@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from mlpower.director import ptd_format, ptd_process, ranges, wt310e
+from mlpower.director import ptd_format, ptd_process, ranges, wt310e, wt310e_scpi
 from mlpower.director.errors import (
     AnalyzerError,
     AnalyzerLost,
@@ -204,35 +204,35 @@ def test_relative_uncertainty_edge_cases() -> None:
 
 
 def test_command_table_renders_the_transcript() -> None:
-    assert wt310e.command("voltage_range", value=300.0) == ":INPUT:VOLTAGE:RANGE 300V"
-    assert wt310e.command("current_range", value=0.5) == ":INPUT:CURRENT:RANGE 0.5A"
-    assert wt310e.command("current_range", value=0.005) == ":INPUT:CURRENT:RANGE 0.005A"
-    assert wt310e.command("voltage_auto", state=False) == ":INPUT:VOLTAGE:AUTO OFF"
-    assert wt310e.command("header", state=False) == ":COMMUNICATE:HEADER OFF"
-    assert wt310e.command("rate", token=wt310e.rate_token(1.0)) == ":RATE 1S"
-    assert wt310e.rate_token(0.1) == "100MS"
-    assert wt310e.items_command(("P", "U", "I", "LAMBDA")) == (
+    assert wt310e_scpi.command("voltage_range", value=300.0) == ":INPUT:VOLTAGE:RANGE 300V"
+    assert wt310e_scpi.command("current_range", value=0.5) == ":INPUT:CURRENT:RANGE 0.5A"
+    assert wt310e_scpi.command("current_range", value=0.005) == ":INPUT:CURRENT:RANGE 0.005A"
+    assert wt310e_scpi.command("voltage_auto", state=False) == ":INPUT:VOLTAGE:AUTO OFF"
+    assert wt310e_scpi.command("header", state=False) == ":COMMUNICATE:HEADER OFF"
+    assert wt310e_scpi.command("rate", token=wt310e_scpi.rate_token(1.0)) == ":RATE 1S"
+    assert wt310e_scpi.rate_token(0.1) == "100MS"
+    assert wt310e_scpi.items_command(("P", "U", "I", "LAMBDA")) == (
         ":NUMERIC:NORMAL:ITEM1 P,1;ITEM2 U,1;ITEM3 I,1;ITEM4 LAMBDA,1"
     )
-    assert wt310e.COMMANDS["ranges"] == ":INPUT:VOLTAGE:RANGE?;AUTO?;:INPUT:CURRENT:RANGE?;AUTO?"
+    assert wt310e_scpi.COMMANDS["ranges"] == ":INPUT:VOLTAGE:RANGE?;AUTO?;:INPUT:CURRENT:RANGE?;AUTO?"
 
 
 def test_command_needs_its_parameters() -> None:
     with pytest.raises(ValueError, match="needs parameter"):
-        wt310e.command("voltage_range")
+        wt310e_scpi.command("voltage_range")
 
 
 @pytest.mark.parametrize("interval", [0.2, 3.0, 0.0, -1.0])
 def test_unsupported_update_interval_is_refused(interval: float) -> None:
     with pytest.raises(RangeError):
-        wt310e.rate_token(interval)
+        wt310e_scpi.rate_token(interval)
 
 
 # --------------------------------------------------------------------------- SCPI reply parser
 
 
 def test_parse_identity() -> None:
-    ident = wt310e.parse_identity("YOKOGAWA,WT310E,C2PH13047V,F1.03")
+    ident = wt310e_scpi.parse_identity("YOKOGAWA,WT310E,C2PH13047V,F1.03")
     assert (ident.manufacturer, ident.model, ident.serial, ident.firmware) == (
         "YOKOGAWA",
         "WT310E",
@@ -240,19 +240,19 @@ def test_parse_identity() -> None:
         "1.03",
     )
     assert ident.is_wt300_family
-    assert wt310e.parse_identity("YOKOGAWA,WT333,C2SF14011V,F1.01EM").firmware == "1.01EM"
-    assert not wt310e.parse_identity("KEYSIGHT,34465A,MY123,A.03").is_wt300_family
+    assert wt310e_scpi.parse_identity("YOKOGAWA,WT333,C2SF14011V,F1.01EM").firmware == "1.01EM"
+    assert not wt310e_scpi.parse_identity("KEYSIGHT,34465A,MY123,A.03").is_wt300_family
 
 
 @pytest.mark.parametrize("bad", ["", "YOKOGAWA", "YOKOGAWA,WT310E,C2PH", ",,,", "a,b,c,d,e"])
 def test_bad_identity_raises_with_raw(bad: str) -> None:
     with pytest.raises(ReplyParseError) as info:
-        wt310e.parse_identity(bad)
+        wt310e_scpi.parse_identity(bad)
     assert info.value.raw == bad
 
 
 def test_parse_numbers_transcript_line() -> None:
-    values = wt310e.parse_numbers("23.85E+00,247.92E+00,198.11E-03,0.4855E+00", 4)
+    values = wt310e_scpi.parse_numbers("23.85E+00,247.92E+00,198.11E-03,0.4855E+00", 4)
     assert [v for v, _ in values] == [23.85, 247.92, 0.19811, 0.4855]
 
 
@@ -262,52 +262,52 @@ def test_parse_numbers_transcript_line() -> None:
      ("9.9E+37", "inf"), ("-9.9E+37", "inf")],
 )  # fmt: skip
 def test_special_tokens_are_not_numbers(token: str, status: str) -> None:
-    assert wt310e.parse_number(token) == (None, status)
+    assert wt310e_scpi.parse_number(token) == (None, status)
 
 
 @pytest.mark.parametrize("bad", ["", "abc", "1.2.3", "0x10", "1e", "--1", "12 V", "infinityx"])
 def test_garbage_number_raises_with_raw(bad: str) -> None:
     with pytest.raises(ReplyParseError) as info:
-        wt310e.parse_number(bad, raw=f"raw<{bad}>")
+        wt310e_scpi.parse_number(bad, raw=f"raw<{bad}>")
     assert info.value.raw == f"raw<{bad}>"
 
 
 def test_wrong_number_of_values_raises() -> None:
     with pytest.raises(ReplyParseError, match="expected 4 values, got 3") as info:
-        wt310e.parse_numbers("1,2,3", 4)
+        wt310e_scpi.parse_numbers("1,2,3", 4)
     assert info.value.raw == "1,2,3"
     with pytest.raises(ReplyParseError, match="empty"):
-        wt310e.parse_numbers("", 4)
+        wt310e_scpi.parse_numbers("", 4)
 
 
 def test_parse_error_queue_replies() -> None:
-    assert wt310e.parse_error('0,"No error"') == (0, "No error")
-    assert wt310e.parse_error('113,"Undefined header"') == (113, "Undefined header")
-    assert wt310e.parse_error("222") == (222, "")
-    assert wt310e.parse_error(':STATUS:ERROR 113,"Undefined header"') == (113, "Undefined header")
+    assert wt310e_scpi.parse_error('0,"No error"') == (0, "No error")
+    assert wt310e_scpi.parse_error('113,"Undefined header"') == (113, "Undefined header")
+    assert wt310e_scpi.parse_error("222") == (222, "")
+    assert wt310e_scpi.parse_error(':STATUS:ERROR 113,"Undefined header"') == (113, "Undefined header")
     with pytest.raises(ReplyParseError):
-        wt310e.parse_error("No error")
+        wt310e_scpi.parse_error("No error")
 
 
 def test_parse_ranges_with_and_without_header() -> None:
-    state = wt310e.parse_ranges("300.0E+00;0;500.0E-03;0")
-    assert state == wt310e.RangeState(300.0, False, 0.5, False)
-    state = wt310e.parse_ranges(":INPUT:VOLTAGE:RANGE 600.0E+00;AUTO 1;:INPUT:CURRENT:RANGE 20.000E+00;AUTO 1")
-    assert state == wt310e.RangeState(600.0, True, 20.0, True)
+    state = wt310e_scpi.parse_ranges("300.0E+00;0;500.0E-03;0")
+    assert state == wt310e_scpi.RangeState(300.0, False, 0.5, False)
+    state = wt310e_scpi.parse_ranges(":INPUT:VOLTAGE:RANGE 600.0E+00;AUTO 1;:INPUT:CURRENT:RANGE 20.000E+00;AUTO 1")
+    assert state == wt310e_scpi.RangeState(600.0, True, 20.0, True)
     for bad in ("300.0E+00;0;500.0E-03", "300;2;0.5;0", "x;0;0.5;0", "NAN;0;0.5;0"):
         with pytest.raises(ReplyParseError):
-            wt310e.parse_ranges(bad)
+            wt310e_scpi.parse_ranges(bad)
 
 
 def test_parse_rate_and_eesr() -> None:
-    assert wt310e.parse_rate("1.0E+00") == 1.0
-    assert wt310e.parse_rate("100MS") == 0.1
-    assert wt310e.parse_rate("2S") == 2.0
-    assert wt310e.parse_eesr("65") == 65
+    assert wt310e_scpi.parse_rate("1.0E+00") == 1.0
+    assert wt310e_scpi.parse_rate("100MS") == 0.1
+    assert wt310e_scpi.parse_rate("2S") == 2.0
+    assert wt310e_scpi.parse_eesr("65") == 65
     with pytest.raises(ReplyParseError):
-        wt310e.parse_eesr("-1")
+        wt310e_scpi.parse_eesr("-1")
     with pytest.raises(ReplyParseError):
-        wt310e.parse_bool("2")
+        wt310e_scpi.parse_bool("2")
 
 
 FIELDS = ("power_w", "voltage_v", "current_a", "power_factor")
@@ -315,7 +315,7 @@ RANGED = FIELDS + ("voltage_range_v", "current_range_a")
 
 
 def test_build_reading_clean_sample() -> None:
-    r = wt310e.build_reading(
+    r = wt310e_scpi.build_reading(
         "23.85E+00,247.92E+00,198.11E-03,0.4855E+00", FIELDS, t_utc_s=1.5,
         voltage_range_v=300.0, current_range_a=0.5, auto=False,
     )  # fmt: skip
@@ -327,7 +327,7 @@ def test_build_reading_clean_sample() -> None:
 
 
 def test_build_reading_nan_transient_is_missing_not_a_number() -> None:
-    r = wt310e.build_reading("NAN,247.90E+00,NAN,NAN", FIELDS, t_utc_s=0, voltage_range_v=300.0,
+    r = wt310e_scpi.build_reading("NAN,247.90E+00,NAN,NAN", FIELDS, t_utc_s=0, voltage_range_v=300.0,
                              current_range_a=0.5, auto=True)  # fmt: skip
     assert r.power_w is None and r.current_a is None and r.power_factor is None
     assert r.voltage_v == 247.9
@@ -336,7 +336,7 @@ def test_build_reading_nan_transient_is_missing_not_a_number() -> None:
 
 
 def test_build_reading_inf_is_overrange() -> None:
-    r = wt310e.build_reading("INF,247.90E+00,INF,NAN", FIELDS, t_utc_s=0, voltage_range_v=300.0,
+    r = wt310e_scpi.build_reading("INF,247.90E+00,INF,NAN", FIELDS, t_utc_s=0, voltage_range_v=300.0,
                              current_range_a=0.2, auto=False)  # fmt: skip
     assert r.power_w is None and r.current_a is None
     assert r.flags & SampleFlag.OVERRANGE and r.flags & SampleFlag.MISSING
@@ -344,34 +344,34 @@ def test_build_reading_inf_is_overrange() -> None:
 
 
 def test_build_reading_value_beyond_140_percent_is_overrange() -> None:
-    r = wt310e.build_reading("60.0E+00,230.0E+00,0.29E+00,0.9E+00", FIELDS, t_utc_s=0, voltage_range_v=300.0,
+    r = wt310e_scpi.build_reading("60.0E+00,230.0E+00,0.29E+00,0.9E+00", FIELDS, t_utc_s=0, voltage_range_v=300.0,
                              current_range_a=0.2, auto=False)  # fmt: skip
     assert r.flags & SampleFlag.OVERRANGE and r.uncertainty_w is None and not r.usable
 
 
 def test_build_reading_eesr_overrange_bit() -> None:
-    r = wt310e.build_reading(
+    r = wt310e_scpi.build_reading(
         "23.85E+00,247.92E+00,198.11E-03,0.4855E+00",
         FIELDS,
         t_utc_s=0,
         voltage_range_v=300.0,
         current_range_a=0.5,
         auto=False,
-        eesr=wt310e.EESR_OVR1 | 1,
+        eesr=wt310e_scpi.EESR_OVR1 | 1,
     )
     assert r.flags & SampleFlag.OVERRANGE
 
 
 def test_build_reading_range_items_and_range_change() -> None:
     reply = "23.85E+00,247.92E+00,198.11E-03,0.4855E+00,300.0E+00,200.0E-03"
-    first = wt310e.build_reading(reply, RANGED, t_utc_s=0, voltage_range_v=None, current_range_a=None, auto=True)
+    first = wt310e_scpi.build_reading(reply, RANGED, t_utc_s=0, voltage_range_v=None, current_range_a=None, auto=True)
     assert (first.voltage_range_v, first.current_range_a) == (300.0, 0.2)
     assert first.flags == SampleFlag.AUTO_RANGE
     assert first.uncertainty_w is not None
-    again = wt310e.build_reading(reply, RANGED, t_utc_s=1, voltage_range_v=None, current_range_a=None, auto=True,
+    again = wt310e_scpi.build_reading(reply, RANGED, t_utc_s=1, voltage_range_v=None, current_range_a=None, auto=True,
                                  previous_ranges=(300.0, 0.2))  # fmt: skip
     assert not again.flags & SampleFlag.RANGE_CHANGE
-    changed = wt310e.build_reading(reply, RANGED, t_utc_s=2, voltage_range_v=None, current_range_a=None, auto=True,
+    changed = wt310e_scpi.build_reading(reply, RANGED, t_utc_s=2, voltage_range_v=None, current_range_a=None, auto=True,
                                    previous_ranges=(300.0, 0.5))  # fmt: skip
     assert changed.flags & SampleFlag.RANGE_CHANGE and changed.uncertainty_w is None
 
@@ -379,7 +379,7 @@ def test_build_reading_range_items_and_range_change() -> None:
 @pytest.mark.parametrize("bad", ["garbage", "1,2,3", "1,2,3,4,5", "1,2,x,4", ""])
 def test_build_reading_bad_reply_keeps_raw(bad: str) -> None:
     with pytest.raises(ReplyParseError) as info:
-        wt310e.build_reading(bad, FIELDS, t_utc_s=0, voltage_range_v=300.0, current_range_a=0.5, auto=False)
+        wt310e_scpi.build_reading(bad, FIELDS, t_utc_s=0, voltage_range_v=300.0, current_range_a=0.5, auto=False)
     assert info.value.raw == bad
 
 
@@ -585,13 +585,13 @@ def test_open_source_refuses_options_that_do_not_apply(resource: str, options: d
 
 
 def test_rate_for_interval() -> None:
-    assert wt310e.rate_for_interval(1.0) == 1.0
-    assert wt310e.rate_for_interval(3.0) == 1.0  # divides 3 s
-    assert wt310e.rate_for_interval(60.0) == 5.0
-    assert wt310e.rate_for_interval(0.35) == 0.25  # none divides 0.35 s: the largest below
+    assert wt310e_scpi.rate_for_interval(1.0) == 1.0
+    assert wt310e_scpi.rate_for_interval(3.0) == 1.0  # divides 3 s
+    assert wt310e_scpi.rate_for_interval(60.0) == 5.0
+    assert wt310e_scpi.rate_for_interval(0.35) == 0.25  # none divides 0.35 s: the largest below
     for bad in (0.05, 0.0, -1.0, math.nan):
         with pytest.raises(RangeError):
-            wt310e.rate_for_interval(bad)
+            wt310e_scpi.rate_for_interval(bad)
 
 
 # --------------------------------------------------------------------------- the WT310E driver on a transcript

@@ -14,7 +14,8 @@ from mlpower.director import ranges
 from mlpower.director.errors import AnalyzerError, AnalyzerLost, RangeError, ReplyParseError
 from mlpower.director.sources import AnalyzerSource, open_source
 from mlpower.director.uncertainty import sample_uncertainty_w
-from mlpower.director.wt310e import WT310E, rate_for_interval
+from mlpower.director.wt310e import WT310E
+from mlpower.director.wt310e_scpi import rate_for_interval
 from mlpower.schema import SampleFlag
 from mlpower.testing import wait_for
 

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mlpower import ptdformat
-from mlpower.director import ptd_format, wt310e
+from mlpower.director import ptd_format
+from mlpower.director import wt310e_scpi as scpi
 from mlpower.director.errors import ReplyParseError
 
 from tests.reliability.ledger import LEDGER
@@ -39,7 +40,7 @@ def ptd_data_lines(draw: st.DrawFn) -> str:
 
 
 def _reading(reply: str) -> Any:
-    return wt310e.build_reading(reply, FIELDS, t_utc_s=0.0, voltage_range_v=300.0, current_range_a=1.0, auto=True,
+    return scpi.build_reading(reply, FIELDS, t_utc_s=0.0, voltage_range_v=300.0, current_range_a=1.0, auto=True,
                                 previous_ranges=(150.0, 0.5), eesr=0)
 
 
@@ -50,15 +51,15 @@ def _maxima(reply: str) -> Any:
 
 # (target, parser, valid replies it is fed and mutated from, separator for field mutations)
 PARSERS: list[tuple[str, Callable[[str], Any], list[str], str]] = [
-    ("wt310e identity", wt310e.parse_identity, ["YOKOGAWA,WT310E,C2PH13047V,F1.03", "*IDN YOKOGAWA,WT310,1,F2"], ","),
-    ("wt310e numbers", wt310e.parse_numbers, ["1.234E+02,230.1E+00,500.0E-03,0.9E+00", "NAN,INF,9.91E+37,-1"], ","),
+    ("wt310e identity", scpi.parse_identity, ["YOKOGAWA,WT310E,C2PH13047V,F1.03", "*IDN YOKOGAWA,WT310,1,F2"], ","),
+    ("wt310e numbers", scpi.parse_numbers, ["1.234E+02,230.1E+00,500.0E-03,0.9E+00", "NAN,INF,9.91E+37,-1"], ","),
     ("wt310e reading", _reading, ["1.234E+02,230.1E+00,500.0E-03,0.9E+00", "NAN,230.0E+00,INF,1"], ","),
-    ("wt310e bool", wt310e.parse_bool, ["1", ":INP:VOLT:AUTO ON", "OFF"], " "),
-    ("wt310e float", wt310e.parse_float, ["300.0E+00", ":INPUT:VOLTAGE:RANGE 15.0E+00"], " "),
-    ("wt310e error", wt310e.parse_error, ['113,"Undefined header"', "0", ':STAT:ERR 0,"No error"'], ","),
-    ("wt310e ranges", wt310e.parse_ranges, ["300.0E+00;0;500.0E-03;0", ":INP:VOLT:RANG 15.0E+00;1;1.0E+00;1"], ";"),
-    ("wt310e rate", wt310e.parse_rate, ["1.0E+00", "100MS", ":RATE 250MS", "2S"], " "),
-    ("wt310e eesr", wt310e.parse_eesr, ["0", ":STAT:EESR 16"], " "),
+    ("wt310e bool", scpi.parse_bool, ["1", ":INP:VOLT:AUTO ON", "OFF"], " "),
+    ("wt310e float", scpi.parse_float, ["300.0E+00", ":INPUT:VOLTAGE:RANGE 15.0E+00"], " "),
+    ("wt310e error", scpi.parse_error, ['113,"Undefined header"', "0", ':STAT:ERR 0,"No error"'], ","),
+    ("wt310e ranges", scpi.parse_ranges, ["300.0E+00;0;500.0E-03;0", ":INP:VOLT:RANG 15.0E+00;1;1.0E+00;1"], ";"),
+    ("wt310e rate", scpi.parse_rate, ["1.0E+00", "100MS", ":RATE 250MS", "2S"], " "),
+    ("wt310e eesr", scpi.parse_eesr, ["0", ":STAT:EESR 16"], " "),
     ("ptd identify", ptd_format.parse_identify, ["YokogawaWT310,version=1.11.1-abc,YOKOGAWA;760401;0;F1.12"], ","),
     ("ptd rr", ptd_format.parse_rr, ["Ranges,1,1.000000,1,300.000000", "Ranges,0,0.500000,0,300.000000"], ","),
     ("ptd rl header", ptd_format.parse_rl_header, ["Last 5 samples", "Last 1 sample", "No unread samples"], " "),
