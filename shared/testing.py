@@ -26,9 +26,11 @@ T = TypeVar("T")
 WAIT_POLL_S = 0.01
 
 
-def wait_for(condition: Callable[[], T], timeout_s: float = 10.0, *, what: str = "") -> T:
-    """Poll ``condition`` until it returns something true and return that; after ``timeout_s`` the
-    test fails with ``what`` it waited for. The timeout is a bound for a broken run, not a pace."""
+def wait_for(condition: Callable[[], T], timeout_s: float = 10.0, *, what: str = "",
+             poll_s: float = WAIT_POLL_S) -> T:
+    """Poll ``condition`` (every ``poll_s``) until it returns something true and return that; after
+    ``timeout_s`` the test fails with ``what`` it waited for. The timeout bounds a broken run; it is
+    not a pace."""
     deadline = time.monotonic() + timeout_s
     while True:
         value = condition()
@@ -36,7 +38,7 @@ def wait_for(condition: Callable[[], T], timeout_s: float = 10.0, *, what: str =
             return value
         if time.monotonic() >= deadline:
             raise AssertionError(f"gave up after {timeout_s:g} s waiting for {what or condition}")
-        time.sleep(WAIT_POLL_S)
+        time.sleep(poll_s)
 
 
 # --------------------------------------------------------------------------- time

@@ -49,6 +49,7 @@ from .session_states import (
     Mode,
     StartPhase,
     State,
+    Step,
     StopPhase,
     transition,
     trigger_of,
@@ -245,13 +246,18 @@ class MeasurementSession:
         """Do what ``event`` means in the current state; ``InvalidTransition`` when it is out of order."""
         self._handlers[type(event)](event)
 
+    def _step(self, event: StartPhase | StopPhase) -> Step | None:
+        """What a phase event means in the current state; None for a repeat (nothing to do)."""
+        if event.mode not in MODES:
+            raise PhaseError(f"unknown mode {event.mode!r}")
+        step = transition(self.state, trigger_of(event))
+        return None if step.action is Action.NONE else step
+
     def _start(self, event: StartPhase) -> None:
         mode = event.mode
-        if mode not in MODES:
-            raise PhaseError(f"unknown mode {mode!r}")
         with self._lock:
-            step = transition(self.state, trigger_of(event))
-            if step.action is Action.NONE:
+            step = self._step(event)
+            if step is None:
                 return
             phase = [self._now()]
             ranges = self._phase_ranges(mode, event.manual_ranges)  # raises before any state change
@@ -331,11 +337,9 @@ class MeasurementSession:
 
     def _stop(self, event: StopPhase) -> None:
         mode = event.mode
-        if mode not in MODES:
-            raise PhaseError(f"unknown mode {mode!r}")
         with self._lock:
-            step = transition(self.state, trigger_of(event))
-            if step.action is Action.NONE:
+            step = self._step(event)
+            if step is None:
                 return
             self.state = step.state
             self.phases[mode].append(self._now())

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlpower.testing import wait_for
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -48,14 +50,7 @@ def port_answers(port: int, host: str = "127.0.0.1") -> bool:
 
 def wait_until(predicate: Any, timeout_s: float, what: str, every_s: float = 0.05) -> Any:
     """Poll ``predicate`` until it returns something truthy; AssertionError naming ``what`` on timeout."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(every_s)
+    return wait_for(predicate, timeout_s, what=what, poll_s=every_s)
 
 
 def http(method: str, url: str, body: Any = None, timeout_s: float = 10.0) -> tuple[int, Any]:
