@@ -59,6 +59,8 @@ LOG_REPLY_LIMIT = 1000
 SEND_TIMEOUT_S = 30.0
 """A reply (or a download chunk) the client does not take within this long ends the connection."""
 
+REFUSAL_LOG_S = 10.0
+"""Refused connections are logged as a count at most this often."""
 DEPARTURE_WAIT_S = 30.0
 """At most this long a ``new`` waits for the session of a client that has gone to finish ending."""
 
@@ -121,6 +123,8 @@ class PowerDevServer:
         self._stop_requested = False
         self._lock = threading.Lock()
         self._connections: dict[_Connection, threading.Thread] = {}
+        self._refused = 0
+        self._refusal_logged_at = -REFUSAL_LOG_S
         self._commands: dict[str, Callable[[_Connection, list[str]], str | None]] = {
             "time": self._time, "set_ntp": self._set_ntp, "stop": self._stop, "new": self._new,
             "session": self._session, "download": self._download, "cleanup": self._cleanup,
@@ -189,7 +193,12 @@ class PowerDevServer:
             thread.start()
 
     def _refuse(self, conn: _Connection, reply: str) -> None:
-        log.warning("power-dev: refused %s: %s", conn.peer, reply)
+        # a flood of connections must not become a flood of log lines: one line per REFUSAL_LOG_S
+        self._refused += 1
+        now = time.monotonic()
+        if now >= self._refusal_logged_at + REFUSAL_LOG_S:
+            log.warning("power-dev: refused %d connection(s) (the last from %s): %s", self._refused, conn.peer, reply)
+            self._refused, self._refusal_logged_at = 0, now
         try:
             conn.sock.settimeout(1.0)
             conn.sock.sendall(reply.encode("utf-8") + b"\r\n")
