@@ -128,7 +128,7 @@ def test_one_session_at_a_time(director: DirectorService) -> None:
     client = ProtocolClient("127.0.0.1", director.powerdev_port, timeout_s=10)
     try:  # a power-dev client cannot take the analyzer away from the running session either
         assert client.command("mlcommons/power client v3") == "mlcommons/power server v3"
-        assert client.command(f"new,late,{uuid.uuid4()}") == "Error: exception"
+        assert client.command(f"new,late,{uuid.uuid4()}") == f"Error: busy: session {run_id} is running"
     finally:
         client.close()
     assert httpx.get(f"{base}/status", timeout=5).json()["run"]["run_id"] == run_id

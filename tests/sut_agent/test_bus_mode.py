@@ -93,9 +93,13 @@ def test_the_simulator_follows_the_loadgen_window(rabbit_bus: object, agent_even
     sampling = threading.Event()
     with simulator_module.start_simulator(port=0, load="follow:100:300", bus=rabbit_bus, lab=f"lab{unique}",
                                           sut=f"sut{unique}") as simulator:
+        idle_w = simulator.true_power_w  # before the workload is asked for
+
         def sample() -> None:  # a probe of the simulated load at 20 Hz, until the test has seen enough
-            while not sampling.wait(0.05):
+            while True:
                 readings.append((time.time(), simulator.true_power_w))
+                if sampling.wait(0.05):
+                    return
 
         sampler = threading.Thread(target=sample)
         sampler.start()
@@ -113,7 +117,6 @@ def test_the_simulator_follows_the_loadgen_window(rabbit_bus: object, agent_even
             sampler.join()
     states = (started.state, begin.state, end.state, finished.state)
     assert states == ("started", "power_begin", "power_end", "finished")
-    idle_w = readings[0][1]
     inside = [power for t, power in readings if begin.t_utc_s < t < end.t_utc_s]
     assert len(inside) > 10 and min(inside) > idle_w + 100  # loaded for the whole LoadGen window
     assert readings[-1][1] < min(inside) - 100  # and back to idle after it
