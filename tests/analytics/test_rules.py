@@ -29,7 +29,7 @@ def test_clean_ptdaemon_tree_passes_every_rule(ptd_tree: Path, options: CheckOpt
 def test_direct_scpi_tree_reports_ptdaemon_checks_not_applicable(scpi_tree: Path, options: CheckOptions) -> None:
     report = check_run_dir(scpi_tree, options)
     not_applicable = {f.rule for f in report.findings if f.status == "not_applicable"}
-    assert not_applicable == {r.id for r in RULES if r.ptdaemon_only}
+    assert not_applicable == {r.id for r in RULES if r.ptdaemon}
     for rule in not_applicable:
         assert "PTDaemon" in report.finding(rule).message and "wt310e" in report.finding(rule).message
     assert {f.status for f in report.findings if f.rule not in not_applicable} == {"pass"}

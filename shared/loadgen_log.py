@@ -1,4 +1,5 @@
-"""A pure reader of LoadGen's ``mlperf_log_detail.txt`` and ``mlperf_log_summary.txt``.
+"""A pure reader of LoadGen's ``mlperf_log_detail.txt`` and ``mlperf_log_summary.txt`` (shared:
+the run view, analytics and the checker read LoadGen's logs through it).
 
 The power window is read the way power-dev's client and checker read it (power-dev-protocol.md
 §4.5): the first line containing ``power_begin`` (resp. ``power_end``), case-insensitive, its
@@ -22,7 +23,10 @@ _STAMP = re.compile(r"\d*-\d*-\d* \d*:\d*:\d*\.\d*")
 
 
 def parse_stamp(text: str) -> float:
-    """``MM-DD-YYYY HH:MM:SS.fff`` (PTD, spl.txt, LoadGen markers), read as UTC seconds."""
+    """``MM-DD-YYYY HH:MM:SS.fff`` (PTD, spl.txt, LoadGen markers), read as UTC seconds.
+
+    The one reader of this format outside the director; it becomes ``mlpower.ptdformat``'s when
+    that module holds the PTD formats for the whole repository."""
     parsed = dt.datetime.strptime(text.strip(), "%m-%d-%Y %H:%M:%S.%f")
     return parsed.replace(tzinfo=dt.UTC).timestamp()
 
