@@ -9,7 +9,9 @@ one sample interval ``Δ`` plus a tolerance ``τ = COVERAGE_TOLERANCE × Δ`` (t
 Both window edges count: the head from ``begin`` to the first sample is covered only by that
 sample's ``d_i``, and the tail up to ``end`` only by the first sample after ``end`` (it measured
 the window's last interval). ``covered_s = Σ d_i``, ``coverage = covered_s / (end − begin)``.
-Energy is ``Σ P_i · d_i``: the covered time only, never an average times the whole window.
+Energy is ``Σ P_i · d_i``: the covered time only, never an average times the whole window. The
+tail's power is the last usable sample inside the window's (the sample after ``end`` also saw
+the load after LoadGen's window, which the checker leaves out too).
 """
 
 from __future__ import annotations
@@ -101,11 +103,18 @@ def coverage(samples: Samples, begin_utc_s: float, end_utc_s: float, interval_s:
     lo = np.maximum.reduce([previous, t - (interval_s + tolerance_s), np.full(t.shape, begin_utc_s)])
     hi = np.minimum(t, end_utc_s)
     stands = usable & (hi > lo)
-    lo, hi, power = lo[stands], hi[stands], samples.power_w[stands]
+    # The first sample after the window covers its end; LoadGen's load ends there, so its reading
+    # mixes in what follows: the window's tail takes the last usable sample inside the window's power.
+    power = samples.power_w.copy()
+    held = stands & (t > end_utc_s)
+    last_inside = np.flatnonzero(usable & samples.inside(begin_utc_s, end_utc_s))
+    if last_inside.size:
+        power[held] = power[last_inside[-1]]
+    lo, hi = lo[stands], hi[stands]
     d = hi - lo
     covered = float(d.sum())
-    energy = float(np.sum(power * d)) if d.size else None
-    trapezoid = _trapezoid_j(samples, stands, lo, hi, interval_s + tolerance_s) if d.size else None
+    energy = float(np.sum(power[stands] * d)) if d.size else None
+    trapezoid = _trapezoid_j(samples, power, stands, held, lo, hi, interval_s + tolerance_s) if d.size else None
     edges = np.concatenate(([begin_utc_s], hi))
     starts = np.concatenate((lo, [end_utc_s]))
     uncovered = tuple(Span(float(a), float(b)) for a, b in zip(edges, starts, strict=True) if b - a > NEGLIGIBLE_S)
@@ -121,14 +130,15 @@ def coverage(samples: Samples, begin_utc_s: float, end_utc_s: float, interval_s:
                     head, tail)
 
 
-def _trapezoid_j(samples: Samples, stands: np.ndarray, lo: np.ndarray, hi: np.ndarray, reach_s: float) -> float:
+def _trapezoid_j(samples: Samples, power: np.ndarray, stands: np.ndarray, held: np.ndarray, lo: np.ndarray,
+                 hi: np.ndarray, reach_s: float) -> float:
     """The trapezoid cross-check over the covered spans: where a span lies in the interval since a
     usable sample at most ``reach_s`` before, power is interpolated linearly between the two;
-    elsewhere the sample's power is held."""
+    elsewhere (and over the window's held tail) the sample's power is held."""
     i = np.flatnonzero(stands)
     j = np.maximum(i - 1, 0)
-    t, p = samples.t_utc_s, samples.power_w
-    linked = (i > 0) & samples.usable()[j] & (t[i] - t[j] <= reach_s)
+    t, p = samples.t_utc_s, power
+    linked = (i > 0) & samples.usable()[j] & (t[i] - t[j] <= reach_s) & ~held[i]
     step = np.where(linked, t[i] - t[j], 1.0)
     slope = np.where(linked, (p[i] - np.where(linked, p[j], 0.0)) / step, 0.0)
     base = np.where(linked, p[j], p[i])

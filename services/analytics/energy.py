@@ -28,7 +28,8 @@ METHOD = (
     "LoadGen's (power_begin, power_end), no time weighting; OVERRANGE/MISSING samples excluded and counted; "
     "energy = sum of P*dt over the covered time only (each usable sample stands for the time since the sample "
     f"before it, at most one sample interval + {COVERAGE_TOLERANCE:.0%}; the first sample after power_end covers "
-    "the window's end), trapezoid over the same spans as cross-check, coverage = covered time / window; "
+    "the window's end, at the power of the last sample inside), trapezoid over the same spans as cross-check, "
+    "coverage = covered time / window; "
     "uncertainty = mean per-sample uncertainty (fully correlated instrument error) combined in quadrature "
     "with the standard error of the mean"
 )

@@ -122,6 +122,16 @@ def test_complete_record_covers_the_whole_window() -> None:
     assert found.energy_j == pytest.approx(100.0 * 52.0) and found.energy_trapezoid_j == pytest.approx(5200.0)
 
 
+def test_window_tail_takes_the_last_inside_samples_power() -> None:
+    """The sample after power_end covers the window's end, but it also saw the idle after LoadGen:
+    the tail is integrated at the last inside sample's power, as the checker's average would."""
+    t = np.arange(0.5, 11.0, 1.0)
+    p = np.where(t < 10.0, 100.0, 20.0)
+    found = coverage(Samples.from_columns({"t_utc_s": t.tolist(), "power_w": p.tolist()}), 0.0, 10.0, 1.0)
+    assert found.covered_s == pytest.approx(10.0) and found.tail_gap_s == pytest.approx(0.5)
+    assert found.energy_j == pytest.approx(1000.0) and found.energy_trapezoid_j == pytest.approx(1000.0)
+
+
 def test_last_forty_percent_cut_covers_sixty_percent_and_names_the_tail() -> None:
     samples = regular(0.0, 52.0, 1.0)
     kept = samples.t_utc_s < 0.6 * 52.0
