@@ -109,6 +109,7 @@ class RunView:
         self.marks: list[PhaseMark] = []
         self._pages: dict[str, dict[int, tuple[SamplePage, Samples]]] = {}
         self._samples: dict[str, Samples] = {}
+        self._last_page: dict[str, int] = {}
         self._agent_logs: LoadGenLogs | None = None
 
     # ----------------------------------------------------------------------- building
@@ -122,8 +123,14 @@ class RunView:
         elif isinstance(document, StreamDescriptor):
             self.descriptors[document.stream] = document
         elif isinstance(document, SamplePage):
-            self._pages.setdefault(document.stream, {})[document.page] = (document, Samples.of_page(document))
-            self._samples.pop(document.stream, None)
+            pages = self._pages.setdefault(document.stream, {})
+            part = Samples.of_page(document)
+            cached = self._samples.pop(document.stream, None)
+            if cached is not None and document.page > self._last_page.get(document.stream, -1):
+                # the next page, as pages arrive live: extend the cache rather than rebuild it
+                self._samples[document.stream] = Samples.concat([cached, part])
+            pages[document.page] = (document, part)
+            self._last_page[document.stream] = max(document.page, self._last_page.get(document.stream, -1))
         elif isinstance(document, PhaseMark):
             self.marks.append(document)
             self.marks.sort(key=lambda mark: mark.seq)

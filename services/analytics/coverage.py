@@ -117,12 +117,11 @@ def coverage(samples: Samples, begin_utc_s: float, end_utc_s: float, interval_s:
     trapezoid = _trapezoid_j(samples, power, stands, held, lo, hi, interval_s + tolerance_s) if d.size else None
     edges = np.concatenate(([begin_utc_s], hi))
     starts = np.concatenate((lo, [end_utc_s]))
-    uncovered = tuple(Span(float(a), float(b)) for a, b in zip(edges, starts, strict=True) if b - a > NEGLIGIBLE_S)
-    inside = usable & samples.inside(begin_utc_s, end_utc_s)
-    u = t[inside]
-    steps = np.diff(u)
-    gaps = tuple(Span(float(a), float(b)) for a, b, step in zip(u[:-1], u[1:], steps, strict=True)
-                 if step > INNER_GAP_LIMIT_S)
+    holes = np.flatnonzero(starts - edges > NEGLIGIBLE_S)
+    uncovered = tuple(Span(float(edges[k]), float(starts[k])) for k in holes)
+    u = t[usable & samples.inside(begin_utc_s, end_utc_s)]
+    jumps = np.flatnonzero(np.diff(u) > INNER_GAP_LIMIT_S)
+    gaps = tuple(Span(float(u[k]), float(u[k + 1])) for k in jumps)
     window = end_utc_s - begin_utc_s
     head = float(u[0] - begin_utc_s) if u.size else window
     tail = float(end_utc_s - u[-1]) if u.size else window
