@@ -227,11 +227,10 @@ class RunView:
                           if isinstance(a, dict) and a.get("kind")})
         if "ptdaemon" in kinds:
             return True, "the run stream's source is PTDaemon"
-        via = f" (stream source: {', '.join(kinds)})" if kinds else ""
-        if server is None and self.tree is not None:
-            return False, f"{self.tree.error_for('power/server.json')}: cannot tell whether PTDaemon was used"
         if server is None and not kinds:
-            return False, "no power/server.json and no stream source: cannot tell whether PTDaemon was used"
+            missing = self.tree.error_for("power/server.json") if self.tree is not None else "no power/server.json"
+            return False, f"{missing}: cannot tell whether PTDaemon was used"
+        via = f" (stream source: {', '.join(kinds)})" if kinds else ""
         return False, f"no PTDaemon messages: measured without PTDaemon{via}"
 
     @property
