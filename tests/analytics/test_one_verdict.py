@@ -75,7 +75,9 @@ def test_bus_mode_run_one_verdict(real_bus: RealRun, tmp_path: Path) -> None:
     assert summary.avg_power_w is not None and summary.avg_power_uncertainty_w is not None
     assert abs(summary.avg_power_w - 250.0) <= summary.avg_power_uncertainty_w
     assert summary.performance and summary.efficiency_unit == "samples/J"  # from the agent's LoadGen log
-    assert summary.compliant_durations is False and summary.coverage_ratio == pytest.approx(1.0)
+    # a busy machine can stretch a read interval past 1.25 s: coverage may fall short of 100 %, not of the rule
+    assert summary.compliant_durations is False and summary.coverage_ratio is not None
+    assert summary.coverage_ratio >= status["coverage"].evidence["required_ratio"]
 
 
 def test_powerdev_session_one_verdict(real_scpi: RealRun, tmp_path: Path) -> None:
@@ -111,7 +113,7 @@ def test_last_forty_percent_of_samples_lost_fails_on_coverage(real_bus: RealRun,
     (run / "documents.jsonl").unlink()
     before = check_run_dir(run, real_bus.options)
     assert before.finding("coverage").status == "pass" and before.summary is not None
-    assert before.summary.coverage_ratio == pytest.approx(1.0)
+    assert before.summary.coverage_ratio is not None and before.summary.coverage_ratio > 0.9
     window = before.summary.window_s
     assert window is not None and window > 6.0  # long enough that 40 % is more than an interval per edge
     begin = float(before.finding("coverage").evidence["window_begin_utc_s"])
