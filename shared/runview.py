@@ -4,13 +4,15 @@ on disk (``power/``, ``ranging/``, ``run_1/``).
 
 The view says which kind of run it is, and why (``kind``, ``kind_evidence``), checking in order:
 
-1. ``run.start.settings.driver`` (``powerdev``, ``bus``, ``direct``), when the director states it;
-2. **power-dev client session**: the tree holds the power-dev client's files (``power/client.json``
-   or ``power/client.log``: the client's tree, ``client_side``), or ``power/server.json`` records a
-   client conversation (its ``messages``: the director's side of such a session);
+1. **power-dev client session**: the tree holds the power-dev client's output (``power/client.json``
+   or ``power/client.log``, or LoadGen's logs beside a recorded client conversation: the client's
+   tree, ``client_side``), or ``power/server.json`` records a client conversation (its
+   ``messages``: the director's side of such a session);
+2. ``run.start.settings.driver`` (``powerdev``, ``bus``, ``direct``), when the director states it
+   (what the files show wins over what the stream declares);
 3. **bus-mode run**: ``run.start.settings.workload`` names the workload the director had the SUT
    agent run (only a ``StartRun``, from the bus or the director's HTTP API, sets it);
-4. **direct run** (the issue's "direct-SCPI run"): anything else, i.e. the director's session
+4. **direct run** (a "direct-SCPI run"): anything else, i.e. the director's session
    driven directly (an HTTP timed run, a program) with no power-dev client and no bus workload.
    A stream alone cannot tell a power-dev session from a direct run (the director does not state
    it in ``run.start``): without a tree such a run is called direct, and the evidence says so.
@@ -47,6 +49,8 @@ DEFAULT_SAMPLE_INTERVAL_S = 1.0  # PTDaemon's Go,1000,0,<mark>: what an spl.txt 
 POWER_SOURCE_PREFERENCE = ("ptdaemon", "wt310e", "simulator", "merged", "nvml", "rapl")
 MODE_FOLDERS = {"ranging": "ranging", "testing": "run_1"}
 CLIENT_FILES = ("power/client.json", "power/client.log")
+LOADGEN_FILES = tuple(f"{folder}/mlperf_log_{log}.txt" for folder in ("ranging", "run_1")
+                      for log in ("detail", "summary"))
 DETAIL_LOG_NAME = "mlperf_log_detail.txt"
 OPEN_END_S = 1e-6  # an open (live) window ends this far after the latest sample
 
@@ -186,18 +190,27 @@ class RunView:
 
     @property
     def client_side(self) -> bool:
-        """Whether the view holds the power-dev client's files (the client's output tree)."""
-        return self.tree is not None and any(path in self.tree.present for path in CLIENT_FILES)
+        """Whether the view holds the power-dev client's output: its files (client.json, client.log),
+        or, for a session whose server.json records a client conversation, LoadGen's logs (which
+        only the client keeps). Removing client.json from a client's tree does not turn it into
+        the director's side."""
+        if self.tree is None:
+            return False
+        if any(path in self.tree.present for path in CLIENT_FILES):
+            return True
+        return bool((self.server or {}).get("messages")) and any(p in self.tree.present for p in LOADGEN_FILES)
 
     def _kind(self) -> tuple[RunKind, str]:
-        declared = self.settings.get("driver")
-        if declared in set(RunKind):
-            return RunKind(declared), f"run.start settings.driver is {declared!r}"
+        # What the files show wins over what the stream declares.
         if self.client_side:
-            return RunKind.POWERDEV, "the tree holds the power-dev client's files (power/client.json or client.log)"
+            return RunKind.POWERDEV, "the tree holds the power-dev client's output (client.json, client.log or " \
+                                     "LoadGen's logs beside a client conversation)"
         if self.server is not None and self.server.get("messages"):
             return RunKind.POWERDEV, ("power/server.json records a power-dev client conversation (the director's "
                                       "side of the session; client.json and LoadGen's logs are in the client's tree)")
+        declared = self.settings.get("driver")
+        if declared in set(RunKind):
+            return RunKind(declared), f"run.start settings.driver is {declared!r}"
         workload = self.settings.get("workload")
         if workload:
             return RunKind.BUS, f"run.start settings.workload names the SUT agent's workload ({workload!r})"
