@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("bench.director_latency", "bench.figures_build")
+BENCHMARKS = ("bench.director_latency", "bench.figures_build", "bench.live_analytics")
 
 
 def main() -> None:

@@ -11,3 +11,11 @@ class SettingsError(MlpowerError):
 
 class BusError(MlpowerError):
     """The message bus could not be reached or refused an operation."""
+
+
+class InputError(MlpowerError):
+    """A run's input file is missing, truncated or corrupt; the message names the file (and line)."""
+
+
+class NotARunError(InputError):
+    """A folder that holds no run (no ``power/``, ``ranging/`` or ``run_1/``)."""

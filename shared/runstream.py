@@ -20,6 +20,7 @@ from typing import Any
 
 from mlpower import topology
 from mlpower.bus import Bus
+from mlpower.samples import SAMPLE_COLUMN_NAMES
 from mlpower.schema import (
     PhaseMark,
     RunDocument,
@@ -160,7 +161,6 @@ def pages_to_columns(pages: Iterable[SamplePage]) -> dict[str, list[Any]]:
         rows = len(page)
         columns["stream"].extend([page.stream] * rows)
         columns["mode"].extend([page.mode] * rows)
-        for column in ("t_utc_s", "power_w", "voltage_v", "current_a", "power_factor", "voltage_range_v",
-                       "current_range_a", "uncertainty_w", "flags"):
+        for column in SAMPLE_COLUMN_NAMES:
             columns.setdefault(column, []).extend(getattr(page, column))
     return columns

@@ -293,8 +293,10 @@ class RunSummary(SchemaModel):
     window_s: float | None = None
     avg_power_w: float | None = None
     avg_power_uncertainty_w: float | None = None
-    energy_j: float | None = None
+    energy_j: float | None = Field(default=None, description="energy over the covered time of the window only")
     energy_trapezoid_j: float | None = None
+    covered_s: float | None = Field(default=None, description="time of the window the usable samples cover")
+    coverage_ratio: float | None = Field(default=None, description="covered_s / window_s")
     idle_power_w: float | None = None
     net_avg_power_w: float | None = None
     performance: float | None = None

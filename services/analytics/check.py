@@ -1,19 +1,22 @@
-"""``mlpower check``: run every declared rule on one output tree; render a table and JSON."""
+"""``mlpower check``: every declared rule over one run (its output tree, with its run stream when
+the tree holds one); render a table and JSON."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
 
+from mlpower.errors import InputError
+from mlpower.runtree import read_json
+from mlpower.runview import KIND_NAMES, RunView
 from mlpower.schema import Finding, RunSummary
 from pydantic import BaseModel, ConfigDict
 from rich.console import Console
 from rich.table import Table
 
-from .errors import InputError
-from .rules import RULES, CheckOptions, Rule, run_rule
-from .run_tree import RunTree, read_json, read_tree
-from .summary import analyze_tree
+from .findings import CheckOptions, verdict_of
+from .rules import RULES, Rule, evaluate
+from .summary import summarize
 
 
 class CheckReport(BaseModel):
@@ -21,6 +24,8 @@ class CheckReport(BaseModel):
 
     run_dir: str
     verdict: Literal["pass", "fail"]
+    kind: str  # RunKind: powerdev, bus, direct
+    kind_evidence: str
     uses_ptdaemon: bool
     findings: tuple[Finding, ...]
     summary: RunSummary | None = None
@@ -33,18 +38,11 @@ class CheckReport(BaseModel):
         return next(f for f in self.findings if f.rule == rule)
 
 
-def verdict_of(findings: tuple[Finding, ...] | list[Finding]) -> Literal["pass", "fail"]:
-    """A run fails on any failed error; warnings and not-applicable checks do not fail it."""
-    return "fail" if any(f.status == "fail" and f.severity == "error" for f in findings) else "pass"
-
-
-def check_tree(tree: RunTree, options: CheckOptions | None = None,
-               rules: tuple[Rule, ...] = RULES) -> CheckReport:
-    options = options or CheckOptions()
-    findings = tuple(run_rule(rule, tree, options) for rule in rules)
-    summary = analyze_tree(tree).summary
-    return CheckReport(run_dir=str(tree.root), verdict=verdict_of(findings), uses_ptdaemon=tree.uses_ptdaemon[0],
-                       findings=findings, summary=summary)
+def check_view(view: RunView, options: CheckOptions | None = None, rules: tuple[Rule, ...] = RULES) -> CheckReport:
+    findings = tuple(evaluate(view, options, rules))
+    return CheckReport(run_dir=str(view.tree.root) if view.tree is not None else view.run_id,
+                       verdict=verdict_of(findings), kind=view.kind.value, kind_evidence=view.kind_evidence,
+                       uses_ptdaemon=view.uses_ptdaemon[0], findings=findings, summary=summarize(view))
 
 
 def load_sources_checksums(path: Path) -> tuple[dict[str, str], ...]:
@@ -59,13 +57,14 @@ def load_sources_checksums(path: Path) -> tuple[dict[str, str], ...]:
 
 def check_run_dir(path: Path, options: CheckOptions | None = None) -> CheckReport:
     """Check one run folder (mlpower's output tree, or an MLPerf ``performance/`` folder)."""
-    return check_tree(read_tree(Path(path)), options)
+    return check_view(RunView.read(Path(path)), options)
 
 
 _STYLE = {"pass": "green", "fail": "red", "not_applicable": "dim"}
 
 
 def render_table(report: CheckReport, console: Console) -> None:
+    console.print(f"{KIND_NAMES.get(report.kind, report.kind)}: {report.kind_evidence}")
     table = Table(title=f"mlpower check {report.run_dir}", show_lines=False)
     for column in ("rule", "status", "severity", "finding"):
         table.add_column(column, overflow="fold")
@@ -80,10 +79,18 @@ def render_table(report: CheckReport, console: Console) -> None:
         efficiency = f"{s.efficiency:.6g} {s.efficiency_unit}" if s.efficiency is not None else "unknown"
         console.print(f"average power {s.avg_power_w:.3f}{uncertainty} W over {s.window_s:.3f} s "
                       f"({s.samples_in_window} samples, {s.flagged_samples_in_window} flagged), energy "
-                      f"{s.energy_j:.1f} J; performance {s.performance} {s.performance_unit}; efficiency {efficiency}")
+                      f"{energy_text(s)}; performance {s.performance} {s.performance_unit}; efficiency {efficiency}")
         console.print(f"[dim]{s.method}; {s.source}[/]")
     colour = "green" if report.verdict == "pass" else "red"
     console.print(f"[bold {colour}]verdict: {report.verdict}[/] ({len(report.errors)} error(s))")
+
+
+def energy_text(summary: RunSummary) -> str:
+    """Energy with the time it covers beside it: never a number without its coverage."""
+    if summary.energy_j is None or summary.covered_s is None or summary.window_s is None:
+        return "unknown"
+    return (f"{summary.energy_j:,.1f} J over {summary.covered_s:.1f} s of {summary.window_s:.1f} s "
+            f"({summary.coverage_ratio or 0.0:.1%} covered)")
 
 
 def report_json(report: CheckReport) -> dict[str, Any]:

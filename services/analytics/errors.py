@@ -1,4 +1,5 @@
-"""The analytics error hierarchy; the CLI and the service edges translate it once."""
+"""The analytics error hierarchy; the CLI and the service edges translate it once. A damaged or
+missing input file is ``mlpower.errors.InputError`` (the run view reads the files)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,6 @@ from mlpower.errors import MlpowerError
 
 class AnalyticsError(MlpowerError):
     """Base of every expected analytics failure."""
-
-
-class InputError(AnalyticsError):
-    """An input file is missing, truncated or corrupt; the message names the file (and line)."""
-
-
-class NotARunError(AnalyticsError):
-    """A folder that holds no run (no ``power/``, ``ranging/`` or ``run_1/``)."""
 
 
 class WindowError(AnalyticsError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from .live import LIVE_RULES
+from .live import LIVE_SEVERITIES
 
 
 class AnalyticsMetrics:
@@ -20,7 +20,7 @@ class AnalyticsMetrics:
 
     def known_sut(self, sut: str) -> None:
         """Start every live rule's counter of this SUT at zero (idempotent)."""
-        for rule, severity in LIVE_RULES.items():
+        for rule, severity in LIVE_SEVERITIES.items():
             self.live_findings.labels(sut=sut, rule=rule, severity=severity)
 
     def render(self) -> bytes:

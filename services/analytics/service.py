@@ -1,6 +1,11 @@
 """The analytics service on the bus: live findings while a run is in progress, ``RunAnalyzed``
 when it stops, and the tidy table of all runs.
 
+A run's verdict is ``rules.evaluate`` over its ``RunView`` (the run's output folder with its
+``documents.jsonl``, else the documents as they arrived): exactly what ``mlpower check`` computes
+for that folder. Live findings are early warnings published as ``LiveFinding`` and served by the
+API; the verdict is the rules' over the whole run.
+
 Consumes the run documents (``mlpower.analytics.runs``) and the events exchange
 (``mlpower.analytics.events``: ``RunCompleted``, and ``WorkloadPhase`` whose detail states the
 agent's clock offset). Documents are handled idempotently by (run_id, seq).
@@ -11,16 +16,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlpower import topology
 from mlpower.bus import Bus, Delivery, Subscription
+from mlpower.errors import InputError
+from mlpower.runview import RunView
 from mlpower.schema import (
     Finding,
     LiveFinding,
     Message,
-    PhaseMark,
     RunAnalyzed,
     RunCompleted,
     RunDocument,
@@ -30,49 +36,30 @@ from mlpower.schema import (
 )
 from mlpower.timeutil import now_utc_s
 
-from .check import check_tree, load_sources_checksums, verdict_of
+from .check import load_sources_checksums
 from .errors import AnalyticsError
-from .live import LiveChecker, clock_offset_in
-from .loadgen import DetailLog, read_detail, read_summary
+from .findings import CheckOptions, verdict_of
+from .live import LiveChecker
 from .metrics import AnalyticsMetrics
-from .rules import RULES_BY_ID, CheckOptions, run_rule
-from .run_tree import read_tree
+from .rules import evaluate
+from .sample_checks import clock_offset_in
 from .settings import AnalyticsSettings
 from .store import RunStore
-from .summary import analyze_documents, analyze_tree, duration_finding, stream_findings
+from .summary import summarize
 
 log = logging.getLogger(__name__)
 
 RUNS_QUEUE = topology.service_queue("analytics", topology.RUNS_EXCHANGE)
 EVENTS_QUEUE = topology.service_queue("analytics", topology.EVENTS_EXCHANGE, ("run_completed.#", "workload_phase.#"))
-SERVER_SIDE_RULES = ("ptd_messages", "ptd_config", "debug_disabled")  # need only power/server.json
 KEEP_FINISHED_RUNS = 32  # documents of recent runs, for a re-analysis when RunCompleted brings the tree
-
-
-def loadgen_logs_from_marks(documents: list[RunDocument]) -> tuple[DetailLog | None, dict[str, str] | None]:
-    """In bus mode the agent's ``power_end`` event names its LoadGen detail log (the director keeps
-    it as the mark's detail); where that file is reachable, performance comes from it."""
-    for mark in reversed(documents):
-        if (isinstance(mark, PhaseMark) and mark.name == "power_end" and mark.mode in ("testing", None)
-                and mark.detail.endswith("mlperf_log_detail.txt")):
-            path = Path(mark.detail)
-            try:
-                detail = read_detail(path)
-                summary_path = path.with_name("mlperf_log_summary.txt")
-                return detail, read_summary(summary_path) if summary_path.is_file() else None
-            except AnalyticsError as exc:
-                log.info("LoadGen log named by run %s is not readable here: %s", mark.run_id, exc)
-                return None, None
-    return None, None
 
 
 @dataclass
 class _Run:
     run_id: str
+    live: LiveChecker
     lab: str = ""
     sut: str = ""
-    documents: dict[int, RunDocument] = field(default_factory=dict)
-    live: LiveChecker | None = None
     analyzed_with_tree: bool = False
     analyzed: bool = False
 
@@ -117,14 +104,14 @@ class AnalyticsService:
                 with self._lock:
                     run = self._run(message.run_id)
                     run.sut = run.sut or message.sut
-                    found = run.live.clock_offset(offset, f"agent {message.state} event")  # type: ignore[union-attr]
+                    found = run.live.clock_offset(offset, f"agent {message.state} event")
                 self._publish_live(run, found)
 
     # ----------------------------------------------------------------------- runs
     def _run(self, run_id: str) -> _Run:
         run = self._runs.get(run_id)
         if run is None:
-            run = self._runs[run_id] = _Run(run_id, live=LiveChecker(run_id))
+            run = self._runs[run_id] = _Run(run_id, LiveChecker(run_id, options=self.options))
             finished = [r for r in self._runs.values() if r.analyzed]
             for old in finished[:max(0, len(finished) - KEEP_FINISHED_RUNS)]:
                 del self._runs[old.run_id]
@@ -133,14 +120,13 @@ class AnalyticsService:
     def handle_document(self, document: RunDocument) -> None:
         with self._lock:
             run = self._run(document.run_id)
-            if document.seq in run.documents:
+            if document.seq in run.live.view.documents:
                 return  # a redelivery: already handled
-            run.documents[document.seq] = document
             self.metrics.documents.inc()
             if isinstance(document, RunStart):
                 run.lab, run.sut = document.lab, document.sut
                 self.metrics.known_sut(document.sut)
-            found = run.live.feed(document)  # type: ignore[union-attr]
+            found = run.live.feed(document)
         self._publish_live(run, found)
         if isinstance(document, RunStop):
             self.analyze(run.run_id, Path(document.output_dir) if document.output_dir else None)
@@ -166,44 +152,23 @@ class AnalyticsService:
         """Summary + findings + verdict of one run, published and stored."""
         with self._lock:
             run = self._run(run_id)
-            documents = [run.documents[k] for k in sorted(run.documents)]
-            live_findings = list(run.live.findings) if run.live else []
-        tree = None
+            documents = [run.live.view.documents[k] for k in sorted(run.live.view.documents)]
+        view = None
         if folder is not None and folder.is_dir():
             try:
-                tree = read_tree(folder)
-            except AnalyticsError as exc:
+                view = RunView.read(folder, documents)
+            except InputError as exc:
                 log.warning("run %s: output folder unusable: %s", run_id, exc)
-        if not documents and tree is not None and tree.documents:
-            documents = tree.documents
-        findings: list[Finding] = list(live_findings)
-        detail: DetailLog | None = None
-        if documents:
-            testing = tree.testing if tree is not None else None
-            detail, loadgen_summary = (testing.detail, testing.summary) if testing is not None else (None, None)
-            if detail is None:
-                detail, loadgen_summary = loadgen_logs_from_marks(documents)
-            analysis = analyze_documents(documents, detail=detail, summary=loadgen_summary)
-        elif tree is not None:
-            analysis = analyze_tree(tree)
-        else:
-            raise AnalyticsError(f"run {run_id}: no documents and no output folder to analyse")
-        findings += analysis.findings
-        if tree is not None and tree.client is not None:
-            # A complete client+server tree: the full compliance check applies.
-            findings += [f for f in check_tree(tree, self.options).findings]
-        else:
-            # The director's own folder (bus mode) or no folder: what the stream and server.json show.
-            findings += stream_findings(documents, detail=detail) if documents else []
-            duration = duration_finding(analysis.summary, self.options.min_duration_s)
-            findings += [duration] if duration else []
-            if tree is not None and tree.server is not None:
-                findings += [run_rule(RULES_BY_ID[rule], tree, self.options) for rule in SERVER_SIDE_RULES]
-        message = RunAnalyzed(run_id=run_id, lab=run.lab, sut=run.sut, summary=analysis.summary,
-                              findings=tuple(findings), verdict=verdict_of(findings), t_utc_s=now_utc_s())
+        if view is None:
+            if not documents:
+                raise AnalyticsError(f"run {run_id}: no documents and no output folder to analyse")
+            view = RunView.from_documents(documents, run_id)
+        findings = tuple(evaluate(view, self.options))
+        message = RunAnalyzed(run_id=run_id, lab=run.lab, sut=run.sut, summary=summarize(view), findings=findings,
+                              verdict=verdict_of(findings), t_utc_s=now_utc_s())
         with self._lock:
             run.analyzed = True
-            run.analyzed_with_tree = run.analyzed_with_tree or tree is not None
+            run.analyzed_with_tree = run.analyzed_with_tree or view.tree is not None
         self.store.put(message)
         self.metrics.runs_analyzed.labels(verdict=message.verdict).inc()
         self.bus.publish(message, topology.event_key(message))
@@ -213,4 +178,4 @@ class AnalyticsService:
     def live_findings(self, run_id: str) -> list[Finding] | None:
         with self._lock:
             run = self._runs.get(run_id)
-            return list(run.live.findings) if run is not None and run.live is not None else None
+            return list(run.live.findings) if run is not None else None

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from mlpower.errors import InputError
 from mlpower.schema import RunAnalyzed, RunSummary, decode, encode
-
-from .errors import InputError
 
 _SUMMARY_FLOATS = [name for name, f in RunSummary.model_fields.items() if "float" in str(f.annotation)]
 _SUMMARY_INTS = ["samples_in_window", "flagged_samples_in_window"]

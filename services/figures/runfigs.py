@@ -30,7 +30,7 @@ from mlpower.figures.pairing import (
     corrected_pairs,
     metrics,
 )
-from mlpower.schema import PhaseMark, RunStart, RunStop, RunSummary, SampleFlag, SamplePage
+from mlpower.schema import RunSummary, SampleFlag
 
 TRACE_LOOK = {
     "figsize": (12, 5),
@@ -70,28 +70,21 @@ class RunTrace:
 
 
 def load_documents(path: Path) -> RunTrace:
-    from mlpower.runstream import pages_to_columns, read_documents
+    from mlpower.errors import InputError
+    from mlpower.runview import RunView
 
     try:
-        documents = list(read_documents(Path(path)))
-    except (OSError, ValueError) as exc:
+        view = RunView.read_documents(Path(path))
+    except InputError as exc:
         raise DataError(str(exc)) from exc
-    start = next((d for d in documents if isinstance(d, RunStart)), None)
-    if start is None:
+    if view.start is None:
         raise DataError(f"{path}: no run.start document")
-    pages = [d for d in documents if isinstance(d, SamplePage)]
-    if not pages:
+    if not view.has_samples:
         raise DataError(f"{path}: the run has no sample pages")
-    stop = next((d for d in documents if isinstance(d, RunStop)), None)
-    marks = [
-        {"name": d.name, "mode": d.mode, "t_utc_s": d.t_utc_s, "source": d.source}
-        for d in documents
-        if isinstance(d, PhaseMark)
-    ]
-    samples = pl.DataFrame(pages_to_columns(pages), infer_schema_length=None)
-    return RunTrace(
-        start.run_id, start.benchmark, start.scenario, start.t_utc_s, samples, marks, stop.status if stop else ""
-    )
+    marks = [{"name": m.name, "mode": m.mode, "t_utc_s": m.t_utc_s, "source": m.source} for m in view.marks]
+    samples = pl.DataFrame(view.sample_columns(), infer_schema_length=None)
+    start, status = view.start, view.stop.status if view.stop else ""
+    return RunTrace(start.run_id, start.benchmark, start.scenario, start.t_utc_s, samples, marks, status)
 
 
 def load_samples_parquet(path: Path, *, run_id: str = "", benchmark: str = "", scenario: str = "") -> RunTrace:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mlpower.analytics.check import energy_text
 from mlpower.schema import Finding, RunAnalyzed, RunSummary
 from rich.console import Console
 from rich.table import Table
@@ -21,7 +22,7 @@ def _number(value: float | None, unit: str, digits: int = 2) -> str:
 SUMMARY_ROWS: tuple[tuple[str, Any], ...] = (
     ("average power", lambda s: _number(s.avg_power_w, "W") + (
         f" ± {s.avg_power_uncertainty_w:.2f} W" if s.avg_power_uncertainty_w is not None else "")),
-    ("energy in window", lambda s: _number(s.energy_j, "J", 1)),
+    ("energy in window", energy_text),  # over the covered time, the coverage beside it
     ("energy (trapezoid check)", lambda s: _number(s.energy_trapezoid_j, "J", 1)),
     ("LoadGen window", lambda s: _number(s.window_s, "s")),
     ("performance", lambda s: _number(s.performance, s.performance_unit)),

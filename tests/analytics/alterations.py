@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from mlpower.analytics.loadgen import parse_stamp
+from mlpower.loadgen_log import parse_stamp
 
 from .trees import edit_json, stamp
 
@@ -109,6 +109,11 @@ def ptd_warning(s: Path) -> None:
                      "sample!\n")
 
 
+def usb_error(s: Path) -> None:
+    with open(s / "power" / "ptd_logs.txt", "a") as handle:
+        handle.write(f"{stamp(middle(s))}: ERROR: USB.\n")
+
+
 def corrupt_row(s: Path, line: int | None = None) -> None:
     def change(rows: list[str]) -> list[str]:
         target = len(rows) // 2 if line is None else line - 1
@@ -160,6 +165,7 @@ FAILURES: dict[str, tuple[str, Callable[[Path], None], bool, tuple[str, ...]]] =
     "results_checksum": ("any", lambda s: (s / "run_1" / "mlperf_log_summary.txt").write_text("edited\n"), False,
                          ("files",)),
     "ptd_log_messages": ("ptd", ptd_warning, True, ("file", "line", "text")),
+    "ptd_log_warnings": ("ptd", usb_error, True, ("file", "line", "text")),
     "ptd_config": ("ptd", lambda s: edit_json(s, "server", lambda d: d["ptd_config"][0].update({"device_type": 1})),
                    False, ("device_type",)),
     "debug_disabled": ("any", lambda s: edit_json(s, "server", lambda d: d.update({"debug": True})), False,
@@ -171,7 +177,7 @@ FAILURES: dict[str, tuple[str, Callable[[Path], None], bool, tuple[str, ...]]] =
     "flagged_samples": ("any", lambda s: near_middle(s, 1.5, -1.0), True, ("flagged", "samples_in_window")),
     "sample_interval": ("any", lambda s: spl_watts(s, lambda i, t, w: None if i % 2 else w), True,
                         ("median_interval_s",)),
-    "sample_gaps": ("any", lambda s: near_middle(s, 1.6, None), True, ("gaps", "longest_s")),
+    "coverage": ("any", lambda s: near_middle(s, 1.6, None), True, ("inner_gaps", "uncovered", "coverage_ratio")),
     "uncertainty": ("any", replace_uncertainty, False, ("max_relative",)),
     "overrange": ("docs", documents_overrange, False, ("first_t_utc_s", "count")),
     "clock_offset": ("any", lambda s: edit_json(s, "client", shift_time_replies), False, ("max_offset_s",)),

@@ -6,8 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from mlpower.analytics.rules import CheckOptions
+from mlpower.analytics.findings import CheckOptions
 
+from .real_runs import real_bus, real_direct, real_ptd, real_scpi  # noqa: F401 - session fixtures of real runs
 from .trees import SOURCES, TreeSpec, build_tree
 
 

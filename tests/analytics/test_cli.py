@@ -25,7 +25,10 @@ def test_check_passes_with_table_and_json(ptd_tree: Path, tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     assert "ptd_log_messages" in result.output and "verdict: pass" in result.output
     report = json.loads(out.read_text())
-    assert report["verdict"] == "pass" and len(report["findings"]) == 24
+    from mlpower.analytics.rules import RULES
+
+    assert report["verdict"] == "pass" and len(report["findings"]) == len(RULES)
+    assert report["kind"] == "powerdev" and "power-dev client session" in result.output
     assert report["summary"]["avg_power_w"] > 0
 
 

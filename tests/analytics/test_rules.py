@@ -29,7 +29,7 @@ def test_clean_ptdaemon_tree_passes_every_rule(ptd_tree: Path, options: CheckOpt
 def test_direct_scpi_tree_reports_ptdaemon_checks_not_applicable(scpi_tree: Path, options: CheckOptions) -> None:
     report = check_run_dir(scpi_tree, options)
     not_applicable = {f.rule for f in report.findings if f.status == "not_applicable"}
-    assert not_applicable == {r.id for r in RULES if r.ptdaemon_only}
+    assert not_applicable == {r.id for r in RULES if r.ptdaemon}
     for rule in not_applicable:
         assert "PTDaemon" in report.finding(rule).message and "wt310e" in report.finding(rule).message
     assert {f.status for f in report.findings if f.rule not in not_applicable} == {"pass"}
@@ -138,3 +138,28 @@ def test_loadgen_markers_in_local_time_are_named_as_such(ptd_tree: Path, options
     finding = check_run_dir(ptd_tree, options).finding("loadgen_window_in_phases")
     assert finding.status == "fail" and finding.evidence["whole_hours_off"] == -2
     assert "not on UTC" in finding.message
+
+
+def test_a_client_tree_without_its_client_files_is_still_the_clients(ptd_tree: Path, options: CheckOptions) -> None:
+    """Deleting client.json and client.log does not make a submission look like the director's side
+    of a session (where the client rules are not applicable): LoadGen's logs say whose tree it is."""
+    (ptd_tree / "power" / "client.json").unlink()
+    (ptd_tree / "power" / "client.log").unlink()
+    report = check_run_dir(ptd_tree, options)
+    assert report.kind == "powerdev" and report.verdict == "fail"
+    for rule in ("uuid", "session_name", "client_server_messages", "results_checksum"):
+        assert report.finding(rule).status == "fail", report.finding(rule)
+    assert "power/client.json: missing" in report.finding("uuid").message
+
+
+def test_a_declared_driver_does_not_override_the_files(scpi_tree: Path, options: CheckOptions) -> None:
+    """A run stream that says "bus" cannot make a client's tree skip the client rules."""
+    import json
+
+    path = scpi_tree / "documents.jsonl"
+    lines = path.read_text().splitlines()
+    start = json.loads(lines[0])
+    start["settings"] = {"driver": "bus", "workload": "builtin:offline"}
+    path.write_text("\n".join([json.dumps(start), *lines[1:]]) + "\n")
+    report = check_run_dir(scpi_tree, options)
+    assert report.kind == "powerdev" and report.finding("uuid").status == "pass"

@@ -12,12 +12,15 @@ import pytest
 from fastapi.testclient import TestClient
 from mlpower import topology
 from mlpower.analytics.app import create_app
+from mlpower.analytics.rules import RULES
 from mlpower.analytics.service import AnalyticsService
 from mlpower.analytics.settings import AnalyticsSettings
 from mlpower.analytics.store import RunStore
 from mlpower.bus import InMemoryBus
 from mlpower.schema import LiveFinding, Message, RunAnalyzed, RunCompleted, SamplePage
 from mlpower.settings import load_settings
+
+from tests.figures.helpers import wait_for as wait_for_condition
 
 from .streams import Synth
 from .test_energy import constant
@@ -69,7 +72,7 @@ def test_documents_to_run_analyzed_table_and_api(service: AnalyticsService) -> N
     for d in docs[:-1]:
         bus.publish(d, key)
     live = wait_for(events, LiveFinding)
-    assert live.finding.rule == "live_uncertainty" and live.run_id == "run-a"  # type: ignore[attr-defined]
+    assert live.finding.rule == "uncertainty" and live.run_id == "run-a"  # type: ignore[attr-defined]
     for d in docs[5:10]:
         bus.publish(d, key)  # redeliveries change nothing
     bus.publish(docs[-1], key)
@@ -78,10 +81,14 @@ def test_documents_to_run_analyzed_table_and_api(service: AnalyticsService) -> N
     assert analyzed.summary.avg_power_w == pytest.approx(250.0, abs=2.0)
     assert analyzed.summary.performance == 1000.0  # from the LoadGen log the power_end mark names
     assert analyzed.summary.efficiency == pytest.approx(1000.0 / analyzed.summary.avg_power_w)
-    assert {f.rule for f in analyzed.findings} >= {"live_uncertainty", "min_duration"}
+    # the verdict is the rule table's over the whole run: the live finding's rule fails there too
+    assert [f.rule for f in analyzed.findings] == [r.id for r in RULES]
     status = {f.rule: f.status for f in analyzed.findings}
     assert status["uncertainty"] == "fail" and status["overrange"] == "pass" and status["samples_in_window"] == "pass"
-    assert [f.status for f in analyzed.findings if f.rule == "min_duration"] == ["pass"]
+    assert status["min_duration"] == "pass" and status["coverage"] == "pass"
+    assert analyzed.summary.coverage_ratio == pytest.approx(1.0)
+    # documents alone: no power-dev conversation on record and no workload named -> a direct run
+    assert "client.json" not in " ".join(f.message for f in analyzed.findings if f.status == "fail")
     # the tidy table on disk
     frame = pl.read_parquet(service.settings.table_path)
     assert frame.get_column("run_id").to_list() == ["run-a"] and frame.get_column("verdict")[0] == "fail"
@@ -90,14 +97,16 @@ def test_documents_to_run_analyzed_table_and_api(service: AnalyticsService) -> N
         assert client.get("/healthz").json()["status"] == "ok"
         assert client.get("/runs").json()[0]["avg_power_w"] == pytest.approx(analyzed.summary.avg_power_w)
         assert client.get("/runs/run-a/summary").json()["run_id"] == "run-a"
-        assert any(f["rule"] == "live_uncertainty" for f in client.get("/runs/run-a/findings").json())
+        assert client.get("/runs/run-a").json()["verdict"] == analyzed.verdict
+        assert any(f["rule"] == "uncertainty" and f["status"] == "fail"
+                   for f in client.get("/runs/run-a/findings").json())
         assert client.get("/runs/nope").status_code == 404
-        assert any(f["rule"] == "live_uncertainty" for f in client.get("/runs/run-a/live").json())
+        assert any(f["rule"] == "uncertainty" for f in client.get("/runs/run-a/live").json())
         metrics = client.get("/metrics").text
-        assert 'mlpower_live_findings_total{rule="live_uncertainty",severity="error",sut="sut"} 1.0' in metrics
+        assert 'mlpower_live_findings_total{rule="uncertainty",severity="error",sut="sut"} 1.0' in metrics
         # the rules that found nothing read 0 for this SUT (alert expressions get a value, not "no data")
-        assert 'mlpower_live_findings_total{rule="live_overrange",severity="error",sut="sut"} 0.0' in metrics
-        assert 'mlpower_live_findings_total{rule="live_sample_gap",severity="warning",sut="sut"} 0.0' in metrics
+        assert 'mlpower_live_findings_total{rule="overrange",severity="error",sut="sut"} 0.0' in metrics
+        assert 'mlpower_live_findings_total{rule="coverage",severity="error",sut="sut"} 0.0' in metrics
         assert 'mlpower_analytics_runs_analyzed_total{verdict="fail"} 1.0' in metrics
 
 
@@ -143,14 +152,14 @@ def test_analytics_command_serves_until_sigterm(tmp_path: Path) -> None:
     process = subprocess.Popen([sys.executable, "-m", "mlpower", "analytics"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
-        while True:
+        def healthy() -> httpx.Response | None:
+            assert process.poll() is None, process.stderr.read()  # type: ignore[union-attr]
             try:
-                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
             except httpx.HTTPError:
-                assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()  # type: ignore[union-attr]
-                time.sleep(0.2)
+                return None
+
+        health = wait_for_condition(healthy, 30, "the analytics API")
         assert health.json()["status"] == "ok"
         assert "mlpower_analytics_documents_total" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
         process.send_signal(signal.SIGTERM)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from mlpower.analytics.check import check_run_dir
 from mlpower.lab.demo import DemoOptions, run_demo
 from mlpower.lab.progress import Progress
 from mlpower.schema import PhaseMark, RunStart, SampleFlag, SamplePage
@@ -31,8 +32,14 @@ def test_demo_measures_a_run_end_to_end_and_prints_the_summary(tmp_path: Path) -
     for label in ("average power", "energy in window", "efficiency", "compliance verdict", "NON-COMPLIANT",
                   "run tree", "compliance report", "run figures"):
         assert label in text
+    assert "covered)" in text  # the energy says how much of the window it covers
     report = json.loads(result.report_path.read_text())
     assert report["run_id"] == result.analyzed.run_id and report["findings"]
+    # one verdict: `mlpower check` on the demo's run folder judges it as the demo printed it
+    checked = check_run_dir(result.run_dir)
+    assert checked.kind == "bus" and checked.verdict == result.analyzed.verdict
+    assert [(f.rule, f.status, f.severity) for f in checked.findings] == \
+        [(f.rule, f.status, f.severity) for f in result.analyzed.findings]
     for name in ("power/server.json", "ranging/spl.txt", "run_1/spl.txt", "run_1/mlperf_log_detail.txt",
                  "documents.jsonl", "samples.parquet"):
         assert (result.run_dir / name).is_file(), name

@@ -1,4 +1,5 @@
-"""A pure reader of LoadGen's ``mlperf_log_detail.txt`` and ``mlperf_log_summary.txt``.
+"""A pure reader of LoadGen's ``mlperf_log_detail.txt`` and ``mlperf_log_summary.txt`` (shared:
+the run view, analytics and the checker read LoadGen's logs through it).
 
 The power window is read the way power-dev's client and checker read it (power-dev-protocol.md
 §4.5): the first line containing ``power_begin`` (resp. ``power_end``), case-insensitive, its

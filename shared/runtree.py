@@ -1,4 +1,5 @@
-"""Reading one run's output tree (power-dev-protocol.md §4.1): ``power/``, ``ranging/``, ``run_1/``.
+"""Reading one run's output tree (power-dev-protocol.md §4.1): ``power/``, ``ranging/``, ``run_1/``
+(shared: ``mlpower.runview`` builds the run view from it).
 
 Works on mlpower's own trees and on MLPerf result folders with the same layout (a submission's
 ``performance/`` folder). Nothing here raises for a damaged part of the tree: each part is
@@ -15,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mlpower.runstream import read_documents
-from mlpower.schema import RunDocument, SampleFlag
 
-from .energy import Samples
 from .errors import InputError, NotARunError
-from .loadgen import DetailLog, parse_stamp, read_detail, read_summary
+from .loadgen_log import DetailLog, read_detail, read_summary
+from .ptdformat import PtdFormatError, parse_sample_line
+from .runstream import read_documents
+from .samples import Samples
+from .schema import RunDocument, SampleFlag
 
 MODE_DIRS = {"ranging": "ranging", "testing": "run_1"}
 REQUIRED_PATHS = (
@@ -29,7 +31,6 @@ REQUIRED_PATHS = (
     "run_1/mlperf_log_detail.txt", "run_1/mlperf_log_summary.txt", "run_1/spl.txt",
 )
 DOCUMENT_PATHS = ("documents.jsonl", "power/documents.jsonl")  # mlpower's own run stream, when present
-_SPL_TAGS = ((0, "Time"), (2, "Watts"), (4, "Volts"), (6, "Amps"), (8, "PF"))
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,34 @@ def _float_or_nan(text: str) -> float:
     return math.nan if value == -1.0 else value  # -1.000000 is PTD's "not available"
 
 
+@dataclass(frozen=True)
+class SplLine:
+    t_utc_s: float
+    watts: float  # NaN: not available, or unreadable (then ``problem`` says so)
+    power_factor: float
+    mark: str
+    problem: str = ""
+
+
+def parse_spl_line(line: str) -> SplLine:
+    """One ``Time,<stamp>,Watts,...,PF,<pf>[,Mark,<mark>]`` line of spl.txt (the layout is
+    ``mlpower.ptdformat``'s); ValueError for a row that is no sample. A readable row with an
+    unreadable value is kept as NaN with its problem, so the checker can name the line."""
+    try:
+        parsed = parse_sample_line(line)
+    except PtdFormatError as exc:
+        if "timestamp" in exc.reason:
+            raise ValueError(f"corrupt timestamp {line.split(',')[1][:40]!r}") from None
+        raise ValueError(f"corrupt sample row ({exc.reason}): {line[:80]!r}") from None
+    if parsed is None:
+        raise ValueError(f"corrupt sample row (expected field Watts): {line[:80]!r}")
+    mark = parsed.mark or ""
+    try:
+        return SplLine(parsed.t_utc_s, _float_or_nan(parsed.total.watts), _float_or_nan(parsed.total.pf), mark)
+    except ValueError:
+        return SplLine(parsed.t_utc_s, math.nan, math.nan, mark, f"corrupt value in {line[:80]!r}")
+
+
 def parse_spl(text: str, path: str = "spl.txt") -> SplFile:
     t, p, pf, flags, marks = [], [], [], [], []
     problems: list[str] = []
@@ -60,31 +89,18 @@ def parse_spl(text: str, path: str = "spl.txt") -> SplFile:
             if line.strip():
                 problems.append(f"{path}:{number}: not a sample line: {line[:60]!r}")
             continue
-        fields = line.split(",")
-        bad_tag = next((tag for i, tag in _SPL_TAGS if i >= len(fields) or fields[i] != tag), None)
-        if bad_tag is not None or len(fields) < 10:
-            problems.append(f"{path}:{number}: corrupt sample row (expected field {bad_tag or 'PF value'}): "
-                            f"{line[:80]!r}")
-            continue
         try:
-            stamp = parse_stamp(fields[1])
-        except ValueError:
-            problems.append(f"{path}:{number}: corrupt timestamp {fields[1]!r}")
+            row = parse_spl_line(line)
+        except ValueError as exc:
+            problems.append(f"{path}:{number}: {exc}")
             continue
-        flag = 0
-        try:
-            watts = _float_or_nan(fields[3])
-            factor = _float_or_nan(fields[9])
-        except ValueError:
-            problems.append(f"{path}:{number}: corrupt value in {line[:80]!r}")
-            watts, factor = math.nan, math.nan
-        if math.isnan(watts):
-            flag |= int(SampleFlag.MISSING)
-        t.append(stamp)
-        p.append(watts)
-        pf.append(factor)
-        flags.append(flag)
-        marks.append(fields[11] if len(fields) > 11 and fields[10] == "Mark" else "")
+        if row.problem:
+            problems.append(f"{path}:{number}: {row.problem}")
+        t.append(row.t_utc_s)
+        p.append(row.watts)
+        pf.append(row.power_factor)
+        flags.append(int(SampleFlag.MISSING) if math.isnan(row.watts) else 0)
+        marks.append(row.mark)
     samples = Samples.from_columns({"t_utc_s": t, "power_w": p, "flags": flags})
     return SplFile(path, samples, np.array(pf, dtype=np.float64), tuple(marks), tuple(problems))
 
@@ -109,6 +125,7 @@ class RunTree:
     ptd_out: str | None = None
     documents: list[RunDocument] | None = None
     errors: dict[str, str] = field(default_factory=dict)
+    present: frozenset[str] = frozenset()  # which of REQUIRED_PATHS are files in the tree
 
     @property
     def testing(self) -> ModeDir:
@@ -123,28 +140,6 @@ class RunTree:
             if relative in errors:
                 return errors[relative]
         return f"{relative}: missing"
-
-    @property
-    def compliant_durations(self) -> bool:
-        """False when the run declared itself short (mlpower's client.json ``mlpower.compliant_durations``)."""
-        declared = ((self.client or {}).get("mlpower") or {}).get("compliant_durations")
-        return declared is not False
-
-    @property
-    def uses_ptdaemon(self) -> tuple[bool, str]:
-        """Whether PTDaemon measured this run, and the evidence either way."""
-        if self.server is not None and self.server.get("ptd_messages"):
-            return True, "power/server.json lists PTDaemon messages"
-        if self.server is None:
-            return False, f"{self.error_for('power/server.json')}: cannot tell whether PTDaemon was used"
-        declared = (self.server.get("mlpower") or {}).get("ptdaemon")
-        if isinstance(declared, list) and any(declared):
-            return True, "power/server.json mlpower.ptdaemon says PTDaemon measured"
-        kinds = sorted({d.source.kind for d in self.documents or () if getattr(d, "type", "") == "run.descriptor"}
-                       | {str(a.get("kind")) for a in (self.server.get("mlpower") or {}).get("analyzers") or ()
-                          if isinstance(a, dict) and a.get("kind")})
-        via = f" (stream source: {', '.join(kinds)})" if kinds else ""
-        return False, f"power/server.json has no ptd_messages: measured without PTDaemon{via}"
 
 
 def find_run_root(path: Path) -> Path:
@@ -205,7 +200,7 @@ def _read_mode(root: Path, name: str, folder: str) -> ModeDir:
 
 def read_tree(path: Path) -> RunTree:
     root = find_run_root(Path(path))
-    tree = RunTree(root)
+    tree = RunTree(root, present=frozenset(p for p in REQUIRED_PATHS if (root / p).is_file()))
     for relative, attribute in (("power/client.json", "client"), ("power/server.json", "server")):
         if not (root / relative).is_file():
             tree.errors[relative] = f"{relative}: missing"
