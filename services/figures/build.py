@@ -1,4 +1,4 @@
-"""Incremental builds of the catalogue's figures, and the paper-versus-corrected audit.
+"""Incremental builds of the catalogue's figures.
 
 A figure is re-rendered only when the digest of its inputs changed: the bytes of the CSVs it
 reads, ``typed_values.json``, the figure code and style, and the mode. The digests of the last
@@ -25,9 +25,9 @@ from typing import Any
 
 from mlpower.figures import catalogue
 from mlpower.figures.errors import FiguresError
-from mlpower.figures.figuredata import MODES, FigureData, flatten, same_value
+from mlpower.figures.figuredata import MODES, FigureData
 from mlpower.figures.files import file_digest
-from mlpower.figures.typed import TYPED_FILE, typed_bytes
+from mlpower.figures.typed import typed_bytes
 
 log = logging.getLogger(__name__)
 
@@ -207,93 +207,3 @@ def build(
         report.seconds,
     )
     return report
-
-
-# --------------------------------------------------------------------------- audit
-
-
-def compare(paper: FigureData, corrected: FigureData) -> list[dict[str, Any]]:
-    """Every plotted value that differs between the modes, with the rows behind each side."""
-    differences = []
-    key_values = (flatten(paper.key_values), flatten(corrected.key_values))
-    shown = set(key_values[0]) | set(key_values[1])
-    # Plotted values that are not key values themselves (e.g. each histogram value with its rows).
-    plotted = (
-        {k: v["value"] for k, v in paper.points.items() if k not in shown},
-        {k: v["value"] for k, v in corrected.points.items() if k not in shown},
-    )
-    for section, left, right in (("key_values", *key_values), ("plotted", *plotted)):
-        for key in sorted(set(left) | set(right)):
-            if key in left and key in right and same_value(left[key], right[key]):
-                continue
-            differences.append(
-                {
-                    "section": section,
-                    "key": key,
-                    "paper": left.get(key),
-                    "corrected": right.get(key),
-                    "change": "changed"
-                    if key in left and key in right
-                    else ("only_paper" if key in left else "only_corrected"),
-                    "rows_paper": paper.points.get(key, {}).get("rows", []),
-                    "rows_corrected": corrected.points.get(key, {}).get("rows", []),
-                }
-            )
-    return differences
-
-
-def audit(data_dir: Path, only: Iterable[str] | None = None) -> dict[str, Any]:
-    from mlpower.figures.loader import load_results
-
-    results = load_results(Path(data_dir))
-    figures = []
-    for entry in catalogue.select(list(only or ())):
-        paper, corrected = entry.compute(results, "paper"), entry.compute(results, "corrected")
-        figures.append(
-            {
-                "figure": entry.name,
-                "title": entry.title,
-                "differences": compare(paper, corrected),
-                "notes": {"paper": paper.notes, "corrected": corrected.notes},
-                "skipped_rows": {"paper": paper.skipped, "corrected": corrected.skipped},
-            }
-        )
-    return {"data_dir": str(data_dir), "typed_values": TYPED_FILE, "figures": figures}
-
-
-def audit_markdown(report: dict[str, Any]) -> str:
-    lines = [
-        "# Paper mode versus corrected mode",
-        "",
-        f"Data: `{report['data_dir']}`. Each row is a plotted value that differs, with the rows responsible.",
-        "",
-    ]
-    for figure in report["figures"]:
-        lines += [f"## {figure['figure']}: {figure['title']}", ""]
-        if not figure["differences"]:
-            lines += ["No plotted value differs.", ""]
-        else:
-            lines += [
-                "| section | key | paper | corrected | rows (paper) | rows (corrected) |",
-                "|---|---|---|---|---|---|",
-            ]
-            for d in figure["differences"]:
-                lines.append(
-                    f"| {d['section']} | `{d['key']}` | {d['paper']} | {d['corrected']} | "
-                    f"{'<br>'.join(d['rows_paper'])} | {'<br>'.join(d['rows_corrected'])} |"
-                )
-            lines.append("")
-        for mode in MODES:
-            for note in figure["notes"][mode]:
-                lines.append(f"- {mode}: {note}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def write_audit(report: dict[str, Any], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".md":
-        path.write_text(audit_markdown(report))
-    else:
-        path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
-    return path

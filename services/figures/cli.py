@@ -75,16 +75,15 @@ def audit_command(
     only: Annotated[str, typer.Option("--only", help="comma-separated figures")] = "",
     data_dir: DataOption = None,
 ) -> None:
-    """Write every plotted value that differs between paper and corrected mode, with its rows."""
+    """Print why paper and corrected mode differ (80 columns); write every differing value with its causes and rows."""
     from mlpower.cli import run
 
     def body() -> None:
-        from .build import audit, write_audit
+        from .audit import audit, summary_text, write_audit
 
         report = audit(data_dir or _settings().data_dir, _names(only))
         write_audit(report, out)
-        counts = ", ".join(f"{f['figure']} {len(f['differences'])}" for f in report["figures"])
-        typer.echo(f"differences per figure: {counts} -> {out}")
+        typer.echo(summary_text(report, out), nl=False)
 
     run(body)
 

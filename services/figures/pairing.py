@@ -51,6 +51,7 @@ class Metric:
     system: str | None = None
     accelerator: str | None = None
     total_accelerators: str | None = None
+    round: str | None = None  # the version as written, where a figure compares a coarser one (fig 10)
 
 
 @dataclass(frozen=True)
@@ -245,3 +246,25 @@ def corrected_pairs(
     if bare_targets:
         pairs = resolve_bare_targets(pairs, skipped)
     return without_exact_duplicates(pairs, skipped)
+
+
+def pair_flaws(
+    pairs: Iterable[Pair], rows: Iterable[Metric], is_perf: Callable[[Metric], bool], is_power: Callable[[Metric], bool]
+) -> dict[tuple[str, str], str]:
+    """Which of paper mode's ``pairs`` no careful reading of ``rows`` would form, and why.
+
+    A pair that is not a file-order pair is a ``cross-join`` (one run's throughput with another
+    run's power); a file-order pair that repeats an earlier one is ``duplicate-rows``. The ids are
+    the audit's causes (``corrections.CAUSES``).
+    """
+    ordered = sorted(rows, key=lambda m: m.line)
+    genuine = pair_in_file_order(ordered, is_perf, is_power, Skipped())
+    genuine_rows = {p.rows for p in genuine}
+    kept = {p.rows for p in without_exact_duplicates(genuine, Skipped())}
+    flaws = {}
+    for pair in pairs:
+        if pair.rows not in genuine_rows:
+            flaws[pair.rows] = "cross-join"
+        elif pair.rows not in kept:
+            flaws[pair.rows] = "duplicate-rows"
+    return flaws

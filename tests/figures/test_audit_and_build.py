@@ -9,7 +9,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from mlpower.figures.build import build, write_audit
+from mlpower.figures.audit import write_audit
+from mlpower.figures.build import build
 from mlpower.figures.catalogue import NAMES
 from mlpower.figures.loader import ALL_FILES, EDGE
 from PIL import Image
