@@ -1,9 +1,10 @@
 """Incremental builds of the catalogue's figures.
 
-A figure is re-rendered only when the digest of its inputs changed: the bytes of the CSVs it
-reads, ``typed_values.json``, the figure code and style, and the mode. The digests of the last
-build live in ``<out>/.manifest.json``; a no-change rebuild hashes about 1 MB and returns
-without reading a table or importing matplotlib.
+A figure is re-rendered when the digest of its inputs changed (the bytes of the CSVs it reads,
+``typed_values.json``, the figure code and style, and the mode) or when one of its outputs is
+missing or no longer has the bytes the last build wrote (the manifest records their SHA-256).
+The digests live in ``<out>/.manifest.json``; a no-change rebuild hashes the inputs and the
+outputs and returns without reading a table or importing matplotlib.
 """
 
 from __future__ import annotations
@@ -111,8 +112,21 @@ def _write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
     os.replace(tmp, out_dir / MANIFEST)
 
 
-def _outputs_exist(out_dir: Path, name: str) -> bool:
-    return all((out_dir / f"{name}{suffix}").is_file() for suffix in OUTPUT_SUFFIXES)
+def output_digests(out_dir: Path, name: str) -> dict[str, str]:
+    """SHA-256 of each file a figure wrote; the manifest keeps them to notice damaged outputs."""
+    return {f"{name}{suffix}": file_digest(out_dir / f"{name}{suffix}") for suffix in OUTPUT_SUFFIXES}
+
+
+def _outputs_intact(out_dir: Path, name: str, recorded: dict[str, str] | None) -> bool:
+    """Every output is there with the bytes the last build wrote (not deleted, overwritten or truncated)."""
+    if not recorded:
+        return False
+    for suffix in OUTPUT_SUFFIXES:
+        path = out_dir / f"{name}{suffix}"
+        expected = recorded.get(path.name)
+        if expected is None or not path.is_file() or file_digest(path) != expected:
+            return False
+    return True
 
 
 def _render_one(job: tuple[str, FigureData, dict[str, Any], str]) -> str:
@@ -174,7 +188,9 @@ def build(
     stale = [
         e
         for e in entries
-        if force or manifest.get(e.name, {}).get("digest") != digests[e.name] or not _outputs_exist(out_dir, e.name)
+        if force
+        or manifest.get(e.name, {}).get("digest") != digests[e.name]
+        or not _outputs_intact(out_dir, e.name, manifest.get(e.name, {}).get("outputs"))
     ]
     report.unchanged = [e.name for e in entries if e not in stale]
     if stale:
@@ -194,7 +210,11 @@ def build(
             jobs.append((entry.draw, data, entry.look, str(out_dir)))
         _render_all(jobs, workers if workers is not None else default_workers())
         for entry in stale:
-            manifest[entry.name] = {"digest": digests[entry.name], "mode": mode}
+            manifest[entry.name] = {
+                "digest": digests[entry.name],
+                "mode": mode,
+                "outputs": output_digests(out_dir, entry.name),
+            }
         _write_manifest(out_dir, manifest)
         report.rendered = [e.name for e in stale]
     report.seconds = time.perf_counter() - started

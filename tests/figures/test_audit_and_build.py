@@ -133,3 +133,33 @@ def test_parallel_rendering_beside_other_threads(tmp_path: Path, data_dir: Path)
     assert sorted(report.rendered) == ["fig11b", "fig9"]
     with Image.open(tmp_path / "fig9.png") as image:
         assert image.size[0] > 1000
+
+
+def test_damaged_outputs_are_rendered_again(tmp_path: Path, data_dir: Path) -> None:
+    """The manifest records each output's SHA-256: an overwritten, truncated or missing file is
+    noticed on the next build and only that figure is rendered again."""
+    out = tmp_path / "out"
+    build(out, data_dir, only=["fig9", "fig11b"], workers=1)
+    manifest = json.loads((out / ".manifest.json").read_text())
+    for name in ("fig9", "fig11b"):
+        assert set(manifest[name]["outputs"]) == {f"{name}.png", f"{name}.svg", f"{name}.json"}
+    original = (out / "fig9.png").read_bytes()
+
+    (out / "fig9.png").write_bytes(b"\x89PNG not really")  # overwritten
+    report = build(out, data_dir, only=["fig9", "fig11b"], workers=1)
+    assert report.rendered == ["fig9"] and report.unchanged == ["fig11b"]
+    assert (out / "fig9.png").read_bytes() == original  # rendering is deterministic
+
+    with open(out / "fig11b.svg", "r+b") as handle:  # truncated
+        handle.truncate(100)
+    assert build(out, data_dir, only=["fig9", "fig11b"], workers=1).rendered == ["fig11b"]
+
+    document = json.loads((out / "fig9.json").read_text())
+    document["key_values"]["BERT-99.9"]["v1.0"] = 0.9  # edited by hand
+    (out / "fig9.json").write_text(json.dumps(document))
+    assert build(out, data_dir, only=["fig9"], workers=1).rendered == ["fig9"]
+    assert json.loads((out / "fig9.json").read_text())["key_values"]["BERT-99.9"]["v1.0"] == 0.495
+
+    (out / "fig11b.png").unlink()
+    assert build(out, data_dir, only=["fig9", "fig11b"], workers=1).rendered == ["fig11b"]
+    assert build(out, data_dir, only=["fig9", "fig11b"], workers=1).rendered == []
