@@ -38,6 +38,7 @@ OUTPUT_SUFFIXES = (".png", ".svg", ".json")
 CODE_MODULES = (
     "catalogue",
     "case_studies",
+    "corrections",
     "draw",
     "figuredata",
     "files",
@@ -45,6 +46,7 @@ CODE_MODULES = (
     "loader",
     "pairing",
     "parse",
+    "pngfile",
     "power_scales",
     "render",
     "trends",

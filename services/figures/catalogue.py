@@ -164,7 +164,7 @@ CATALOGUE: tuple[Entry, ...] = (
             "colormap": "tab10",
             "fixed_y": "fig5b",
             "top_tick_size": 24,
-            "y_tick_labels": ["$10^0$", "$5 \\times 10^0$", "$10^1$"],
+            "y_tick_labels": ["10⁰", "5 × 10⁰", "10¹"],
         },
     ),
     Entry(

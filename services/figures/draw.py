@@ -12,6 +12,7 @@ text or hides data; ``legibility.check`` measures that and the tests hold every 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import textwrap
 from typing import Any
 
@@ -25,13 +26,47 @@ from matplotlib import colormaps  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator  # noqa: E402
+from matplotlib.ticker import (  # noqa: E402
+    FixedLocator,
+    FuncFormatter,
+    LogFormatterSciNotation,
+    LogLocator,
+    NullLocator,
+)
 from mlpower.figures.figuredata import FigureData  # noqa: E402
 from mlpower.figures.typed import typed_values  # noqa: E402
 
 
 def _date(iso: str) -> dt.date:
     return dt.date.fromisoformat(iso)
+
+
+_SUPERSCRIPT = str.maketrans("0123456789-−", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁻")
+_MATH_POWER = re.compile(r"^\$\\mathdefault\{(?:(?P<mantissa>[\d.]+)\\times)?(?P<base>\d+)\^\{(?P<exp>[-−]?\d+)\}\}\$$")
+
+
+def power_text(base: int, exponent: int, mantissa: str = "") -> str:
+    """``10⁻²``, ``2×10⁰``: a power in plain Unicode, drawn like the mathtext ``$10^{-2}$`` but
+    without parsing TeX twice per label (once per output format), which cost more than the figure."""
+    power = f"{base}{str(exponent).translate(_SUPERSCRIPT)}"
+    return f"{mantissa}×{power}" if mantissa else power
+
+
+class UnicodePowerFormatter(LogFormatterSciNotation):
+    """matplotlib's log-axis labels (same ticks labelled, same numbers), written in Unicode."""
+
+    def __call__(self, x: float, pos: Any = None) -> str:
+        text = super().__call__(x, pos)
+        match = _MATH_POWER.match(text)
+        if not match:
+            return text
+        return power_text(int(match["base"]), int(match["exp"].replace("−", "-")), match["mantissa"] or "")
+
+
+def _log_axis(axis: Any, base: int = 10) -> None:
+    """Log-scale labels in Unicode, as ``LogScale`` would label them (major and minor ticks)."""
+    axis.set_major_formatter(UnicodePowerFormatter(base))
+    axis.set_minor_formatter(UnicodePowerFormatter(base, labelOnlyBase=False))
 
 
 def _new(look: dict[str, Any], **subplots: Any) -> tuple[Figure, Any]:
@@ -156,6 +191,7 @@ def draw_fig2(data: FigureData, look: dict[str, Any]) -> Figure:
     low_margin, high_margin = look["y_margin"]
     ax.set_ylim(min(lows) / low_margin, max(highs) * high_margin)
     ax.set_yscale("log")
+    _log_axis(ax.yaxis)
     ax.set_xticks(x, scales)
     ax.xaxis.set_minor_locator(NullLocator())
     _tick_sizes(ax, look)
@@ -188,6 +224,7 @@ def draw_trend(data: FigureData, look: dict[str, Any]) -> Figure:
             label=label,
         )
     ax.set_yscale("log")
+    _log_axis(ax.yaxis)
     if look.get("fixed_y"):
         fixed = typed_values()[look["fixed_y"]]
         ax.set_ylim(*fixed["y_limits"])
@@ -196,7 +233,7 @@ def draw_trend(data: FigureData, look: dict[str, Any]) -> Figure:
         ax.set_yticklabels(look["y_tick_labels"])
     elif look.get("power_of_ten_ticks"):
         ax.yaxis.set_major_locator(LogLocator(base=10))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"$10^{{{int(round(np.log10(value)))}}}$"))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: power_text(10, int(round(np.log10(value))))))
     ax.grid(True, which="major", linestyle="--", linewidth=0.5)
     ticks = data.series["version_ticks"]
     if ticks:
@@ -263,6 +300,7 @@ def draw_fig7(data: FigureData, look: dict[str, Any]) -> Figure:
     ax.set_xticks(x, order, rotation=look["tick_rotation"], ha="right", rotation_mode="anchor")
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_yscale("log")
+    _log_axis(ax.yaxis)
     ax.set_xlabel(look["x_label"])
     ax.set_ylabel(look["y_label"], fontsize=look.get("y_label_size"))
     _tick_sizes(ax, look)
@@ -273,6 +311,7 @@ def draw_fig7(data: FigureData, look: dict[str, Any]) -> Figure:
             x, data.series["macs"], color=look["mac_color"], marker="o", linewidth=2, label=look["mac_label"]
         )
         twin.set_yscale("log")
+        _log_axis(twin.yaxis)
         twin.set_ylabel(look["y2_label"], labelpad=look["y2_label_pad"])
         twin.tick_params(axis="y", labelsize=look.get("y_tick_size"))
         ax.tick_params(axis="y", right=False, which="both")
@@ -289,6 +328,7 @@ def draw_fig7(data: FigureData, look: dict[str, Any]) -> Figure:
             token_ax.bar(np.arange(len(names)), token_values, color=look["token_color"], label=look["token_label"])
         )
         token_ax.set_yscale("log")
+        _log_axis(token_ax.yaxis)
         token_ax.set_xticks(
             np.arange(len(names)), names, rotation=look["tick_rotation"], ha="right", rotation_mode="anchor"
         )
