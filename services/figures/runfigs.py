@@ -46,7 +46,7 @@ TRACE_LOOK = {
     "y_label": "Power (W)",
     "y2_label": "Current range (A)",
     "sample_marker_size": 2,
-    "legend_marker_scale": 4,
+    "legend_sample_marker_size": 8,
     "legend_columns": 4,
 }
 PLACEMENT_LOOK = {
@@ -116,6 +116,7 @@ def trace_figure(trace: RunTrace, look: dict[str, Any] = TRACE_LOOK) -> Any:
     The legend (below the plot, off the data) names every line, band and marker drawn, those on
     the current-range axis too."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from mlpower.figures import draw  # noqa: F401 - selects the Agg backend
 
     figure = Figure(figsize=look["figsize"], layout="constrained")
@@ -124,15 +125,13 @@ def trace_figure(trace: RunTrace, look: dict[str, Any] = TRACE_LOOK) -> Any:
     t = (s["t_utc_s"] - trace.t0_utc_s).to_numpy()
     power = s["power_w"].cast(pl.Float64).to_numpy()
     modes = s["mode"].to_list() if "mode" in s.columns else [None] * s.height
+    proxies = {}  # the samples' legend markers, larger than the samples themselves
     for mode in dict.fromkeys(modes):
         mask = [m == mode for m in modes]
-        ax.plot(
-            t[mask],
-            power[mask],
-            ".",
-            markersize=look["sample_marker_size"],
-            color=look["mode_colors"].get(mode, "black"),
-            label=f"{mode or 'unlabelled'} samples",
+        color, label = look["mode_colors"].get(mode, "black"), f"{mode or 'unlabelled'} samples"
+        ax.plot(t[mask], power[mask], ".", markersize=look["sample_marker_size"], color=color, label=label)
+        proxies[label] = Line2D(
+            [], [], marker=".", linestyle="", color=color, markersize=look["legend_sample_marker_size"], label=label
         )
     if "uncertainty_w" in s.columns:
         u = s["uncertainty_w"].cast(pl.Float64).fill_null(0.0).to_numpy()
@@ -169,13 +168,9 @@ def trace_figure(trace: RunTrace, look: dict[str, Any] = TRACE_LOOK) -> Any:
     ax.set_xlabel(look["x_label"])
     ax.set_ylabel(look["y_label"])
     ax.set_title(f"{trace.run_id} {trace.benchmark} {trace.scenario}".strip())
-    unique = {h.get_label(): h for h in handles}  # one entry per label (a window per mode is one each)
+    unique = {h.get_label(): proxies.get(h.get_label(), h) for h in handles}  # one entry per label
     figure.legend(
-        handles=list(unique.values()),
-        loc="outside lower center",
-        ncol=look["legend_columns"],
-        fontsize="small",
-        markerscale=look["legend_marker_scale"],
+        handles=list(unique.values()), loc="outside lower center", ncol=look["legend_columns"], fontsize="small"
     )
     return figure
 
