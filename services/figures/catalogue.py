@@ -88,6 +88,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "case_studies:compute_fig1",
         "draw_fig1",
         {
+            "margins": {"left": 0.96, "right": 3.9, "bottom": 1.15, "top": 0.9},
             "figsize": (12, 8),
             "font_size": 24,
             "log_base": 2,
@@ -120,6 +121,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "power_scales:compute_fig2",
         "draw_fig2",
         {
+            "margins": {"left": 1.17, "right": 0.1, "bottom": 0.92, "top": 0.78},
             "figsize": (12, 6),
             "font_size": 26,
             "label_font_size": 15,
@@ -144,6 +146,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "trends:compute_fig5a",
         "draw_trend",
         {
+            "margins": {"left": 2.9, "right": 4.3, "bottom": 1.55, "top": 1.2},
             **TREND_LOOK,
             "markers": ["o", "s", "D", "P", "^", "o", "s"],
             "colors": ["blue", "red", "green", "purple", "orange", "brown", "grey"],
@@ -159,6 +162,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "trends:compute_fig5b",
         "draw_trend",
         {
+            "margins": {"left": 2.84, "right": 3.23, "bottom": 1.55, "top": 1.06},
             **TREND_LOOK,
             "markers": ["o", "s", "D", "P"],
             "colormap": "tab10",
@@ -175,6 +179,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "trends:compute_fig5c",
         "draw_trend",
         {
+            "margins": {"left": 2.02, "right": 3.66, "bottom": 1.55, "top": 1.2},
             **TREND_LOOK,
             "markers": ["o", "s", "D", "P"],
             "colormap": "tab10",
@@ -189,6 +194,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "case_studies:compute_fig6",
         "draw_fig6",
         {
+            "margins": {"left": 0.88, "right": 0.97, "bottom": 0.86, "top": 0.66},
             "figsize": (11, 6),
             "font_size": 24,
             "width": 0.35,
@@ -220,6 +226,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "case_studies:compute_fig7",
         "draw_fig7",
         {
+            "margins": {"left": 1.61, "right": 1.25, "bottom": 1.95, "top": 1.1},
             "figsize": (14, 7),
             "font_size": 28,
             "group_colors": {"datacenter": "lightblue", "tiny": "lightcoral"},
@@ -235,7 +242,7 @@ CATALOGUE: tuple[Entry, ...] = (
             "x_tick_size": 20,
             "y_tick_size": 20,
             "y2_label_pad": 10,
-            "token_panel_width": 1.5,
+            "token_panel": {"width": 1.25, "gap": 1.7, "right": 0.1},  # inches, per workload
             "token_color": "lightsteelblue",
             "token_label": "Datacenter (J/token)",
             "token_y_label": "Energy per Token\n(Joules/Token)",
@@ -259,7 +266,7 @@ CATALOGUE: tuple[Entry, ...] = (
         (DATACENTER,),
         "histograms:compute_fig8",
         "draw_histogram",
-        {**HIST_LOOK, "tick_size": 16},
+        {"margins": {"left": 0.82, "right": 0.1, "bottom": 0.87, "top": 0.1}, **HIST_LOOK, "tick_size": 16},
     ),
     Entry(
         "fig9",
@@ -269,6 +276,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "case_studies:compute_fig9",
         "draw_fig9",
         {
+            "margins": {"left": 1.95, "right": 0.1, "bottom": 0.78, "top": 0.78},
             "figsize": (12, 5.5),
             "font_size": 24,
             "width": 0.35,
@@ -290,7 +298,7 @@ CATALOGUE: tuple[Entry, ...] = (
         (DATACENTER,),
         "histograms:compute_fig10",
         "draw_histogram",
-        {**HIST_LOOK, "tick_size": 18},
+        {"margins": {"left": 0.85, "right": 0.1, "bottom": 0.9, "top": 0.1}, **HIST_LOOK, "tick_size": 18},
     ),
     Entry(
         "fig11a",
@@ -299,7 +307,12 @@ CATALOGUE: tuple[Entry, ...] = (
         (EDGE,),
         "case_studies:compute_fig11a",
         "draw_ratios",
-        {**RATIO_LOOK, "y_top": 1.8, "x_label": "MLPerf ResNet Benchmark Version"},
+        {
+            "margins": {"left": 1.12, "right": 0.1, "bottom": 0.92, "top": 0.78},
+            **RATIO_LOOK,
+            "y_top": 1.8,
+            "x_label": "MLPerf ResNet Benchmark Version",
+        },
     ),
     Entry(
         "fig11b",
@@ -308,7 +321,14 @@ CATALOGUE: tuple[Entry, ...] = (
         (),
         "case_studies:compute_fig11b",
         "draw_ratios",
-        {**RATIO_LOOK, "y_top": 4.99, "x_label": "Hardware Version", "x_tick_size": 28, "y_tick_size": 28},
+        {
+            "margins": {"left": 0.84, "right": 0.1, "bottom": 0.98, "top": 0.78},
+            **RATIO_LOOK,
+            "y_top": 4.99,
+            "x_label": "Hardware Version",
+            "x_tick_size": 28,
+            "y_tick_size": 28,
+        },
     ),
 )
 

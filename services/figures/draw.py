@@ -4,9 +4,11 @@ No pyplot (no global figure registry, nothing to close), the Agg backend, and no
 number plotted comes from ``FigureData`` and every size, colour and label from the catalogue row.
 The caller applies the shared style and the figure's base font size (``render.style_context``).
 
-Every figure uses matplotlib's constrained layout at its catalogue size, and legends sit outside
-the plotted area (above it, or to its right), so that no text leaves the figure, overlaps other
-text or hides data; ``legibility.check`` measures that and the tests hold every figure to it.
+Every figure is laid out by its catalogue row: the figure size and the margins around the plot
+in inches (room for tick labels, axis labels and a legend above or beside the plot), so drawing
+needs no layout engine, which cost more than drawing itself. Legends sit outside the plotted
+area, so that no text leaves the figure, overlaps other text or hides data; ``legibility.check``
+measures that, and the tests hold all 12 figures in both modes to it.
 """
 
 from __future__ import annotations
@@ -69,12 +71,17 @@ def _log_axis(axis: Any, base: int = 10) -> None:
     axis.set_minor_formatter(UnicodePowerFormatter(base, labelOnlyBase=False))
 
 
-def _new(look: dict[str, Any], **subplots: Any) -> tuple[Figure, Any]:
-    figure = Figure(figsize=look["figsize"], layout="constrained")
-    figure.get_layout_engine().set(**look.get("layout_pads", {}))
-    if subplots:
-        return figure, figure.subplots(**subplots)
-    return figure, figure.add_subplot()
+def _new(look: dict[str, Any]) -> tuple[Figure, Any]:
+    figure = Figure(figsize=look["figsize"])
+    return figure, figure.add_axes(_plot_rect(look, look["margins"]))
+
+
+def _plot_rect(look: dict[str, Any], margins: dict[str, float]) -> tuple[float, float, float, float]:
+    """The plot's (left, bottom, width, height) in figure fractions from margins in inches."""
+    width, height = look["figsize"]
+    left, right = margins["left"] / width, 1 - margins["right"] / width
+    bottom, top = margins["bottom"] / height, 1 - margins["top"] / height
+    return (left, bottom, right - left, top - bottom)
 
 
 def _label(look: dict[str, Any], name: str) -> str:
@@ -87,7 +94,8 @@ def _legend_above(figure: Figure, look: dict[str, Any], handles: list[Any], colu
     if handles:
         figure.legend(
             handles=handles,
-            loc="outside upper center",
+            loc="upper center",
+            bbox_to_anchor=(0.5, 1.0),
             ncol=columns,
             fontsize=look.get("legend_font_size"),
             columnspacing=look.get("legend_column_spacing", 1.0),
@@ -281,13 +289,17 @@ def draw_fig7(data: FigureData, look: dict[str, Any]) -> Figure:
     category markers under the bars; a workload measured per token gets a panel of its own."""
     order = data.series["order"]
     per_token = data.series.get("per_token") or {}
+    figure, ax = _new(look)
+    token_ax = None
     if per_token:
-        figure, (ax, token_ax) = _new(
-            look, ncols=2, width_ratios=[max(len(order), 1), look["token_panel_width"] * len(per_token)]
+        # A narrow panel at the right edge, where paper mode's MAC axis would be.
+        panel = look["token_panel"]
+        width = panel["width"] * len(per_token)
+        ax.set_position(_plot_rect(look, {**look["margins"], "right": panel["right"] + width + panel["gap"]}))
+        right_edge = look["figsize"][0] - panel["right"]
+        token_ax = figure.add_axes(
+            _plot_rect(look, {**look["margins"], "left": right_edge - width, "right": panel["right"]})
         )
-    else:
-        figure, ax = _new(look)
-        token_ax = None
     groups = data.series["groups"]
     x = np.arange(len(order))
     handles = []

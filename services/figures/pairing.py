@@ -88,7 +88,7 @@ def metrics(
 ) -> list[Metric]:
     """The rows of ``frame`` as metrics, in file order; ``value`` is the figure's parsing rule."""
     out = []
-    for row in frame.sort(LINE_COLUMN).iter_rows(named=True):
+    for row in _rows_in_file_order(frame):
         ref = row_ref(row[FILE_COLUMN], row[LINE_COLUMN])
         text = row.get(value_column)
         out.append(
@@ -111,6 +111,23 @@ def metrics(
             )
         )
     return out
+
+
+_ROWS: dict[int, tuple[pl.DataFrame, list[dict[str, Any]]]] = {}
+_ROWS_KEPT = 8  # a build reads five tables; a few more for tests that load their own copies
+
+
+def _rows_in_file_order(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """The frame's rows as dicts, sorted by line, made once per frame: each figure reads the same
+    tables several times (fig 9 once per submission), and turning rows into dicts dominated."""
+    cached = _ROWS.get(id(frame))
+    if cached is not None and cached[0] is frame:
+        return cached[1]
+    rows = list(frame.sort(LINE_COLUMN).iter_rows(named=True))
+    if len(_ROWS) >= _ROWS_KEPT:
+        _ROWS.pop(next(iter(_ROWS)))
+    _ROWS[id(frame)] = (frame, rows)  # the frame is kept, so its id cannot be reused while cached
+    return rows
 
 
 # --------------------------------------------------------------------------- model names
