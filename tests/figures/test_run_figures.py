@@ -23,20 +23,13 @@ from mlpower.schema import RunAnalyzed, RunSummary
 from typer.testing import CliRunner
 
 from .helpers import wait_for
-from .runs import write_run
+from .runs import run_summary, write_run
 
 EFFICIENCY = 37.5
 
 
-def _summary(run_id: str, efficiency: float | None = EFFICIENCY) -> RunSummary:
-    return RunSummary(
-        run_id=run_id,
-        source="power/spl.txt inside the LoadGen window",
-        method="window average",
-        scenario="Offline",
-        efficiency=efficiency,
-        efficiency_unit="samples/J",
-    )
+def _summary(run_id: str) -> RunSummary:
+    return run_summary(run_id, EFFICIENCY)
 
 
 def _run_folder(root: Path, run_id: str, *, analysis: str | None = "demo") -> Path:
