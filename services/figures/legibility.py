@@ -129,9 +129,7 @@ def _describe(text: str) -> str:
 def _text_box(artist: Any, renderer: Any) -> Box:
     extent = artist.get_window_extent(renderer)
     angle = artist.get_rotation() % 180.0
-    if min(angle % 90.0, 90.0 - angle % 90.0) < 1e-9:
-        if abs(angle - 90.0) < 1e-9:
-            return _box_from_extent(extent.x0, extent.y0, extent.x1, extent.y1)
+    if min(angle % 90.0, 90.0 - angle % 90.0) < 1e-9:  # upright or vertical: the box is the extent
         return _box_from_extent(extent.x0, extent.y0, extent.x1, extent.y1)
     # The axis-aligned box of a rotated rectangle has the rectangle's centre; its sides are the
     # text's unrotated extent, measured with the rotation set to 0 for a moment.
