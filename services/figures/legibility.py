@@ -128,7 +128,8 @@ def _describe(text: str) -> str:
 
 def _text_box(artist: Any, renderer: Any) -> Box:
     extent = artist.get_window_extent(renderer)
-    angle = artist.get_rotation() % 180.0
+    rotation = artist.get_rotation()
+    angle = rotation % 180.0
     if min(angle % 90.0, 90.0 - angle % 90.0) < 1e-9:  # upright or vertical: the box is the extent
         return _box_from_extent(extent.x0, extent.y0, extent.x1, extent.y1)
     # The axis-aligned box of a rotated rectangle has the rectangle's centre; its sides are the
@@ -137,7 +138,7 @@ def _text_box(artist: Any, renderer: Any) -> Box:
     try:
         flat = artist.get_window_extent(renderer)
     finally:
-        artist.set_rotation(angle)
+        artist.set_rotation(rotation)
     return Box((extent.x0 + extent.x1) / 2, (extent.y0 + extent.y1) / 2, flat.width / 2, flat.height / 2, angle)
 
 
