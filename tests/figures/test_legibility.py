@@ -228,3 +228,38 @@ def test_paper_mode_uses_the_papers_wording(results, name: str) -> None:
             texts.append(legend.get_title().get_text())
         texts += [t.get_text() for t in legend.texts]
     assert texts == expected["legend"]
+
+
+def test_log_tick_labels_in_unicode_name_the_same_ticks_and_numbers() -> None:
+    """Log-axis labels are written without TeX (parsing it cost more than drawing): the same ticks
+    carry a label as with matplotlib's formatter, and each reads as the same number."""
+    import re as regex
+
+    from matplotlib.ticker import LogFormatterSciNotation
+    from mlpower.figures.draw import UnicodePowerFormatter, power_text
+
+    assert power_text(10, -6) == "10⁻⁶" and power_text(10, 14) == "10¹⁴" and power_text(10, 0, "2") == "2×10⁰"
+    superscripts = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
+    for low, high in ((1e-7, 1e3), (0.9, 3.5), (1e5, 1e15)):
+        figure = Figure()
+        ax = figure.add_subplot()
+        ax.set_yscale("log")
+        ax.set_ylim(low, high)
+        for minor in (False, True):
+            ticks = ax.yaxis.get_minorticklocs() if minor else ax.yaxis.get_majorticklocs()
+            reference, unicode = (
+                LogFormatterSciNotation(labelOnlyBase=False),
+                UnicodePowerFormatter(labelOnlyBase=False),
+            )
+            for formatter in (reference, unicode):
+                formatter.set_axis(ax.yaxis)
+                formatter.set_locs(ticks)
+            for tick in ticks:
+                expected, label = reference(tick), unicode(tick)
+                assert bool(expected) == bool(label), (tick, expected, label)
+                if label:
+                    mantissa, _, power = label.rpartition("×")
+                    base, exponent = power[:2], power[2:].translate(superscripts)
+                    value = float(mantissa or 1) * float(base) ** int(exponent)
+                    assert value == pytest.approx(tick, rel=1e-9) and "$" not in label
+                    assert regex.fullmatch(r"(\d+×)?10[⁻⁰¹²³⁴⁵⁶⁷⁸⁹]+", label)
