@@ -9,6 +9,7 @@ outputs and returns without reading a table or importing matplotlib.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -17,8 +18,8 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -131,7 +132,10 @@ def _outputs_intact(out_dir: Path, name: str, recorded: dict[str, str] | None) -
     return True
 
 
-def _render_one(job: tuple[str, FigureData, dict[str, Any], str]) -> str:
+Job = tuple[str, FigureData, dict[str, Any], str]  # (draw function, data, look, output folder)
+
+
+def _render_one(job: Job) -> str:
     from mlpower.figures.render import render_figure
 
     draw_name, data, look, out_dir = job
@@ -149,19 +153,30 @@ def start_method() -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
-def _render_all(jobs: list[tuple[str, FigureData, dict[str, Any], str]], workers: int) -> None:
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            _render_one(job)
+def _render_cost(entry: catalogue.Entry) -> float:
+    """Bigger figures with bigger text take longer to draw (a ranking, not a time)."""
+    width, height = entry.look["figsize"]
+    return width * height * entry.look["font_size"]
+
+
+@contextlib.contextmanager
+def _renderers(workers: int, jobs: int) -> Iterator[Callable[[Job], None]]:
+    """Yields ``submit(job)``. With several workers, figures render while later ones are still
+    being computed; leaving the block waits for all of them and raises the first failure."""
+    if workers <= 1 or jobs <= 1:
+        yield _render_one
         return
     method = start_method()
     if method == "fork":
         import mlpower.figures.draw  # noqa: F401 - imported before forking, so workers start with matplotlib loaded
-    # The slowest figures first, so that two workers finish at about the same time.
-    jobs = sorted(jobs, key=lambda job: -job[2]["figsize"][0] * job[2]["figsize"][1] * job[2]["font_size"])
-    context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
-        list(pool.map(_render_one, jobs, chunksize=1))
+    pool = ProcessPoolExecutor(max_workers=min(workers, jobs), mp_context=multiprocessing.get_context(method))
+    futures: list[Future[str]] = []
+    try:
+        yield lambda job: futures.append(pool.submit(_render_one, job))
+        for future in futures:
+            future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def default_workers() -> int:
@@ -197,20 +212,17 @@ def build(
     report.unchanged = [e.name for e in entries if e not in stale]
     if stale:
         from mlpower.figures.loader import load_results
-
-        results = load_results(Path(data_dir))
         from mlpower.figures.render import write_json
 
-        jobs = []
-        for entry in stale:
-            data = entry.compute(results, mode)
-            write_json(
-                data,
-                out_dir,
-                {"title": entry.title, "upstream_script": entry.upstream_script, "inputs_digest": digests[entry.name]},
-            )
-            jobs.append((entry.draw, data, entry.look, str(out_dir)))
-        _render_all(jobs, workers if workers is not None else default_workers())
+        # The slowest figures first, so that the workers finish at about the same time.
+        ordered = sorted(stale, key=_render_cost, reverse=True)
+        with _renderers(workers if workers is not None else default_workers(), len(ordered)) as submit:
+            results = load_results(Path(data_dir))
+            for entry in ordered:
+                data = entry.compute(results, mode)
+                extra = {"title": entry.title, "upstream_script": entry.upstream_script}
+                write_json(data, out_dir, {**extra, "inputs_digest": digests[entry.name]})
+                submit((entry.draw, data, entry.look, str(out_dir)))
         for entry in stale:
             manifest[entry.name] = {
                 "digest": digests[entry.name],

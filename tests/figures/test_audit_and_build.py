@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -9,6 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import pytest
 from mlpower.figures.audit import write_audit
 from mlpower.figures.build import build
 from mlpower.figures.catalogue import NAMES
@@ -163,3 +165,17 @@ def test_damaged_outputs_are_rendered_again(tmp_path: Path, data_dir: Path) -> N
     (out / "fig11b.png").unlink()
     assert build(out, data_dir, only=["fig9", "fig11b"], workers=1).rendered == ["fig11b"]
     assert build(out, data_dir, only=["fig9", "fig11b"], workers=1).rendered == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_figure_that_fails_to_render_fails_the_build_and_records_nothing(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    from mlpower.figures import catalogue
+    from mlpower.figures.build import read_manifest
+
+    broken = dataclasses.replace(catalogue.entry("fig9"), draw="draw_nothing")
+    monkeypatch.setattr(catalogue, "select", lambda names: [broken, catalogue.entry("fig11b")])
+    with pytest.raises(AttributeError, match="draw_nothing"):
+        build(tmp_path, data_dir, workers=workers)
+    assert read_manifest(tmp_path) == {}
