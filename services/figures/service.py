@@ -91,6 +91,7 @@ class FiguresService:
         self.metrics = metrics or FiguresMetrics()
         self.jobs: dict[str, Job] = {}
         self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._submit_lock = threading.Lock()
         self._subscriptions: list[Subscription] = []
         self._thread = threading.Thread(target=self._work, name="figures-jobs", daemon=True)
         self._thread.start()
@@ -114,9 +115,18 @@ class FiguresService:
         return self._enqueue(job)
 
     def submit_run(self, run_id: str, trigger: str = "api") -> Job:
-        """Render one run's figures (trace, and placement when its analysis holds an efficiency)."""
+        """Render one run's figures (trace, and placement when its analysis holds an efficiency).
+
+        A request for a run that already waits in the queue gets that job: repeated requests
+        cannot pile up renderings of the same run."""
         self.documents_of(run_id)  # refuse now, not in the worker, a run with nothing to draw
-        return self._enqueue(Job(uuid.uuid4().hex[:12], (), "paper", trigger, run_id=run_id, rebuild=False))
+        with self._submit_lock:
+            waiting = next(
+                (j for j in self.jobs.values() if j.run_id == run_id and not j.rebuild and j.state == "queued"), None
+            )
+            if waiting is not None:
+                return waiting
+            return self._enqueue(Job(uuid.uuid4().hex[:12], (), "paper", trigger, run_id=run_id, rebuild=False))
 
     def _enqueue(self, job: Job) -> Job:
         self.jobs[job.id] = job

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -206,4 +207,23 @@ def test_a_run_analyzed_event_with_a_path_for_a_run_id_writes_nothing(tmp_path: 
         assert not (tmp_path / "figures").exists()
         assert service._run_figures("run-11", _summary("run-11"))["files"]
     finally:
+        service.close()
+
+
+def test_repeated_requests_for_a_waiting_run_share_one_job(tmp_path: Path, data_dir: Path) -> None:
+    results = tmp_path / "results"
+    _run_folder(results, "run-12")
+    service = FiguresService(data_dir, tmp_path / "figures", results_dir=results, workers=1)
+    blocker = threading.Event()
+    run = service._run
+    service._run = lambda job: (blocker.wait(30), run(job))  # the worker holds the first job until released
+    try:
+        first = service.submit_run("run-12")
+        assert [service.submit_run("run-12").id for _ in range(5)] == [first.id] * 5
+        blocker.set()
+        wait_for(lambda: first.done.is_set(), what="the run job")
+        assert first.state == "done"
+        assert service.submit_run("run-12").id != first.id  # once done, a new request renders again
+    finally:
+        blocker.set()
         service.close()
