@@ -1,13 +1,15 @@
-"""Incremental builds of the catalogue's figures, and the paper-versus-corrected audit.
+"""Incremental builds of the catalogue's figures.
 
-A figure is re-rendered only when the digest of its inputs changed: the bytes of the CSVs it
-reads, ``typed_values.json``, the figure code and style, and the mode. The digests of the last
-build live in ``<out>/.manifest.json``; a no-change rebuild hashes about 1 MB and returns
-without reading a table or importing matplotlib.
+A figure is re-rendered when the digest of its inputs changed (the bytes of the CSVs it reads,
+``typed_values.json``, the figure code and style, and the mode) or when one of its outputs is
+missing or no longer has the bytes the last build wrote (the manifest records their SHA-256).
+The digests live in ``<out>/.manifest.json``; a no-change rebuild hashes the inputs and the
+outputs and returns without reading a table or importing matplotlib.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -16,8 +18,8 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -25,9 +27,9 @@ from typing import Any
 
 from mlpower.figures import catalogue
 from mlpower.figures.errors import FiguresError
-from mlpower.figures.figuredata import MODES, FigureData, flatten, same_value
+from mlpower.figures.figuredata import MODES, FigureData
 from mlpower.figures.files import file_digest
-from mlpower.figures.typed import TYPED_FILE, typed_bytes
+from mlpower.figures.typed import typed_bytes
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ OUTPUT_SUFFIXES = (".png", ".svg", ".json")
 CODE_MODULES = (
     "catalogue",
     "case_studies",
+    "corrections",
     "draw",
     "figuredata",
     "files",
@@ -44,6 +47,7 @@ CODE_MODULES = (
     "loader",
     "pairing",
     "parse",
+    "pngfile",
     "power_scales",
     "render",
     "trends",
@@ -111,11 +115,27 @@ def _write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
     os.replace(tmp, out_dir / MANIFEST)
 
 
-def _outputs_exist(out_dir: Path, name: str) -> bool:
-    return all((out_dir / f"{name}{suffix}").is_file() for suffix in OUTPUT_SUFFIXES)
+def output_digests(out_dir: Path, name: str) -> dict[str, str]:
+    """SHA-256 of each file a figure wrote; the manifest keeps them to notice damaged outputs."""
+    return {f"{name}{suffix}": file_digest(out_dir / f"{name}{suffix}") for suffix in OUTPUT_SUFFIXES}
 
 
-def _render_one(job: tuple[str, FigureData, dict[str, Any], str]) -> str:
+def _outputs_intact(out_dir: Path, name: str, recorded: dict[str, str] | None) -> bool:
+    """Every output is there with the bytes the last build wrote (not deleted, overwritten or truncated)."""
+    if not recorded:
+        return False
+    for suffix in OUTPUT_SUFFIXES:
+        path = out_dir / f"{name}{suffix}"
+        expected = recorded.get(path.name)
+        if expected is None or not path.is_file() or file_digest(path) != expected:
+            return False
+    return True
+
+
+Job = tuple[str, FigureData, dict[str, Any], str]  # (draw function, data, look, output folder)
+
+
+def _render_one(job: Job) -> str:
     from mlpower.figures.render import render_figure
 
     draw_name, data, look, out_dir = job
@@ -133,19 +153,30 @@ def start_method() -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
-def _render_all(jobs: list[tuple[str, FigureData, dict[str, Any], str]], workers: int) -> None:
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            _render_one(job)
+def _render_cost(entry: catalogue.Entry) -> float:
+    """Bigger figures with bigger text take longer to draw (a ranking, not a time)."""
+    width, height = entry.look["figsize"]
+    return width * height * entry.look["font_size"]
+
+
+@contextlib.contextmanager
+def _renderers(workers: int, jobs: int) -> Iterator[Callable[[Job], None]]:
+    """Yields ``submit(job)``. With several workers, figures render while later ones are still
+    being computed; leaving the block waits for all of them and raises the first failure."""
+    if workers <= 1 or jobs <= 1:
+        yield _render_one
         return
     method = start_method()
     if method == "fork":
         import mlpower.figures.draw  # noqa: F401 - imported before forking, so workers start with matplotlib loaded
-    # The slowest figures first, so that two workers finish at about the same time.
-    jobs = sorted(jobs, key=lambda job: -job[2]["figsize"][0] * job[2]["figsize"][1] * job[2]["font_size"])
-    context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
-        list(pool.map(_render_one, jobs, chunksize=1))
+    pool = ProcessPoolExecutor(max_workers=min(workers, jobs), mp_context=multiprocessing.get_context(method))
+    futures: list[Future[str]] = []
+    try:
+        yield lambda job: futures.append(pool.submit(_render_one, job))
+        for future in futures:
+            future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def default_workers() -> int:
@@ -174,27 +205,30 @@ def build(
     stale = [
         e
         for e in entries
-        if force or manifest.get(e.name, {}).get("digest") != digests[e.name] or not _outputs_exist(out_dir, e.name)
+        if force
+        or manifest.get(e.name, {}).get("digest") != digests[e.name]
+        or not _outputs_intact(out_dir, e.name, manifest.get(e.name, {}).get("outputs"))
     ]
     report.unchanged = [e.name for e in entries if e not in stale]
     if stale:
         from mlpower.figures.loader import load_results
-
-        results = load_results(Path(data_dir))
         from mlpower.figures.render import write_json
 
-        jobs = []
+        # The slowest figures first, so that the workers finish at about the same time.
+        ordered = sorted(stale, key=_render_cost, reverse=True)
+        with _renderers(workers if workers is not None else default_workers(), len(ordered)) as submit:
+            results = load_results(Path(data_dir))
+            for entry in ordered:
+                data = entry.compute(results, mode)
+                extra = {"title": entry.title, "upstream_script": entry.upstream_script}
+                write_json(data, out_dir, {**extra, "inputs_digest": digests[entry.name]})
+                submit((entry.draw, data, entry.look, str(out_dir)))
         for entry in stale:
-            data = entry.compute(results, mode)
-            write_json(
-                data,
-                out_dir,
-                {"title": entry.title, "upstream_script": entry.upstream_script, "inputs_digest": digests[entry.name]},
-            )
-            jobs.append((entry.draw, data, entry.look, str(out_dir)))
-        _render_all(jobs, workers if workers is not None else default_workers())
-        for entry in stale:
-            manifest[entry.name] = {"digest": digests[entry.name], "mode": mode}
+            manifest[entry.name] = {
+                "digest": digests[entry.name],
+                "mode": mode,
+                "outputs": output_digests(out_dir, entry.name),
+            }
         _write_manifest(out_dir, manifest)
         report.rendered = [e.name for e in stale]
     report.seconds = time.perf_counter() - started
@@ -207,93 +241,3 @@ def build(
         report.seconds,
     )
     return report
-
-
-# --------------------------------------------------------------------------- audit
-
-
-def compare(paper: FigureData, corrected: FigureData) -> list[dict[str, Any]]:
-    """Every plotted value that differs between the modes, with the rows behind each side."""
-    differences = []
-    key_values = (flatten(paper.key_values), flatten(corrected.key_values))
-    shown = set(key_values[0]) | set(key_values[1])
-    # Plotted values that are not key values themselves (e.g. each histogram value with its rows).
-    plotted = (
-        {k: v["value"] for k, v in paper.points.items() if k not in shown},
-        {k: v["value"] for k, v in corrected.points.items() if k not in shown},
-    )
-    for section, left, right in (("key_values", *key_values), ("plotted", *plotted)):
-        for key in sorted(set(left) | set(right)):
-            if key in left and key in right and same_value(left[key], right[key]):
-                continue
-            differences.append(
-                {
-                    "section": section,
-                    "key": key,
-                    "paper": left.get(key),
-                    "corrected": right.get(key),
-                    "change": "changed"
-                    if key in left and key in right
-                    else ("only_paper" if key in left else "only_corrected"),
-                    "rows_paper": paper.points.get(key, {}).get("rows", []),
-                    "rows_corrected": corrected.points.get(key, {}).get("rows", []),
-                }
-            )
-    return differences
-
-
-def audit(data_dir: Path, only: Iterable[str] | None = None) -> dict[str, Any]:
-    from mlpower.figures.loader import load_results
-
-    results = load_results(Path(data_dir))
-    figures = []
-    for entry in catalogue.select(list(only or ())):
-        paper, corrected = entry.compute(results, "paper"), entry.compute(results, "corrected")
-        figures.append(
-            {
-                "figure": entry.name,
-                "title": entry.title,
-                "differences": compare(paper, corrected),
-                "notes": {"paper": paper.notes, "corrected": corrected.notes},
-                "skipped_rows": {"paper": paper.skipped, "corrected": corrected.skipped},
-            }
-        )
-    return {"data_dir": str(data_dir), "typed_values": TYPED_FILE, "figures": figures}
-
-
-def audit_markdown(report: dict[str, Any]) -> str:
-    lines = [
-        "# Paper mode versus corrected mode",
-        "",
-        f"Data: `{report['data_dir']}`. Each row is a plotted value that differs, with the rows responsible.",
-        "",
-    ]
-    for figure in report["figures"]:
-        lines += [f"## {figure['figure']}: {figure['title']}", ""]
-        if not figure["differences"]:
-            lines += ["No plotted value differs.", ""]
-        else:
-            lines += [
-                "| section | key | paper | corrected | rows (paper) | rows (corrected) |",
-                "|---|---|---|---|---|---|",
-            ]
-            for d in figure["differences"]:
-                lines.append(
-                    f"| {d['section']} | `{d['key']}` | {d['paper']} | {d['corrected']} | "
-                    f"{'<br>'.join(d['rows_paper'])} | {'<br>'.join(d['rows_corrected'])} |"
-                )
-            lines.append("")
-        for mode in MODES:
-            for note in figure["notes"][mode]:
-                lines.append(f"- {mode}: {note}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def write_audit(report: dict[str, Any], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".md":
-        path.write_text(audit_markdown(report))
-    else:
-        path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
-    return path

@@ -84,8 +84,9 @@ def compute_fig6(results: Results, mode: str) -> FigureData:
             "Time to Train": "time_to_train_min",
         }
         for label, values in series.items():
+            causes = () if label == "Time to Train" else ("fig6-typed-split",)
             for accelerators, value in zip(labels, values, strict=True):
-                data.point(f"{label}.{accelerators}", value, [typed_ref(f"fig6.{sources[label]}")])
+                data.point(f"{label}.{accelerators}", value, [typed_ref(f"fig6.{sources[label]}")], causes)
     else:
         wanted = typed["corrected"]
         rows = metrics(
@@ -114,7 +115,9 @@ def compute_fig6(results: Results, mode: str) -> FigureData:
             "Time to Train": [p.perf.value for p in ordered],
         }
         for accelerators, pair in zip(labels, ordered, strict=True):
-            data.point(f"Total Energy.{accelerators}", pair.power.value / 1000.0, [pair.power.ref])
+            data.point(
+                f"Total Energy.{accelerators}", pair.power.value / 1000.0, [pair.power.ref], ("fig6-typed-split",)
+            )
             data.point(f"Time to Train.{accelerators}", pair.perf.value, [pair.perf.ref])
         data.notes.append("the compute/interconnect split is not in the public data; total energy only")
         data.skipped = skipped.reasons
@@ -152,10 +155,20 @@ def _offline_pairs(results: Results, table: str, public_id: str, skipped: Skippe
     )
 
 
+FIG7_TYPED_CAUSES = {"datacenter": "fig7-typed-rounded", "tiny": "fig7-typed-tiny"}
+PER_TOKEN_GROUP = "Datacenter (J/token)"
+
+
 def compute_fig7(results: Results, mode: str) -> FigureData:
+    """Energy per inference of each workload, and (paper mode) its typed MAC count.
+
+    Paper mode plots the typed values, Llama2 as a Server J/token times a typed 292 on the J/sample
+    axis. Corrected mode derives every value from the rows and keeps a workload measured in
+    tokens/s in J/token, a group of its own that the figure draws on its own labelled axis."""
     typed = typed_values()["fig7"]
     data = FigureData("fig7", mode, series={}, key_values={})
     groups: dict[str, dict[str, float]] = {}
+    per_token: dict[str, float] = {}
     macs: dict[str, float] = {}
     if mode == "paper":
         for group in ("datacenter", "tiny"):
@@ -164,8 +177,14 @@ def compute_fig7(results: Results, mode: str) -> FigureData:
                 value = entry["j_per_sample"] * entry.get("j_per_sample_multiplier", 1)
                 values[workload] = value
                 macs[workload] = entry["macs"]
-                data.point(f"{group.capitalize()}.{workload}", value, [typed_ref(f"fig7.{group}.{workload}")])
-                data.point(f"MAC Operations.{workload}", entry["macs"], [typed_ref(f"fig7.{group}.{workload}.macs")])
+                cause = "fig7-llama2-per-token" if "j_per_sample_multiplier" in entry else FIG7_TYPED_CAUSES[group]
+                data.point(f"{group.capitalize()}.{workload}", value, [typed_ref(f"fig7.{group}.{workload}")], (cause,))
+                data.point(
+                    f"MAC Operations.{workload}",
+                    entry["macs"],
+                    [typed_ref(f"fig7.{group}.{workload}.macs")],
+                    ("fig7-typed-macs",),
+                )
             groups[group] = values
     else:
         selection = typed["corrected"]
@@ -180,7 +199,11 @@ def compute_fig7(results: Results, mode: str) -> FigureData:
                 continue
             value = pair.power.value / pair.perf.value  # W / (samples/s) = J/sample  # type: ignore[operator]
             if pair.perf.unit == TOKENS_UNIT:
-                data.notes.append(f"{workload}: J per token (the data has no tokens per sample)")
+                # W / (tokens/s) = J/token; no table gives tokens per sample, so it stays per token.
+                data.notes.append(f"{workload}: J per token, on its own axis (the data has no tokens per sample)")
+                per_token[workload] = value
+                data.point(f"{PER_TOKEN_GROUP}.{workload}", value, list(pair.rows), ("fig7-llama2-per-token",))
+                continue
             groups["datacenter"][workload] = value
             data.point(f"Datacenter.{workload}", value, list(pair.rows))
         for workload, model in selection["tiny_models"].items():
@@ -196,11 +219,14 @@ def compute_fig7(results: Results, mode: str) -> FigureData:
     ordered = {g: dict(sorted(v.items(), key=lambda item: item[1], reverse=True)) for g, v in groups.items()}
     order = list(ordered["datacenter"]) + list(ordered["tiny"])
     data.key_values = {"Datacenter": ordered["datacenter"], "Tiny": ordered["tiny"]}
+    if per_token:
+        data.key_values[PER_TOKEN_GROUP] = per_token
     if macs:
         data.key_values["MAC Operations"] = {w: macs[w] for w in order}
     data.series = {
         "order": order,
         "groups": ordered,
+        "per_token": per_token,
         "macs": [macs[w] for w in order] if macs else [],
         "categories": typed["categories"],
     }
@@ -217,8 +243,8 @@ def compute_fig9(results: Results, mode: str) -> FigureData:
         versions = typed["versions"]
         low, high = typed["bert_99_0"], typed["bert_99_9"]
         for version, a, b in zip(versions, low, high, strict=True):
-            data.point(f"BERT-99.0.{version}", a, [typed_ref("fig9.bert_99_0")])
-            data.point(f"BERT-99.9.{version}", b, [typed_ref("fig9.bert_99_9")])
+            data.point(f"BERT-99.0.{version}", a, [typed_ref("fig9.bert_99_0")], ("fig9-typed-ratios",))
+            data.point(f"BERT-99.9.{version}", b, [typed_ref("fig9.bert_99_9")], ("fig9-typed-ratios",))
     else:
         skipped = Skipped()
         versions, low, high = [], [], []
@@ -250,20 +276,20 @@ def compute_fig9(results: Results, mode: str) -> FigureData:
 RATIO_LABELS = {"efficiency": "Energy Efficiency", "performance": "Performance", "power": "Power"}
 
 
-def _typed_ratios(name: str, data: FigureData) -> tuple[list[str], dict[str, list[float]]]:
+def _typed_ratios(name: str, data: FigureData, cause: str) -> tuple[list[str], dict[str, list[float]]]:
     typed = typed_values()[name]
     versions = typed["versions"]
     series = {RATIO_LABELS[k]: typed[k] for k in RATIO_LABELS}
     for source, label in RATIO_LABELS.items():
         for version, value in zip(versions, typed[source], strict=True):
-            data.point(f"{label}.{version}", value, [typed_ref(f"{name}.{source}")])
+            data.point(f"{label}.{version}", value, [typed_ref(f"{name}.{source}")], (cause,))
     return versions, series
 
 
 def compute_fig11a(results: Results, mode: str) -> FigureData:
     data = FigureData("fig11a", mode, series={}, key_values={})
     if mode == "paper":
-        versions, series = _typed_ratios("fig11a", data)
+        versions, series = _typed_ratios("fig11a", data, "fig11a-typed-ratios")
     else:
         selection = typed_values()["fig11a"]["corrected"]
         skipped = Skipped()
@@ -291,7 +317,7 @@ def compute_fig11a(results: Results, mode: str) -> FigureData:
 def compute_fig11b(results: Results, mode: str) -> FigureData:
     data = FigureData("fig11b", mode, series={}, key_values={})
     if mode == "paper":
-        versions, series = _typed_ratios("fig11b", data)
+        versions, series = _typed_ratios("fig11b", data, "fig11b-proprietary")
     else:
         versions, series = [], {label: [] for label in RATIO_LABELS.values()}
         data.notes.append("the TPU numbers are proprietary and in no public table: nothing to plot in corrected mode")

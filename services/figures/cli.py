@@ -75,16 +75,15 @@ def audit_command(
     only: Annotated[str, typer.Option("--only", help="comma-separated figures")] = "",
     data_dir: DataOption = None,
 ) -> None:
-    """Write every plotted value that differs between paper and corrected mode, with its rows."""
+    """Print why paper and corrected mode differ (80 columns); write every differing value with its causes and rows."""
     from mlpower.cli import run
 
     def body() -> None:
-        from .build import audit, write_audit
+        from .audit import audit, summary_text, write_audit
 
         report = audit(data_dir or _settings().data_dir, _names(only))
         write_audit(report, out)
-        counts = ", ".join(f"{f['figure']} {len(f['differences'])}" for f in report["figures"])
-        typer.echo(f"differences per figure: {counts} -> {out}")
+        typer.echo(summary_text(report, out), nl=False)
 
     run(body)
 
@@ -114,36 +113,52 @@ def download_command(
 
 @app.command("run")
 def run_command(
-    documents: Annotated[Path, typer.Argument(help="a run's documents.jsonl, or a samples .parquet")],
+    documents: Annotated[
+        Path, typer.Argument(help="a run folder, its documents.jsonl, or a samples .parquet")
+    ],
     out: Annotated[Path, typer.Option("--out", help="folder for the run's figures")] = Path("."),
-    efficiency: Annotated[
-        float | None, typer.Option(help="the run's efficiency, to place it among the public results")
+    analysis: Annotated[
+        Path | None,
+        typer.Option(help="the run's analysis (compliance.json, mlpower check --json); default: beside the documents"),
     ] = None,
-    efficiency_unit: Annotated[str, typer.Option(help="samples/J or J/token")] = "samples/J",
+    efficiency: Annotated[
+        float | None, typer.Option(help="an efficiency to use instead of the run's own analysis")
+    ] = None,
+    efficiency_unit: Annotated[str, typer.Option(help="samples/J or J/token (with --efficiency)")] = "samples/J",
     scenario: Annotated[str, typer.Option(help="the run's scenario when the input does not say")] = "",
     data_dir: DataOption = None,
 ) -> None:
-    """Render one run's power trace (and, given its efficiency, its place among the public results)."""
+    """Render one run's power trace and, with its efficiency (from its analysis), its place among the public results."""
     from mlpower.cli import run
 
     def body() -> None:
         from mlpower.schema import RunSummary
 
+        from .errors import FiguresError
         from .runfigs import render_run_figures
+        from .runpaths import DOCUMENTS_FILE
 
+        path = documents / DOCUMENTS_FILE if documents.is_dir() else documents
+        if not path.is_file():
+            raise FiguresError(f"{path}: no such file (give a run folder, its {DOCUMENTS_FILE} or a samples .parquet)")
         summary = None
         if efficiency is not None:
             summary = RunSummary(
-                run_id=documents.stem,
+                run_id=path.parent.name,
                 source="command line",
-                method="given",
+                method="given on the command line",
                 scenario=scenario,
                 efficiency=efficiency,
                 efficiency_unit=efficiency_unit,
             )
-        written = render_run_figures(documents, out, summary=summary, data_dir=data_dir or _settings().data_dir)
-        for path in written["files"]:
-            typer.echo(path)
+        written = render_run_figures(
+            path, out, summary=summary, analysis=analysis, data_dir=data_dir or _settings().data_dir
+        )
+        for file in written["files"]:
+            typer.echo(file)
+        if "efficiency" in written:
+            e = written["efficiency"]
+            typer.echo(f"efficiency {e['value']:g} {e['unit']} from {e['from']}", err=True)
         for note in written["notes"]:
             typer.echo(f"note: {note}", err=True)
 

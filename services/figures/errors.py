@@ -17,3 +17,7 @@ class UnknownFigure(FiguresError):
 
 class DownloadError(FiguresError):
     """Fetching the public CSVs failed or a checksum did not match."""
+
+
+class NoRunDocuments(FiguresError):
+    """A run named by a request or event has no documents under the results folder."""

@@ -7,6 +7,7 @@ the audit compares two of them without knowing which figure they belong to.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,13 +21,23 @@ class FigureData:
     mode: Mode
     series: dict[str, Any]
     key_values: dict[str, Any]
-    # Every plotted value with the rows (``file:line``, or ``typed_values.json:<path>``) it comes from.
+    # Every plotted value with the rows (``file:line``, or ``typed_values.json:<path>``) it comes from,
+    # and the ids of the declared causes (``corrections.CAUSES``) whose rule touched it in this mode.
     points: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: list[dict[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Values a rule of this mode left out of the figure, each with its rows and cause.
+    excluded: list[dict[str, Any]] = field(default_factory=list)
 
-    def point(self, key: str, value: float | None, rows: tuple[str, ...] | list[str]) -> None:
-        self.points[key] = {"value": value, "rows": list(rows)}
+    def point(
+        self, key: str, value: float | None, rows: tuple[str, ...] | list[str], causes: Iterable[str] = ()
+    ) -> None:
+        self.points[key] = {"value": value, "rows": list(rows), "causes": sorted(set(causes))}
+
+    def exclude(
+        self, key: str, value: float | None, rows: tuple[str, ...] | list[str], cause: str, why: str
+    ) -> None:
+        self.excluded.append({"key": key, "value": value, "rows": list(rows), "cause": cause, "why": why})
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -36,6 +47,7 @@ class FigureData:
             "series": self.series,
             "plotted": self.points,
             "skipped_rows": self.skipped,
+            "excluded": self.excluded,
             "notes": self.notes,
         }
 

@@ -4,7 +4,9 @@ Paper mode follows paper-figures.md 3.6 and 3.8 to the letter, including fig 10'
 v3.0 bare ``bert`` to ``bert-99.9``, its integer versions (so only "next major" rounds pair, in all
 cross combinations, counting duplicated rows repeatedly) and its typed-in -50 % cut. Corrected
 mode pairs rows in file order without duplicates, resolves the v3.0 bare names to their accuracy
-target, pairs consecutive rounds of the same system, and cuts nothing.
+target, pairs consecutive rounds of the same system, cuts nothing for its size, and excludes the
+pairs across a benchmark definition change (``corrections.BENCHMARK_CHANGES``), each listed with
+its reason. Every plotted value carries the causes (``corrections.CAUSES``) that make it differ.
 """
 
 from __future__ import annotations
@@ -17,17 +19,20 @@ from typing import Any
 
 import numpy as np
 from mlpower.figures import parse
+from mlpower.figures.corrections import change_between, round_key
 from mlpower.figures.errors import DataError
 from mlpower.figures.figuredata import FigureData
 from mlpower.figures.loader import Results
 from mlpower.figures.pairing import (
     PERF_UNITS,
     POWER_UNITS,
+    TWO_TARGET_BARE_NAMES,
     Pair,
     Skipped,
     corrected_model_name,
     corrected_pairs,
     metrics,
+    pair_flaws,
     paper_join,
     paper_model_name,
 )
@@ -52,10 +57,14 @@ def histogram_key_values(values: Sequence[float], bins: int, figure: str) -> dic
     }
 
 
+Flaws = dict[tuple[str, str], str]
+
+
 def _offline_pairs(
     results: Results, mode: str, paper_names: dict[str, str], skipped: Skipped, *, integer_versions: bool = False
-) -> list[Pair]:
-    """Datacenter Offline perf/power pairs under each mode's pairing and parsing rules."""
+) -> tuple[list[Pair], Flaws]:
+    """Datacenter Offline perf/power pairs under each mode's pairing and parsing rules, and (paper
+    mode) which of them no careful reading would form (``pairing.pair_flaws``)."""
     rename = paper_model_name(paper_names) if mode == "paper" else corrected_model_name
     rows = []
     for m in metrics(results.datacenter, model=rename, value=lambda text, where: text):
@@ -68,16 +77,18 @@ def _offline_pairs(
             if value is None:
                 skipped.add(m.ref, f"Result {m.text!r} is not a number")
                 continue
-        rows.append(replace(m, value=value))
+        rows.append(replace(m, value=value, round=m.version))
     if mode == "paper":
         if integer_versions:
             rows = [replace(m, version=_major(m.version)) for m in rows]
         perf = [m for m in rows if m.unit in PERF_UNITS]
         power = [m for m in rows if m.unit in POWER_UNITS]
-        return paper_join(perf, power, ("public_id", "model", "scenario", "version", "date"))
-    return corrected_pairs(
+        pairs = paper_join(perf, power, ("public_id", "model", "scenario", "version", "date"))
+        return pairs, pair_flaws(pairs, rows, lambda m: m.unit in PERF_UNITS, lambda m: m.unit in POWER_UNITS)
+    pairs = corrected_pairs(
         rows, lambda m: m.unit in PERF_UNITS, lambda m: m.unit in POWER_UNITS, skipped, bare_targets=True
     )
+    return pairs, {}
 
 
 def _major(version: str | None) -> str | None:
@@ -90,9 +101,18 @@ def _efficiency(pair: Pair) -> float:
     return pair.perf.value / pair.power.value
 
 
+def _bare(pair: Pair) -> bool:
+    """Named by a datacenter v3.0 bare name that covers both accuracy targets."""
+    return (pair.perf.model_raw or "").lower() in TWO_TARGET_BARE_NAMES
+
+
+def _flaws_of(flaws: Flaws, *pairs: Pair) -> set[str]:
+    return {flaws[p.rows] for p in pairs if p.rows in flaws}
+
+
 def compute_fig8(results: Results, mode: str) -> FigureData:
     skipped = Skipped()
-    pairs = _offline_pairs(results, mode, {"bert": "bert-99.0", "bert99.9": "bert-99.9"}, skipped)
+    pairs, flaws = _offline_pairs(results, mode, {"bert": "bert-99.0", "bert99.9": "bert-99.9"}, skipped)
     # Pivot (submission, round) x target with max; corrected mode also separates systems under one ID.
     table: dict[tuple[Any, ...], dict[str, tuple[float, Pair]]] = {}
     for pair in pairs:
@@ -116,7 +136,10 @@ def compute_fig8(results: Results, mode: str) -> FigureData:
         key = f"{public_id}@{version}"
         if systems_per_id[(public_id, version)] > 1:
             key += f"/{system}"
-        data.point(key, value, list(p0.rows) + list(p9.rows))
+        causes = _flaws_of(flaws, p0, p9)
+        if _bare(p0) or _bare(p9):
+            causes.add("v30-bare-names")
+        data.point(key, value, list(p0.rows) + list(p9.rows), causes)
         values.append(value)
     bins = typed_values()["fig8"]["bins"]
     data.key_values = histogram_key_values(values, bins, "fig8")
@@ -126,16 +149,46 @@ def compute_fig8(results: Results, mode: str) -> FigureData:
 
 
 def compute_fig10(results: Results, mode: str) -> FigureData:
+    """Efficiency change of one system from one round to a later one (see the module docstring).
+
+    Corrected mode excludes, and lists with the change, every pair across a benchmark definition
+    change of ``corrections.BENCHMARK_CHANGES``; it drops nothing for its size."""
     skipped = Skipped()
     paper = mode == "paper"
-    pairs = _offline_pairs(results, mode, {"rnnt": "rnn-t", "bert": "bert-99.9"}, skipped, integer_versions=paper)
+    renames = {"rnnt": "rnn-t", "bert": "bert-99.9"}
+    pairs, flaws = _offline_pairs(results, mode, renames, skipped, integer_versions=paper)
     threshold = typed_values()["fig10"]["min_delta_percent"]
-    rounds = sorted({p.perf.version for p in pairs if p.perf.version is not None})
+    rounds = sorted({p.perf.round for p in pairs if p.perf.round is not None}, key=round_key)
+
+    def next_round(a: Pair, b: Pair) -> bool:
+        return rounds.index(b.perf.round) == rounds.index(a.perf.round) + 1
 
     def follows(a: Pair, b: Pair) -> bool:
         if paper:  # integer versions: the next major round ("+ 0.1" can never hold)
             return int(b.perf.version) == int(a.perf.version) + 1
-        return rounds.index(b.perf.version) == rounds.index(a.perf.version) + 1
+        return next_round(a, b)
+
+    paper_name = paper_model_name(renames)
+
+    def causes_of(a: Pair, b: Pair, delta: float) -> set[str]:
+        """Which declared rules make this value one mode plots and the other does not."""
+        if paper:
+            causes = _flaws_of(flaws, a, b)
+            if not next_round(a, b):
+                causes.add("fig10-major-versions")
+            if _bare(a) or _bare(b):
+                causes.add("v30-bare-names")
+            return causes
+        causes = set()
+        if _major(a.perf.round) == _major(b.perf.round):
+            causes.add("fig10-major-versions")  # a step within a major version, which paper mode never pairs
+        if _bare(a) or _bare(b):
+            causes.add("v30-bare-names")
+        elif paper_name(a.perf.model_raw) != paper_name(b.perf.model_raw):
+            causes.add("name-spellings")
+        if delta < threshold:
+            causes.add("fig10-cut")
+        return causes
 
     # Groups by nested equality filters: rows with a missing key never belong to one.
     groups: dict[tuple[Any, ...], list[Pair]] = {}
@@ -146,7 +199,7 @@ def compute_fig10(results: Results, mode: str) -> FigureData:
         groups.setdefault(group, []).append(pair)
     data = FigureData("fig10", mode, series={}, key_values={})
     values = []
-    dropped = 0
+    changes: dict[str, int] = {}
     for group, members in groups.items():
         for a in members:
             for b in members:
@@ -154,19 +207,36 @@ def compute_fig10(results: Results, mode: str) -> FigureData:
                     continue
                 delta = (_efficiency(b) - _efficiency(a)) / _efficiency(a) * 100.0
                 rows = list(a.rows) + list(b.rows)
-                if paper and delta < threshold:
-                    dropped += 1
-                    continue
-                if paper:
-                    rows.append(typed_ref("fig10.min_delta_percent"))
                 key = (
                     f"{a.model}|{group[0]}|{group[1]}|{group[2]:g}|{a.perf.public_id}({a.perf.line},{a.power.line})"
                     f"->{b.perf.public_id}({b.perf.line},{b.power.line})"
                 )
-                data.point(key, delta, rows)
+                if paper and delta < threshold:
+                    data.exclude(
+                        key,
+                        delta,
+                        rows + [typed_ref("fig10.min_delta_percent")],
+                        "fig10-cut",
+                        f"{delta:.1f} % is below the typed-in {threshold} %",
+                    )
+                    continue
+                change = None if paper else change_between(a.model, a.perf.round, b.perf.round)
+                if change is not None:
+                    data.exclude(
+                        key,
+                        delta,
+                        rows,
+                        "benchmark-change",
+                        f"{a.perf.round} -> {b.perf.round} straddles {change.describe()}",
+                    )
+                    changes[change.describe()] = changes.get(change.describe(), 0) + 1
+                    continue
+                data.point(key, delta, rows, causes_of(a, b, delta))
                 values.append(delta)
-    if dropped:
-        data.notes.append(f"{dropped} deltas below the typed-in {threshold} % dropped")
+    if paper and data.excluded:
+        data.notes.append(f"{len(data.excluded)} deltas below the typed-in {threshold} % dropped")
+    for change, count in changes.items():
+        data.notes.append(f"{count} pairs across a benchmark definition change excluded ({change})")
     bins = typed_values()["fig10"]["bins"]  # both modes: a bin count is how to draw, not a value drawn
     data.key_values = histogram_key_values(values, bins, "fig10")
     # Not plotted upstream; despite its name it is the share of deltas >= 50 (paper-figures.md 3.8).

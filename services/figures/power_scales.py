@@ -175,8 +175,9 @@ def compute_fig2(results: Results, mode: str) -> FigureData:
             )
             high_value, high_rows = typed["datacenter_max_override_W"], (typed_ref("fig2.datacenter_max_override_W"),)
         mins[scale], maxes[scale] = low[0], high_value
+        overridden = high_rows == (typed_ref("fig2.datacenter_max_override_W"),)
         data.point(f"{scale}_min_W", low[0], low[1])
-        data.point(f"{scale}_max_W", high_value, high_rows)
+        data.point(f"{scale}_max_W", high_value, high_rows, ("fig2-typed-max",) if overridden else ())
         data.key_values[f"{scale}_min_W"] = low[0]
         data.key_values[f"{scale}_max_W"] = high_value
     data.series = {

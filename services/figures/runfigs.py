@@ -30,6 +30,7 @@ from mlpower.figures.pairing import (
     corrected_pairs,
     metrics,
 )
+from mlpower.figures.runpaths import ANALYSIS_FILE, BadRunId, check_run_id
 from mlpower.schema import RunSummary, SampleFlag
 
 TRACE_LOOK = {
@@ -44,6 +45,9 @@ TRACE_LOOK = {
     "x_label": "Time since run start (s)",
     "y_label": "Power (W)",
     "y2_label": "Current range (A)",
+    "sample_marker_size": 2,
+    "legend_sample_marker_size": 8,
+    "legend_columns": 4,
 }
 PLACEMENT_LOOK = {
     "figsize": (10, 4),
@@ -100,25 +104,27 @@ def load_samples_parquet(path: Path, *, run_id: str = "", benchmark: str = "", s
 
 
 def trace_figure(trace: RunTrace, look: dict[str, Any] = TRACE_LOOK) -> Any:
-    """Power against time with modes, phases, the LoadGen window, uncertainty, ranges and flags."""
+    """Power against time with modes, phases, the LoadGen window, uncertainty, ranges and flags.
+
+    The legend (below the plot, off the data) names every line, band and marker drawn, those on
+    the current-range axis too."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from mlpower.figures import draw  # noqa: F401 - selects the Agg backend
 
-    figure = Figure(figsize=look["figsize"])
+    figure = Figure(figsize=look["figsize"], layout="constrained")
     ax = figure.add_subplot()
     s = trace.samples
     t = (s["t_utc_s"] - trace.t0_utc_s).to_numpy()
     power = s["power_w"].cast(pl.Float64).to_numpy()
     modes = s["mode"].to_list() if "mode" in s.columns else [None] * s.height
+    proxies = {}  # the samples' legend markers, larger than the samples themselves
     for mode in dict.fromkeys(modes):
         mask = [m == mode for m in modes]
-        ax.plot(
-            t[mask],
-            power[mask],
-            ".",
-            markersize=2,
-            color=look["mode_colors"].get(mode, "black"),
-            label=f"{mode or 'unlabelled'} samples",
+        color, label = look["mode_colors"].get(mode, "black"), f"{mode or 'unlabelled'} samples"
+        ax.plot(t[mask], power[mask], ".", markersize=look["sample_marker_size"], color=color, label=label)
+        proxies[label] = Line2D(
+            [], [], marker=".", linestyle="", color=color, markersize=look["legend_sample_marker_size"], label=label
         )
     if "uncertainty_w" in s.columns:
         u = s["uncertainty_w"].cast(pl.Float64).fill_null(0.0).to_numpy()
@@ -137,8 +143,10 @@ def trace_figure(trace: RunTrace, look: dict[str, Any] = TRACE_LOOK) -> Any:
         )
     for mode in ("ranging", "testing"):
         for begin, _end, _label in _windows(trace.marks, f"{mode}_begin", f"{mode}_end"):
-            ax.axvline(begin - trace.t0_utc_s, color=look["mode_colors"][mode], linestyle="--")
-            ax.annotate(mode, (begin - trace.t0_utc_s, 1.0), xycoords=("data", "axes fraction"), va="bottom")
+            ax.axvline(
+                begin - trace.t0_utc_s, color=look["mode_colors"][mode], linestyle="--", label=f"{mode} phase begins"
+            )
+    handles = list(ax.get_legend_handles_labels()[0])
     if "current_range_a" in s.columns:
         twin = ax.twinx()
         twin.step(
@@ -149,10 +157,14 @@ def trace_figure(trace: RunTrace, look: dict[str, Any] = TRACE_LOOK) -> Any:
             label="current range",
         )
         twin.set_ylabel(look["y2_label"])
+        handles += twin.get_legend_handles_labels()[0]
     ax.set_xlabel(look["x_label"])
     ax.set_ylabel(look["y_label"])
-    ax.set_title(f"{trace.run_id} {trace.benchmark} {trace.scenario}".strip(), pad=20)
-    ax.legend(loc="lower right", fontsize="small")
+    ax.set_title(f"{trace.run_id} {trace.benchmark} {trace.scenario}".strip())
+    unique = {h.get_label(): proxies.get(h.get_label(), h) for h in handles}  # one entry per label
+    figure.legend(
+        handles=list(unique.values()), loc="outside lower center", ncol=look["legend_columns"], fontsize="small"
+    )
     return figure
 
 
@@ -221,7 +233,7 @@ def placement_figure(
     from matplotlib.figure import Figure
     from mlpower.figures import draw  # noqa: F401 - selects the Agg backend
 
-    figure = Figure(figsize=look["figsize"])
+    figure = Figure(figsize=look["figsize"], layout="constrained")
     ax = figure.add_subplot()
     values = public.series.get("values", [])
     if values:
@@ -231,17 +243,37 @@ def placement_figure(
     ax.set_xlabel(f"Energy efficiency ({unit})")
     ax.set_ylabel(look["y_label"])
     ax.set_title(f"{public.series.get('benchmark', '')} {public.series.get('scenario', '')}".strip())
-    ax.legend()
+    figure.legend(loc="outside right upper")  # beside the histogram, never on its bars
     return figure
 
 
 def _save(figure: Any, out_dir: Path, stem: str) -> list[Path]:
-    paths = []
-    for suffix in ("png", "svg"):
-        path = out_dir / f"{stem}.{suffix}"
-        figure.savefig(path, format=suffix, bbox_inches="tight", **({"dpi": 300} if suffix == "png" else {}))
-        paths.append(path)
-    return paths
+    from mlpower.figures.render import save_figure
+
+    return save_figure(figure, out_dir, stem)
+
+
+def read_run_summary(path: Path) -> RunSummary:
+    """The RunSummary in a run's analysis file (``compliance.json``); errors name the file, never its content."""
+    from pydantic import ValidationError
+
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the run's analysis ({exc.strerror or type(exc).__name__})") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: not JSON") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text") from None
+    summary = document.get("summary") if isinstance(document, dict) else None
+    if not isinstance(summary, dict):
+        raise DataError(f"{path}: holds no run summary (a 'summary' object)")
+    try:
+        return RunSummary.model_validate(summary)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise DataError(f"{path}: summary.{where}: {first['msg']}") from None
 
 
 def render_run_figures(
@@ -249,18 +281,33 @@ def render_run_figures(
     out_dir: Path,
     *,
     summary: RunSummary | None = None,
+    analysis: Path | None = None,
     data_dir: Path | None = None,
     results: Results | None = None,
 ) -> dict[str, Any]:
-    """Write ``<run>_trace.{png,svg}`` and, given an efficiency, ``<run>_placement.{png,svg,json}``.
+    """Write ``<run>_trace.{png,svg}`` and, with an efficiency, ``<run>_placement.{png,svg,json}``.
 
-    ``documents_path`` is a ``documents.jsonl`` or a samples ``.parquet`` file. Returns what was
-    written and, when a figure could not be made, why.
+    ``documents_path`` is a ``documents.jsonl`` or a samples ``.parquet`` file. The efficiency is
+    the run's own: ``summary`` when the caller has it (a RunAnalyzed event), else the summary in
+    ``analysis`` (default: ``compliance.json`` beside the documents). Returns what was written
+    and, when a figure could not be made, why.
     """
     from mlpower.figures.render import style_context
 
     path = Path(documents_path)
     trace = load_samples_parquet(path) if path.suffix == ".parquet" else load_documents(path)
+    try:
+        check_run_id(trace.run_id)  # it names the files written below
+    except BadRunId as exc:
+        raise DataError(f"{path}: run id {trace.run_id!r} cannot name a file: {exc}") from None
+    source = "the caller"
+    if summary is None:
+        analysis_path = Path(analysis) if analysis is not None else path.parent / ANALYSIS_FILE
+        if analysis is not None or analysis_path.is_file():
+            summary = read_run_summary(analysis_path)
+            if summary.run_id != trace.run_id:
+                raise DataError(f"{analysis_path}: the analysis of run {summary.run_id!r}, not of {trace.run_id!r}")
+            source = str(analysis_path)
     if summary is not None and summary.scenario and not trace.scenario:
         trace.scenario = summary.scenario
     out_dir = Path(out_dir)
@@ -268,9 +315,13 @@ def render_run_figures(
     written: dict[str, Any] = {"run_id": trace.run_id, "files": [], "notes": []}
     with style_context(TRACE_LOOK["font_size"]):
         written["files"] += [str(p) for p in _save(trace_figure(trace), out_dir, f"{trace.run_id}_trace")]
-    if summary is None or summary.efficiency is None:
-        written["notes"].append("no efficiency in the run's summary: no placement figure")
+    if summary is None:
+        written["notes"].append(f"no {ANALYSIS_FILE} beside the documents and no efficiency given: no placement figure")
         return written
+    if summary.efficiency is None:
+        written["notes"].append(f"the run's summary ({source}) has no efficiency: no placement figure")
+        return written
+    written["efficiency"] = {"value": summary.efficiency, "unit": summary.efficiency_unit, "from": source}
     if not trace.benchmark:
         written["notes"].append("the run names no benchmark: no placement figure")
         return written
@@ -281,6 +332,9 @@ def render_run_figures(
         results = load_results(Path(data_dir or DEFAULT_DATA_DIR))
     public = public_efficiencies(results, trace.benchmark, summary.scenario or trace.scenario, summary.efficiency_unit)
     public.key_values["run_efficiency"] = summary.efficiency
+    public.notes.append(
+        f"run efficiency {summary.efficiency:g} {summary.efficiency_unit} from {source} ({summary.method})"
+    )
     values = public.series.get("values", [])
     public.key_values["share_of_public_below_run"] = (
         sum(v < summary.efficiency for v in values) / len(values) if values else None

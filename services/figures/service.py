@@ -22,7 +22,9 @@ from mlpower import topology
 from mlpower.bus import Bus, Delivery, Subscription
 from mlpower.errors import MlpowerError
 from mlpower.figures import build, catalogue
+from mlpower.figures.errors import FiguresError, NoRunDocuments
 from mlpower.figures.metrics import FiguresMetrics
+from mlpower.figures.runpaths import DOCUMENTS_FILE, run_folder
 from mlpower.schema import FiguresRebuilt, Message, RebuildFigures, RunAnalyzed, RunSummary
 from mlpower.timeutil import now_utc_s
 
@@ -47,6 +49,7 @@ class Job:
     seconds: float | None = None
     run_id: str = ""
     summary: RunSummary | None = None
+    rebuild: bool = True  # False: only the run's own figures (an API request for one run)
     done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -59,6 +62,7 @@ class Job:
             "rendered": self.rendered,
             "unchanged": self.unchanged,
             "run_id": self.run_id,
+            "rebuild": self.rebuild,
             "run_figures": self.run_figures,
             "error": self.error,
             "seconds": self.seconds,
@@ -87,6 +91,7 @@ class FiguresService:
         self.metrics = metrics or FiguresMetrics()
         self.jobs: dict[str, Job] = {}
         self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._submit_lock = threading.Lock()
         self._subscriptions: list[Subscription] = []
         self._thread = threading.Thread(target=self._work, name="figures-jobs", daemon=True)
         self._thread.start()
@@ -107,10 +112,43 @@ class FiguresService:
         build.check_mode(mode)
         names = tuple(e.name for e in catalogue.select(list(figures)))  # unknown names fail here, not later
         job = Job(uuid.uuid4().hex[:12], names if figures else (), mode, trigger, run_id=run_id, summary=summary)
+        return self._enqueue(job)
+
+    def submit_run(self, run_id: str, trigger: str = "api") -> Job:
+        """Render one run's figures (trace, and placement when its analysis holds an efficiency).
+
+        A request for a run that already waits in the queue gets that job: repeated requests
+        cannot pile up renderings of the same run."""
+        self.documents_of(run_id)  # refuse now, not in the worker, a run with nothing to draw
+        with self._submit_lock:
+            waiting = next(
+                (j for j in self.jobs.values() if j.run_id == run_id and not j.rebuild and j.state == "queued"), None
+            )
+            if waiting is not None:
+                return waiting
+            return self._enqueue(Job(uuid.uuid4().hex[:12], (), "paper", trigger, run_id=run_id, rebuild=False))
+
+    def _enqueue(self, job: Job) -> Job:
         self.jobs[job.id] = job
         self.metrics.jobs_in_progress.inc()
         self._queue.put(job)
         return job
+
+    def runs_dir(self) -> Path:
+        return self.out_root / RUN_FIGURES_DIR
+
+    def run_figures_dir(self, run_id: str) -> Path:
+        """Where a run's figures are, from its id alone (``runpaths`` refuses anything but a plain name)."""
+        return run_folder(self.runs_dir(), run_id)
+
+    def documents_of(self, run_id: str) -> Path:
+        """The run's ``documents.jsonl`` under the results folder; ``NoRunDocuments`` when there is none."""
+        if self.results_dir is None:
+            raise NoRunDocuments("this figures service has no results folder (MLPOWER_RESULTS_DIR)")
+        documents = run_folder(self.results_dir, run_id) / DOCUMENTS_FILE
+        if not documents.is_file():
+            raise NoRunDocuments(f"no {DOCUMENTS_FILE} for run {run_id} under the results folder")
+        return documents
 
     def _work(self) -> None:
         while True:
@@ -123,15 +161,16 @@ class FiguresService:
         job.state = "running"
         started = time.perf_counter()
         try:
-            report = build.build(
-                self.mode_dir(job.mode),
-                self.data_dir,
-                mode=job.mode,
-                only=job.figures or None,
-                workers=self.workers,
-                job_id=job.id,
-            )
-            job.rendered, job.unchanged = report.rendered, report.unchanged
+            if job.rebuild:
+                report = build.build(
+                    self.mode_dir(job.mode),
+                    self.data_dir,
+                    mode=job.mode,
+                    only=job.figures or None,
+                    workers=self.workers,
+                    job_id=job.id,
+                )
+                job.rendered, job.unchanged = report.rendered, report.unchanged
             if job.run_id:
                 job.run_figures = self._run_figures(job.run_id, job.summary)
             job.state = "done"
@@ -152,18 +191,16 @@ class FiguresService:
         job.done.set()
 
     def _run_figures(self, run_id: str, summary: RunSummary | None) -> dict[str, Any]:
+        """The run's trace and placement figures. The run id comes from a message or a request: it
+        only ever names a folder under the results folder and one under the run figures folder."""
         from mlpower.figures.runfigs import render_run_figures
 
-        documents = self.results_dir / run_id / "documents.jsonl" if self.results_dir else None
-        if documents is None or not documents.is_file():
-            return {
-                "run_id": run_id,
-                "files": [],
-                "notes": [f"no documents.jsonl for run {run_id} under the results folder"],
-            }
-        written = render_run_figures(
-            documents, self.out_root / RUN_FIGURES_DIR / run_id, summary=summary, data_dir=self.data_dir
-        )
+        try:
+            documents = self.documents_of(run_id)
+            out_dir = self.run_figures_dir(run_id)
+        except FiguresError as exc:
+            return {"run_id": run_id, "files": [], "notes": [str(exc)]}
+        written = render_run_figures(documents, out_dir, summary=summary, data_dir=self.data_dir)
         self.metrics.run_figures.inc()
         return written
 

@@ -31,6 +31,7 @@ from mlpower.figures.pairing import (
     corrected_model_name,
     corrected_pairs,
     metrics,
+    pair_flaws,
     paper_join,
     paper_model_name,
 )
@@ -106,7 +107,10 @@ SPECS = {
 }
 
 
-def _paper_pairs(spec: TrendSpec, results: Results, legend: list[str], skipped: Skipped) -> list[Pair]:
+Flaws = dict[tuple[str, str], str]  # a pair's rows -> the cause that makes it a pair no careful reading forms
+
+
+def _paper_pairs(spec: TrendSpec, results: Results, legend: list[str], skipped: Skipped) -> tuple[list[Pair], Flaws]:
     frame = results.inference(spec.table)
     # fig 5c neither lower-cases nor renames: it matches substrings of the raw name.
     rename = (lambda name: name) if spec.tiny else paper_model_name(spec.paper_names)
@@ -139,10 +143,15 @@ def _paper_pairs(spec: TrendSpec, results: Results, legend: list[str], skipped: 
             value = parse.strict_float(m.text, m.ref)
         m = replace(m, value=value)
         (perf if m.unit in spec.perf_units else power).append(m)
-    return paper_join(perf, power, FIVE_KEYS)
+    pairs = paper_join(perf, power, FIVE_KEYS)
+    return pairs, pair_flaws(
+        pairs, perf + power, lambda m: m.unit in spec.perf_units, lambda m: m.unit in spec.power_units
+    )
 
 
-def _corrected_pairs(spec: TrendSpec, results: Results, legend: list[str], skipped: Skipped) -> list[Pair]:
+def _corrected_pairs(
+    spec: TrendSpec, results: Results, legend: list[str], skipped: Skipped
+) -> tuple[list[Pair], Flaws]:
     frame = results.inference(spec.table)
     rename = (lambda name: name) if spec.tiny else corrected_model_name
     rows = []
@@ -162,12 +171,20 @@ def _corrected_pairs(spec: TrendSpec, results: Results, legend: list[str], skipp
         skipped,
         bare_targets=spec.table == "datacenter",
     )
-    return [p for p in pairs if any(spec.corrected_match(label, p.model) for label in legend)]
+    return [p for p in pairs if any(spec.corrected_match(label, p.model) for label in legend)], {}
 
 
 # Only generative benchmarks produce tokens; a ``Tokens/s`` label on anything else (4.1-0049's
 # dlrm-v2 and 3d-unet rows) is the labelling error the data README documents, so it is samples/s.
 GENERATIVE_PREFIXES = ("gptj", "llama2")
+
+
+def _pair_causes(pair: Pair, flaws: Flaws) -> set[str]:
+    """The declared causes (``corrections.CAUSES``) whose rule touched this pair's efficiency."""
+    causes = {flaws[pair.rows]} if pair.rows in flaws else set()
+    if (pair.perf.unit or "").lower() == TOKENS_UNIT.lower():
+        causes.add("tokens-per-sample" if _throughput_kind(pair) == "tokens" else "mislabelled-tokens")
+    return causes
 
 
 def _throughput_kind(pair: Pair) -> str:
@@ -191,7 +208,7 @@ def compute_trend(name: str, results: Results, mode: str) -> FigureData:
     spec = SPECS[name]
     legend: list[str] = typed_values()[name]["legend"]
     skipped = Skipped()
-    pairs = (_paper_pairs if mode == "paper" else _corrected_pairs)(spec, results, legend, skipped)
+    pairs, flaws = (_paper_pairs if mode == "paper" else _corrected_pairs)(spec, results, legend, skipped)
     match = spec.paper_match if mode == "paper" else spec.corrected_match
 
     data = FigureData(name, mode, series={}, key_values={})
@@ -224,13 +241,19 @@ def compute_trend(name: str, results: Results, mode: str) -> FigureData:
             running.append(current if not running or current[0] > running[-1][0] else running[-1])
         first = running[0][0]
         normalised = [value / first for value, _ in running]
+        # A running maximum depends on every round up to it, a normalised value also on the first.
+        reached: set[str] = set()
+        running_causes = []
+        for version in versions:
+            reached |= _pair_causes(best[version][1], flaws)
+            running_causes.append(set(reached))
         series_out[label] = {
             "versions": versions,
             "dates": [version_dates[v] for v in versions],
             "normalized": normalised,
         }
-        for version, (vmax, vpair), (rmax, rpair), norm in zip(
-            versions, (best[v] for v in versions), running, normalised, strict=True
+        for version, (vmax, vpair), (rmax, rpair), norm, upto in zip(
+            versions, (best[v] for v in versions), running, normalised, running_causes, strict=True
         ):
             key = f"{label}@{version}"
             rows = list(vpair.rows)
@@ -239,9 +262,9 @@ def compute_trend(name: str, results: Results, mode: str) -> FigureData:
             data.key_values[f"{key}_version_max_efficiency"] = vmax
             data.key_values[f"{key}_running_max_efficiency"] = rmax
             data.key_values[f"{key}_normalized"] = norm
-            data.point(f"{key}_version_max_efficiency", vmax, rows)
-            data.point(f"{key}_running_max_efficiency", rmax, list(rpair.rows))
-            data.point(f"{key}_normalized", norm, list(rpair.rows) + list(running[0][1].rows))
+            data.point(f"{key}_version_max_efficiency", vmax, rows, _pair_causes(vpair, flaws))
+            data.point(f"{key}_running_max_efficiency", rmax, list(rpair.rows), upto)
+            data.point(f"{key}_normalized", norm, list(rpair.rows) + list(running[0][1].rows), upto | running_causes[0])
     data.series = {
         "legend": list(series_out),
         "series": series_out,

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mlpower.figures.build import BuildReport, audit, build
+from mlpower.figures.audit import audit
+from mlpower.figures.build import BuildReport, build
 from mlpower.figures.loader import Results, load_results
 
 

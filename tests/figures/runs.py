@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlpower.runstream import RunStream
-from mlpower.schema import SampleFlag, SourceInfo
+from mlpower.schema import RunSummary, SampleFlag, SourceInfo
 
 T0 = 1_700_000_000.0
 
@@ -51,3 +51,15 @@ def write_run(path: Path, run_id: str = "run-1", benchmark: str = "resnet", scen
         t += 20
     stream.stop("success", t_utc_s=t)
     return path
+
+
+def run_summary(run_id: str, efficiency: float | None = 40.0) -> RunSummary:
+    """What analytics publishes for such a run: its window average and efficiency in samples/J."""
+    return RunSummary(
+        run_id=run_id,
+        source="power/spl.txt inside the LoadGen window",
+        method="window average",
+        scenario="Offline",
+        efficiency=efficiency,
+        efficiency_unit="samples/J",
+    )

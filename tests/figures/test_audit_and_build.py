@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -9,7 +10,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from mlpower.figures.build import build, write_audit
+import pytest
+from mlpower.figures.audit import write_audit
+from mlpower.figures.build import build
 from mlpower.figures.catalogue import NAMES
 from mlpower.figures.loader import ALL_FILES, EDGE
 from PIL import Image
@@ -132,3 +135,47 @@ def test_parallel_rendering_beside_other_threads(tmp_path: Path, data_dir: Path)
     assert sorted(report.rendered) == ["fig11b", "fig9"]
     with Image.open(tmp_path / "fig9.png") as image:
         assert image.size[0] > 1000
+
+
+def test_damaged_outputs_are_rendered_again(tmp_path: Path, data_dir: Path) -> None:
+    """The manifest records each output's SHA-256: an overwritten, truncated or missing file is
+    noticed on the next build and only that figure is rendered again."""
+    out = tmp_path / "out"
+    build(out, data_dir, only=["fig9", "fig11b"], workers=1)
+    manifest = json.loads((out / ".manifest.json").read_text())
+    for name in ("fig9", "fig11b"):
+        assert set(manifest[name]["outputs"]) == {f"{name}.png", f"{name}.svg", f"{name}.json"}
+    original = (out / "fig9.png").read_bytes()
+
+    (out / "fig9.png").write_bytes(b"\x89PNG not really")  # overwritten
+    report = build(out, data_dir, only=["fig9", "fig11b"], workers=1)
+    assert report.rendered == ["fig9"] and report.unchanged == ["fig11b"]
+    assert (out / "fig9.png").read_bytes() == original  # rendering is deterministic
+
+    with open(out / "fig11b.svg", "r+b") as handle:  # truncated
+        handle.truncate(100)
+    assert build(out, data_dir, only=["fig9", "fig11b"], workers=1).rendered == ["fig11b"]
+
+    document = json.loads((out / "fig9.json").read_text())
+    document["key_values"]["BERT-99.9"]["v1.0"] = 0.9  # edited by hand
+    (out / "fig9.json").write_text(json.dumps(document))
+    assert build(out, data_dir, only=["fig9"], workers=1).rendered == ["fig9"]
+    assert json.loads((out / "fig9.json").read_text())["key_values"]["BERT-99.9"]["v1.0"] == 0.495
+
+    (out / "fig11b.png").unlink()
+    assert build(out, data_dir, only=["fig9", "fig11b"], workers=1).rendered == ["fig11b"]
+    assert build(out, data_dir, only=["fig9", "fig11b"], workers=1).rendered == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_figure_that_fails_to_render_fails_the_build_and_records_nothing(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    from mlpower.figures import catalogue
+    from mlpower.figures.build import read_manifest
+
+    broken = dataclasses.replace(catalogue.entry("fig9"), draw="draw_nothing")
+    monkeypatch.setattr(catalogue, "select", lambda names: [broken, catalogue.entry("fig11b")])
+    with pytest.raises(AttributeError, match="draw_nothing"):
+        build(tmp_path, data_dir, workers=workers)
+    assert read_manifest(tmp_path) == {}

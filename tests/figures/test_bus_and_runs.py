@@ -14,18 +14,11 @@ from mlpower.figures.runfigs import load_documents, render_run_figures
 from mlpower.schema import FiguresRebuilt, RebuildFigures, RunAnalyzed, RunSummary
 
 from .helpers import service_over_built, wait_for
-from .runs import write_run
+from .runs import run_summary, write_run
 
 
 def _analyzed(run_id: str, lab: str, efficiency: float = 40.0) -> RunAnalyzed:
-    summary = RunSummary(
-        run_id=run_id,
-        source="test",
-        method="window average",
-        scenario="Offline",
-        efficiency=efficiency,
-        efficiency_unit="samples/J",
-    )
+    summary = run_summary(run_id, efficiency)
     return RunAnalyzed(run_id=run_id, lab=lab, sut="sut", summary=summary, verdict="pass", t_utc_s=1.0)
 
 

@@ -94,7 +94,9 @@ def test_fig10_paper_cut_and_major_versions(figure_json) -> None:
     paper = figure_json["paper"]["fig10"]
     assert min(paper["series"]["values"]) >= typed_values()["fig10"]["min_delta_percent"]
     assert any("dropped" in note for note in paper["notes"])
-    assert min(figure_json["corrected"]["fig10"]["series"]["values"]) < -50  # corrected mode cuts nothing
+    assert all(e["cause"] == "fig10-cut" and e["value"] < -50 for e in paper["excluded"])
+    corrected = figure_json["corrected"]["fig10"]
+    assert all(e["cause"] == "benchmark-change" for e in corrected["excluded"])  # no cut for size
 
 
 def test_fig8_paper_has_no_v30_pairs_and_corrected_resolves_them(figure_json) -> None:
