@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from mlpower.settings import ServiceSettings
-from pydantic import Field, field_validator
+from pathlib import Path
+
+from mlpower.settings import DEFAULT_TRACES_DIR, ServiceSettings
+from pydantic import Field, ValidationInfo, field_validator
 
 
 class Settings(ServiceSettings):
@@ -12,6 +14,9 @@ class Settings(ServiceSettings):
     control_port: int = Field(default=8003, ge=-1, le=65535, validation_alias="MLPOWER_SIM_CONTROL_PORT",
                               description="control API and /metrics; 0 = any free port, -1 = none")
     pty: bool = Field(default=False, validation_alias="MLPOWER_SIM_PTY")
+    # before load: the load's validator reads it
+    traces_dir: Path = Field(default=DEFAULT_TRACES_DIR, validation_alias="MLPOWER_SIM_TRACES_DIR",
+                             description="the folder trace:CSV loads are read from (nothing outside it)")
     load: str = Field(default="constant:250", validation_alias="MLPOWER_SIM_LOAD")
     seed: int = Field(default=0, validation_alias="MLPOWER_SIM_SEED")
     sut: str = Field(default="*", validation_alias="MLPOWER_SIM_SUT", pattern=r"^(\*|[A-Za-z0-9_\-]+)$",
@@ -38,9 +43,9 @@ class Settings(ServiceSettings):
 
     @field_validator("load")
     @classmethod
-    def _load_parses(cls, value: str) -> str:
+    def _load_parses(cls, value: str, info: ValidationInfo) -> str:
         from mlpower.analyzer_sim.loads import parse_load
 
         if not value.lower().startswith("follow"):
-            parse_load(value)  # a LoadSpecError (a ValueError) names what is wrong
+            parse_load(value, info.data.get("traces_dir", DEFAULT_TRACES_DIR))  # LoadSpecError is a ValueError
         return value

@@ -38,7 +38,8 @@ class SimulatorHandle:
         self._bus, self._own_bus, self._subscription = bus, False, None
         self._lab = lab or self.settings.lab
         self._sut = sut or self.settings.sut
-        self.model = SwitchableLoad(parse_load(load) if isinstance(load, str) else load)
+        traces = self.settings.traces_dir
+        self.model = SwitchableLoad(parse_load(load, traces) if isinstance(load, str) else load, traces)
         self._metrics_ref: SimMetrics | None = None
         self.faults = Faults(on_injected=lambda name: self._metrics_ref.fault(name) if self._metrics_ref else None)
         self.instrument = Instrument(
@@ -156,7 +157,8 @@ class PtdHandle:
 
         self.settings = settings or Settings()
         self.clock: Clock = clock or RealClock()
-        self.model = SwitchableLoad(parse_load(load) if isinstance(load, str) else load)
+        traces = self.settings.traces_dir
+        self.model = SwitchableLoad(parse_load(load, traces) if isinstance(load, str) else load, traces)
         self.faults = Faults()
         self.faults.subscribe(self._on_fault)
         self.instrument: Instrument | None = None

@@ -52,7 +52,8 @@ def test_a_placeholder_broker_password_is_refused_without_echoing_it(monkeypatch
     assert "change-me-broker-password" not in str(raised.value)
 
 
-@pytest.mark.parametrize("real", ["s3cret", "tok-9f2c7e1d-security-test", "Kq0vZ3_yN8x-2Lm7fQwE1rT5uI9oP4aSdF6gH8jJ0kL"])
+@pytest.mark.parametrize("real", ["s3cret", "tok-9f2c7e1d-security-test",
+                                  "Kq0vZ3_yN8x-2Lm7fQwE1rT5uI9oP4aSdF6gH8jJ0kL"])
 def test_real_secrets_pass(real: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLPOWER_API_TOKEN_FILE", raising=False)
     monkeypatch.setenv("MLPOWER_API_TOKEN", real)
