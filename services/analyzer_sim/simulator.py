@@ -56,10 +56,12 @@ class SimulatorHandle:
         self._control = None
         try:
             if control_port is not None and control_port >= 0:
-                from mlpower.analyzer_sim.app import ControlServer, create_app
+                from mlpower.analyzer_sim.app import create_app
+                from mlpower.http_serve import HttpServer
 
                 token = self.settings.api_token if api_token is None else api_token
-                self._control = ControlServer(create_app(self, token), host, control_port)
+                self._control = HttpServer(create_app(self, token), host, control_port,
+                                           name="the simulator's control API").start()
             self._apply_setting_faults()
             if isinstance(self.model.current, FollowLoad):
                 self._ensure_follow()

@@ -70,12 +70,12 @@ def _agent(**flags: Any) -> None:
 
 
 def _start_http(settings: Any, metrics: Any, mode: str) -> Any:
+    from mlpower.http_serve import HttpServer
     from mlpower.sut_agent.app import create_app
-    from mlpower.sut_agent.http_server import HttpServer
 
     server = HttpServer(create_app(metrics, mode=mode), settings.http_host, settings.http_port,
-                        log_level=settings.log_level).start()
-    typer.echo(f"agent HTTP on http://{settings.http_host}:{server.port}", err=True)
+                        name="the agent's HTTP app", log_level=settings.log_level).start()
+    typer.echo(f"agent HTTP on {server.url}", err=True)
     return server
 
 
