@@ -38,6 +38,14 @@ class Settings(ServiceSettings):
     clock_drift_ppm: float = Field(default=0.0, validation_alias="MLPOWER_SIM_FAULT_CLOCK_DRIFT_PPM")
     error_code: int = Field(default=0, ge=0, le=999, validation_alias="MLPOWER_SIM_FAULT_ERROR_CODE")
 
+    # Connection limits (SCPI and the PTD emulator): silent clients, or many, cannot hold the meter.
+    max_connections: int = Field(default=4, ge=1, le=64, validation_alias="MLPOWER_SIM_MAX_CONNECTIONS",
+                                 description="SCPI connections at once; more are closed at once (PTD: one)")
+    handshake_timeout_s: float = Field(default=10.0, gt=0, le=3600, validation_alias="MLPOWER_SIM_HANDSHAKE_TIMEOUT_S",
+                                       description="a new connection must send its first command within this")
+    idle_timeout_s: float = Field(default=300.0, gt=0, le=86400, validation_alias="MLPOWER_SIM_IDLE_TIMEOUT_S",
+                                  description="a connection silent this long is closed (PTD: outside a measurement)")
+
     ptd_range_ack_delay_s: float = Field(default=0.0, ge=0, le=10, validation_alias="MLPOWER_PTD_RANGE_ACK_DELAY_S",
                                          description="real PTD answers SR about 1.5 s after the console line")
 

@@ -51,7 +51,10 @@ class SimulatorHandle:
                                   true_power_w=lambda: self.true_power_w)
         self._metrics_ref = self.metrics
         self.faults.subscribe(self._on_fault)
-        self._tcp = ScpiTcpServer(self.instrument, self.faults, host, port, lambda h: self.metrics.command("tcp"))
+        self._tcp = ScpiTcpServer(self.instrument, self.faults, host, port, lambda h: self.metrics.command("tcp"),
+                                  max_connections=self.settings.max_connections,
+                                  handshake_timeout_s=self.settings.handshake_timeout_s,
+                                  idle_timeout_s=self.settings.idle_timeout_s)
         self._pty = ScpiPtyServer(self.instrument, self.faults, lambda h: self.metrics.command("pty")) if pty else None
         self._control = None
         try:
@@ -184,7 +187,9 @@ class PtdHandle:
         try:
             self.server = PtdServer(meter, self.clock, port=port, host=host, log_path=self.log_path,
                                     device_type=device_type, console=sink, faults=self.faults,
-                                    extended_log=extended_log, range_ack_delay_s=self.settings.ptd_range_ack_delay_s)
+                                    extended_log=extended_log, range_ack_delay_s=self.settings.ptd_range_ack_delay_s,
+                                    handshake_timeout_s=self.settings.handshake_timeout_s,
+                                    idle_timeout_s=self.settings.idle_timeout_s)
         except BaseException:
             meter.close()
             if self._console_file is not None:
