@@ -17,7 +17,16 @@ import json
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 SCHEMA_VERSION = 1
 
@@ -55,6 +64,42 @@ Mode = Literal["ranging", "testing"]
 
 Tier = Literal["official", "informative"]
 """official: a certified analyzer through PTDaemon; informative: anything else (direct SCPI, NVML...)."""
+
+
+Scenario = Literal["Offline", "Server", "SingleStream", "MultiStream"]
+"""LoadGen's scenarios, as LoadGen spells them."""
+
+WORKLOAD_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
+"""A workload's name: letters, digits and ``_ . : -``, no spaces, quotes, slashes or shell syntax."""
+
+WorkloadName = Annotated[str, Field(pattern=WORKLOAD_NAME_PATTERN, description=(
+    "a workload the SUT agent's own configuration declares (MLPOWER_AGENT_WORKLOADS), or a built-in: "
+    "builtin:offline|server|singlestream[:cuda]; never a command"))]
+
+
+class WorkloadRequest(SchemaModel):
+    """Which workload to run, by name, and the parameters the request may set.
+
+    The SUT agent looks the name up in its own configuration and runs what its owner declared
+    there: a request picks a workload, it never carries a command. A parameter that workload does
+    not declare is refused before anything runs.
+    """
+
+    name: WorkloadName
+    duration_s: float | None = Field(default=None, gt=0, le=86400, description="LoadGen min duration; "
+                                     "default: the agent's MLPOWER_AGENT_DURATION_S")
+    scenario: Scenario | None = Field(default=None, description="for workloads that declare scenarios")
+
+
+def _named(value: Any) -> Any:
+    """A bare name is shorthand for a request without parameters; an empty one for none at all."""
+    if isinstance(value, str):
+        return {"name": value} if value else None
+    return value
+
+
+WorkloadField = Annotated[WorkloadRequest | None, BeforeValidator(_named)]
+"""None: the agent's default workload (MLPOWER_AGENT_WORKLOAD)."""
 
 
 class SampleFlag(enum.IntFlag):
@@ -206,7 +251,7 @@ class StartRun(Message):
     scenario: str = ""
     modes: tuple[Mode, ...] = ("ranging", "testing")
     sample_interval_s: float = Field(default=1.0, gt=0)
-    workload: str = ""
+    workload: WorkloadField = None
     settings: JsonObject = Field(default_factory=dict)
 
 
@@ -230,7 +275,7 @@ class RunWorkloadPhase(Message):
     run_id: str
     sut: str
     mode: Mode
-    workload: str
+    workload: WorkloadField = None
     settings: JsonObject = Field(default_factory=dict)
 
 

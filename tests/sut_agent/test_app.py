@@ -88,7 +88,8 @@ def test_bus_mode_exports_the_measured_offset_even_when_it_refuses_the_phase(tmp
         service = AgentService(settings, bus)
         try:
             with pytest.raises(AgentError, match="beyond the 400 ms limit"):
-                service.run_command(RunWorkloadPhase(run_id="r1", sut="s1", mode="ranging", workload="true"))
+                service.run_command(RunWorkloadPhase(run_id="r1", sut="s1", mode="ranging",
+                                                     workload="builtin:offline"))
         finally:
             service.close()
             bus.close()
