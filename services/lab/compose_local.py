@@ -3,7 +3,9 @@
 ``mlpower lab up`` runs every service built from ``deploy/Dockerfile`` with exactly the command
 and environment its container gets; only what a container namespace gives for free is mapped:
 service hostnames become 127.0.0.1 (each service has its own default port, so nothing clashes),
-volume and secret paths become folders and files under the lab's work folder.
+volume and secret paths become folders and files under the lab's work folder, and listen
+addresses (``MLPOWER_*_HOST``: 0.0.0.0 inside a container reaches its own network only) become
+the bind address, 127.0.0.1 unless the user chose another.
 
 The compose file is read with PyYAML (anchors and ``<<`` merges are YAML's own) and Compose's
 ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}`` and ``${VAR:?message}`` interpolation; the
@@ -19,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from mlpower.lab.credentials import write_secret
 from mlpower.lab.errors import LabError
 
 MLPOWER_DOCKERFILE = "deploy/Dockerfile"
+LISTEN_HOST = re.compile(r"^MLPOWER_[A-Z_]+_HOST$")
 _VARIABLE = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
                        r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
 
@@ -112,7 +116,8 @@ def dependency_order(services: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def local_services(config: Mapping[str, Any], workdir: Path, secret_values: Mapping[str, str],
-                   overrides: Mapping[str, str] | None = None) -> dict[str, LocalService]:
+                   overrides: Mapping[str, str] | None = None, bind_address: str = "127.0.0.1",
+                   ) -> dict[str, LocalService]:
     """The services built from deploy/Dockerfile, in dependency order, ready to run as processes."""
     hostnames = re.compile(r"(?<![\w.-])(" + "|".join(map(re.escape, sorted(config["services"], key=len, reverse=True)))
                            + r")(?=:)")
@@ -131,9 +136,7 @@ def local_services(config: Mapping[str, Any], workdir: Path, secret_values: Mapp
                 paths[volume["target"]] = str(folder)
         for secret in service.get("secrets", []):
             path = workdir / "secrets" / secret["source"]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secret_values.get(secret["source"], ""), encoding="utf-8")
-            path.chmod(0o600)
+            write_secret(path, secret_values.get(secret["source"], ""))
             paths[secret.get("target") or f"/run/secrets/{secret['source']}"] = str(path)
 
         def remap(value: str, paths: dict[str, str] = paths) -> str:
@@ -142,7 +145,8 @@ def local_services(config: Mapping[str, Any], workdir: Path, secret_values: Mapp
                     return source + value[len(target):]
             return hostnames.sub("127.0.0.1", value)
 
-        env = {key: remap(str(value)) for key, value in (service.get("environment") or {}).items()}
+        env = {key: bind_address if LISTEN_HOST.match(key) else remap(str(value))
+               for key, value in (service.get("environment") or {}).items()}
         env.update(overrides or {})
         test = (service.get("healthcheck") or {}).get("test", [])
         urls = re.findall(r"http://127\.0\.0\.1:\d+/healthz", " ".join(test))
