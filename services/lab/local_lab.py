@@ -54,7 +54,8 @@ def plan(settings: LabSettings, env_file: Path | None = None, *, secrets: dict[s
     variables = {**read_env_file(env_file or example), **os.environ, **(secrets or {})}
     config = load_compose(settings.compose_file, variables)
     services = local_services(config, settings.workdir.resolve(), secret_values(config, variables),
-                              overrides={"AMQP_URL": settings.amqp_url}, bind_address=bind_address)
+                              overrides={"AMQP_URL": settings.amqp_url}, bind_address=bind_address,
+                              port_offset=settings.port_offset)
     return {name: service for name, service in services.items() if name not in ONE_SHOT}
 
 

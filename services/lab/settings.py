@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from mlpower.settings import PROJECT_ROOT, ServiceSettings
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 
 class LabSettings(ServiceSettings):
@@ -25,6 +25,18 @@ class LabSettings(ServiceSettings):
     broker_account: Literal["create", "given"] = Field(default="create", validation_alias="MLPOWER_LAB_BROKER_ACCOUNT")
     rabbitmqctl: str = Field(default="rabbitmqctl", validation_alias="MLPOWER_LAB_RABBITMQCTL",
                              description="how to run rabbitmqctl, e.g. 'sudo rabbitmqctl'")
+    # Moves every port of `lab up`'s services (8000 -> 8000 + N, ...), for a second lab on one machine.
+    port_offset: int = Field(default=0, ge=0, le=50000, validation_alias="MLPOWER_LAB_PORT_OFFSET")
+
+    @model_validator(mode="after")
+    def _urls_follow_the_offset(self) -> LabSettings:
+        if self.port_offset:
+            from mlpower.lab.compose_local import shift_ports
+
+            for name, port in (("director_url", 8000), ("analytics_url", 8001), ("figures_url", 8002)):
+                if name not in self.model_fields_set:  # a URL set by hand is taken as given
+                    object.__setattr__(self, name, shift_ports(getattr(self, name), {port}, self.port_offset))
+        return self
 
     @field_validator("bind_address")
     @classmethod

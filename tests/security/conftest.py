@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.security.lab import PORTS, Lab, lab_environment, port_open, prepare
+from tests.security.lab import Lab, free_offset, lab_environment, prepare
 from tests.security.ledger import LEDGER
 
 
@@ -29,12 +29,10 @@ def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
 
 @pytest.fixture(scope="package")
 def lab(tmp_path_factory: pytest.TempPathFactory, amqp_url: str) -> Iterator[Lab]:
-    busy = [f"{name} {port}" for name, port in PORTS.items() if port_open(port)]
-    assert not busy, f"the lab's ports are taken by something else on this machine: {', '.join(busy)}"
     root = tmp_path_factory.mktemp("security-lab")
     prepare(root)
-    unique = uuid.uuid4().hex[:8]
-    running = Lab(root, lab_environment(root, amqp_url, unique), f"sec{unique}", f"sut{unique}")
+    unique, offset = uuid.uuid4().hex[:8], free_offset()
+    running = Lab(root, lab_environment(root, amqp_url, unique, offset), f"sec{unique}", f"sut{unique}", offset)
     up = running.mlpower("lab", "up", timeout_s=240)
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -21,9 +22,9 @@ from typing import Any
 import httpx
 
 SENTINEL = "SENTINEL-7f3a91-outside-every-data-folder"
-PORTS = {"power-dev": 4950, "director": 8000, "analytics": 8001, "figures": 8002, "sim-control": 8003,
-         "agent": 8004, "scpi": 10001}
-HTTP_PORTS = {name: port for name, port in PORTS.items() if name not in ("power-dev", "scpi")}
+BASE_PORTS = {"power-dev": 4950, "director": 8000, "analytics": 8001, "figures": 8002, "sim-control": 8003,
+              "agent": 8004, "scpi": 10001}
+HTTP_SERVICES = ("director", "analytics", "figures", "sim-control", "agent")
 ENVIRON_WORKLOAD = """
 [workloads.environ]
 description = "writes the benchmark's own environment into its log folder (the attack suite's probe)"
@@ -37,7 +38,13 @@ class Lab:
     env: dict[str, str]
     lab: str
     sut: str
+    port_offset: int
     answers: list[str] = field(default_factory=list)
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """The lab's ports, moved by MLPOWER_LAB_PORT_OFFSET clear of other labs on this machine."""
+        return {name: port + self.port_offset for name, port in BASE_PORTS.items()}
 
     @property
     def workdir(self) -> Path:
@@ -96,7 +103,8 @@ class Lab:
         return sorted(found)
 
     def url(self, service: str, path: str = "") -> str:
-        return f"http://127.0.0.1:{HTTP_PORTS[service]}{path}"
+        assert service in HTTP_SERVICES, service
+        return f"http://127.0.0.1:{self.ports[service]}{path}"
 
     def http(self, method: str, service: str, path: str, *, token: str | None = None,
              authorization: str | None = None, **kwargs: Any) -> httpx.Response:
@@ -117,7 +125,7 @@ class Lab:
         return done
 
 
-def lab_environment(root: Path, amqp_url: str, unique: str) -> dict[str, str]:
+def lab_environment(root: Path, amqp_url: str, unique: str, port_offset: int) -> dict[str, str]:
     """The user's shell for ``lab up``: no mlpower settings of the test run, the admin broker URL."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("MLPOWER_", "AMQP_"))}
     traces = root / "traces"
@@ -125,7 +133,7 @@ def lab_environment(root: Path, amqp_url: str, unique: str) -> dict[str, str]:
         "AMQP_URL": amqp_url, "MLPOWER_LAB": f"sec{unique}", "MLPOWER_SUT": f"sut{unique}",
         "MLPOWER_LAB_DIR": str(root / "lab"), "MLPOWER_AGENT_DURATION_S": "2", "MLPOWER_ANALYZER_SLEEP_S": "0.3",
         "MLPOWER_AGENT_WORKLOADS": str(root / "workloads.toml"), "MLPOWER_SIM_TRACES_DIR": str(traces),
-        "MLPOWER_RUN_TIMEOUT_S": "240",
+        "MLPOWER_RUN_TIMEOUT_S": "240", "MLPOWER_LAB_PORT_OFFSET": str(port_offset),
     })
     return env
 
@@ -141,6 +149,15 @@ def prepare(root: Path) -> None:
     declarations = root / "workloads.toml"
     declarations.write_text(ENVIRON_WORKLOAD)
     declarations.chmod(0o644)
+
+
+def free_offset() -> int:
+    """A port offset at which none of the lab's ports is taken (other engineers' labs, stray servers)."""
+    for _ in range(100):
+        offset = random.randrange(20000, 50000, 10)
+        if not any(port_open(port + offset) for port in BASE_PORTS.values()):
+            return offset
+    raise AssertionError("no free set of ports for the lab")
 
 
 def port_open(port: int) -> bool:

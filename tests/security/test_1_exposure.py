@@ -17,7 +17,7 @@ import pytest
 from mlpower.secrets import is_placeholder
 from mlpower.settings import PROJECT_ROOT
 
-from tests.security.lab import PORTS, Lab
+from tests.security.lab import Lab
 from tests.security.ledger import LEDGER
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]
@@ -59,7 +59,7 @@ def listening_sockets(pids: list[int]) -> list[tuple[str, int, int]]:
 def test_no_lab_socket_listens_beyond_loopback(lab: Lab) -> None:
     sockets = listening_sockets(lab.pids())
     ports = {port for _, port, _ in sockets}
-    assert set(PORTS.values()) <= ports, f"expected the lab's ports, found {sorted(ports)}"
+    assert set(lab.ports.values()) <= ports, f"expected the lab's ports, found {sorted(ports)}"
     for address, port, pid in sockets:
         refused = ipaddress.ip_address(address).is_loopback
         LEDGER.attempt("socket scan", f"{address}:{port} (pid {pid})", refused)

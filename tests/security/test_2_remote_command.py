@@ -15,7 +15,7 @@ from mlpower.rabbitmq import RabbitMQBus
 from mlpower.schema import Message, RunCompleted, RunWorkloadPhase, StartRun, WorkloadPhase
 
 from tests.director.powerdev_client import ProtocolClient
-from tests.security.lab import PORTS, Lab, wait_for
+from tests.security.lab import Lab, wait_for
 from tests.security.ledger import LEDGER
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]
@@ -138,7 +138,7 @@ def test_power_dev_takes_no_command_text(lab: Lab, measured: dict[str, Any]) -> 
     attempts = [f"new,;touch {marker},{uuid.uuid4()}", f"new,$(touch {marker}),{uuid.uuid4()}",
                 f"new,x`touch {marker}`,{uuid.uuid4()}", "set_ntp", f"set_ntp,touch {marker}",
                 f"session,*,start,ranging;touch {marker}", f"time,$(touch {marker})", f"touch {marker}"]
-    client = ProtocolClient("127.0.0.1", PORTS["power-dev"], timeout_s=30)
+    client = ProtocolClient("127.0.0.1", lab.ports["power-dev"], timeout_s=30)
     try:
         assert client.command(CLIENT) == "mlcommons/power server v3"
         for line in attempts:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.director.powerdev_client import ProtocolClient
-from tests.security.lab import PORTS, SENTINEL, Lab
+from tests.security.lab import SENTINEL, Lab
 from tests.security.ledger import LEDGER
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]
@@ -86,7 +86,7 @@ def test_downloads_serve_only_the_runs_own_files(lab: Lab, measured: dict[str, A
 
 
 def test_power_dev_downloads_serve_only_the_listed_session_files(lab: Lab, measured: dict[str, Any]) -> None:
-    client = ProtocolClient("127.0.0.1", PORTS["power-dev"], timeout_s=30)
+    client = ProtocolClient("127.0.0.1", lab.ports["power-dev"], timeout_s=30)
     try:
         assert client.command("mlcommons/power client v3") == "mlcommons/power server v3"
         for sid in (measured["run_id"], "*", "..", "../outside"):

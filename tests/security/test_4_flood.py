@@ -13,7 +13,7 @@ import pytest
 from mlpower.http_serve import HEADER_TIMEOUT_S, LIMIT_CONCURRENCY
 
 from tests.director.powerdev_client import ProtocolClient
-from tests.security.lab import HTTP_PORTS, PORTS, Lab, wait_for
+from tests.security.lab import HTTP_SERVICES, Lab, wait_for
 from tests.security.ledger import LEDGER
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]
@@ -35,8 +35,8 @@ def _open(port: int, count: int) -> list[socket.socket]:
 
 @pytest.fixture
 def flood(lab: Lab) -> Iterator[dict[str, list[socket.socket]]]:
-    opened = {name: _open(port, IDLE_PER_HTTP_PORT if name in HTTP_PORTS else IDLE_PER_PORT)
-              for name, port in PORTS.items()}
+    opened = {name: _open(port, IDLE_PER_HTTP_PORT if name in HTTP_SERVICES else IDLE_PER_PORT)
+              for name, port in lab.ports.items()}
     try:
         yield opened
     finally:
@@ -52,9 +52,9 @@ def _healthy(lab: Lab, service: str) -> bool:
         return False
 
 
-def _scpi_answers() -> bool:
+def _scpi_answers(lab: Lab) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", PORTS["scpi"]), timeout=2) as sock:
+        with socket.create_connection(("127.0.0.1", lab.ports["scpi"]), timeout=2) as sock:
             sock.sendall(b"*IDN?\n")
             return sock.recv(100).startswith(b"YOKOGAWA")
     except OSError:
@@ -64,7 +64,7 @@ def _scpi_answers() -> bool:
 def test_idle_connections_hold_no_http_service_or_the_meter(lab: Lab, flood: dict[str, Any],
                                                              measured: dict[str, Any]) -> None:
     started = time.monotonic()
-    for service in HTTP_PORTS:
+    for service in HTTP_SERVICES:
         served = True
         try:
             wait_for(lambda service=service: _healthy(lab, service), RECOVERY_S, f"{service} to answer")
@@ -74,7 +74,7 @@ def test_idle_connections_hold_no_http_service_or_the_meter(lab: Lab, flood: dic
         assert served, f"{service} did not answer within {RECOVERY_S:g} s of the flood"
     served = True
     try:
-        wait_for(_scpi_answers, RECOVERY_S, "the simulated meter to answer")
+        wait_for(lambda: _scpi_answers(lab), RECOVERY_S, "the simulated meter to answer")
     except AssertionError:
         served = False
     LEDGER.attempt("idle flood", f"{len(flood['scpi'])} idle connections to the SCPI port", served)
@@ -82,9 +82,9 @@ def test_idle_connections_hold_no_http_service_or_the_meter(lab: Lab, flood: dic
     assert time.monotonic() - started < RECOVERY_S * 3
 
 
-def _powerdev_session_completes(timeout_s: float) -> bool:
+def _powerdev_session_completes(lab: Lab, timeout_s: float) -> bool:
     try:
-        client = ProtocolClient("127.0.0.1", PORTS["power-dev"], timeout_s=timeout_s)
+        client = ProtocolClient("127.0.0.1", lab.ports["power-dev"], timeout_s=timeout_s)
     except OSError:
         return False
     try:
@@ -106,9 +106,9 @@ def _powerdev_session_completes(timeout_s: float) -> bool:
 
 @pytest.mark.xfail(strict=True, reason="needs the director side of issue 18")
 def test_a_power_dev_session_completes_while_idle_connections_sit(lab: Lab, measured: dict[str, Any]) -> None:
-    idle = _open(PORTS["power-dev"], IDLE_PER_PORT)
+    idle = _open(lab.ports["power-dev"], IDLE_PER_PORT)
     try:  # a server that answers "busy" at once may take a few tries, until it let the silent ones go
-        wait_for(lambda: _powerdev_session_completes(timeout_s=10), 40, "a power-dev session", poll_s=1)
+        wait_for(lambda: _powerdev_session_completes(lab, timeout_s=10), 40, "a power-dev session", poll_s=1)
     finally:
         for sock in idle:
             sock.close()
@@ -116,7 +116,7 @@ def test_a_power_dev_session_completes_while_idle_connections_sit(lab: Lab, meas
 
 @pytest.mark.xfail(strict=True, reason="needs the director side of issue 18")
 def test_power_dev_closes_a_connection_that_never_says_hello(lab: Lab, measured: dict[str, Any]) -> None:
-    with socket.create_connection(("127.0.0.1", PORTS["power-dev"])) as idle:
+    with socket.create_connection(("127.0.0.1", lab.ports["power-dev"])) as idle:
         idle.settimeout(60)
         try:
             assert idle.recv(100) == b""  # closed by the server (a handshake timeout), not by us

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.security.lab import HTTP_PORTS, Lab
+from tests.security.lab import HTTP_SERVICES, Lab
 from tests.security.ledger import LEDGER
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]
@@ -28,11 +28,11 @@ def _control_endpoints(lab: Lab, service: str) -> list[tuple[str, str]]:
 
 
 def _wrong(token: str) -> list[str | None]:
-    return [None, "", "Bearer", "Bearer ", f"Bearer {token}x", f"Bearer {token[:-1]}", f"bearer {token[::-1]}",
+    return [None, "", "Bearer", f"Bearer {token}x", f"Bearer {token[:-1]}", f"bearer {token[::-1]}",
             f"Basic {token}", token, f"Bearer{token}", "Bearer change-me-api-token", "Bearer tök-ÿ"]
 
 
-@pytest.mark.parametrize("service", sorted(HTTP_PORTS))
+@pytest.mark.parametrize("service", sorted(HTTP_SERVICES))
 def test_every_control_endpoint_wants_the_token(lab: Lab, service: str, measured: dict[str, Any]) -> None:
     endpoints = _control_endpoints(lab, service)
     if service in READ_ONLY:
@@ -48,8 +48,10 @@ def test_every_control_endpoint_wants_the_token(lab: Lab, service: str, measured
             refused = answer.status_code == 401 and answer.headers.get("www-authenticate") == "Bearer"
             LEDGER.attempt("token", f"{method} {service}{path} with {str(authorization)[:12]!r}", refused)
             assert refused, (method, path, authorization, answer.status_code)
+        accepted = (200,) if method == "GET" else (404, 405, 422)  # a guarded read answers; nothing else acts
         for scheme in ("Bearer", "bearer", "BEARER"):
-            answer = lab.http(method, service, path, json=body, authorization=f"{scheme} {lab.token}")
-            assert answer.status_code in (404, 405, 422), (method, path, scheme, answer.status_code, answer.text)
+            answer = lab.http(method, service, path, json=None if method == "GET" else body,
+                              authorization=f"{scheme} {lab.token}")
+            assert answer.status_code in accepted, (method, path, scheme, answer.status_code, answer.text[:300])
     for path in ("/healthz", "/metrics"):  # probes and Prometheus carry no token
         assert lab.http("GET", service, path).status_code == 200

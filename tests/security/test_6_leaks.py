@@ -19,7 +19,7 @@ from mlpower.rabbitmq import RabbitMQBus
 from mlpower.schema import Message, RunWorkloadPhase, WorkloadPhase
 
 from tests.director.powerdev_client import ProtocolClient
-from tests.security.lab import PORTS, Lab, wait_for
+from tests.security.lab import Lab, wait_for
 from tests.security.ledger import LEDGER
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]
@@ -94,7 +94,7 @@ def _send_escapes(lab: Lab) -> None:
     """Client text with terminal escapes at the simulator and the agent (logged, if at all, escaped)."""
     import socket
 
-    with socket.create_connection(("127.0.0.1", PORTS["scpi"]), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", lab.ports["scpi"]), timeout=5) as sock:
         sock.sendall(ESCAPE.encode() + b"\n*IDN?\n")
         sock.recv(100)
     lab.http("PUT", "sim-control", "/load", token=lab.token, json={"spec": ESCAPE})
@@ -131,7 +131,7 @@ def test_no_secret_anywhere_and_no_raw_client_text_in_logs(lab: Lab, measured: d
 
 @pytest.mark.xfail(strict=True, reason="needs the director side of issue 18")
 def test_the_director_log_carries_client_text_escaped(lab: Lab, measured: dict[str, Any]) -> None:
-    client = ProtocolClient("127.0.0.1", PORTS["power-dev"], timeout_s=30)
+    client = ProtocolClient("127.0.0.1", lab.ports["power-dev"], timeout_s=30)
     try:
         assert client.command("mlcommons/power client v3") == "mlcommons/power server v3"
         client.command(ESCAPE + "y" * 1000)
