@@ -106,7 +106,8 @@ def _read_trace(traces_dir: Path, name: Path) -> tuple[list[float], list[float]]
     # back would disclose a file's content to whoever asked for it.
     shown = client_text(str(name))
     try:
-        opened = open_confined(traces_dir, name, what="trace", newline="", encoding="utf-8")
+        opened = open_confined(traces_dir, name, what="trace", folder="the traces folder (MLPOWER_SIM_TRACES_DIR)",
+                               newline="", encoding="utf-8")
     except PathRefused as exc:
         raise LoadSpecError(str(exc)) from None
     try:
