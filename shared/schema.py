@@ -66,6 +66,10 @@ Tier = Literal["official", "informative"]
 """official: a certified analyzer through PTDaemon; informative: anything else (direct SCPI, NVML...)."""
 
 
+RUN_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,128}$"
+RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN, description=(
+    "letters, digits, '-' and '_': a run id names a folder, so it can never be a path"))]
+
 Scenario = Literal["Offline", "Server", "SingleStream", "MultiStream"]
 """LoadGen's scenarios, as LoadGen spells them."""
 
@@ -153,7 +157,7 @@ SAMPLE_COLUMNS: tuple[ColumnSpec, ...] = (
 class RunDocument(Message):
     """Base of the documents that make up one run's stream; ``seq`` orders them within the run."""
 
-    run_id: str
+    run_id: RunId
     seq: int = Field(ge=0)
 
 
@@ -246,7 +250,7 @@ class RunStop(RunDocument):
 class StartRun(Message):
     type: Literal["cmd.start_run"] = "cmd.start_run"
     sut: str
-    run_id: str = ""
+    run_id: RunId | Literal[""] = ""
     benchmark: str = ""
     scenario: str = ""
     modes: tuple[Mode, ...] = ("ranging", "testing")
@@ -257,7 +261,7 @@ class StartRun(Message):
 
 class StopRun(Message):
     type: Literal["cmd.stop_run"] = "cmd.stop_run"
-    run_id: str
+    run_id: RunId
     reason: str = ""
 
 
@@ -272,7 +276,7 @@ class SetRanges(Message):
 
 class RunWorkloadPhase(Message):
     type: Literal["cmd.run_workload_phase"] = "cmd.run_workload_phase"
-    run_id: str
+    run_id: RunId
     sut: str
     mode: Mode
     workload: WorkloadField = None
@@ -293,7 +297,7 @@ class WorkloadPhase(Message):
     """What the SUT agent's workload is doing; the simulator's follow-the-SUT model listens."""
 
     type: Literal["evt.workload_phase"] = "evt.workload_phase"
-    run_id: str
+    run_id: RunId
     sut: str
     mode: Mode | None = None
     state: Literal["started", "power_begin", "power_end", "finished", "failed"]
@@ -303,7 +307,7 @@ class WorkloadPhase(Message):
 
 class RunCompleted(Message):
     type: Literal["evt.run_completed"] = "evt.run_completed"
-    run_id: str
+    run_id: RunId
     lab: str
     sut: str
     status: Literal["success", "failed", "aborted"]
@@ -322,7 +326,7 @@ class Finding(SchemaModel):
 
 class LiveFinding(Message):
     type: Literal["evt.live_finding"] = "evt.live_finding"
-    run_id: str
+    run_id: RunId
     sut: str = ""
     finding: Finding
     t_utc_s: float
@@ -331,7 +335,7 @@ class LiveFinding(Message):
 class RunSummary(SchemaModel):
     """The published numbers of one run; every figure names its ``source``."""
 
-    run_id: str
+    run_id: RunId
     source: str
     method: str
     scenario: str = ""
@@ -353,7 +357,7 @@ class RunSummary(SchemaModel):
 
 class RunAnalyzed(Message):
     type: Literal["evt.run_analyzed"] = "evt.run_analyzed"
-    run_id: str
+    run_id: RunId
     lab: str = ""
     sut: str = ""
     summary: RunSummary
