@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.reliability.procs import port_answers
 
 SENTINEL = "SENTINEL-7f3a91-outside-every-data-folder"
 BASE_PORTS = {"power-dev": 4950, "director": 8000, "analytics": 8001, "figures": 8002, "sim-control": 8003,
@@ -155,23 +155,6 @@ def free_offset() -> int:
     """A port offset at which none of the lab's ports is taken (other engineers' labs, stray servers)."""
     for _ in range(100):
         offset = random.randrange(20000, 50000, 10)
-        if not any(port_open(port + offset) for port in BASE_PORTS.values()):
+        if not any(port_answers(port + offset) for port in BASE_PORTS.values()):
             return offset
     raise AssertionError("no free set of ports for the lab")
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-def wait_for(predicate: Any, timeout_s: float, what: str, poll_s: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(poll_s)

@@ -15,7 +15,8 @@ from mlpower.rabbitmq import RabbitMQBus
 from mlpower.schema import Message, RunCompleted, RunWorkloadPhase, StartRun, WorkloadPhase
 
 from tests.director.powerdev_client import ProtocolClient
-from tests.security.lab import Lab, wait_for
+from tests.reliability.procs import wait_until
+from tests.security.lab import Lab
 from tests.security.ledger import LEDGER
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]
@@ -44,7 +45,7 @@ def test_a_shell_command_posted_as_a_workload_runs_nothing(lab: Lab, measured: d
             refused = answer.status_code != 202
             LEDGER.attempt("remote command: HTTP", f"POST /runs {text!r}", refused)
             assert refused, (text, answer.status_code, answer.text)
-            wait_for(lambda: _director_idle(lab), 30, "the director to be idle again")
+            wait_until(lambda: _director_idle(lab), 30, "the director to be idle again")
     assert not lab.marker.exists()
 
 
@@ -59,7 +60,7 @@ def test_the_director_refuses_a_shell_workload_with_422_before_opening_a_session
         assert not lab.http("GET", "director", "/status").json()["busy"]
         assert {run["run_id"] for run in lab.http("GET", "director", "/runs").json()} == before
     finally:
-        wait_for(lambda: _director_idle(lab), 30, "the director to be idle again")
+        wait_until(lambda: _director_idle(lab), 30, "the director to be idle again")
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def _next(received: queue.Queue[Message], run_id: str, kind: type, timeout_s: fl
             return None
         return message if isinstance(message, kind) and getattr(message, "run_id", "") == run_id else None
 
-    return wait_for(found, timeout_s, f"{kind.__name__} of {run_id}", poll_s=0)
+    return wait_until(found, timeout_s, f"{kind.__name__} of {run_id}", every_s=0)
 
 
 def test_a_shell_command_on_the_bus_runs_nothing(lab: Lab, bus: RabbitMQBus, measured: dict[str, Any]) -> None:
@@ -108,7 +109,7 @@ def test_a_shell_command_on_the_bus_runs_nothing(lab: Lab, bus: RabbitMQBus, mea
     for text in shell_texts(str(lab.marker)):
         LEDGER.attempt("remote command: bus", text, refused)
     assert refused and "refused: unknown workload 'not-declared'" in json.loads(answer.detail)["error"]
-    wait_for(lambda: _director_idle(lab), 30, "the director to be idle")  # nothing was started there either
+    wait_until(lambda: _director_idle(lab), 30, "the director to be idle")  # nothing was started there either
 
 
 def test_an_undeclared_workload_is_refused_before_anything_runs_with_the_reason(lab: Lab, bus: RabbitMQBus,
@@ -126,7 +127,7 @@ def test_an_undeclared_workload_is_refused_before_anything_runs_with_the_reason(
     over_http = lab.http("POST", "director", "/runs", token=lab.token, json={"workload": "rm-rf"})
     assert over_http.status_code == 202
     run = over_http.json()["run_id"]
-    status = wait_for(lambda: (s := lab.http("GET", "director", f"/runs/{run}").json())["state"] == "ended" and s,
+    status = wait_until(lambda: (s := lab.http("GET", "director", f"/runs/{run}").json())["state"] == "ended" and s,
                       120, "the HTTP run to end")
     refused = status["status"] == "failed" and "refused: unknown workload" in status["reason"]
     LEDGER.attempt("remote command: HTTP", "POST /runs naming an undeclared workload", refused)

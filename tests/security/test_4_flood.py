@@ -13,7 +13,8 @@ import pytest
 from mlpower.http_serve import HEADER_TIMEOUT_S, LIMIT_CONCURRENCY
 
 from tests.director.powerdev_client import ProtocolClient
-from tests.security.lab import HTTP_SERVICES, Lab, wait_for
+from tests.reliability.procs import wait_until
+from tests.security.lab import HTTP_SERVICES, Lab
 from tests.security.ledger import LEDGER
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]
@@ -67,14 +68,14 @@ def test_idle_connections_hold_no_http_service_or_the_meter(lab: Lab, flood: dic
     for service in HTTP_SERVICES:
         served = True
         try:
-            wait_for(lambda service=service: _healthy(lab, service), RECOVERY_S, f"{service} to answer")
+            wait_until(lambda service=service: _healthy(lab, service), RECOVERY_S, f"{service} to answer")
         except AssertionError:
             served = False
         LEDGER.attempt("idle flood", f"{len(flood[service])} idle connections to {service}", served)
         assert served, f"{service} did not answer within {RECOVERY_S:g} s of the flood"
     served = True
     try:
-        wait_for(lambda: _scpi_answers(lab), RECOVERY_S, "the simulated meter to answer")
+        wait_until(lambda: _scpi_answers(lab), RECOVERY_S, "the simulated meter to answer")
     except AssertionError:
         served = False
     LEDGER.attempt("idle flood", f"{len(flood['scpi'])} idle connections to the SCPI port", served)
@@ -108,7 +109,7 @@ def _powerdev_session_completes(lab: Lab, timeout_s: float) -> bool:
 def test_a_power_dev_session_completes_while_idle_connections_sit(lab: Lab, measured: dict[str, Any]) -> None:
     idle = _open(lab.ports["power-dev"], IDLE_PER_PORT)
     try:  # a server that answers "busy" at once may take a few tries, until it let the silent ones go
-        wait_for(lambda: _powerdev_session_completes(lab, timeout_s=10), 40, "a power-dev session", poll_s=1)
+        wait_until(lambda: _powerdev_session_completes(lab, timeout_s=10), 40, "a power-dev session", every_s=1)
     finally:
         for sock in idle:
             sock.close()

@@ -19,7 +19,8 @@ from mlpower.rabbitmq import RabbitMQBus
 from mlpower.schema import Message, RunWorkloadPhase, WorkloadPhase
 
 from tests.director.powerdev_client import ProtocolClient
-from tests.security.lab import Lab, wait_for
+from tests.reliability.procs import wait_until
+from tests.security.lab import Lab
 from tests.security.ledger import LEDGER
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]
@@ -84,7 +85,7 @@ def _benchmark_environment(lab: Lab) -> bytes:
             return isinstance(message, WorkloadPhase) and message.run_id == run_id and \
                 message.state in ("finished", "failed")
 
-        wait_for(ended, 60, "the environ workload to end", poll_s=0)
+        wait_until(ended, 60, "the environ workload to end", every_s=0)
     finally:
         bus.close()
     return (lab.results / run_id / "ranging" / "environ.bin").read_bytes()
@@ -114,7 +115,7 @@ def test_no_secret_anywhere_and_no_raw_client_text_in_logs(lab: Lab, measured: d
     seen = _benchmark_environment(lab)
     variables = {item.split(b"=", 1)[0].decode() for item in seen.split(b"\0") if item}
     assert variables <= AGENT_ENV_ALLOWED, variables - AGENT_ENV_ALLOWED
-    wait_for(lambda: "FORGED" in (lab.logs / "sut-agent.log").read_text(errors="replace"), 30,
+    wait_until(lambda: "FORGED" in (lab.logs / "sut-agent.log").read_text(errors="replace"), 30,
              "the agent to log the refused commands")
     secrets = _secrets(lab, amqp_url)
     places: list[tuple[str, bytes]] = [(f"HTTP answer #{i}", answer.encode("utf-8", errors="replace"))
@@ -139,6 +140,6 @@ def test_the_director_log_carries_client_text_escaped(lab: Lab, measured: dict[s
     finally:
         client.close()
     log = lab.logs / "director.log"
-    wait_for(lambda: b"FORGED" in log.read_bytes(), 30, "the director to log the line")
+    wait_until(lambda: b"FORGED" in log.read_bytes(), 30, "the director to log the line")
     text = log.read_bytes()
     assert b"\x1b" not in text and b"y" * 500 not in text
