@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mlpower import topology
+from mlpower.logtext import client_text
 from mlpower.schema import DecodeError, Message, decode, encode
 
 log = logging.getLogger(__name__)
@@ -83,12 +84,12 @@ def handle_body(body: bytes, delivery: Delivery, handler: Handler) -> str | None
     try:
         message = decode(body)
     except DecodeError as exc:
-        log.warning("dead-lettering undecodable message on %s: %s", delivery.routing_key, exc)
+        log.warning("dead-lettering undecodable message on %s: %s", client_text(delivery.routing_key), exc)
         return f"decode: {exc}"
     try:
         handler(message, delivery)
     except Exception as exc:  # the handler's failure must not kill the consumer
-        log.exception("handler failed for %s on %s", getattr(message, "type", "?"), delivery.routing_key)
+        log.exception("handler failed for %s on %s", getattr(message, "type", "?"), client_text(delivery.routing_key))
         return f"handler: {type(exc).__name__}: {exc}"
     return None
 

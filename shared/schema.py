@@ -17,7 +17,16 @@ import json
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 SCHEMA_VERSION = 1
 
@@ -55,6 +64,46 @@ Mode = Literal["ranging", "testing"]
 
 Tier = Literal["official", "informative"]
 """official: a certified analyzer through PTDaemon; informative: anything else (direct SCPI, NVML...)."""
+
+
+RUN_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,128}$"
+RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN, description=(
+    "letters, digits, '-' and '_': a run id names a folder, so it can never be a path"))]
+
+Scenario = Literal["Offline", "Server", "SingleStream", "MultiStream"]
+"""LoadGen's scenarios, as LoadGen spells them."""
+
+WORKLOAD_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
+"""A workload's name: letters, digits and ``_ . : -``, no spaces, quotes, slashes or shell syntax."""
+
+WorkloadName = Annotated[str, Field(pattern=WORKLOAD_NAME_PATTERN, description=(
+    "a workload the SUT agent's own configuration declares (MLPOWER_AGENT_WORKLOADS), or a built-in: "
+    "builtin:offline|server|singlestream[:cuda]; never a command"))]
+
+
+class WorkloadRequest(SchemaModel):
+    """Which workload to run, by name, and the parameters the request may set.
+
+    The SUT agent looks the name up in its own configuration and runs what its owner declared
+    there: a request picks a workload, it never carries a command. A parameter that workload does
+    not declare is refused before anything runs.
+    """
+
+    name: WorkloadName
+    duration_s: float | None = Field(default=None, gt=0, le=86400, description="LoadGen min duration; "
+                                     "default: the agent's MLPOWER_AGENT_DURATION_S")
+    scenario: Scenario | None = Field(default=None, description="for workloads that declare scenarios")
+
+
+def _named(value: Any) -> Any:
+    """A bare name is shorthand for a request without parameters; an empty one for none at all."""
+    if isinstance(value, str):
+        return {"name": value} if value else None
+    return value
+
+
+WorkloadField = Annotated[WorkloadRequest | None, BeforeValidator(_named)]
+"""None: the agent's default workload (MLPOWER_AGENT_WORKLOAD)."""
 
 
 class SampleFlag(enum.IntFlag):
@@ -108,7 +157,7 @@ SAMPLE_COLUMNS: tuple[ColumnSpec, ...] = (
 class RunDocument(Message):
     """Base of the documents that make up one run's stream; ``seq`` orders them within the run."""
 
-    run_id: str
+    run_id: RunId
     seq: int = Field(ge=0)
 
 
@@ -201,18 +250,18 @@ class RunStop(RunDocument):
 class StartRun(Message):
     type: Literal["cmd.start_run"] = "cmd.start_run"
     sut: str
-    run_id: str = ""
+    run_id: RunId | Literal[""] = ""
     benchmark: str = ""
     scenario: str = ""
     modes: tuple[Mode, ...] = ("ranging", "testing")
     sample_interval_s: float = Field(default=1.0, gt=0)
-    workload: str = ""
+    workload: WorkloadField = None
     settings: JsonObject = Field(default_factory=dict)
 
 
 class StopRun(Message):
     type: Literal["cmd.stop_run"] = "cmd.stop_run"
-    run_id: str
+    run_id: RunId
     reason: str = ""
 
 
@@ -227,10 +276,10 @@ class SetRanges(Message):
 
 class RunWorkloadPhase(Message):
     type: Literal["cmd.run_workload_phase"] = "cmd.run_workload_phase"
-    run_id: str
+    run_id: RunId
     sut: str
     mode: Mode
-    workload: str
+    workload: WorkloadField = None
     settings: JsonObject = Field(default_factory=dict)
 
 
@@ -248,7 +297,7 @@ class WorkloadPhase(Message):
     """What the SUT agent's workload is doing; the simulator's follow-the-SUT model listens."""
 
     type: Literal["evt.workload_phase"] = "evt.workload_phase"
-    run_id: str
+    run_id: RunId
     sut: str
     mode: Mode | None = None
     state: Literal["started", "power_begin", "power_end", "finished", "failed"]
@@ -258,7 +307,7 @@ class WorkloadPhase(Message):
 
 class RunCompleted(Message):
     type: Literal["evt.run_completed"] = "evt.run_completed"
-    run_id: str
+    run_id: RunId
     lab: str
     sut: str
     status: Literal["success", "failed", "aborted"]
@@ -277,7 +326,7 @@ class Finding(SchemaModel):
 
 class LiveFinding(Message):
     type: Literal["evt.live_finding"] = "evt.live_finding"
-    run_id: str
+    run_id: RunId
     sut: str = ""
     finding: Finding
     t_utc_s: float
@@ -286,7 +335,7 @@ class LiveFinding(Message):
 class RunSummary(SchemaModel):
     """The published numbers of one run; every figure names its ``source``."""
 
-    run_id: str
+    run_id: RunId
     source: str
     method: str
     scenario: str = ""
@@ -310,7 +359,7 @@ class RunSummary(SchemaModel):
 
 class RunAnalyzed(Message):
     type: Literal["evt.run_analyzed"] = "evt.run_analyzed"
-    run_id: str
+    run_id: RunId
     lab: str = ""
     sut: str = ""
     summary: RunSummary

@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from mlpower.errors import SettingsError
+from mlpower.secrets import PLACEHOLDER_HINT, is_placeholder
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -45,6 +46,15 @@ class ServiceSettings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
             raise ValueError("must look like amqp://user:password@host:5672/vhost")
+        if parts.password and is_placeholder(parts.password):
+            raise ValueError(f"the broker password {PLACEHOLDER_HINT}")
+        return value
+
+    @field_validator("api_token")
+    @classmethod
+    def _token_is_real(cls, value: str) -> str:
+        if value and is_placeholder(value):
+            raise ValueError(f"the API token {PLACEHOLDER_HINT}")
         return value
 
     @field_validator("log_level", mode="before")
@@ -72,12 +82,16 @@ def _secret_files(settings_cls: type[BaseSettings]) -> dict[str, str]:
 
 def load_settings(settings_cls: type[S], **overrides: object) -> S:
     """Build a service's settings from the environment; a bad value names its variable."""
+    from_files = _secret_files(settings_cls)
     try:
-        values: dict[str, Any] = {**_secret_files(settings_cls), **overrides}
+        values: dict[str, Any] = {**from_files, **overrides}
         return settings_cls(**values)
     except ValidationError as exc:
         first = exc.errors()[0]
         field_name = str(first["loc"][0]) if first.get("loc") else "?"
         field = settings_cls.model_fields.get(field_name)
         alias = field.validation_alias if field is not None and isinstance(field.validation_alias, str) else field_name
-        raise SettingsError(f"invalid setting {str(alias).upper()}: {first.get('msg')}") from exc
+        name = str(alias).upper()
+        if name in from_files and field_name not in overrides:
+            name += "_FILE"  # the value came from that file: name what the user set
+        raise SettingsError(f"invalid setting {name}: {first.get('msg')}") from exc

@@ -19,13 +19,12 @@ def _serve() -> None:
     import signal
     import threading
 
-    import uvicorn
     from mlpower.bus import connect
     from mlpower.cli import setup_logging
+    from mlpower.http_serve import HttpServer
     from mlpower.settings import load_settings
 
     from .app import create_app
-    from .errors import AnalyticsError
     from .service import AnalyticsService
     from .settings import AnalyticsSettings
 
@@ -33,23 +32,20 @@ def _serve() -> None:
     setup_logging(settings.log_level)
     bus = connect(settings.amqp_url, kind=settings.bus, client_name="mlpower-analytics")
     service = AnalyticsService(settings, bus)
-    server = uvicorn.Server(uvicorn.Config(create_app(service), host=settings.http_host, port=settings.http_port,
-                                           log_level=settings.log_level.lower()))
-    # uvicorn re-raises SIGTERM after its own shutdown, which would skip ours: so it runs in a
-    # thread (where it installs no handlers) and this thread owns the signals and the order of stopping.
+    # the HTTP server runs in a thread (see mlpower.http_serve): this thread owns the signals and the order of stopping
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    service.start()
-    thread = threading.Thread(target=server.run, name="analytics-http", daemon=True)
-    thread.start()
+    server = None
     try:
-        while not stop.wait(0.5):
-            if not thread.is_alive():
-                raise AnalyticsError(f"the HTTP API stopped (port {settings.http_port} in use?)")
+        server = HttpServer(create_app(service), settings.http_host, settings.http_port, name="analytics",
+                            log_level=settings.log_level).start()
+        service.start()
+        typer.echo(f"analytics HTTP on {server.url}", err=True)
+        server.wait(stop)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        if server is not None:
+            server.stop()
         service.stop()
         bus.close()
 

@@ -8,8 +8,6 @@ on and off. With ``MLPOWER_API_TOKEN`` set, every endpoint except /healthz and /
 from __future__ import annotations
 
 import math
-import socket
-import threading
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Response
@@ -134,25 +132,3 @@ def create_app(handle: SimulatorHandle, api_token: str = "") -> FastAPI:
         return handle.faults.as_dict()
 
     return app
-
-
-class ControlServer:
-    """uvicorn on a socket we bind ourselves, so port 0 works and the port is known before serving."""
-
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        import uvicorn
-
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
-        self.port = int(self._socket.getsockname()[1])
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
-                                        name=f"sim-control-{self.port}", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=5)
-        self._socket.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -40,6 +41,8 @@ def sim(
     control_port: int | None = typer.Option(None, "--control-port", help="control API and /metrics port "
                                             "(default 8003; 0 = any free port; -1 = none)"),
     sut: str | None = typer.Option(None, "--sut", help="follow this SUT's workload phases (default: any)"),
+    traces_dir: Path | None = typer.Option(None, "--traces-dir", help="the folder trace:CSV names a file in "
+                                           "(MLPOWER_SIM_TRACES_DIR; default: the repository's shared/data/traces)"),
 ) -> None:
     """Run the WT310E simulator until SIGTERM/SIGINT."""
     from mlpower.cli import run
@@ -51,7 +54,8 @@ def sim(
         from mlpower.settings import load_settings
 
         overrides = {k: v for k, v in {"port": port, "load": load, "seed": seed, "host": host, "pty": pty,
-                                       "control_port": control_port, "sut": sut}.items() if v is not None}
+                                       "control_port": control_port, "sut": sut,
+                                       "traces_dir": traces_dir}.items() if v is not None}
         settings = load_settings(Settings, **overrides)
         setup_logging(settings.log_level)
         stop = _stop_on_signals()

@@ -23,6 +23,7 @@ from mlpower.analyzer_sim.errors import PtdArgumentError
 from mlpower.analyzer_sim.faults import Faults
 from mlpower.analyzer_sim.instrument import Clock, Instrument
 from mlpower.analyzer_sim.readiness import wait_readable
+from mlpower.logtext import client_text
 from mlpower.ptdformat import format_ptd_time, sample_line, uncertainty_reply, watts_reply
 
 PTD_VERSION = "1.11.1"
@@ -34,6 +35,16 @@ MAX_SAMPLES = 500000
 UNCERTAINTY_MARGIN = 1.5  # PTD is about 1.5x more conservative than the bare datasheet formula (wt310e.md 2.2)
 UNCERTAINTY_LIMIT = 0.01
 CONSOLE_PADDING_BYTES = 9 * 1024  # power-dev copies ptd_logs.txt through a block buffer (quirk Q1)
+# Like PTDaemon, one client at a time; unlike it, a connection that says nothing cannot hold the
+# daemon: the first command must come within HANDSHAKE_TIMEOUT_S, and outside a measurement a
+# client silent for IDLE_TIMEOUT_S is let go (during one, the director may wait the whole phase).
+# Further clients are told at once that the daemon is busy instead of waiting in the backlog.
+HANDSHAKE_TIMEOUT_S = 10.0
+IDLE_TIMEOUT_S = 300.0
+MAX_LINE_BYTES = 4096  # PTD's commands are short; a client that never sends LF must not grow the buffer
+MAX_MARK_CHARS = 256
+BUSY_REPLY = "Error: busy, another client is connected"
+BUSY_GRACE_S = 1.0  # a client that just closed its connection and connects again is not "another client"
 
 
 # ---------------------------------------------------------------------------------- command line
@@ -299,12 +310,15 @@ class PtdServer:
     def __init__(self, meter: MeterLink, clock: Clock, *, port: int = 8888, host: str = "127.0.0.1",
                  log_path: Path | None = None, device_type: int = 49, console: Callable[[str], None] | None = None,
                  faults: Faults | None = None, extended_log: bool = False, range_ack_delay_s: float = 0.0,
-                 idle_interval_s: float = 1.0) -> None:
+                 idle_interval_s: float = 1.0, handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+                 idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
         self.meter, self.clock = meter, clock
         self.model_name = DEVICE_MODELS[device_type]
         self.device_type = device_type
         self.faults = faults or Faults()
         self.extended_log, self.range_ack_delay_s = extended_log, range_ack_delay_s
+        self.handshake_timeout_s, self.idle_timeout_s = handshake_timeout_s, idle_timeout_s
+        self.busy_refusals = 0
         self._console_sink = console or (lambda text: None)
         self.console_lines: list[str] = []
         self._lock = threading.RLock()
@@ -318,11 +332,13 @@ class PtdServer:
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind((host, port))
-        self._listener.listen(4)
+        self._listener.listen(16)
         self.port = int(self._listener.getsockname()[1])
         self.say(f"Establishing the listener on port {self.port}...")
         self.say("Waiting for a connection...")
         self._conn: socket.socket | None = None
+        self._free = threading.Event()  # set while no client is connected
+        self._free.set()
         self._threads = [
             threading.Thread(target=self._sample_loop, name="ptd-sampler", daemon=True),
             threading.Thread(target=self._accept_loop, name=f"ptd-{self.port}", daemon=True),
@@ -422,27 +438,71 @@ class PtdServer:
             if self.faults.snapshot().drop_connection:
                 conn.close()
                 continue
+            if not self._claim(conn):
+                self._refuse_busy(conn)
+                continue
             self.say(f"Accepted connection from {address[0]}:{address[1]}")
-            self._conn = conn
-            try:
-                self._serve(conn)  # one client at a time, like PTDaemon
-            except Exception as exc:  # noqa: BLE001 - a broken client must not end the daemon's accept loop
-                self.say(f"ERROR: connection handling failed: {type(exc).__name__}: {exc}")
-            self._conn = None
+            threading.Thread(target=self._session, args=(conn,), name=f"ptd-client-{self.port}", daemon=True).start()
+
+    def _claim(self, conn: socket.socket) -> bool:
+        deadline = time.monotonic() + BUSY_GRACE_S
+        while True:
+            with self._lock:
+                if self._conn is None:
+                    self._conn = conn
+                    self._free.clear()
+                    return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._free.wait(remaining):
+                return False
+
+    def _refuse_busy(self, conn: socket.socket) -> None:
+        self.busy_refusals += 1
+        with contextlib.suppress(OSError):
+            conn.settimeout(1.0)
+            conn.sendall((BUSY_REPLY + "\r\n").encode())
+        with contextlib.suppress(OSError):
+            conn.close()
+
+    def _session(self, conn: socket.socket) -> None:
+        try:
+            self._serve(conn)  # one client at a time, like PTDaemon
+        except Exception as exc:  # noqa: BLE001 - a broken client must not end the daemon
+            self.say(f"ERROR: connection handling failed: {type(exc).__name__}: {client_text(str(exc))}")
+        finally:
             self.say("Shutting connection down...")
             self.say("Connection is down.")
             self.say("Waiting for a connection...")
+            with self._lock:
+                self._conn = None
+                self._free.set()
+
+    def _silence_limit_s(self, spoken: bool) -> float | None:
+        """How long this client may stay silent now; None while a measurement runs."""
+        if not spoken:
+            return self.handshake_timeout_s
+        with self._lock:
+            running = self.measurement is not None and self.measurement.running
+        return None if running else self.idle_timeout_s
 
     def _serve(self, conn: socket.socket) -> None:
         buffer = b""
+        spoken = False
+        last_heard = time.monotonic()
         try:
             while not self._stop.is_set():
                 if not wait_readable(conn, 0.2):
+                    limit = self._silence_limit_s(spoken)
+                    if limit is not None and time.monotonic() - last_heard > limit:
+                        self.say(f"Closing the connection: no {'further ' if spoken else ''}command "
+                                 f"within {limit:g} s")
+                        return
                     continue
                 data = conn.recv(4096)
                 if not data:
                     self.say("No data returned by socket read.")
                     return
+                last_heard = time.monotonic()
                 if self.faults.snapshot().drop_connection:
                     return
                 buffer += data
@@ -451,18 +511,34 @@ class PtdServer:
                     line = raw.decode("utf-8", errors="replace").strip("\r").strip()
                     if not line:
                         continue
-                    reply = self.handle(line)
-                    stall_s = self.faults.snapshot().stall_s
-                    if stall_s > 0:
-                        self._stop.wait(stall_s)
-                    conn.sendall(("\r\n".join(reply) + "\r\n").encode("utf-8"))
-                    self.raw(f"{format_ptd_time(self.clock.now())}: Response to client sent: {reply[0]}" +
-                             "".join(f"\n{extra}" for extra in reply[1:]))
+                    spoken = True
+                    self._answer(conn, line)
+                if len(buffer) > MAX_LINE_BYTES:
+                    buffer = b""
+                    self._answer(conn, None)
         except OSError:
             return
         finally:
             with contextlib.suppress(OSError):
                 conn.close()
+
+    def _answer(self, conn: socket.socket, line: str | None) -> None:
+        """One command's reply; ``None`` for a line over MAX_LINE_BYTES (discarded unread)."""
+        if line is None:
+            reply = [f"Error: command longer than {MAX_LINE_BYTES} bytes"]
+        elif not line.isascii() or not line.isprintable():
+            # Client text reaches the console and the data log (a Go mark): control characters
+            # there could forge lines or drive a terminal, so such a command is refused whole.
+            self.say(f"Refused a command with non-printable characters: {client_text(line)}")
+            reply = ["Error: command has non-printable characters"]
+        else:
+            reply = self.handle(line)
+        stall_s = self.faults.snapshot().stall_s
+        if stall_s > 0:
+            self._stop.wait(stall_s)
+        conn.sendall(("\r\n".join(reply) + "\r\n").encode("utf-8"))
+        self.raw(f"{format_ptd_time(self.clock.now())}: Response to client sent: {reply[0]}" +
+                 "".join(f"\n{extra}" for extra in reply[1:]))
 
     # ---- commands
     def handle(self, line: str) -> list[str]:
@@ -471,7 +547,7 @@ class PtdServer:
         name = parts[0]
         handler = _COMMANDS.get(name.lower())
         if handler is None:
-            return [f"Unknown command: {name}"]
+            return [f"Unknown command: {name[:64]}"]
         try:
             return handler(self, parts[1:])
         except Exception as exc:  # a bad command must never take the daemon down
@@ -501,9 +577,9 @@ class PtdServer:
             try:
                 value = float(text)
             except ValueError:
-                return [f"Error: invalid range value {text}"]
+                return [f"Error: invalid range value {text[:64]}"]
             if not math.isfinite(value) or value <= 0:
-                return [f"Error: invalid range value {text}"]
+                return [f"Error: invalid range value {text[:64]}"]
         try:
             chosen = self.meter.set_range(meter_channel, value)
         except Exception as exc:
@@ -529,6 +605,8 @@ class PtdServer:
         with self._lock:
             if self.measurement is not None and self.measurement.running:
                 return ["Error: measurement already running"]
+            if len(args) > 2 and len(args[2]) > MAX_MARK_CHARS:
+                return [f"Error: mark longer than {MAX_MARK_CHARS} characters"]
             if len(args) > 2 and args[2]:
                 self.mark = args[2]
             # printed before the first sample can be taken: its console lines belong after this one
@@ -605,6 +683,8 @@ class PtdServer:
     def _mark(self, args: list[str]) -> list[str]:
         if len(args) != 1 or not args[0]:
             return ["Invalid number of parameters"]
+        if len(args[0]) > MAX_MARK_CHARS:
+            return [f"Error: mark longer than {MAX_MARK_CHARS} characters"]
         with self._lock:
             self.mark = args[0]
         return [f"Mark set to {self.mark}"]

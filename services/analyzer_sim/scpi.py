@@ -99,7 +99,10 @@ def number(arg: str, unit: str = "") -> float:
     factor = _UNITS[unit].get(m.group(2).upper())
     if factor is None:
         raise ScpiError(131, arg)
-    return float(m.group(1)) * factor
+    value = float(m.group(1)) * factor
+    if not math.isfinite(value):  # 1e999: no setting takes it, and int() of it would raise
+        raise ScpiError(222, arg)
+    return value
 
 
 def integer(arg: str, low: int, high: int) -> int:

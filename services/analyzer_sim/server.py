@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import tty
 from collections.abc import Callable
 
@@ -19,10 +20,15 @@ from mlpower.analyzer_sim.faults import Faults, FaultState
 from mlpower.analyzer_sim.instrument import Instrument
 from mlpower.analyzer_sim.readiness import wait_readable
 from mlpower.analyzer_sim.scpi import Dispatcher
+from mlpower.logtext import client_text
 
 log = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 65536  # a client that never sends LF must not grow our buffer forever
+# The meter's Ethernet port serves a few clients; more, or silent ones, must not lock the director out.
+MAX_CONNECTIONS = 4
+HANDSHAKE_TIMEOUT_S = 10.0  # a client's first command (the director asks *IDN? at once)
+IDLE_TIMEOUT_S = 300.0  # then: the director polls every sample interval (at most 60 s)
 
 
 class LineSession:
@@ -45,7 +51,7 @@ class LineSession:
             try:
                 reply = self.dispatcher.execute(line)
             except Exception:  # a bug in one command must not take the instrument down
-                log.exception("command %r failed", line)
+                log.exception("command %s failed", client_text(line))
                 self.dispatcher.inst.push_error(102)
                 continue
             if reply is not None:
@@ -70,8 +76,12 @@ def _close_listener(listener: socket.socket | None) -> None:
 
 class ScpiTcpServer:
     def __init__(self, inst: Instrument, faults: Faults, host: str = "127.0.0.1", port: int = 0,
-                 on_command: Callable[[str], None] | None = None) -> None:
+                 on_command: Callable[[str], None] | None = None, *, max_connections: int = MAX_CONNECTIONS,
+                 handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S, idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
         self.inst, self.faults, self.host = inst, faults, host
+        self.max_connections = max_connections
+        self.handshake_timeout_s, self.idle_timeout_s = handshake_timeout_s, idle_timeout_s
+        self.refused = 0
         self.on_command = on_command or (lambda header: None)
         self._stop = threading.Event()
         self._conns: set[socket.socket] = set()
@@ -86,7 +96,7 @@ class ScpiTcpServer:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((self.host, port))
-        listener.listen(8)
+        listener.listen(16)
         self._listener = listener
         return int(listener.getsockname()[1])
 
@@ -129,18 +139,30 @@ class ScpiTcpServer:
                 conn.close()
                 continue
             with self._lock:
-                self._conns.add(conn)
+                full = len(self._conns) >= self.max_connections
+                if not full:
+                    self._conns.add(conn)
+            if full:  # SCPI has no "busy" reply: the connection is closed at once, as a full meter does
+                self.refused += 1
+                log.debug("SCPI connection refused: %d open (the limit)", self.max_connections)
+                conn.close()
+                continue
             threading.Thread(target=self._serve, args=(conn,), name="scpi-conn", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         session = LineSession(self.inst, self.faults, self._stop, b"\n", lambda h: self.on_command(h))
+        last_heard, limit_s = time.monotonic(), self.handshake_timeout_s
         try:
             while not self._stop.is_set():
                 if not wait_readable(conn, 0.2):
+                    if time.monotonic() - last_heard > limit_s:
+                        log.info("SCPI connection closed: silent for %g s", limit_s)
+                        break
                     continue
                 data = conn.recv(4096)
                 if not data:
                     break
+                last_heard, limit_s = time.monotonic(), self.idle_timeout_s
                 if self.faults.snapshot().drop_connection:
                     break
                 for reply in session.feed(data):

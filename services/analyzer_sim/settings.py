@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from mlpower.settings import ServiceSettings
-from pydantic import Field, field_validator
+from pathlib import Path
+
+from mlpower.settings import DEFAULT_TRACES_DIR, ServiceSettings
+from pydantic import Field, ValidationInfo, field_validator
 
 
 class Settings(ServiceSettings):
@@ -12,6 +14,9 @@ class Settings(ServiceSettings):
     control_port: int = Field(default=8003, ge=-1, le=65535, validation_alias="MLPOWER_SIM_CONTROL_PORT",
                               description="control API and /metrics; 0 = any free port, -1 = none")
     pty: bool = Field(default=False, validation_alias="MLPOWER_SIM_PTY")
+    # before load: the load's validator reads it
+    traces_dir: Path = Field(default=DEFAULT_TRACES_DIR, validation_alias="MLPOWER_SIM_TRACES_DIR",
+                             description="the folder trace:CSV loads are read from (nothing outside it)")
     load: str = Field(default="constant:250", validation_alias="MLPOWER_SIM_LOAD")
     seed: int = Field(default=0, validation_alias="MLPOWER_SIM_SEED")
     sut: str = Field(default="*", validation_alias="MLPOWER_SIM_SUT", pattern=r"^(\*|[A-Za-z0-9_\-]+)$",
@@ -33,14 +38,22 @@ class Settings(ServiceSettings):
     clock_drift_ppm: float = Field(default=0.0, validation_alias="MLPOWER_SIM_FAULT_CLOCK_DRIFT_PPM")
     error_code: int = Field(default=0, ge=0, le=999, validation_alias="MLPOWER_SIM_FAULT_ERROR_CODE")
 
+    # Connection limits (SCPI and the PTD emulator): silent clients, or many, cannot hold the meter.
+    max_connections: int = Field(default=4, ge=1, le=64, validation_alias="MLPOWER_SIM_MAX_CONNECTIONS",
+                                 description="SCPI connections at once; more are closed at once (PTD: one)")
+    handshake_timeout_s: float = Field(default=10.0, gt=0, le=3600, validation_alias="MLPOWER_SIM_HANDSHAKE_TIMEOUT_S",
+                                       description="a new connection must send its first command within this")
+    idle_timeout_s: float = Field(default=300.0, gt=0, le=86400, validation_alias="MLPOWER_SIM_IDLE_TIMEOUT_S",
+                                  description="a connection silent this long is closed (PTD: outside a measurement)")
+
     ptd_range_ack_delay_s: float = Field(default=0.0, ge=0, le=10, validation_alias="MLPOWER_PTD_RANGE_ACK_DELAY_S",
                                          description="real PTD answers SR about 1.5 s after the console line")
 
     @field_validator("load")
     @classmethod
-    def _load_parses(cls, value: str) -> str:
+    def _load_parses(cls, value: str, info: ValidationInfo) -> str:
         from mlpower.analyzer_sim.loads import parse_load
 
         if not value.lower().startswith("follow"):
-            parse_load(value)  # a LoadSpecError (a ValueError) names what is wrong
+            parse_load(value, info.data.get("traces_dir", DEFAULT_TRACES_DIR))  # LoadSpecError is a ValueError
         return value

@@ -38,7 +38,8 @@ class SimulatorHandle:
         self._bus, self._own_bus, self._subscription = bus, False, None
         self._lab = lab or self.settings.lab
         self._sut = sut or self.settings.sut
-        self.model = SwitchableLoad(parse_load(load) if isinstance(load, str) else load)
+        traces = self.settings.traces_dir
+        self.model = SwitchableLoad(parse_load(load, traces) if isinstance(load, str) else load, traces)
         self._metrics_ref: SimMetrics | None = None
         self.faults = Faults(on_injected=lambda name: self._metrics_ref.fault(name) if self._metrics_ref else None)
         self.instrument = Instrument(
@@ -50,15 +51,20 @@ class SimulatorHandle:
                                   true_power_w=lambda: self.true_power_w)
         self._metrics_ref = self.metrics
         self.faults.subscribe(self._on_fault)
-        self._tcp = ScpiTcpServer(self.instrument, self.faults, host, port, lambda h: self.metrics.command("tcp"))
+        self._tcp = ScpiTcpServer(self.instrument, self.faults, host, port, lambda h: self.metrics.command("tcp"),
+                                  max_connections=self.settings.max_connections,
+                                  handshake_timeout_s=self.settings.handshake_timeout_s,
+                                  idle_timeout_s=self.settings.idle_timeout_s)
         self._pty = ScpiPtyServer(self.instrument, self.faults, lambda h: self.metrics.command("pty")) if pty else None
         self._control = None
         try:
             if control_port is not None and control_port >= 0:
-                from mlpower.analyzer_sim.app import ControlServer, create_app
+                from mlpower.analyzer_sim.app import create_app
+                from mlpower.http_serve import HttpServer
 
                 token = self.settings.api_token if api_token is None else api_token
-                self._control = ControlServer(create_app(self, token), host, control_port)
+                self._control = HttpServer(create_app(self, token), host, control_port,
+                                           name="the simulator's control API").start()
             self._apply_setting_faults()
             if isinstance(self.model.current, FollowLoad):
                 self._ensure_follow()
@@ -156,7 +162,8 @@ class PtdHandle:
 
         self.settings = settings or Settings()
         self.clock: Clock = clock or RealClock()
-        self.model = SwitchableLoad(parse_load(load) if isinstance(load, str) else load)
+        traces = self.settings.traces_dir
+        self.model = SwitchableLoad(parse_load(load, traces) if isinstance(load, str) else load, traces)
         self.faults = Faults()
         self.faults.subscribe(self._on_fault)
         self.instrument: Instrument | None = None
@@ -180,7 +187,9 @@ class PtdHandle:
         try:
             self.server = PtdServer(meter, self.clock, port=port, host=host, log_path=self.log_path,
                                     device_type=device_type, console=sink, faults=self.faults,
-                                    extended_log=extended_log, range_ack_delay_s=self.settings.ptd_range_ack_delay_s)
+                                    extended_log=extended_log, range_ack_delay_s=self.settings.ptd_range_ack_delay_s,
+                                    handshake_timeout_s=self.settings.handshake_timeout_s,
+                                    idle_timeout_s=self.settings.idle_timeout_s)
         except BaseException:
             meter.close()
             if self._console_file is not None:

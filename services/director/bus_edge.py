@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from mlpower import topology
 from mlpower.bus import Bus, Delivery, Subscription
 from mlpower.errors import MlpowerError
+from mlpower.logtext import client_text
 from mlpower.schema import Message, RunCompleted, RunWorkloadPhase, StartRun, StopRun, WorkloadPhase
 
 from .director import Director
-from .logtext import shown
-from .run_plan import AgentWorkload, Outcome, RunPlan
+from .run_plan import DRIVERS, AgentWorkload, Outcome, RunPlan
 from .session import MeasurementSession
 from .session_states import Abort, Fail, ManualRanges, Mode
 
@@ -49,10 +49,11 @@ def plan_of(command: StartRun) -> RunPlan:
     if "ranging" not in command.modes:
         volts, amps = command.settings.get("voltage_range_v"), command.settings.get("current_range_a")
         manual = ManualRanges(float(volts), float(amps)) if volts is not None and amps is not None else None
-    return RunPlan(workload=AgentWorkload(command.workload, dict(command.settings)), run_id=command.run_id,
+    workload = AgentWorkload(command.workload, dict(command.settings))
+    return RunPlan(workload=workload, run_id=command.run_id,
                    benchmark=command.benchmark, scenario=command.scenario, modes=tuple(command.modes),
                    sample_interval_s=command.sample_interval_s, manual_ranges=manual,
-                   settings={**command.settings, "workload": command.workload})
+                   settings={**command.settings, "driver": DRIVERS[AgentWorkload], "workload": workload.recorded()})
 
 
 @dataclass
@@ -97,18 +98,19 @@ class BusEdge:
             self._start_run(message)
         elif isinstance(message, StopRun):
             if not self.director.stop_run(message.run_id, message.reason or "StopRun"):
-                log.info("StopRun for %s: no such run in progress", shown(message.run_id))
+                log.info("StopRun for %s: no such run in progress", client_text(message.run_id))
         else:
-            log.warning("director ignores command %s", shown(str(getattr(message, "type", "?"))))
+            log.warning("director ignores command %s", client_text(str(getattr(message, "type", "?"))))
 
     def _start_run(self, command: StartRun) -> None:
         if command.sut != self.settings.sut:
-            log.warning("StartRun for SUT %s reached director of %s; ignored", shown(command.sut), self.settings.sut)
+            log.warning("StartRun for SUT %s reached director of %s; ignored", client_text(command.sut),
+                        self.settings.sut)
             return
         try:
             self.director.run(plan_of(command))
         except MlpowerError as exc:  # refused (busy, bad id, analyzer absent): nothing started, say why
-            log.error("StartRun %s refused: %s", shown(command.run_id), shown(str(exc)))
+            log.error("StartRun %s refused: %s", client_text(command.run_id), client_text(str(exc)))
             event = RunCompleted(run_id=command.run_id or "unassigned", lab=self.settings.lab, sut=command.sut,
                                  status="failed", reason=f"refused: {exc}", t_utc_s=self.director.clock.now_utc_s())
             self.bus.publish(event, topology.event_key(event))
@@ -119,7 +121,7 @@ class BusEdge:
         expect = _Expect(session.run_id, mode)
         with self._lock:
             self._expect = expect
-        ask = RunWorkloadPhase(run_id=session.run_id, sut=self.settings.sut, mode=mode, workload=workload.name,
+        ask = RunWorkloadPhase(run_id=session.run_id, sut=self.settings.sut, mode=mode, workload=workload.request,
                                settings=workload.settings)
         self.bus.publish(ask, topology.command_key("agent", self.settings.sut))
         clock = session.clock

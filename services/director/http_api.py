@@ -18,11 +18,12 @@ from mlpower.errors import MlpowerError
 from mlpower.http_auth import bearer_guard
 from mlpower.http_limits import BodyLimit
 from mlpower.http_refusals import refusals
+from mlpower.schema import WorkloadField
 from pydantic import BaseModel, ConfigDict, Field
 
 from .director import Busy, Director
 from .metrics import CONTENT_TYPE
-from .run_plan import AgentWorkload, PlanError, RunPlan, TimedWorkload, Workload
+from .run_plan import DRIVERS, AgentWorkload, PlanError, RunPlan, TimedWorkload, Workload
 from .session_states import ManualRanges
 
 
@@ -35,19 +36,23 @@ class RunRequest(BaseModel):
     modes: tuple[Literal["ranging", "testing"], ...] = ("ranging", "testing")
     sample_interval_s: float | None = Field(default=None, ge=0.1, le=60)
     phase_s: float = Field(default=10.0, gt=0, le=86400, description="timed run: seconds per mode")
-    workload: str = Field(default="", description="run through the SUT agent over the bus")
+    workload: WorkloadField = Field(default=None, description="run through the SUT agent over the bus: a workload "
+                                    "its owner declared, by name (with duration_s, scenario), never a command")
     voltage_range_v: float | None = Field(default=None, gt=0)
     current_range_a: float | None = Field(default=None, gt=0)
 
     def plan(self, agent: bool) -> RunPlan:
-        """The plan this request asks for: through the agent when it names a workload and there is one."""
+        """The plan this request asks for: through the agent when it names a workload, else timed."""
         manual = None
         if self.voltage_range_v is not None and self.current_range_a is not None:
             manual = ManualRanges(self.voltage_range_v, self.current_range_a)
-        workload: Workload = AgentWorkload(self.workload) if self.workload and agent else TimedWorkload(self.phase_s)
+        if self.workload is not None and not agent:
+            raise PlanError("a workload runs on the SUT agent, and this director has no bus to reach it")
+        workload: Workload = AgentWorkload(self.workload) if self.workload is not None else TimedWorkload(self.phase_s)
+        recorded = workload.recorded() if isinstance(workload, AgentWorkload) else None
         return RunPlan(workload=workload, run_id=self.run_id, benchmark=self.benchmark, scenario=self.scenario,
                        modes=self.modes, sample_interval_s=self.sample_interval_s, manual_ranges=manual,
-                       settings={"workload": self.workload, "phase_s": self.phase_s})
+                       settings={"driver": DRIVERS[type(workload)], "workload": recorded, "phase_s": self.phase_s})
 
 
 class RunAccepted(BaseModel):

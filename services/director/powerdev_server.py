@@ -19,7 +19,7 @@ Deliberate differences from upstream, all safe-side:
   client's ``session``, ``download`` and ``cleanup`` commands reach only its own session.
 * A line longer than ``max_line_bytes`` is refused with ``Error`` (the rest of it is discarded),
   so a client cannot make the director buffer without bound. Client text reaches the logs
-  escaped and cut short (``logtext.shown``).
+  escaped and cut short (``mlpower.logtext.client_text``).
 * ``set_ntp`` without a configured NTP command answers ``Error: exception`` (the documented
   failure reply): the director does not claim a clock fix it did not make.
 * ``cleanup`` answers ``OK`` but keeps the session folder unless ``cleanup_deletes`` is set: the
@@ -42,11 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from mlpower.errors import MlpowerError
+from mlpower.logtext import client_text
 from mlpower.powerdev import CHUNK_BYTES, CLIENT_MAGIC, FETCH_FILES, LABEL_PATTERN, SERVER_MAGIC, set_keepalive
 from mlpower.timeutil import now_utc_s
 
 from .director import Busy, Director
-from .logtext import shown
 from .powerdev_lines import LineReader, LineTooLong
 from .session import MeasurementSession, PhaseError
 from .session_analyzer import ServerLog
@@ -255,7 +255,7 @@ class PowerDevServer:
         self._send_line(conn, SERVER_MAGIC)
         conn.messages.append({"cmd": hello, "cmd_time": hello_time, "reply": SERVER_MAGIC, "reply_time": now_utc_s()})
         if hello != CLIENT_MAGIC:
-            conn.log.error(f"wrong client magic {shown(hello)!r}; closing")
+            conn.log.error(f"wrong client magic {client_text(hello)}; closing")
             return
         while not self._closing.is_set():
             try:
@@ -267,7 +267,7 @@ class PowerDevServer:
             if line is None:
                 return
             cmd_time = now_utc_s()
-            conn.log.info(f"Got command: {shown(line)}")
+            conn.log.info(f"Got command: {client_text(line)}")
             reply = self._dispatch(conn, line)
             if reply is None:  # a download: the stream was the answer
                 continue
@@ -298,7 +298,7 @@ class PowerDevServer:
         try:
             return handler(conn, fields)
         except (MlpowerError, ValueError, OSError, IndexError) as exc:
-            conn.log.error(f"{shown(line)}: {type(exc).__name__}: {exc}")
+            conn.log.error(f"{client_text(line)}: {type(exc).__name__}: {exc}")
             return reply_for(exc)
 
     # ----------------------------------------------------------------------- commands
@@ -325,7 +325,8 @@ class PowerDevServer:
             conn.log.error(f"set_ntp: {exc}")
             return "Error: exception"
         if result.returncode != 0:
-            conn.log.error(f"set_ntp: {self._ntp_command!r} exited {result.returncode}: {shown(result.stderr.strip())}")
+            stderr = client_text(result.stderr.strip())
+            conn.log.error(f"set_ntp: {self._ntp_command!r} exited {result.returncode}: {stderr}")
             return "Error: exception"
         time.sleep(1.0)  # as upstream: let the clock settle before the client re-checks
         return "OK"
@@ -343,7 +344,8 @@ class PowerDevServer:
             conn.session.handle(Abort("replaced by a new session"))
         self._await_departed()
         conn.session = self.session = self._director.open_session(label=label, client_uuid=client_uuid,
-                                                                  server_log=conn.log, messages=conn.messages)
+                                                                  server_log=conn.log, messages=conn.messages,
+                                                                  settings={"driver": "powerdev"})
         conn.last_sid = conn.session.run_id
         conn.recording = True
         return f"OK {conn.session.run_id},{conn.session.identity.server_uuid}"
@@ -393,7 +395,7 @@ class PowerDevServer:
             raise ValueError("download needs a session id and a file name")
         path = self._session_file(conn, fields[1], ",".join(fields[2:]))
         if path is None:
-            conn.log.error(f"refused download of {shown(','.join(fields[2:]))!r}")
+            conn.log.error(f"refused download of {client_text(','.join(fields[2:]))}")
             return "Error"
         conn.log.info(f"sending {fields[2]} ({path.stat().st_size} bytes)")
         conn.sock.settimeout(SEND_TIMEOUT_S)

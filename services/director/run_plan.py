@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mlpower.schema import WorkloadRequest
+
 from .errors import DirectorError
 from .session_states import MODES, Abort, Fail, ManualRanges, Mode
 
@@ -22,13 +24,22 @@ class TimedWorkload:
 
 @dataclass(frozen=True)
 class AgentWorkload:
-    """The SUT agent runs this workload in each mode and says when it is done."""
+    """The SUT agent runs this workload in each mode and says when it is done. The request names a
+    workload the agent's owner declared (None: the agent's default); it never carries a command."""
 
-    name: str
+    request: WorkloadRequest | None
     settings: dict[str, Any] = field(default_factory=dict)
+
+    def recorded(self) -> dict[str, Any] | None:
+        """The request as the run records it (plain JSON in ``RunStart.settings``)."""
+        return None if self.request is None else self.request.model_dump(exclude_none=True)
 
 
 Workload = TimedWorkload | AgentWorkload
+
+DRIVERS = {TimedWorkload: "direct", AgentWorkload: "bus"}
+"""What drove a plan's run, recorded as ``RunStart.settings["driver"]`` so the run view knows the
+kind of run from the stream alone (power-dev sessions record ``powerdev``)."""
 
 Outcome = Fail | Abort | None
 """How a mode's workload ended: None = finished; else the event that ends the run."""

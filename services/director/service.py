@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
-import uvicorn
-from fastapi import FastAPI
 from mlpower.bus import Bus
+from mlpower.http_serve import HttpServer
 
 from .bus_edge import BusEdge
 from .director import Director, SourceFactory
-from .errors import DirectorError
 from .http_api import create_app
 from .metrics import DirectorMetrics
 from .powerdev_server import PowerDevServer
@@ -26,35 +23,6 @@ from .recovery import recover_interrupted_runs
 from .settings import DirectorSettings
 
 log = logging.getLogger(__name__)
-
-
-class HttpServer:
-    """The HTTP API on uvicorn in a thread; ``start`` returns once it listens. The one place the
-    director starts HTTP."""
-
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="director-http", daemon=True)
-        self._where = f"{host}:{port}"
-
-    def start(self, timeout_s: float = 10.0) -> HttpServer:
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started and time.monotonic() < deadline and self._thread.is_alive():
-            time.sleep(0.02)  # uvicorn offers no event for "listening"
-        if not self._server.started:
-            raise DirectorError(f"HTTP API could not start on {self._where}")
-        return self
-
-    @property
-    def address(self) -> tuple[str, int]:
-        host, port = self._server.servers[0].sockets[0].getsockname()[:2]
-        return str(host), int(port)
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
 
 
 class DirectorService:
@@ -91,7 +59,7 @@ class DirectorService:
     @property
     def http_port(self) -> int:
         assert self.http is not None, "HTTP not started"
-        return self.http.address[1]
+        return self.http.port
 
     def start(self) -> DirectorService:
         # runs a killed predecessor left open are closed (aborted, samples kept) before any new session
@@ -101,7 +69,7 @@ class DirectorService:
         if self.powerdev is not None:
             self.powerdev.start()
         if self._serve_http:
-            self.http = HttpServer(self.app, self.settings.host, self.settings.http_port).start()
+            self.http = HttpServer(self.app, self.settings.host, self.settings.http_port, name="director").start()
         return self
 
     def stop(self) -> None:

@@ -174,15 +174,22 @@ def serve_command(
     from mlpower.cli import run
 
     def body() -> None:
-        import uvicorn
+        import signal
+        import threading
+
         from mlpower.bus import connect
         from mlpower.cli import setup_logging
+        from mlpower.http_serve import HttpServer
 
         from .app import create_app
         from .service import FiguresService
 
         settings = _settings()
         setup_logging(settings.log_level)
+        # the HTTP server runs in a thread (see mlpower.http_serve): this thread owns the signals
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
         bus = None if no_bus else connect(settings.amqp_url, kind=settings.bus, client_name="mlpower-figures")
         service = FiguresService(
             settings.data_dir,
@@ -192,16 +199,18 @@ def serve_command(
             bus=bus,
             lab=settings.lab,
         )
+        server = None
         try:
             if bus is not None:
                 service.listen(settings.instance)
-            uvicorn.run(
-                create_app(service, api_token=settings.api_token),
-                host=settings.http_host,
-                port=port if port is not None else settings.http_port,
-                log_level=settings.log_level.lower(),
-            )
+            server = HttpServer(create_app(service, api_token=settings.api_token), settings.http_host,
+                                port if port is not None else settings.http_port, name="figures",
+                                log_level=settings.log_level).start()
+            typer.echo(f"figures HTTP on {server.url}", err=True)
+            server.wait(stop)
         finally:
+            if server is not None:
+                server.stop()
             service.close()
             if bus is not None:
                 bus.close()

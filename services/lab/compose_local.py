@@ -3,7 +3,9 @@
 ``mlpower lab up`` runs every service built from ``deploy/Dockerfile`` with exactly the command
 and environment its container gets; only what a container namespace gives for free is mapped:
 service hostnames become 127.0.0.1 (each service has its own default port, so nothing clashes),
-volume and secret paths become folders and files under the lab's work folder.
+volume and secret paths become folders and files under the lab's work folder, and listen
+addresses (``MLPOWER_*_HOST``: 0.0.0.0 inside a container reaches its own network only) become
+the bind address, 127.0.0.1 unless the user chose another.
 
 The compose file is read with PyYAML (anchors and ``<<`` merges are YAML's own) and Compose's
 ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}`` and ``${VAR:?message}`` interpolation; the
@@ -19,9 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from mlpower.lab.credentials import write_secret
 from mlpower.lab.errors import LabError
 
 MLPOWER_DOCKERFILE = "deploy/Dockerfile"
+LISTEN_HOST = re.compile(r"^MLPOWER_[A-Z_]+_HOST$")
+PORT_SETTING = re.compile(r"^MLPOWER_[A-Z_]*PORT$")
+LOCAL_PORT = re.compile(r"(127\.0\.0\.1::?)(\d+)")  # host:port, and a VISA resource's host::port
 _VARIABLE = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
                        r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
 
@@ -111,13 +117,36 @@ def dependency_order(services: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return ordered
 
 
+def _lab_ports(services: Mapping[str, Mapping[str, Any]]) -> set[int]:
+    """The ports the lab's services listen on: those they publish, and their own port settings."""
+    ports = set()
+    for service in services.values():
+        for mapping in service.get("ports") or []:
+            target = mapping.get("target") if isinstance(mapping, dict) else str(mapping).rsplit(":", 1)[-1]
+            ports.add(int(str(target).split("/")[0]))
+        ports |= {int(value) for key, value in (service.get("environment") or {}).items()
+                  if PORT_SETTING.match(key) and str(value).isdigit()}
+    return ports
+
+
+def shift_ports(text: str, ports: set[int], offset: int) -> str:
+    """``127.0.0.1:<port>`` of a lab port moved by ``offset`` (several labs on one machine)."""
+    if not offset:
+        return text
+    return LOCAL_PORT.sub(lambda m: f"{m[1]}{int(m[2]) + offset}" if int(m[2]) in ports else m[0], text)
+
+
 def local_services(config: Mapping[str, Any], workdir: Path, secret_values: Mapping[str, str],
-                   overrides: Mapping[str, str] | None = None) -> dict[str, LocalService]:
-    """The services built from deploy/Dockerfile, in dependency order, ready to run as processes."""
+                   overrides: Mapping[str, str] | None = None, bind_address: str = "127.0.0.1",
+                   port_offset: int = 0) -> dict[str, LocalService]:
+    """The services built from deploy/Dockerfile, in dependency order, ready to run as processes.
+
+    ``port_offset`` moves every port the lab's services listen on (and every address of one)."""
     hostnames = re.compile(r"(?<![\w.-])(" + "|".join(map(re.escape, sorted(config["services"], key=len, reverse=True)))
                            + r")(?=:)")
     ours = {name: service for name, service in config["services"].items()
             if (service.get("build") or {}).get("dockerfile") == MLPOWER_DOCKERFILE}
+    ports = _lab_ports(ours)
     local = {}
     for name in dependency_order(ours):
         service = ours[name]
@@ -131,21 +160,26 @@ def local_services(config: Mapping[str, Any], workdir: Path, secret_values: Mapp
                 paths[volume["target"]] = str(folder)
         for secret in service.get("secrets", []):
             path = workdir / "secrets" / secret["source"]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secret_values.get(secret["source"], ""), encoding="utf-8")
-            path.chmod(0o600)
+            write_secret(path, secret_values.get(secret["source"], ""))
             paths[secret.get("target") or f"/run/secrets/{secret['source']}"] = str(path)
 
         def remap(value: str, paths: dict[str, str] = paths) -> str:
             for target, source in paths.items():
                 if value == target or value.startswith(target + "/"):
                     return source + value[len(target):]
-            return hostnames.sub("127.0.0.1", value)
+            return shift_ports(hostnames.sub("127.0.0.1", value), ports, port_offset)
 
-        env = {key: remap(str(value)) for key, value in (service.get("environment") or {}).items()}
+        def setting(key: str, value: str) -> str:
+            if LISTEN_HOST.match(key):
+                return bind_address
+            if port_offset and PORT_SETTING.match(key) and value.isdigit() and int(value) in ports:
+                return str(int(value) + port_offset)
+            return remap(value)
+
+        env = {key: setting(key, str(value)) for key, value in (service.get("environment") or {}).items()}
         env.update(overrides or {})
         test = (service.get("healthcheck") or {}).get("test", [])
-        urls = re.findall(r"http://127\.0\.0\.1:\d+/healthz", " ".join(test))
+        urls = re.findall(r"http://127\.0\.0\.1:\d+/healthz", shift_ports(" ".join(test), ports, port_offset))
         local[name] = LocalService(name, ["mlpower", *service["command"]], env, urls[0] if urls else None,
                                    [dep for dep in service.get("depends_on", {}) if dep in ours])
     return local

@@ -19,7 +19,7 @@ from mlpower.lab.embedded import EmbeddedLab, LabOptions
 from mlpower.lab.errors import LabError
 from mlpower.lab.progress import Progress
 from mlpower.lab.report import print_summary, write_report
-from mlpower.schema import RunAnalyzed, StartRun
+from mlpower.schema import RunAnalyzed, StartRun, WorkloadRequest
 from mlpower.timeutil import now_utc_s
 from rich.console import Console
 from rich.live import Live
@@ -95,8 +95,9 @@ def _run(options: DemoOptions, console: Console, bus: Bus, lab_options: LabOptio
                           f"director power-dev server on 127.0.0.1:{lab.director.powerdev_port}")
             bus.publish(
                 StartRun(sut=lab_options.sut, run_id=run_id, benchmark="resnet-numpy (built-in)",
-                         scenario=SCENARIOS[options.scenario], workload=f"builtin:{options.scenario}",
-                         sample_interval_s=options.sample_interval_s, settings={"duration_s": options.duration_s}),
+                         scenario=SCENARIOS[options.scenario],
+                         workload=WorkloadRequest(name=f"builtin:{options.scenario}", duration_s=options.duration_s),
+                         sample_interval_s=options.sample_interval_s),
                 topology.command_key("director", lab_options.sut),
             )
             deadline = time.monotonic() + options.timeout_s

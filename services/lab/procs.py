@@ -17,6 +17,10 @@ from pathlib import Path
 from mlpower.lab.errors import LabError
 
 STATE_FILE = "lab.json"
+INHERITED_CREDENTIALS = ("AMQP_URL", "AMQP_URL_FILE", "MLPOWER_API_TOKEN", "MLPOWER_API_TOKEN_FILE",
+                         "RABBITMQ_PASSWORD")
+"""Not passed on from the shell that runs ``lab up`` (its AMQP_URL is the broker's administrator):
+each service gets the lab's own credentials, from files, through its compose environment."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,8 @@ def start(name: str, argv: list[str], env: dict[str, str], logs: Path, health_ur
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{name}.log"
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(mlpower_argv(argv), env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+        inherited = {key: value for key, value in os.environ.items() if key not in INHERITED_CREDENTIALS}
+        process = subprocess.Popen(mlpower_argv(argv), env={**inherited, **env}, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
     return Started(name, process.pid, str(log_path), health_url)
 

@@ -1,7 +1,8 @@
 """The SUT agent's HTTP app (FastAPI): ``/healthz``, ``/metrics`` and ``/status``.
 
 Read-only: nothing here starts or changes work (phases come over the bus or the power-dev
-protocol), so no bearer token is asked for.
+protocol), so no bearer token is asked for. ``/status`` names the workloads bus mode offers, with
+their parameters, never their commands.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from fastapi import FastAPI, Response
 from mlpower.http_limits import BodyLimit
 
 from .metrics import CONTENT_TYPE, AgentMetrics
+from .registry import Registry, describe
 
 
-def create_app(metrics: AgentMetrics, *, mode: str = "bus") -> FastAPI:
+def create_app(metrics: AgentMetrics, *, mode: str = "bus", registry: Registry | None = None) -> FastAPI:
     app = FastAPI(title="mlpower SUT agent", version="1", description=__doc__)
     app.add_middleware(BodyLimit)
 
@@ -28,6 +30,7 @@ def create_app(metrics: AgentMetrics, *, mode: str = "bus") -> FastAPI:
 
     @app.get("/status")
     def status() -> dict[str, Any]:
-        return {"mode": mode, **metrics.status()}
+        workloads = {"workloads": describe(registry)} if registry is not None else {}
+        return {"mode": mode, **metrics.status(), **workloads}
 
     return app

@@ -11,8 +11,12 @@ import typer
 def agent(
     server: Annotated[str | None, typer.Option(help="the power-dev server, HOST[:PORT] (port 4950 by default)")] = None,
     workload: Annotated[str | None, typer.Option(
-        help="builtin:offline|server|singlestream[:cuda], or a shell command writing LoadGen logs into "
-             "$MLPOWER_LOADGEN_LOG_DIR (or the {log_dir} placeholder)")] = None,
+        help="client mode: builtin:offline|server|singlestream[:cuda], or your shell command writing LoadGen "
+             "logs into $MLPOWER_LOADGEN_LOG_DIR (or the {log_dir} placeholder); bus mode: the default "
+             "workload's name (a built-in or one --workloads declares)")] = None,
+    workloads: Annotated[Path | None, typer.Option(
+        help="bus mode: TOML file declaring the workloads a request may name (MLPOWER_AGENT_WORKLOADS); "
+             "without it, the built-ins only")] = None,
     out: Annotated[Path | None, typer.Option(help="output folder; the session tree goes to OUT/<session>/")] = None,
     ntp: Annotated[str | None, typer.Option(help="NTP server to check this machine's clock against")] = None,
     label: Annotated[str | None, typer.Option(help="session label (A-Z a-z 0-9 - _)")] = None,
@@ -48,6 +52,8 @@ def _agent(**flags: Any) -> None:
     overrides: dict[str, Any] = {name: flags[name] for name in names if flags[name] is not None}
     if flags["out"] is not None:
         overrides["results_dir"] = flags["out"]
+    if flags["workloads"] is not None:
+        overrides["workloads_file"] = flags["workloads"]
     if flags["allow_clock_offset"]:
         overrides["allow_clock_offset"] = True
     settings = load_settings(Settings, **overrides)
@@ -57,11 +63,17 @@ def _agent(**flags: Any) -> None:
     from mlpower.sut_agent.metrics import AgentMetrics
 
     metrics = AgentMetrics(settings.sut)
+    registry = None
+    if flags["bus"]:  # read before anything listens: a bad declaration file stops the start with one line
+        from mlpower.sut_agent.registry import load_registry
+
+        registry = load_registry(settings.workloads_file)
+        registry.resolve(None, settings.workload)
     serve_http = flags["bus"] if flags["http"] is None else flags["http"]
-    http = _start_http(settings, metrics, "bus" if flags["bus"] else "client") if serve_http else None
+    http = _start_http(settings, metrics, "bus" if flags["bus"] else "client", registry) if serve_http else None
     try:
         if flags["bus"]:
-            _serve_bus(settings, metrics)
+            _serve_bus(settings, metrics, registry)
         else:
             _client_session(settings, flags, metrics)
     finally:
@@ -69,13 +81,13 @@ def _agent(**flags: Any) -> None:
             http.stop()
 
 
-def _start_http(settings: Any, metrics: Any, mode: str) -> Any:
+def _start_http(settings: Any, metrics: Any, mode: str, registry: Any) -> Any:
+    from mlpower.http_serve import HttpServer
     from mlpower.sut_agent.app import create_app
-    from mlpower.sut_agent.http_server import HttpServer
 
-    server = HttpServer(create_app(metrics, mode=mode), settings.http_host, settings.http_port,
-                        log_level=settings.log_level).start()
-    typer.echo(f"agent HTTP on http://{settings.http_host}:{server.port}", err=True)
+    server = HttpServer(create_app(metrics, mode=mode, registry=registry), settings.http_host, settings.http_port,
+                        name="the agent's HTTP app", log_level=settings.log_level).start()
+    typer.echo(f"agent HTTP on {server.url}", err=True)
     return server
 
 
@@ -122,7 +134,7 @@ def _client_session(settings: Any, flags: dict[str, Any], metrics: Any) -> None:
                    f"power window {r.window.duration_s:.3f} s, compliant durations: {outcome.compliant_durations}")
 
 
-def _serve_bus(settings: Any, metrics: Any) -> None:
+def _serve_bus(settings: Any, metrics: Any, registry: Any) -> None:
     import signal
     import threading
 
@@ -132,7 +144,7 @@ def _serve_bus(settings: Any, metrics: Any) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     bus = connect(settings.amqp_url, kind=settings.bus, client_name=f"agent-{settings.sut}")
-    service = AgentService(settings, bus, metrics).start()
+    service = AgentService(settings, bus, metrics, registry).start()
     try:
         while not stop.wait(1.0):
             pass

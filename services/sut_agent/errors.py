@@ -13,6 +13,14 @@ class WorkloadError(AgentError):
     """The workload could not be started or ended badly."""
 
 
+class WorkloadRefused(WorkloadError):
+    """A requested workload this SUT does not declare, or a parameter it does not take: nothing ran."""
+
+
+class RegistryError(AgentError):
+    """The SUT's workload configuration (MLPOWER_AGENT_WORKLOADS) cannot be used; the message names the file."""
+
+
 class WorkloadFailed(WorkloadError):
     """The workload exited non-zero; the exit code and the end of its stderr are kept."""
 

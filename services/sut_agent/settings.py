@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mlpower.settings import ServiceSettings
 from mlpower.sut_agent.errors import AgentError
 from pydantic import Field
@@ -9,7 +11,11 @@ from pydantic import Field
 
 class Settings(ServiceSettings):
     sut: str = Field(default="sut", validation_alias="MLPOWER_SUT", pattern=r"^[A-Za-z0-9_\-]+$")
+    # Client mode: a built-in or the owner's shell command. Bus mode: the default workload's name,
+    # one of those the SUT declares (MLPOWER_AGENT_WORKLOADS) or a built-in.
     workload: str = Field(default="builtin:offline", validation_alias="MLPOWER_AGENT_WORKLOAD")
+    workloads_file: Path | None = Field(default=None, validation_alias="MLPOWER_AGENT_WORKLOADS",
+                                        description="TOML file declaring the workloads bus mode may run")
     # 600 s is the rules' minimum run length; shorter runs are marked non-compliant in the outputs.
     duration_s: float = Field(default=600.0, gt=0, validation_alias="MLPOWER_AGENT_DURATION_S")
     # The director's power-dev server, HOST[:PORT]: the client-mode peer, and in bus mode the clock reference.

@@ -1,29 +1,38 @@
-"""Workloads: the built-in LoadGen runs (a table) and any shell command, launched under TZ=UTC.
+"""Workloads: the built-in LoadGen runs (a table), the SUT owner's own command (client mode), and
+the workloads the owner declares for bus mode (``registry``); all launched under TZ=UTC.
 
 A command workload writes its LoadGen logs into the folder the agent names, which it learns in
 two ways (power-dev's client only has a fixed ``-L INDIR``; naming the folder per run keeps the
 ranging and testing logs apart): the environment variable ``MLPOWER_LOADGEN_LOG_DIR``, and the
-placeholder ``{log_dir}`` replaced in the command text. ``MLPOWER_MODE`` and
-``MLPOWER_DURATION_S`` tell it the mode and the asked duration.
+placeholder ``{log_dir}`` replaced in the command text. ``MLPOWER_MODE``, ``MLPOWER_DURATION_S``
+(and ``MLPOWER_SCENARIO`` where one applies) tell it the mode, the asked duration and scenario.
+
+The benchmark never gets the agent's own settings or credentials (``AMQP_URL``, the API token):
+a built-in or a declared workload gets a minimal base (``BASE_ENV_NAMES``, ``TZ=UTC``) plus what
+its declaration names; the owner's client-mode command gets the owner's environment without the
+agent's ``AMQP_*`` and ``MLPOWER_*`` variables.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from mlpower.sut_agent.errors import WorkloadError, WorkloadFailed
 
 LOG_DIR_ENV = "MLPOWER_LOADGEN_LOG_DIR"
 MODE_ENV = "MLPOWER_MODE"
 DURATION_ENV = "MLPOWER_DURATION_S"
+SCENARIO_ENV = "MLPOWER_SCENARIO"
 LOG_DIR_PLACEHOLDER = "{log_dir}"
 BUILTIN_PREFIX = "builtin:"
 COMPLIANT_MIN_DURATION_S = 600.0  # every scenario's minimum run length (mlperf-power-rules.md §2.5)
@@ -31,42 +40,78 @@ STDERR_TAIL_LINES = 20
 STDERR_TAIL_CHARS = 4000
 POLL_S = 0.2
 
+BASE_ENV_NAMES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+"""What every workload gets from the agent's environment (when set), besides TZ=UTC and the run's own."""
+AGENT_OWN_ENV = re.compile(r"^(AMQP_|MLPOWER_)")
+"""The agent's own settings and credentials: never passed to a benchmark."""
+
+
+def base_environment(source: Mapping[str, str]) -> dict[str, str]:
+    return {name: source[name] for name in BASE_ENV_NAMES if name in source}
+
+
+class Workload(Protocol):
+    """Something the agent can run for one phase: a command line and the environment it gets."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def scenario(self) -> str | None: ...  # the scenario a request chose, told to the workload
+
+    @property
+    def params(self) -> frozenset[str]: ...  # what a request may set (WorkloadRequest's fields)
+
+    def command(self, log_dir: Path, duration_s: float, mode: str) -> list[str] | str: ...
+
+    def environment(self, source: Mapping[str, str]) -> dict[str, str]: ...
+
 
 @dataclass(frozen=True)
 class BuiltinWorkload:
     """A LoadGen scenario on the built-in network; ``device`` cuda uses the optional PyTorch variant."""
 
-    scenario: str
+    builtin_scenario: str
     device: str = "cpu"
+    params: frozenset[str] = frozenset({"duration_s"})
+    scenario: str | None = None
 
     @property
     def name(self) -> str:
         suffix = f":{self.device}" if self.device != "cpu" else ""
-        return f"{BUILTIN_PREFIX}{self.scenario}{suffix}"
+        return f"{BUILTIN_PREFIX}{self.builtin_scenario}{suffix}"
 
-    def command(self, log_dir: Path, duration_s: float) -> list[str]:
+    def command(self, log_dir: Path, duration_s: float, mode: str = "") -> list[str]:
         return [
             sys.executable, "-m", "mlpower.sut_agent.loadgen_runner",
-            "--scenario", self.scenario, "--device", self.device,
+            "--scenario", self.builtin_scenario, "--device", self.device,
             "--out", str(log_dir), "--duration-ms", str(max(1, round(duration_s * 1000))),
         ]
+
+    def environment(self, source: Mapping[str, str]) -> dict[str, str]:
+        chosen = ("CUDA_VISIBLE_DEVICES",) if self.device == "cuda" else ()  # which GPU: the machine's choice
+        return {**base_environment(source), **{name: source[name] for name in chosen if name in source}}
 
 
 @dataclass(frozen=True)
 class CommandWorkload:
-    """A shell command, like power-dev's ``--run-workload``."""
+    """A shell command the SUT's owner typed (client mode), like power-dev's ``--run-workload``."""
 
     text: str
+    scenario: str | None = None
+    params: frozenset[str] = frozenset({"duration_s"})
 
     @property
     def name(self) -> str:
         return self.text
 
-    def command(self, log_dir: Path, duration_s: float) -> str:
+    def command(self, log_dir: Path, duration_s: float, mode: str = "") -> str:
         return self.text.replace(LOG_DIR_PLACEHOLDER, shlex.quote(str(log_dir)))
 
+    def environment(self, source: Mapping[str, str]) -> dict[str, str]:
+        # the owner's own shell environment (their CUDA, conda, model paths), less the agent's credentials
+        return {name: value for name, value in source.items() if not AGENT_OWN_ENV.match(name)}
 
-Workload = BuiltinWorkload | CommandWorkload
 
 # The built-in workloads: ``builtin:<scenario>[:<device>]``.
 BUILTIN_WORKLOADS: dict[str, BuiltinWorkload] = {
@@ -83,6 +128,7 @@ BUILTIN_WORKLOADS: dict[str, BuiltinWorkload] = {
 
 
 def parse_workload(text: str) -> Workload:
+    """Client mode's ``--workload``: a built-in, or the owner's shell command."""
     spec = text.strip()
     if not spec:
         raise WorkloadError("no workload given: use builtin:offline|server|singlestream[:cuda] or a shell command")
@@ -114,9 +160,15 @@ class WorkloadRun:
     log_dir: Path
 
 
-def workload_environment(log_dir: Path, mode: str, duration_s: float) -> dict[str, str]:
-    # TZ=UTC makes LoadGen write power_begin/power_end in UTC (power-dev-protocol.md §6.1).
-    return {**os.environ, "TZ": "UTC", LOG_DIR_ENV: str(log_dir), MODE_ENV: mode, DURATION_ENV: f"{duration_s:g}"}
+def workload_environment(workload: Workload, log_dir: Path, mode: str, duration_s: float,
+                         source: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The workload's own environment, then the run's: TZ=UTC makes LoadGen write power_begin and
+    power_end in UTC (power-dev-protocol.md §6.1)."""
+    env = {**workload.environment(os.environ if source is None else source), "TZ": "UTC",
+           LOG_DIR_ENV: str(log_dir), MODE_ENV: mode, DURATION_ENV: f"{duration_s:g}"}
+    if workload.scenario:
+        env[SCENARIO_ENV] = workload.scenario
+    return env
 
 
 def tail(text: str, lines: int = STDERR_TAIL_LINES, chars: int = STDERR_TAIL_CHARS) -> str:
@@ -153,14 +205,14 @@ def run_workload(
     non-None answer stops the workload and fails with that reason.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
-    command = workload.command(log_dir, duration_s)
+    command = workload.command(log_dir, duration_s, mode)
     stdout_path, stderr_path = log_dir / "workload_stdout.txt", log_dir / "workload_stderr.txt"
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         started = time.time()
         try:
             process = subprocess.Popen(
                 command, shell=isinstance(command, str), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                env=workload_environment(log_dir, mode, duration_s), start_new_session=True,
+                env=workload_environment(workload, log_dir, mode, duration_s), start_new_session=True,
             )
         except OSError as exc:
             raise WorkloadError(f"cannot start workload {workload.name}: {exc}") from exc

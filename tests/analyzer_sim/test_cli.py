@@ -36,3 +36,14 @@ def test_bad_load_is_one_line_and_status_2() -> None:
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("mlpower: error: invalid setting MLPOWER_SIM_LOAD")
+
+
+@pytest.mark.parametrize("spec", ["trace:/etc/passwd", "trace:/etc/shadow", "trace:../../../../etc/passwd",
+                                  "trace:/proc/self/environ", "constant:nan"])
+def test_a_load_outside_the_traces_folder_or_not_finite_is_refused_without_quoting_a_file(spec: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "mlpower.analyzer_sim", "--port", "0", "--control-port", "-1",
+                             "--load", spec], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mlpower: error: invalid setting MLPOWER_SIM_LOAD"), lines
+    assert "root:" not in result.stderr and "PATH=" not in result.stderr and "daemon:" not in result.stderr

@@ -152,3 +152,9 @@ def test_the_command_table_is_data_with_unique_patterns() -> None:
     assert len(patterns) == len(set(patterns))
     assert all(c.set or c.query for c in COMMANDS)
     assert [n.short for n in parse_pattern("[:INPut]:VOLTage:RANGe")] == ["INP", "VOLT", "RANG"]
+
+
+def test_a_number_too_large_for_a_float_is_data_out_of_range(d: Dispatcher) -> None:
+    assert d.execute(":STAT:EESE 1e999") is None
+    errors = _errors(d)
+    assert len(errors) == 1 and errors[0].startswith("222,"), errors

@@ -56,7 +56,7 @@ def running_lab(tmp_path: Path, amqp_url: str, unique: str, monkeypatch: pytest.
         yield tmp_path / "lab"
     finally:
         stopped = list(lab_down())
-        assert all(line.endswith("stopped") for line in stopped) or stopped[0].startswith("no lab")
+        assert all(line.endswith(("stopped", "deleted")) for line in stopped) or stopped[0].startswith("no lab")
 
 
 @pytest.mark.slow

@@ -31,8 +31,10 @@ from tests.director.conftest import fast_settings
 from tests.director.fakes import FakeSource
 
 TOKEN = "tok-9f2c7e1d-security-test"
-WRONG = [None, "", "Bearer", "Bearer ", f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", f"bearer {TOKEN}",
-         f"Basic {TOKEN}", TOKEN, f"Bearer  {TOKEN}", "Bearer tök-non-ascii-ÿ"]
+WRONG = [None, "", "Bearer", "Bearer ", f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", f"Bearer{TOKEN}",
+         f"Basic {TOKEN}", TOKEN, f"Bearer {TOKEN} ", f"Bear {TOKEN}", "Bearer tök-non-ascii-ÿ", f"\tBearer {TOKEN}"]
+# RFC 7235: the scheme name is case-insensitive and one or more spaces separate it from the token
+RIGHT = [f"Bearer {TOKEN}", f"bearer {TOKEN}", f"BEARER {TOKEN}", f"bEaReR {TOKEN}", f"Bearer  {TOKEN}"]
 GUARDED_GETS = {"simulator": {"/state", "/faults"}}
 
 
@@ -98,7 +100,8 @@ def test_protected_endpoints_refuse_missing_and_wrong_tokens(name: str, tmp_path
                 assert response.status_code == 401, (method, path, authorization, response.status_code)
                 assert response.headers.get("www-authenticate") == "Bearer", (method, path)
                 assert TOKEN not in response.text
-            assert _call(client, method, path, f"Bearer {TOKEN}") != 401, (method, path)
+            for authorization in RIGHT:
+                assert _call(client, method, path, authorization) != 401, (method, path, authorization)
         # reading stays open: health and metrics are for probes and Prometheus, which carry no token
         assert client.get("/healthz").status_code == 200 and client.get("/metrics").status_code == 200
 

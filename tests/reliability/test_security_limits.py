@@ -58,7 +58,7 @@ def test_servers_listen_on_loopback_unless_configured(director: DirectorService,
     assert director.settings.host == "127.0.0.1"
     assert director.powerdev is not None and director.powerdev._listener is not None
     assert director.powerdev._listener.getsockname()[0] == "127.0.0.1"
-    assert director.http is not None and director.http.address[0] == "127.0.0.1"
+    assert director.http is not None and director.http.host == "127.0.0.1"
     for name in ("MLPOWER_ANALYTICS_HOST", "MLPOWER_FIGURES_HOST", "MLPOWER_SIM_HOST"):
         monkeypatch.delenv(name, raising=False)
     assert load_settings(AnalyticsSettings, bus="memory").http_host == "127.0.0.1"

@@ -160,8 +160,8 @@ def test_no_secret_in_logs_files_or_answers(tmp_path: Path, logs: list[str]) -> 
                             for p in ("/state", "/metrics", "/healthz")]
             finally:
                 service.stop()
-        answers.append(_stop_cli(analytics, "Uvicorn running"))
-        answers.append(_stop_cli(figures, "Uvicorn running"))
+        answers.append(_stop_cli(analytics, "analytics HTTP on"))
+        answers.append(_stop_cli(figures, "figures HTTP on"))
     finally:
         for process in (analytics, figures):  # a failed assertion above must not leave them running
             if process.poll() is None:

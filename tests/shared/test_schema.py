@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,42 @@ def test_non_finite_numbers_are_refused_rather_than_sent_as_null(value: float) -
         example_of(s.PhaseMark, "r", t_utc_s=value)
     with pytest.raises(s.DecodeError):
         s.decode(b'{"type": "cmd.start_run", "v": 1, "sut": "s", "settings": {"": Infinity}}')
+
+
+SHELL_TEXT = ["; touch /tmp/PWNED", "builtin:offline; touch x", "$(id)", "`id`", "a b", "a|b", "a&b", "a>b", "a\nb",
+              "../x", "/bin/sh", "x" * 65, "", " builtin:offline", "'q'", '"q"', "a\\b", "*", "~root"]
+
+
+@pytest.mark.parametrize("text", SHELL_TEXT)
+def test_a_workload_is_a_name_no_shell_text_matches(text: str) -> None:
+    for build in (lambda w: s.StartRun(sut="s", workload={"name": w}),
+                  lambda w: s.RunWorkloadPhase(run_id="r", sut="s", mode="testing", workload={"name": w})):
+        with pytest.raises(ValidationError):
+            build(text)
+    if text:  # a bare string is shorthand for {"name": ...}: the same pattern applies
+        with pytest.raises(ValidationError):
+            s.StartRun(sut="s", workload=text)
+        body = s.encode(s.StartRun(sut="s", workload="x")).replace(b'"name":"x"', f'"name":{json.dumps(text)}'.encode())
+        with pytest.raises(s.DecodeError, match="workload"):
+            s.decode(body)
+
+
+def test_a_workload_request_carries_typed_parameters_only() -> None:
+    request = s.StartRun(sut="s", workload={"name": "resnet50", "duration_s": 60, "scenario": "Server"}).workload
+    assert request == s.WorkloadRequest(name="resnet50", duration_s=60.0, scenario="Server")
+    assert s.StartRun(sut="s", workload="builtin:offline").workload == s.WorkloadRequest(name="builtin:offline")
+    assert s.StartRun(sut="s", workload="").workload is None and s.StartRun(sut="s").workload is None
+    for bad in ({"name": "x", "command": "id"}, {"name": "x", "duration_s": -1}, {"name": "x", "duration_s": 1e9},
+                {"name": "x", "scenario": "Sideways"}, {"name": "x", "env": {"LD_PRELOAD": "/x.so"}}):
+        with pytest.raises(ValidationError):
+            s.RunWorkloadPhase(run_id="r", sut="s", mode="testing", workload=bad)
+
+
+@pytest.mark.parametrize("run_id", ["../x", "a/b", "..", ".", "a b", "x" * 129, "a\x00", "/etc", "~"])
+def test_a_run_id_names_a_folder_and_is_never_a_path(run_id: str) -> None:
+    for message in (s.StopRun, s.RunCompleted, s.RunAnalyzed, s.WorkloadPhase):
+        fields = example_of(message, "r").model_dump()
+        with pytest.raises(ValidationError):
+            message(**{**fields, "run_id": run_id})
+    with pytest.raises(ValidationError):
+        s.StartRun(sut="s", run_id=run_id)

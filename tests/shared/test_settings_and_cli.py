@@ -28,6 +28,40 @@ def test_secret_file_supplies_a_credential(monkeypatch: pytest.MonkeyPatch, tmp_
     assert "s3cret" not in repr(settings)
 
 
+@pytest.mark.parametrize("placeholder", ["change-me-api-token", "CHANGE_ME", "changeme123", "<your token>",
+                                         "xxxx", "secret", "Password", "replace-me", "placeholder", "..."])
+def test_a_placeholder_token_is_refused_naming_the_variable(placeholder: str, monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    monkeypatch.delenv("MLPOWER_API_TOKEN_FILE", raising=False)
+    monkeypatch.setenv("MLPOWER_API_TOKEN", placeholder)
+    with pytest.raises(SettingsError, match="^invalid setting MLPOWER_API_TOKEN: .*placeholder") as raised:
+        load_settings(ServiceSettings)
+    assert "\n" not in str(raised.value)
+    monkeypatch.delenv("MLPOWER_API_TOKEN")
+    secret = tmp_path / "token"
+    secret.write_text(placeholder + "\n")
+    monkeypatch.setenv("MLPOWER_API_TOKEN_FILE", str(secret))
+    with pytest.raises(SettingsError, match="^invalid setting MLPOWER_API_TOKEN_FILE: .*placeholder"):
+        load_settings(ServiceSettings)
+
+
+def test_a_placeholder_broker_password_is_refused_without_echoing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMQP_URL", "amqp://mlpower:change-me-broker-password@rabbitmq:5672/%2F")
+    with pytest.raises(SettingsError, match="^invalid setting AMQP_URL: .*placeholder") as raised:
+        load_settings(ServiceSettings)
+    assert "change-me-broker-password" not in str(raised.value)
+
+
+@pytest.mark.parametrize("real", ["s3cret", "tok-9f2c7e1d-security-test",
+                                  "Kq0vZ3_yN8x-2Lm7fQwE1rT5uI9oP4aSdF6gH8jJ0kL"])
+def test_real_secrets_pass(real: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLPOWER_API_TOKEN_FILE", raising=False)
+    monkeypatch.setenv("MLPOWER_API_TOKEN", real)
+    monkeypatch.setenv("AMQP_URL", f"amqp://lab:{real}@127.0.0.1:5672/")
+    settings = load_settings(ServiceSettings)
+    assert settings.api_token == real
+
+
 def test_mlpower_help_lists_the_services() -> None:
     out = subprocess.run([sys.executable, "-m", "mlpower", "--help"], capture_output=True, text=True, check=True)
     for name in ("sim", "ptd", "director", "agent", "analytics", "figures", "check", "demo", "lab"):

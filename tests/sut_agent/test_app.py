@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from mlpower.bus import InMemoryBus
+from mlpower.http_serve import HttpServeError, HttpServer
 from mlpower.schema import RunWorkloadPhase, WorkloadPhase
 from mlpower.settings import load_settings
 from mlpower.sut_agent.app import create_app
 from mlpower.sut_agent.bus_mode import AgentService
 from mlpower.sut_agent.clock import ClockOffset
 from mlpower.sut_agent.errors import AgentError
-from mlpower.sut_agent.http_server import HttpServer
 from mlpower.sut_agent.metrics import AgentMetrics
 from mlpower.sut_agent.settings import Settings
 
@@ -88,7 +88,8 @@ def test_bus_mode_exports_the_measured_offset_even_when_it_refuses_the_phase(tmp
         service = AgentService(settings, bus)
         try:
             with pytest.raises(AgentError, match="beyond the 400 ms limit"):
-                service.run_command(RunWorkloadPhase(run_id="r1", sut="s1", mode="ranging", workload="true"))
+                service.run_command(RunWorkloadPhase(run_id="r1", sut="s1", mode="ranging",
+                                                     workload="builtin:offline"))
         finally:
             service.close()
             bus.close()
@@ -103,7 +104,7 @@ def test_http_server_binds_port_zero_and_refuses_a_busy_port() -> None:
     with HttpServer(create_app(metrics), "127.0.0.1", 0) as server:
         with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=5) as reply:
             assert json.load(reply)["status"] == "ok"
-        with pytest.raises(AgentError, match=f"cannot listen on 127.0.0.1:{server.port}"):
+        with pytest.raises(HttpServeError, match=f"cannot listen on 127.0.0.1:{server.port}"):
             HttpServer(create_app(metrics), "127.0.0.1", server.port)
     assert not server.alive
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mlpower import topology
 from mlpower.bus import Delivery
-from mlpower.schema import Message, RunWorkloadPhase, WorkloadPhase
+from mlpower.schema import Message, RunWorkloadPhase, WorkloadPhase, WorkloadRequest
 from mlpower.settings import load_settings
 from mlpower.sut_agent.bus_mode import AgentService
 from mlpower.sut_agent.settings import Settings
@@ -34,7 +34,10 @@ def agent_events(rabbit_bus: object, unique: str, tmp_path: Path) -> Iterator[Ag
     spec = topology.QueueSpec(name="", exchange=topology.EVENTS_EXCHANGE, patterns=(f"workload_phase.*.sut{unique}",),
                               durable=False, exclusive=True)
     listener = rabbit_bus.subscribe(spec, collect)  # type: ignore[attr-defined]
-    settings = load_settings(Settings, sut=f"sut{unique}", lab=f"lab{unique}", results_dir=tmp_path, duration_s=1.0)
+    declared = tmp_path / "workloads.toml"
+    declared.write_text('[workloads.oom]\ncommand = "echo out of memory >&2; exit 7"\n')
+    settings = load_settings(Settings, sut=f"sut{unique}", lab=f"lab{unique}", results_dir=tmp_path, duration_s=1.0,
+                             workloads_file=declared)
     service = AgentService(settings, rabbit_bus).start()
     try:
         yield service, received
@@ -52,7 +55,7 @@ def test_a_phase_command_produces_events_in_order(rabbit_bus: object, agent_even
                                                   unique: str, tmp_path: Path) -> None:
     service, received = agent_events
     command = RunWorkloadPhase(run_id=f"run{unique}", sut=f"sut{unique}", mode="testing",
-                               workload="builtin:offline", settings={"duration_s": 1.0})
+                               workload=WorkloadRequest(name="builtin:offline", duration_s=1.0))
     rabbit_bus.publish(command, topology.command_key("agent", f"sut{unique}"))  # type: ignore[attr-defined]
     events = take(received, 4)
     assert [e.state for e in events] == ["started", "power_begin", "power_end", "finished"]
@@ -66,8 +69,7 @@ def test_a_phase_command_produces_events_in_order(rabbit_bus: object, agent_even
 def test_a_failing_workload_publishes_failed(rabbit_bus: object, agent_events: Agent,
                                              unique: str) -> None:
     _, received = agent_events
-    command = RunWorkloadPhase(run_id=f"bad{unique}", sut=f"sut{unique}", mode="ranging",
-                               workload="echo out of memory >&2; exit 7")
+    command = RunWorkloadPhase(run_id=f"bad{unique}", sut=f"sut{unique}", mode="ranging", workload="oom")
     rabbit_bus.publish(command, topology.command_key("agent", f"sut{unique}"))  # type: ignore[attr-defined]
     started, failed = take(received, 2)
     assert (started.state, failed.state, failed.mode) == ("started", "failed", "ranging")
@@ -75,14 +77,40 @@ def test_a_failing_workload_publishes_failed(rabbit_bus: object, agent_events: A
     assert detail["exit_code"] == 7 and "out of memory" in detail["stderr_tail"]
 
 
-def test_a_bad_workload_name_fails_without_running(rabbit_bus: object,
-                                                   agent_events: Agent,
-                                                   unique: str) -> None:
+@pytest.mark.parametrize("workload, reason", [
+    (WorkloadRequest(name="builtin:nope"), "unknown workload 'builtin:nope': this SUT declares builtin:offline"),
+    (WorkloadRequest(name="resnet50"), "unknown workload 'resnet50'"),
+    (WorkloadRequest(name="oom", scenario="Server"), "workload oom takes no parameter scenario"),
+    (WorkloadRequest(name="oom", duration_s=5), "workload oom takes no parameter duration_s"),
+    (WorkloadRequest(name="builtin:offline", scenario="Server"), "takes no parameter scenario"),
+])
+def test_an_undeclared_workload_or_parameter_is_refused_before_anything_runs(
+        rabbit_bus: object, agent_events: Agent, unique: str, workload: WorkloadRequest, reason: str) -> None:
     _, received = agent_events
-    command = RunWorkloadPhase(run_id=f"x{unique}", sut=f"sut{unique}", mode="testing", workload="builtin:nope")
+    command = RunWorkloadPhase(run_id=f"x{unique}", sut=f"sut{unique}", mode="testing", workload=workload)
     rabbit_bus.publish(command, topology.command_key("agent", f"sut{unique}"))  # type: ignore[attr-defined]
+    (failed,) = take(received, 1)  # no "started": nothing ran
+    assert failed.state == "failed"
+    error = json.loads(failed.detail)["error"]
+    assert error.startswith("refused: ") and reason in error, error
+
+
+def test_a_shell_command_on_the_bus_runs_nothing(rabbit_bus: object, agent_events: Agent, unique: str,
+                                                 tmp_path: Path) -> None:
+    """Raw JSON past the schema: undecodable, so dead-lettered; the agent never sees it."""
+    service, received = agent_events
+    marker = tmp_path / f"PWNED-{unique}"
+    key = topology.command_key("agent", f"sut{unique}")
+    for text in (f"touch {marker}", f"builtin:offline; touch {marker}", f"$(touch {marker})"):
+        body = json.dumps({"v": 1, "type": "cmd.run_workload_phase", "run_id": f"evil{unique}", "sut": f"sut{unique}",
+                           "mode": "testing", "workload": text}).encode()
+        rabbit_bus.publish_raw(topology.COMMANDS_EXCHANGE, key, body)  # type: ignore[attr-defined]
+    # the queue is in order: once this one is refused, the three before it were handled
+    rabbit_bus.publish(RunWorkloadPhase(run_id=f"after{unique}", sut=f"sut{unique}", mode="testing",  # type: ignore[attr-defined]
+                                        workload="nothing-declared"), key)
     (failed,) = take(received, 1)
-    assert failed.state == "failed" and "unknown built-in workload" in failed.detail
+    assert failed.run_id == f"after{unique}" and failed.state == "failed"
+    assert not marker.exists() and service.outcomes == []
 
 
 @pytest.mark.slow
@@ -105,7 +133,7 @@ def test_the_simulator_follows_the_loadgen_window(rabbit_bus: object, agent_even
         sampler.start()
         try:
             command = RunWorkloadPhase(run_id=f"f{unique}", sut=f"sut{unique}", mode="testing",
-                                       workload="builtin:singlestream", settings={"duration_s": 2.0})
+                                       workload=WorkloadRequest(name="builtin:singlestream", duration_s=2.0))
             rabbit_bus.publish(command, topology.command_key("agent", f"sut{unique}"))  # type: ignore[attr-defined]
             started, begin, end, finished = take(received, 4)
             # the simulator's own consumer sees power_end/finished too: back to idle, then a few idle samples
