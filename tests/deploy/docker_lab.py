@@ -127,6 +127,12 @@ def lab_images(docker_engine: DockerEngine) -> LabImages:
     reference = image_ref()
     docker_engine.run("build", "--network", "host", "-q", "-f", "deploy/Dockerfile", "-t", reference, str(ROOT),
                       timeout=1200)
+    # earlier test builds of uncommitted trees: untag them, keeping their layers as build cache
+    repository = reference.rsplit(":", 1)[0]
+    tags = docker_engine.run("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repository).stdout.split()
+    stale = [tag for tag in tags if "-dirty-" in tag and tag != reference]
+    if stale:
+        docker_engine.run("rmi", "--no-prune", *stale, check=False)
     compose_text = (ROOT / "deploy" / "compose.yaml").read_text(encoding="utf-8")
     names = {name: re.search(rf"\$\{{{name}:-([^}}]+)\}}", compose_text).group(1)  # type: ignore[union-attr]
              for name in ("RABBITMQ_IMAGE", "PROMETHEUS_IMAGE", "GRAFANA_IMAGE")}
