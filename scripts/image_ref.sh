@@ -2,8 +2,10 @@
 # The mlpower image's full name, from one place: MLPOWER_REGISTRY (default localhost:5000, a lab
 # registry) and a tag from the git commit, so a tag names one content and is never reused.
 #
-#   scripts/image_ref.sh            # localhost:5000/mlpower:git-0123456789ab
-#   scripts/image_ref.sh --tag      # git-0123456789ab
+#   scripts/image_ref.sh                 # localhost:5000/mlpower:git-0123456789ab
+#   scripts/image_ref.sh mlpower-slim    # localhost:5000/mlpower-slim:git-0123456789ab (the
+#                                        # simulator and agent image, deploy/Dockerfile --target slim)
+#   scripts/image_ref.sh --tag           # git-0123456789ab
 #
 # With uncommitted changes the tag gets "-dirty-" and a hash of them (what differs from the
 # commit, and the untracked files): still one tag per content, but not one to publish
@@ -19,8 +21,8 @@ if [ -z "$tag" ]; then
     tag="$tag-dirty-${changes:0:8}"
   fi
 fi
-case "${1:-}" in
+case "${1:-mlpower}" in
   --tag) echo "$tag" ;;
-  "") echo "${registry%/}/mlpower:$tag" ;;
-  *) echo "usage: $0 [--tag]" >&2; exit 2 ;;
+  mlpower|mlpower-slim) echo "${registry%/}/${1:-mlpower}:$tag" ;;
+  *) echo "usage: $0 [mlpower|mlpower-slim|--tag]" >&2; exit 2 ;;
 esac

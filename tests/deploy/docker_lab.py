@@ -47,6 +47,7 @@ class DockerEngine:
 @dataclass(frozen=True)
 class LabImages:
     mlpower: str  # the image built from deploy/Dockerfile
+    slim: str  # its slim target (the simulator and the SUT agent)
     standins: dict[str, str]  # official name -> what the stand-in label says, for those built here
     grafana: str | None  # the Grafana image when it is on this engine, else None
 
@@ -107,9 +108,9 @@ def docker_engine(docker_lock: None) -> Iterator[DockerEngine]:
             subprocess.run(["bash", str(ENGINE_SCRIPT), "stop"], capture_output=True, text=True, timeout=120)
 
 
-def image_ref() -> str:
-    return subprocess.run([str(ROOT / "scripts" / "image_ref.sh")], capture_output=True, text=True, check=True,
-                          timeout=60).stdout.strip()
+def image_ref(name: str = "mlpower") -> str:
+    return subprocess.run([str(ROOT / "scripts" / "image_ref.sh"), name], capture_output=True, text=True,
+                          check=True, timeout=60).stdout.strip()
 
 
 def _label(engine: DockerEngine, image: str) -> str:
@@ -124,15 +125,16 @@ def lab_images(docker_engine: DockerEngine) -> LabImages:
                               timeout=1200)
     if standins.returncode != 0:
         pytest.fail(f"scripts/build_standin_images.sh failed:\n{standins.stdout[-2000:]}\n{standins.stderr[-3000:]}")
-    reference = image_ref()
-    docker_engine.run("build", "--network", "host", "-q", "-f", "deploy/Dockerfile", "-t", reference, str(ROOT),
-                      timeout=1200)
-    # earlier test builds of uncommitted trees: untag them, keeping their layers as build cache
-    repository = reference.rsplit(":", 1)[0]
-    tags = docker_engine.run("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repository).stdout.split()
-    stale = [tag for tag in tags if "-dirty-" in tag and tag != reference]
-    if stale:
-        docker_engine.run("rmi", "--no-prune", *stale, check=False)
+    reference, slim = image_ref("mlpower"), image_ref("mlpower-slim")
+    for image, target in ((reference, []), (slim, ["--target", "slim"])):
+        docker_engine.run("build", "--network", "host", "-q", *target, "-f", "deploy/Dockerfile", "-t", image,
+                          str(ROOT), timeout=1200)
+        # earlier test builds of uncommitted trees: untag them, keeping their layers as build cache
+        repository = image.rsplit(":", 1)[0]
+        tags = docker_engine.run("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repository).stdout.split()
+        stale = [tag for tag in tags if "-dirty-" in tag and tag != image]
+        if stale:
+            docker_engine.run("rmi", "--no-prune", *stale, check=False)
     compose_text = (ROOT / "deploy" / "compose.yaml").read_text(encoding="utf-8")
     names = {name: re.search(rf"\$\{{{name}:-([^}}]+)\}}", compose_text).group(1)  # type: ignore[union-attr]
              for name in ("RABBITMQ_IMAGE", "PROMETHEUS_IMAGE", "GRAFANA_IMAGE")}
@@ -143,5 +145,5 @@ def lab_images(docker_engine: DockerEngine) -> LabImages:
     if not have_grafana:
         # one short try: where Docker Hub answers, Grafana runs too
         have_grafana = docker_engine.run("pull", "-q", grafana, check=False, timeout=90).returncode == 0
-    return LabImages(reference, {image: label for image, label in labels.items() if label},
+    return LabImages(reference, slim, {image: label for image, label in labels.items() if label},
                      grafana if have_grafana else None)

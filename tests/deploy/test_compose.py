@@ -109,12 +109,23 @@ def test_lab_services_health_and_dependencies(compose: dict[str, Any]) -> None:
     assert set(services["lab-run"]["depends_on"]) >= {"director", "sut-agent", "analytics", "figures"}
 
 
-def test_mlpower_services_share_one_image_and_run_real_subcommands(compose: dict[str, Any]) -> None:
+SLIM_SERVICES = {"analyzer-sim", "sut-agent"}  # deploy/Dockerfile's slim target: no analysis stack
+
+
+def test_mlpower_services_run_deploy_dockerfile_images_and_real_subcommands(compose: dict[str, Any]) -> None:
     subcommands = {name for name, _, _ in SUBCOMMANDS}
     for name in MLPOWER_SERVICES:
         service = compose["services"][name]
-        assert service["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
+        expected = {"context": "..", "dockerfile": "deploy/Dockerfile"}
+        if name in SLIM_SERVICES:
+            expected["target"] = "slim"
+            assert service["image"].startswith("${MLPOWER_SLIM_IMAGE:-"), name
+        else:
+            assert service["image"].startswith("${MLPOWER_IMAGE:-"), name
+        assert service["build"] == expected, name
         assert service["command"][0] in subcommands, f"{name}: {service['command']}"
+        if name in SLIM_SERVICES:  # what the slim image can run
+            assert service["command"][0] in ("sim", "agent"), name
 
 
 def test_results_live_on_a_named_volume(compose: dict[str, Any]) -> None:

@@ -102,8 +102,8 @@ def compose_lab(deploy_tools: DeployTools, docker_engine: DockerEngine, lab_imag
     env_file = env_file_with_secrets(tmp_path)
     with env_file.open("a", encoding="utf-8") as extra:
         # a short demo measurement: 5 s LoadGen runs, 1 s director pauses (non-compliant, as the demo)
-        extra.write(f"\nMLPOWER_IMAGE={lab_images.mlpower}\nMLPOWER_AGENT_DURATION_S=5\nMLPOWER_ANALYZER_SLEEP_S=1\n"
-                    f"MLPOWER_SUT=sut1\nMLPOWER_LAB=lab\n")
+        extra.write(f"\nMLPOWER_IMAGE={lab_images.mlpower}\nMLPOWER_SLIM_IMAGE={lab_images.slim}\n"
+                    "MLPOWER_AGENT_DURATION_S=5\nMLPOWER_ANALYZER_SLEEP_S=1\nMLPOWER_SUT=sut1\nMLPOWER_LAB=lab\n")
     lab = ComposeLab(deploy_tools, docker_engine, f"mlpowertest{secrets.token_hex(4)}",
                      [COMPOSE, _override(tmp_path, lab_images.grafana is not None)], env_file, {})
     try:
@@ -220,18 +220,40 @@ def test_pyvisa_in_the_image_opens_a_usb_analyzer_up_to_no_device(docker_engine:
              "    print('opened')\n")
     result = docker_engine.run("run", "--rm", "--network", "none", "--entrypoint", "python", lab_images.mlpower,
                                "-c", probe)
+    slim = docker_engine.run("run", "--rm", "--network", "none", "--entrypoint", "python", lab_images.slim,
+                             "-c", probe)
+    assert slim.stdout == result.stdout, "the slim image opens USB analyzers the same way"
     text = result.stdout.strip()
     print(f"USB resource in the image: {text}")
     assert re.search(r"no device found|no such device", text, re.I), text
     assert "pyusb" not in text.lower() and "no backend" not in text.lower(), text
 
 
-def test_the_image_user_has_the_device_groups(docker_engine: DockerEngine, lab_images: LabImages) -> None:  # noqa: F811
-    ident = docker_engine.run("run", "--rm", "--network", "none", "--entrypoint", "id", lab_images.mlpower).stdout
+@pytest.mark.parametrize("which", ["mlpower", "slim"])
+def test_the_image_user_has_the_device_groups(docker_engine: DockerEngine, lab_images: LabImages,  # noqa: F811
+                                              which: str) -> None:
+    image = getattr(lab_images, which)
+    ident = docker_engine.run("run", "--rm", "--network", "none", "--entrypoint", "id", image).stdout
     assert re.match(r"uid=10001\(mlpower\) gid=10001\(mlpower\)", ident), ident
     assert "(plugdev)" in ident and "(dialout)" in ident, ident
-    volumes = docker_engine.run("image", "inspect", "--format", "{{json .Config.Volumes}}", lab_images.mlpower).stdout
+    volumes = docker_engine.run("image", "inspect", "--format", "{{json .Config.Volumes}}", image).stdout
     assert volumes.strip() in ("null", "{}"), volumes
+
+
+def test_the_slim_image_has_no_analysis_stack_and_runs_the_simulator_and_agent(
+        docker_engine: DockerEngine, lab_images: LabImages) -> None:  # noqa: F811
+    probe = ("import importlib.util as u\n"
+             "print(sorted(m for m in ('pyarrow', 'polars', 'matplotlib', 'PIL', 'setuptools') if u.find_spec(m)))\n"
+             "import mlpower.analyzer_sim.cli, mlpower.sut_agent.cli, mlpower.sut_agent.loadgen_runner\n"
+             "import pyvisa_py, usb\n"
+             "print('imports ok')\n")
+    result = docker_engine.run("run", "--rm", "--network", "none", "--entrypoint", "python", lab_images.slim, "-c",
+                               probe).stdout.split("\n")
+    assert result[:2] == ["[]", "imports ok"], result
+    sizes = {image: int(docker_engine.run("image", "inspect", "--format", "{{.Size}}", image).stdout)
+             for image in (lab_images.mlpower, lab_images.slim)}
+    print(f"image sizes: {', '.join(f'{name} {size / 1e6:.0f} MB' for name, size in sizes.items())}")
+    assert sizes[lab_images.slim] < sizes[lab_images.mlpower] - 300e6
 
 
 def test_a_code_edit_reuses_the_dependency_layer(docker_engine: DockerEngine, lab_images: LabImages,  # noqa: F811

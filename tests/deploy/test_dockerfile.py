@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -25,9 +26,24 @@ def instructions() -> list[tuple[str, str]]:
             if line.strip() and not line.lstrip().startswith("#")]
 
 
-def final_stage() -> list[tuple[str, str]]:
-    steps = instructions()
-    return steps[max(i for i, (op, _) in enumerate(steps) if op == "FROM"):]
+def stages() -> dict[str, list[tuple[str, str]]]:
+    """Stage name -> its instructions (``FROM`` first)."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for op, arg in instructions():
+        if op == "FROM":
+            current = found.setdefault(arg.split()[-1] if " AS " in arg.upper() else f"stage{len(found)}", [])
+        if found:
+            current.append((op, arg))
+    return found
+
+
+def image_steps(target: str) -> list[tuple[str, str]]:
+    """What an image's own stages run: the target and the stages it derives from (FROM <stage>)."""
+    chain, all_stages = [], stages()
+    while target in all_stages:
+        chain.insert(0, target)
+        target = all_stages[target][0][1].split()[0]
+    return [step for name in chain for step in all_stages[name]]
 
 
 def locked() -> dict[str, tuple[Version, list[str]]]:
@@ -42,21 +58,26 @@ def locked() -> dict[str, tuple[Version, list[str]]]:
     return pins
 
 
-def test_every_stage_starts_from_the_one_python_311_slim_base_argument() -> None:
+def test_every_image_starts_from_the_one_python_311_slim_base_argument() -> None:
     steps = instructions()
     assert steps[0] == ("ARG", "PYTHON_BASE=python:3.11-slim")
-    assert [arg.split()[0] for op, arg in steps if op == "FROM"] == ["${PYTHON_BASE}", "${PYTHON_BASE}"]
+    assert list(stages()) == ["build", "build-slim", "runtime", "slim", "full"]  # full: the default target
+    bases = {name: stage[0][1].split()[0] for name, stage in stages().items()}
+    assert bases == {"build": "${PYTHON_BASE}", "build-slim": "build", "runtime": "${PYTHON_BASE}",
+                     "slim": "runtime", "full": "runtime"}
 
 
-def test_final_stage_runs_as_a_numeric_non_root_uid_that_keeps_its_device_groups() -> None:
-    final = final_stage()
-    users = [arg for op, arg in final if op == "USER"]
+@pytest.mark.parametrize("target", ["full", "slim"])
+def test_images_run_as_a_numeric_non_root_uid_that_keeps_its_device_groups(target: str) -> None:
+    steps = image_steps(target)
+    users = [arg for op, arg in steps if op == "USER"]
     # a uid without ":gid": the runtime takes the supplementary groups (plugdev, dialout) from
     # /etc/group; "10001:10001" would drop them. Numeric so Kubernetes can verify runAsNonRoot.
     assert users == ["10001"]
-    useradd = next(arg for op, arg in final if op == "RUN" and "useradd" in arg)
+    useradd = next(arg for op, arg in steps if op == "RUN" and "useradd" in arg)
     assert re.search(r"--uid 10001 .*--groups plugdev,dialout", useradd)
-    assert ("ENTRYPOINT", '["mlpower"]') in final
+    assert ("ENTRYPOINT", '["mlpower"]') in steps
+    assert any(op == "RUN" and "libusb-1.0-0" in arg for op, arg in steps)  # PyUSB's backend
 
 
 def test_no_volume_line() -> None:
@@ -65,13 +86,36 @@ def test_no_volume_line() -> None:
     assert not [arg for op, arg in instructions() if op == "VOLUME"]
 
 
-def test_libusb_is_in_the_final_image_for_pyusb() -> None:
-    assert any(op == "RUN" and "libusb-1.0-0" in arg for op, arg in final_stage())
+def test_the_slim_image_drops_exactly_the_analysis_stack() -> None:
+    """The packages the slim target uninstalls: the analysis roots and whatever only they pull in (per the lock)."""
+    arg = next(arg for op, arg in stages()["build-slim"] if op == "ARG" and arg.startswith("ANALYSIS_PACKAGES="))
+    dropped = {canonicalize_name(name) for name in arg.split("=", 1)[1].strip('"').split()}
+    roots = {"pyarrow", "polars", "matplotlib"}
+    needed_by: dict[str, set[str]] = {}
+    text = LOCK.read_text(encoding="utf-8")
+    for block in re.split(r"\n(?=[a-z0-9])", text):
+        name = re.match(r"([A-Za-z0-9_.\-]+)==", block)
+        if name:
+            via = re.findall(r"#\s+(?:via\s+)?([A-Za-z0-9_.\-]+)", block)
+            needed_by[canonicalize_name(name.group(1))] = {canonicalize_name(v) for v in via if v != "via"}
+    only_for_analysis = set(roots)
+    changed = True
+    while changed:
+        changed = False
+        for name, users in needed_by.items():
+            if name not in only_for_analysis and users and users <= only_for_analysis:
+                only_for_analysis.add(name)
+                changed = True
+    assert dropped == only_for_analysis
+    # the services on the slim image (and the shared package they use) never import them
+    for folder in ("services/analyzer_sim", "services/sut_agent", "shared"):
+        for module in (ROOT / folder).glob("*.py"):
+            imported = set(re.findall(r"^\s*(?:import|from)\s+([A-Za-z_]\w*)", module.read_text(), re.M))
+            assert not imported & {"pyarrow", "polars", "matplotlib", "PIL"}, module
 
 
 def test_locked_dependencies_install_before_the_source_is_copied() -> None:
-    steps = instructions()
-    build = steps[:max(i for i, (op, _) in enumerate(steps) if op == "FROM")]
+    build = stages()["build"]
     copies = [(i, arg.split()[0]) for i, (op, arg) in enumerate(build) if op == "COPY"]
     install_deps = next(i for i, (op, arg) in enumerate(build)
                         if op == "RUN" and "--require-hashes" in arg and "-r /tmp/requirements.txt" in arg)
