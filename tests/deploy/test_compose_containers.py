@@ -35,7 +35,10 @@ from .compose_lab import env_file_with_secrets
 from .conftest import DEPLOY, ROOT, DeployTools
 from .docker_lab import DockerEngine, LabImages, docker_engine, docker_lock, lab_images  # noqa: F401 - fixtures
 
-pytestmark = pytest.mark.slow
+# The first test also pays for the session's set-up: on a machine without images that means
+# debootstrap, the stand-ins and both mlpower images (about 4 minutes here), so the suite's
+# 300 s default is too short for it.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 COMPOSE = DEPLOY / "compose.yaml"
 MLPOWER_SERVICES = ("analyzer-sim", "director", "sut-agent", "analytics", "figures")
