@@ -75,6 +75,8 @@ stop() {
     echo "# dockerd $pid did not stop within 30 s: killing it" >&2
     kill -KILL "$pid"
   fi
+  # dockerd leaves the host network namespace bound here; nothing else of ours stays mounted
+  if mountpoint -q "$dir/run/netns/default" 2>/dev/null; then umount "$dir/run/netns/default" || true; fi
   echo "# dockerd stopped" >&2
 }
 
