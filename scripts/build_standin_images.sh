@@ -19,6 +19,7 @@
 # Every image carries the label org.mlpower.standin=<what it stands in for>.
 #
 #   scripts/build_standin_images.sh          # builds what is missing and cannot be pulled
+#   scripts/build_standin_images.sh python   # only some of them: python, rabbitmq, prometheus
 #   MLPOWER_STANDIN_PULL=0 ...               # do not try Docker Hub first
 #   MLPOWER_STANDIN_REBUILD=1 ...            # rebuild stand-ins that already exist
 #
@@ -35,6 +36,12 @@ rabbitmq_image="$(sed -n 's/.*\${RABBITMQ_IMAGE:-\([^}]*\)}.*/\1/p' deploy/compo
 prometheus_image="$(sed -n 's/.*\${PROMETHEUS_IMAGE:-\([^}]*\)}.*/\1/p' deploy/compose.yaml | head -1)"
 base_image="mlpower-standin/debian:bookworm"
 suite=bookworm
+
+wanted=" ${*:-python rabbitmq prometheus} "
+for name in $wanted; do
+  case "$name" in python|rabbitmq|prometheus) ;; *) echo "unknown image $name (python, rabbitmq, prometheus)" >&2; exit 2;; esac
+done
+want() { [[ "$wanted" == *" $1 "* ]]; }
 
 log() { echo "standin: $*" >&2; }
 
@@ -63,7 +70,11 @@ apt_mirror() {
 }
 
 build_base() {
+  # several runs of this script at once (one image each) make the base once
+  exec 9>"${TMPDIR:-/tmp}/mlpower-standin-base.lock"
+  flock 9
   if docker image inspect "$base_image" >/dev/null 2>&1 && [ "${MLPOWER_STANDIN_REBUILD:-0}" != 1 ]; then
+    flock -u 9
     return 0
   fi
   command -v debootstrap >/dev/null || { log "installing debootstrap"; apt_get install -y -qq debootstrap >/dev/null; }
@@ -100,6 +111,7 @@ CFG
     | docker import --change 'CMD ["bash"]' --change 'ENV LANG=C.UTF-8' \
         --change "LABEL org.mlpower.standin=debian:$suite-slim" - "$base_image" >/dev/null
   log "$base_image: built ($(docker image inspect --format '{{.Size}}' "$base_image" | awk '{printf "%d MB", $1/1e6}'))"
+  flock -u 9
 }
 
 build() {  # build <image> <what it stands in for>: Dockerfile on stdin, context the named folder
@@ -112,7 +124,7 @@ build() {  # build <image> <what it stands in for>: Dockerfile on stdin, context
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
 
-if ! have_image "$python_image"; then
+if want python && ! have_image "$python_image"; then
   build_base
   build "$python_image" "$context" <<DOCKERFILE
 FROM $base_image
@@ -126,7 +138,7 @@ CMD ["python3"]
 DOCKERFILE
 fi
 
-if ! have_image "$rabbitmq_image"; then
+if want rabbitmq && ! have_image "$rabbitmq_image"; then
   build_base
   cat > "$context/docker-entrypoint.sh" <<'ENTRY'
 #!/bin/sh
@@ -171,7 +183,7 @@ CMD ["rabbitmq-server"]
 DOCKERFILE
 fi
 
-if ! have_image "$prometheus_image"; then
+if want prometheus && ! have_image "$prometheus_image"; then
   build_base
   build "$prometheus_image" "$context" <<DOCKERFILE
 FROM $base_image

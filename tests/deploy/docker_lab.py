@@ -119,22 +119,36 @@ def _label(engine: DockerEngine, image: str) -> str:
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
+def _standins(engine: DockerEngine, *images: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(["bash", str(STANDINS_SCRIPT), *images], env=engine.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(process: subprocess.Popen[str]) -> None:
+    output, _ = process.communicate(timeout=1200)
+    if process.returncode != 0:
+        pytest.fail(f"scripts/build_standin_images.sh {' '.join(process.args[2:])} failed:\n{output[-4000:]}")
+
+
 @pytest.fixture(scope="session")
 def lab_images(docker_engine: DockerEngine) -> LabImages:
-    standins = subprocess.run(["bash", str(STANDINS_SCRIPT)], env=docker_engine.env, capture_output=True, text=True,
-                              timeout=1200)
-    if standins.returncode != 0:
-        pytest.fail(f"scripts/build_standin_images.sh failed:\n{standins.stdout[-2000:]}\n{standins.stderr[-3000:]}")
-    reference, slim = image_ref("mlpower"), image_ref("mlpower-slim")
-    for image, target in ((reference, []), (slim, ["--target", "slim"])):
-        docker_engine.run("build", "--network", "host", "-q", *target, "-f", "deploy/Dockerfile", "-t", image,
-                          str(ROOT), timeout=1200)
-        # earlier test builds of uncommitted trees: untag them, keeping their layers as build cache
-        repository = image.rsplit(":", 1)[0]
-        tags = docker_engine.run("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repository).stdout.split()
-        stale = [tag for tag in tags if "-dirty-" in tag and tag != image]
-        if stale:
-            docker_engine.run("rmi", "--no-prune", *stale, check=False)
+    # The python base first (the mlpower images need it); the broker and Prometheus are built while
+    # the mlpower images are (on a machine without any image, this saves about a minute).
+    _finish(_standins(docker_engine, "python"))
+    others = _standins(docker_engine, "rabbitmq", "prometheus")
+    try:
+        reference, slim = image_ref("mlpower"), image_ref("mlpower-slim")
+        for image, target in ((reference, []), (slim, ["--target", "slim"])):
+            docker_engine.run("build", "--network", "host", "-q", *target, "-f", "deploy/Dockerfile", "-t", image,
+                              str(ROOT), timeout=1200)
+            # earlier test builds of uncommitted trees: untag them, keeping their layers as build cache
+            repository = image.rsplit(":", 1)[0]
+            tags = docker_engine.run("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repository).stdout.split()
+            stale = [tag for tag in tags if "-dirty-" in tag and tag != image]
+            if stale:
+                docker_engine.run("rmi", "--no-prune", *stale, check=False)
+    finally:
+        _finish(others)
     compose_text = (ROOT / "deploy" / "compose.yaml").read_text(encoding="utf-8")
     names = {name: re.search(rf"\$\{{{name}:-([^}}]+)\}}", compose_text).group(1)  # type: ignore[union-attr]
              for name in ("RABBITMQ_IMAGE", "PROMETHEUS_IMAGE", "GRAFANA_IMAGE")}
