@@ -5,7 +5,13 @@ BIN := $(VENV)/bin
 AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 export AMQP_URL
 
-.PHONY: venv dev demo test test-fast lint schemas bench rabbitmq clean
+# The image: registry and tag come from scripts/image_ref.sh (MLPOWER_REGISTRY, the git commit).
+MLPOWER_IMAGE ?= $(shell scripts/image_ref.sh)
+MLPOWER_SLIM_IMAGE ?= $(shell scripts/image_ref.sh mlpower-slim)
+# Pin the base by digest where the registry is reachable: make image PYTHON_BASE=python:3.11-slim@sha256:...
+PYTHON_BASE ?= python:3.11-slim
+
+.PHONY: venv dev demo test test-fast lint schemas bench rabbitmq clean image image-push standins lock
 
 # The demo needs the runtime only; the tests add the dev tools on top of the same environment.
 $(VENV)/.runtime: pyproject.toml
@@ -42,6 +48,28 @@ schemas: venv
 
 bench: dev rabbitmq
 	$(BIN)/python -m bench
+
+# Needs a Docker engine (scripts/docker_engine.sh starts one); where Docker Hub is out of reach,
+# `make standins` first builds the official base images' stand-ins from Debian packages.
+# Two images: every service, and the simulator and SUT agent without the analysis stack.
+image:
+	docker build --network host --build-arg PYTHON_BASE=$(PYTHON_BASE) \
+	  --build-arg MLPOWER_REVISION=$$(git rev-parse HEAD) -f deploy/Dockerfile -t $(MLPOWER_IMAGE) .
+	docker build --network host --build-arg PYTHON_BASE=$(PYTHON_BASE) --target slim \
+	  --build-arg MLPOWER_REVISION=$$(git rev-parse HEAD) -f deploy/Dockerfile -t $(MLPOWER_SLIM_IMAGE) .
+	@echo "built $(MLPOWER_IMAGE) and $(MLPOWER_SLIM_IMAGE)"
+
+image-push: image
+	@case "$(MLPOWER_IMAGE)" in *-dirty-*) echo "refusing to push $(MLPOWER_IMAGE): commit first" >&2; exit 1;; esac
+	docker push $(MLPOWER_IMAGE)
+	docker push $(MLPOWER_SLIM_IMAGE)
+
+standins:
+	bash scripts/build_standin_images.sh
+
+# deploy/requirements.txt: the image's dependencies, pinned with hashes (after editing pyproject.toml)
+lock:
+	bash scripts/lock_requirements.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,7 @@
 # Make sure a RabbitMQ broker answers on AMQP_URL: start it when installed but stopped,
 # install it with apt-get when missing. Only a loopback broker is ever started here.
 set -euo pipefail
+. "$(dirname "$0")/lib/apt.sh"
 url="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}"
 hostport="${url#*://}"; hostport="${hostport#*@}"; hostport="${hostport%%/*}"
 host="${hostport%%:*}"; port="${hostport##*:}"
@@ -14,8 +15,7 @@ case "$host" in 127.*|localhost) ;; *) echo "RabbitMQ at $host:$port does not an
 
 if ! command -v rabbitmq-server >/dev/null 2>&1; then
   echo "installing rabbitmq-server with apt-get"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq rabbitmq-server >/dev/null
+  apt_get update -qq && apt_get install -y -qq rabbitmq-server >/dev/null
 fi
 echo "starting rabbitmq-server"
 (service rabbitmq-server start >/dev/null 2>&1) || (rabbitmq-server -detached >/dev/null 2>&1) || true

@@ -12,6 +12,7 @@
 # land in its bin/ folder. Versions are pinned so every machine checks against the same schemas.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/apt.sh
 PYTHON="${PYTHON:-.venv/bin/python}"
 BIN="$(dirname "$PYTHON")"
 
@@ -33,10 +34,9 @@ fi
 
 if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
   echo "installing prometheus (promtool) with apt-get"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
+  apt_get update -qq
   # Recommends would add node-exporter and friends; the checks need the two binaries only.
-  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  apt_get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
 "$BIN/docker-compose" version --short >/dev/null

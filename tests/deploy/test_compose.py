@@ -20,13 +20,15 @@ import pytest
 import yaml
 from mlpower.cli import SUBCOMMANDS
 
-from .compose_lab import local_services
+from .compose_lab import SECRET_VARIABLES, env_file_with_secrets, local_services
 from .conftest import DEPLOY, DeployTools
 
 COMPOSE = DEPLOY / "compose.yaml"
 ENV_EXAMPLE = DEPLOY / ".env.example"
+CHECK_SECRETS = DEPLOY / "check-secrets.sh"
 MLPOWER_SERVICES = ("analyzer-sim", "director", "sut-agent", "analytics", "figures", "lab-run")
-ONE_SHOT = {"lab-run"}  # runs a measurement and exits: nothing waits on its health
+# lab-run runs a measurement and exits; check-secrets refuses placeholder secrets and exits
+ONE_SHOT = {"lab-run", "check-secrets"}
 # The Settings classes each mlpower compose service reads, besides the common ServiceSettings.
 SETTINGS_OF_SERVICE = {
     "analyzer-sim": "mlpower.analyzer_sim.settings",
@@ -50,9 +52,14 @@ def compose_schema(binary: Path) -> dict[str, Any]:
     return schema
 
 
-def compose_config(tools: DeployTools, path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(tools.docker_compose), "-f", str(path), "--env-file", str(ENV_EXAMPLE),
+def compose_config(tools: DeployTools, path: Path, *args: str, env_file: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(tools.docker_compose), "-f", str(path), "--env-file", str(env_file),
                            "config", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def secrets_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return env_file_with_secrets(tmp_path_factory.mktemp("compose-env"))
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +67,8 @@ def compose() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
 
 
-def test_compose_binary_accepts_the_file(deploy_tools: DeployTools) -> None:
-    result = compose_config(deploy_tools, COMPOSE, "-q")
+def test_compose_binary_accepts_the_file(deploy_tools: DeployTools, secrets_env: Path) -> None:
+    result = compose_config(deploy_tools, COMPOSE, "-q", env_file=secrets_env)
     assert result.returncode == 0, result.stderr
 
 
@@ -77,36 +84,48 @@ def test_compose_file_matches_the_compose_spec_schema(deploy_tools: DeployTools,
     # a key that is not in the specification
     lambda doc: doc["services"]["analytics"].update(health_check={"test": ["CMD", "true"]}),
 ], ids=["unknown-condition", "unknown-key"])
-def test_both_validators_reject_a_broken_file(deploy_tools: DeployTools, compose: dict[str, Any],
+def test_both_validators_reject_a_broken_file(deploy_tools: DeployTools, compose: dict[str, Any], secrets_env: Path,
                                               tmp_path: Path, mutation: Any) -> None:
     broken = json.loads(json.dumps(compose))
     mutation(broken)
     path = tmp_path / "compose.yaml"
     path.write_text(yaml.safe_dump(broken), encoding="utf-8")
-    assert compose_config(deploy_tools, path, "-q").returncode != 0
+    assert compose_config(deploy_tools, path, "-q", env_file=secrets_env).returncode != 0
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(compose_schema(deploy_tools.docker_compose)).validate(broken)
 
 
 def test_lab_services_health_and_dependencies(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"rabbitmq", "prometheus", "grafana", *MLPOWER_SERVICES}
+    assert set(services) == {"check-secrets", "rabbitmq", "prometheus", "grafana", *MLPOWER_SERVICES}
     for name, service in services.items():
         if name not in ONE_SHOT:
             assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"
         for dependency, how in service.get("depends_on", {}).items():
-            assert dependency in services and dependency not in ONE_SHOT
-            assert how == {"condition": "service_healthy"}, f"{name} -> {dependency}: {how}"
+            assert dependency in services and dependency != "lab-run"
+            expected = "service_completed_successfully" if dependency == "check-secrets" else "service_healthy"
+            assert how == {"condition": expected}, f"{name} -> {dependency}: {how}"
     # the demo measurement starts only once everything it uses is healthy
     assert set(services["lab-run"]["depends_on"]) >= {"director", "sut-agent", "analytics", "figures"}
 
 
-def test_mlpower_services_share_one_image_and_run_real_subcommands(compose: dict[str, Any]) -> None:
+SLIM_SERVICES = {"analyzer-sim", "sut-agent"}  # deploy/Dockerfile's slim target: no analysis stack
+
+
+def test_mlpower_services_run_deploy_dockerfile_images_and_real_subcommands(compose: dict[str, Any]) -> None:
     subcommands = {name for name, _, _ in SUBCOMMANDS}
     for name in MLPOWER_SERVICES:
         service = compose["services"][name]
-        assert service["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
+        expected = {"context": "..", "dockerfile": "deploy/Dockerfile"}
+        if name in SLIM_SERVICES:
+            expected["target"] = "slim"
+            assert service["image"].startswith("${MLPOWER_SLIM_IMAGE:-"), name
+        else:
+            assert service["image"].startswith("${MLPOWER_IMAGE:-"), name
+        assert service["build"] == expected, name
         assert service["command"][0] in subcommands, f"{name}: {service['command']}"
+        if name in SLIM_SERVICES:  # what the slim image can run
+            assert service["command"][0] in ("sim", "agent"), name
 
 
 def test_results_live_on_a_named_volume(compose: dict[str, Any]) -> None:
@@ -114,6 +133,65 @@ def test_results_live_on_a_named_volume(compose: dict[str, Any]) -> None:
     for name in ("director", "analytics", "figures"):
         assert "results:/results" in compose["services"][name]["volumes"], name
         assert compose["services"][name]["environment"]["MLPOWER_RESULTS_DIR"] == "/results"
+
+
+def _depends_on(services: dict[str, Any], name: str) -> set[str]:
+    direct = set(services[name].get("depends_on", {}))
+    return direct.union(*(_depends_on(services, dependency) for dependency in direct))
+
+
+def test_every_service_holding_a_secret_waits_for_the_secrets_check(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        holds_secret = service.get("secrets") or "RABBITMQ" in json.dumps(service.get("environment", {}))
+        if holds_secret and name != "check-secrets":
+            assert "check-secrets" in _depends_on(services, name), name
+    # it sees the three secrets, and nothing else of the lab
+    check = services["check-secrets"]
+    assert set(check["secrets"]) == {"mlpower_api_token", "grafana_admin_password"}
+    assert set(check["environment"]) == {"RABBITMQ_PASSWORD"}
+    assert check["network_mode"] == "none" and check["user"].split(":")[0] != "0"
+
+
+def test_env_example_ships_no_usable_secret_and_compose_refuses_it_as_it_is(deploy_tools: DeployTools) -> None:
+    example = dict(re.findall(r"^(\w+)=(.*)$", ENV_EXAMPLE.read_text(encoding="utf-8"), re.M))
+    assert {name: example[name] for name in SECRET_VARIABLES} == dict.fromkeys(SECRET_VARIABLES, "")
+    assert "secrets.token_urlsafe" in ENV_EXAMPLE.read_text(encoding="utf-8")  # how to make one
+    result = compose_config(deploy_tools, COMPOSE, "-q", env_file=ENV_EXAMPLE)
+    assert result.returncode != 0
+    assert "RABBITMQ_PASSWORD" in result.stderr and "secrets.token_urlsafe" in result.stderr
+
+
+def _check_secrets(tmp_path: Path, password: str, token: str, grafana: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "mlpower_api_token").write_text(token)
+    (tmp_path / "grafana_admin_password").write_text(grafana)
+    return subprocess.run(["sh", str(CHECK_SECRETS)], env={"PATH": "/usr/bin:/bin", "RABBITMQ_PASSWORD": password,
+                                                          "SECRETS_DIR": str(tmp_path)},
+                          capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize(("password", "token", "grafana", "refused"), [
+    ("", "t" * 40, "g" * 40, ["RABBITMQ_PASSWORD"]),
+    ("change-me-broker-password", "change-me-api-token", "change-me-grafana-password",
+     ["RABBITMQ_PASSWORD", "MLPOWER_API_TOKEN", "GRAFANA_ADMIN_PASSWORD"]),
+    ("p" * 40, "", "CHANGEME", ["MLPOWER_API_TOKEN", "GRAFANA_ADMIN_PASSWORD"]),
+    ("guest", "t" * 40, "admin", ["RABBITMQ_PASSWORD", "GRAFANA_ADMIN_PASSWORD"]),
+], ids=["empty-password", "the-old-example", "empty-token-changeme", "default-credentials"])
+def test_check_secrets_refuses_empty_and_placeholder_values_without_printing_them(
+        tmp_path: Path, password: str, token: str, grafana: str, refused: list[str]) -> None:
+    result = _check_secrets(tmp_path, password, token, grafana)
+    assert result.returncode == 1
+    named = re.findall(r"refused: (\w+) in deploy/.env", result.stderr)
+    assert named == refused
+    assert "secrets.token_urlsafe(32)" in result.stderr
+    for value in (password, token, grafana):
+        assert not value or value not in result.stderr + result.stdout
+
+
+def test_check_secrets_lets_real_secrets_pass(tmp_path: Path) -> None:
+    result = _check_secrets(tmp_path, "Zq3-9vB" * 6, "x7_Tk" * 8, "a" * 32)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "check-secrets: no empty or placeholder secret"
 
 
 def test_no_credential_is_written_in_the_file() -> None:
@@ -169,7 +247,9 @@ def test_settings_module_table_names_importable_modules_or_pending_ones() -> Non
 
 def test_local_services_run_the_compose_commands_with_loopback_hosts(deploy_tools: DeployTools,
                                                                     tmp_path: Path) -> None:
-    services = local_services(deploy_tools.docker_compose, tmp_path, {"AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/"})
+    env_file = env_file_with_secrets(tmp_path, MLPOWER_API_TOKEN="a-token-for-this-test-only-0123456789")
+    services = local_services(deploy_tools.docker_compose, tmp_path, {"AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/"},
+                              env_file)
     order = list(services)
     assert set(order) == set(MLPOWER_SERVICES)
     for name, service in services.items():
@@ -178,7 +258,7 @@ def test_local_services_run_the_compose_commands_with_loopback_hosts(deploy_tool
         assert service.argv[0] == "mlpower"
         assert (service.health_url is None) == (name in ONE_SHOT)
         token_file = Path(service.env["MLPOWER_API_TOKEN_FILE"])
-        assert token_file.read_text() == "change-me-api-token"  # from .env.example, through the secret
+        assert token_file.read_text() == "a-token-for-this-test-only-0123456789"  # from the env file, as a secret
     director = services["director"]
     assert director.argv == ["mlpower", "director"]
     assert director.env["MLPOWER_ANALYZER"] == "TCPIP0::127.0.0.1::10001::SOCKET"

@@ -20,6 +20,9 @@ from mlpower.settings import load_settings
 
 ADMIN = "amqp://admin:admin-pw-0123456789@127.0.0.1:5672/lab%2Fvhost"
 
+SECRETS = {"MLPOWER_API_TOKEN": "t" * 43, "RABBITMQ_PASSWORD": "p" * 43}
+"""What lab up hands plan(): its generated secrets (deploy/.env.example ships none)."""
+
 
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LabSettings:
@@ -53,11 +56,11 @@ def _calls(path: Path) -> list[dict[str, object]]:
 
 def test_listen_addresses_become_loopback_or_the_chosen_address(settings: LabSettings) -> None:
     hosts = {name: {k: v for k, v in service.env.items() if k.endswith("_HOST")} for name, service in
-             plan(settings).items()}
+             plan(settings, secrets=SECRETS).items()}
     assert all(value == "127.0.0.1" for env in hosts.values() for value in env.values()), hosts
     assert set().union(*hosts.values()) >= {"MLPOWER_DIRECTOR_HOST", "MLPOWER_SIM_HOST", "MLPOWER_AGENT_HOST",
                                             "MLPOWER_ANALYTICS_HOST", "MLPOWER_FIGURES_HOST"}
-    chosen = plan(settings, bind_address="192.0.2.7")
+    chosen = plan(settings, secrets=SECRETS, bind_address="192.0.2.7")
     assert chosen["director"].env["MLPOWER_DIRECTOR_HOST"] == "192.0.2.7"
     assert chosen["director"].env["MLPOWER_ANALYZER"] == "TCPIP0::127.0.0.1::10001::SOCKET"  # clients still local
 
@@ -68,13 +71,13 @@ def test_a_port_offset_moves_every_port_and_every_address_of_one(settings: LabSe
     moved = load_settings(LabSettings)
     assert (moved.director_url, moved.analytics_url, moved.figures_url) == (
         "http://127.0.0.1:8300", "http://127.0.0.1:8301", "http://127.0.0.1:8302")
-    services = plan(moved)
+    services = plan(moved, secrets=SECRETS)
     assert services["director"].env["MLPOWER_POWERDEV_PORT"] == "5250"
     assert services["director"].env["MLPOWER_ANALYZER"] == "TCPIP0::127.0.0.1::10301::SOCKET"
     assert services["sut-agent"].env["MLPOWER_AGENT_SERVER"] == "127.0.0.1:5250"
     assert services["analyzer-sim"].env["MLPOWER_SIM_PORT"] == "10301"
     assert [s.health_url for s in services.values()] == [
-        s.health_url.replace(":80", ":83") for s in plan(settings).values()]  # type: ignore[union-attr]
+        s.health_url.replace(":80", ":83") for s in plan(settings, secrets=SECRETS).values()]  # type: ignore[union-attr]
     assert services["director"].env["AMQP_URL"] == moved.amqp_url  # the broker is not the lab's to move
 
 
@@ -139,7 +142,7 @@ def test_services_read_the_broker_url_from_a_file_and_inherit_no_credential(
         settings: LabSettings, tmp_path: Path, rabbitmqctl: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     creds = credentials.ensure(tmp_path / "lab", lab="l", admin_url=ADMIN, account="create",
                                rabbitmqctl=rabbitmqctl[0], given={})
-    service = _with_credentials(plan(settings)["analytics"], creds)
+    service = _with_credentials(plan(settings, secrets=SECRETS)["analytics"], creds)
     assert "AMQP_URL" not in service.env and service.env["AMQP_URL_FILE"] == str(creds.amqp_url_path.resolve())
     assert service.env["MLPOWER_API_TOKEN_FILE"].endswith("secrets/mlpower_api_token")
     monkeypatch.setenv("AMQP_URL", ADMIN)

@@ -4,6 +4,7 @@ rebuilt figures, and every PromQL expression of the dashboards and alert rules r
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from mlpower.schema import RunAnalyzed
 from mlpower.settings import load_settings
 from rich.console import Console
 
-from tests.deploy.compose_lab import ENV_EXAMPLE
+from tests.deploy.compose_lab import env_file_with_secrets
 from tests.deploy.compose_lab import local_services as compose_binary_services
 from tests.deploy.conftest import deploy_tools, prometheus_server  # noqa: F401 - fixtures
 from tests.deploy.promql import dashboard_queries, rule_queries
@@ -32,8 +33,10 @@ def test_local_plan_matches_what_compose_itself_resolves(deploy_tools, tmp_path:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLPOWER_LAB_DIR", str(tmp_path))
     settings = load_settings(LabSettings)
-    ours = plan(settings, ENV_EXAMPLE)
-    theirs = compose_binary_services(deploy_tools.docker_compose, tmp_path.resolve(), {"AMQP_URL": settings.amqp_url})
+    env_file = env_file_with_secrets(tmp_path)  # deploy/.env.example ships its secrets empty
+    ours = plan(settings, env_file)
+    theirs = compose_binary_services(deploy_tools.docker_compose, tmp_path.resolve(), {"AMQP_URL": settings.amqp_url},
+                                     env_file)
     theirs.pop("lab-run")
     assert list(ours) == list(theirs)
     for name in ours:
@@ -50,6 +53,9 @@ def running_lab(tmp_path: Path, amqp_url: str, unique: str, monkeypatch: pytest.
     monkeypatch.setenv("MLPOWER_SUT", f"sut{unique}")  # its own command queues on the shared broker
     monkeypatch.setenv("MLPOWER_AGENT_DURATION_S", "2")
     monkeypatch.setenv("MLPOWER_ANALYZER_SLEEP_S", "0.3")
+    # deploy/.env.example ships its secrets empty; compose (and so `lab up`) wants real ones
+    monkeypatch.setenv("RABBITMQ_PASSWORD", secrets.token_urlsafe(32))
+    monkeypatch.setenv("MLPOWER_API_TOKEN", secrets.token_urlsafe(32))
     try:
         lines = list(lab_up())
         assert lines[-1].startswith("lab up: 5 services")
