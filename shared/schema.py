@@ -234,6 +234,10 @@ class PhaseMark(RunDocument):
 
 
 class RunStop(RunDocument):
+    """The one end-of-run fact: how the run ended, why, where its files are, and what it held.
+
+    Also answers a ``StartRun`` refused before anything started (``seq`` 0, no ``run.start``)."""
+
     type: Literal["run.stop"] = "run.stop"
     status: Literal["success", "failed", "aborted"]
     reason: str = ""
@@ -305,17 +309,6 @@ class WorkloadPhase(Message):
     detail: str = ""
 
 
-class RunCompleted(Message):
-    type: Literal["evt.run_completed"] = "evt.run_completed"
-    run_id: RunId
-    lab: str
-    sut: str
-    status: Literal["success", "failed", "aborted"]
-    reason: str = ""
-    output_dir: str = ""
-    t_utc_s: float
-
-
 class Finding(SchemaModel):
     rule: str
     severity: Literal["error", "warning", "info"]
@@ -383,7 +376,6 @@ RUN_DOCUMENT_TYPES: tuple[type[RunDocument], ...] = (RunStart, StreamDescriptor,
 COMMAND_TYPES: tuple[type[Message], ...] = (StartRun, StopRun, SetRanges, RunWorkloadPhase, RebuildFigures)
 EVENT_TYPES: tuple[type[Message], ...] = (
     WorkloadPhase,
-    RunCompleted,
     LiveFinding,
     RunAnalyzed,
     FiguresRebuilt,
@@ -402,7 +394,6 @@ AnyMessage = Annotated[
     | RunWorkloadPhase
     | RebuildFigures
     | WorkloadPhase
-    | RunCompleted
     | LiveFinding
     | RunAnalyzed
     | FiguresRebuilt,

@@ -51,7 +51,7 @@ def _listen(bus: Bus, lab: str, progress: Progress) -> list[Subscription]:
         progress.update(message)
 
     return [bus.subscribe(topology.QueueSpec("", exchange, (pattern,), durable=False, exclusive=True), update)
-            for exchange, pattern in ((topology.RUNS_EXCHANGE, topology.run_key(lab, "*", "*", "*")),
+            for exchange, pattern in ((topology.RUNS_EXCHANGE, topology.lab_runs(lab)),
                                       (topology.EVENTS_EXCHANGE, f"*.{lab}.*"))]
 
 

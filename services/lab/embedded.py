@@ -78,9 +78,9 @@ class EmbeddedLab:
                 load_settings(AnalyticsSettings, **common, http_port=0),
                 self.bus,
                 runs_queue=self._queue("analytics", topology.RUNS_EXCHANGE,
-                                       (topology.run_key(o.lab, "*", "*", "*"),)),
+                                       (topology.lab_runs(o.lab),)),
                 events_queue=self._queue("analytics", topology.EVENTS_EXCHANGE,
-                                         (f"run_completed.{o.lab}.*", f"workload_phase.{o.lab}.*")),
+                                         (f"workload_phase.{o.lab}.*",)),
             )
             self.analytics.start()
             stack.callback(self.analytics.stop)

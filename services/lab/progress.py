@@ -13,8 +13,8 @@ from mlpower.schema import (
     Message,
     PhaseMark,
     RunAnalyzed,
-    RunCompleted,
     RunStart,
+    RunStop,
     SampleFlag,
     SamplePage,
     WorkloadPhase,
@@ -41,7 +41,7 @@ class Progress:
     samples: int = 0
     flagged: int = 0
     findings: list[str] = field(default_factory=list)
-    completed: RunCompleted | None = None
+    stopped: RunStop | None = None
     analyzed: RunAnalyzed | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -66,8 +66,9 @@ class Progress:
                     message.state, message.state)
             elif isinstance(message, LiveFinding):
                 self.findings.append(f"{message.finding.rule}: {message.finding.message}")
-            elif isinstance(message, RunCompleted):
-                self.completed = message
+            elif isinstance(message, RunStop):
+                self.stopped = message
+                self.phase = message.status
                 self.phase = message.status
             elif isinstance(message, RunAnalyzed):
                 self.analyzed = message

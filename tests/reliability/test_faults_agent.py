@@ -81,7 +81,7 @@ def test_agent_killed_in_client_mode_aborts_the_session_and_the_next_one_complet
                 killed = time.monotonic()
                 agent.kill(signal.SIGKILL)
                 assert agent.wait(5) == -signal.SIGKILL
-                completed = collector.wait_completed(run["run_id"], timeout_s=15)
+                completed = collector.wait_stopped(run["run_id"], timeout_s=15)
                 assert completed.status == "aborted" and "client disconnected" in completed.reason, completed
                 assert time.monotonic() - killed < 10
                 _check_aborted_run_kept(Path(completed.output_dir), collector, run["run_id"], "client disconnected")
@@ -90,7 +90,7 @@ def test_agent_killed_in_client_mode_aborts_the_session_and_the_next_one_complet
                                             name="agent2")
                 agents.append(second)
                 assert second.wait(60) == 0, second.log()[-3000:]
-                ended = [c for c in collector.completed.values() if c.run_id != run["run_id"]]
+                ended = [c for c in collector.stopped.values() if c.run_id != run["run_id"]]
                 assert len(ended) == 1 and ended[0].status == "success", ended
             finally:
                 for started in agents:
@@ -132,7 +132,7 @@ def test_agent_killed_in_bus_mode_aborts_after_the_phase_timeout(amqp_url: str, 
                 time.sleep(0.3)
                 LEDGER.fault("sut agent killed (bus mode)")
                 agents[0].kill(signal.SIGKILL)
-                completed = collector.wait_completed(run_id, timeout_s=15)
+                completed = collector.wait_stopped(run_id, timeout_s=15)
                 waited = time.monotonic() - asked
                 assert completed.status == "aborted", completed
                 assert completed.reason == "no answer from the agent for ranging within 8 s", completed.reason
@@ -145,7 +145,7 @@ def test_agent_killed_in_bus_mode_aborts_after_the_phase_timeout(amqp_url: str, 
                                         {"workload": "builtin:offline", "sample_interval_s": 0.1, "modes": ["testing"],
                                          "voltage_range_v": 300, "current_range_a": 5})
                 assert status == 202, accepted
-                completed = collector.wait_completed(accepted["run_id"], timeout_s=30)
+                completed = collector.wait_stopped(accepted["run_id"], timeout_s=30)
                 assert completed.status == "success", completed.reason
             finally:
                 for agent in agents:
