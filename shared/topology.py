@@ -35,9 +35,9 @@ def run_key(lab: str, sut: str, analyzer: str, run_id: str) -> str:
     return ".".join(segment(part) for part in (lab, sut, analyzer, run_id))
 
 
-def lab_runs(lab: str) -> str:
-    """The pattern of every run document of one lab (``run_key`` would turn ``*`` into a word)."""
-    return f"{segment(lab)}.#"
+def runs_of_lab(lab: str) -> str:
+    """The pattern of every run document of one lab (``run_key`` would clean its ``*`` away)."""
+    return f"{segment(lab)}.*.*.*"
 
 
 def command_key(service: str, instance: str = "default") -> str:

@@ -91,8 +91,8 @@ def test_topic_matching_follows_amqp_rules() -> None:
     assert not topology.topic_matches("lab.*.x", "lab.sut1.wt310e")
     assert topology.run_key("my lab", "sut.1", "a*", "r#1") == "my_lab.sut_1.a_.r_1"
     # a lab's pattern takes every run of that lab, and no other lab's
-    assert topology.topic_matches(topology.lab_runs("my lab"), topology.run_key("my lab", "s", "a", "r"))
-    assert not topology.topic_matches(topology.lab_runs("my lab"), topology.run_key("other", "s", "a", "r"))
+    assert topology.topic_matches(topology.runs_of_lab("my lab"), topology.run_key("my lab", "s", "a", "r"))
+    assert not topology.topic_matches(topology.runs_of_lab("my lab"), topology.run_key("other", "s", "a", "r"))
 
 
 def test_run_stream_numbers_documents_and_replays_from_jsonl(tmp_path: Path) -> None:
