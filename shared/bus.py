@@ -60,6 +60,10 @@ class DeadLetter:
 class Subscription(Protocol):
     queue_name: str
 
+    @property
+    def connected(self) -> bool:
+        """Whether the consumer is attached to its queue now (False while it reconnects to a lost broker)."""
+
     def close(self) -> None:
         """Stop consuming after the message in hand is handled and acked."""
 
@@ -143,6 +147,10 @@ class _MemorySubscription:
 
     def _active(self) -> bool:
         return not self._queue.spec.single_active_consumer or self._queue.consumer is self
+
+    @property
+    def connected(self) -> bool:
+        return not self._stop.is_set()
 
     def _run(self) -> None:
         while not self._stop.is_set():
