@@ -32,9 +32,9 @@ from mlpower.schema import SampleFlag, SourceInfo
 from mlpower.timeutil import SYSTEM_CLOCK, Clock
 
 from . import session_files
+from .channels import TOTAL_STREAM
 from .errors import AnalyzerLost, DirectorError, RangeError
 from .ranges import testing_ranges
-from .channels import TOTAL_STREAM
 from .recorder import Pager, Recorder, RecorderConfig
 from .session_analyzer import ServerLog, SessionAnalyzer, analyzers_of
 from .session_states import (

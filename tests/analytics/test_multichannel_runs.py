@@ -140,7 +140,9 @@ def test_mlpower_check_passes_with_every_channel_judged(two_wt310e: MultiRun) ->
     status = {f.rule: f for f in report.findings}
     # the run is short on purpose (0.5 s analyzer sleeps): debug is on, and that is the one error
     assert [f.rule for f in report.errors] == ["debug_disabled"], report.errors
-    passing = {r.id for r in RULES if not r.ptdaemon} - {"debug_disabled"}
+    # (the warnings depend on how busy the machine was, e.g. a stretched ranging phase; the imbalance is judged)
+    passing = {r.id for r in RULES if not r.ptdaemon and r.severity == "error"} - {"debug_disabled"}
+    passing.add("channel_imbalance")
     assert {rule: status[rule].status for rule in passing} == {rule: "pass" for rule in passing}
     assert set(status["uncertainty"].evidence["channels"]) == set(PSU_W)
     assert status["overrange"].evidence["channels"] == list(PSU_W)
