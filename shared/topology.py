@@ -35,6 +35,11 @@ def run_key(lab: str, sut: str, analyzer: str, run_id: str) -> str:
     return ".".join(segment(part) for part in (lab, sut, analyzer, run_id))
 
 
+def runs_of_lab(lab: str) -> str:
+    """The pattern of every run document of one lab (``run_key`` would clean its ``*`` away)."""
+    return f"{segment(lab)}.*.*.*"
+
+
 def command_key(service: str, instance: str = "default") -> str:
     return f"{segment(service)}.{segment(instance)}"
 

@@ -360,6 +360,8 @@ class MeasurementSession:
     def _start_recorder(self, analyzer: SessionAnalyzer, mode: Mode) -> None:
         position = self.analyzers.index(analyzer)
         total = self._sum
+        if self.metrics is not None:
+            self.metrics.prepare(analyzer.name, analyzer.source.info.channel, self.identity.sut)
 
         def on_sample(stream: str, reading: Reading) -> None:
             analyzer.note_sample(reading, mode)
@@ -388,6 +390,8 @@ class MeasurementSession:
             if step is None:
                 return
             self.state = step.state
+            # "ranging_done": a pause before testing is no analyzer falling silent during a phase
+            self._set_metrics_run(self.state.value)
             self.phases[mode].append(self._now())
             self.clock.wait(self._cancel, self.config.sleep_s)
             try:
@@ -411,6 +415,8 @@ class MeasurementSession:
                     self.log.error(f"analyzer {analyzer.name} stop: {exc}")
                 analyzer.note_completed(self.clock.now_utc_s(), mode)
         self._end_sum(mode)
+        if self.metrics is not None:
+            self.metrics.idle(self.identity.sut)
         if self.stream is not None and not self.ended:
             self.stream.mark(f"{mode}_end", mode=mode, t_utc_s=self.clock.now_utc_s())
         session_files.write_phase_files(self, mode)

@@ -78,7 +78,7 @@ class EmbeddedLab:
                 load_settings(AnalyticsSettings, **common, http_port=0),
                 self.bus,
                 runs_queue=self._queue("analytics", topology.RUNS_EXCHANGE,
-                                       (topology.run_key(o.lab, "*", "*", "*"),)),
+                                       (topology.runs_of_lab(o.lab),)),
                 events_queue=self._queue("analytics", topology.EVENTS_EXCHANGE,
                                          (f"run_completed.{o.lab}.*", f"workload_phase.{o.lab}.*")),
             )
