@@ -113,6 +113,7 @@ class _RabbitSubscription:
         self._ready = threading.Event()
         self._connection: Any = None
         self._channel: Any = None
+        self._consuming = False
         self._thread = threading.Thread(target=self._run, name=f"rabbit-consumer-{spec.name}", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout=15):
@@ -126,6 +127,7 @@ class _RabbitSubscription:
                 self._consume()
                 backoff.reset()
             except _RECOVERABLE as exc:
+                self._consuming = False
                 if self._stop.is_set():
                     break
                 log.warning("consumer of %s lost the broker (%s); reconnecting", self._spec.name, exc)
@@ -141,9 +143,14 @@ class _RabbitSubscription:
         self.queue_name = name
         channel.basic_qos(prefetch_count=self._spec.prefetch)
         channel.basic_consume(queue=name, on_message_callback=self._on_message, auto_ack=False)
+        self._consuming = True
         self._ready.set()
         while not self._stop.is_set():
             self._connection.process_data_events(time_limit=0.2)
+
+    @property
+    def connected(self) -> bool:
+        return self._consuming and not self._stop.is_set()
 
     def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         if self._stop.is_set():
@@ -168,6 +175,7 @@ class _RabbitSubscription:
         channel.basic_ack(delivery_tag=method.delivery_tag)
 
     def _close_connection(self) -> None:
+        self._consuming = False
         connection, self._connection = self._connection, None
         if connection is not None and connection.is_open:
             try:
@@ -281,7 +289,8 @@ class RabbitMQBus:
                 self._flusher.start()
 
     def _flush_loop(self) -> None:
-        backoff = _Backoff()
+        # a short cap: heartbeats and phase events queued here are judged by how late they arrive
+        backoff = _Backoff(cap_s=2.0)
         while not self._closed.is_set():
             item = self._spool.head()
             if item is None:
