@@ -348,6 +348,20 @@ class LiveFinding(Message):
     t_utc_s: float
 
 
+class ChannelSummary(SchemaModel):
+    """One channel (power supply) of a SUT measured on several: its own figures over the same window."""
+
+    name: str
+    source: str
+    avg_power_w: float | None = None
+    avg_power_uncertainty_w: float | None = None
+    energy_j: float | None = Field(default=None, description="energy over the channel's covered time only")
+    coverage_ratio: float | None = None
+    samples_in_window: int = 0
+    flagged_samples_in_window: int = 0
+    share: float | None = Field(default=None, description="the channel's part of the sum of channel averages")
+
+
 class RunSummary(SchemaModel):
     """The published numbers of one run; every figure names its ``source``."""
 
@@ -371,6 +385,9 @@ class RunSummary(SchemaModel):
     samples_in_window: int = 0
     flagged_samples_in_window: int = 0
     compliant_durations: bool = True
+    channels: tuple[ChannelSummary, ...] = Field(
+        default=(), description="a SUT measured on several channels: each channel's figures (the totals above are "
+                                "their merged sum)")
 
 
 class RunAnalyzed(Message):

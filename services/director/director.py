@@ -23,6 +23,7 @@ from mlpower.bus import Bus
 from mlpower.errors import MlpowerError
 from mlpower.timeutil import SYSTEM_CLOCK, Clock
 
+from .channels import analyzer_indexes
 from .errors import DirectorError
 from .metrics import DirectorMetrics
 from .outputs import session_id
@@ -90,8 +91,8 @@ class Director:
                      messages: list[dict[str, Any]] | None = None, settings: dict[str, Any] | None = None,
                      ) -> MeasurementSession:
         """Open a session on the configured analyzers; ``Busy`` while another one runs."""
-        resources = self.settings.analyzers
-        if not resources:
+        channels = self.settings.channels
+        if not channels:
             raise DirectorError("no analyzer configured (MLPOWER_ANALYZER / --analyzer)")
         run_id = run_id or session_id(self.clock.now_utc_s(), label)
         if not re.match(RUN_ID_RE, run_id):
@@ -103,10 +104,7 @@ class Director:
             if self.busy:
                 assert self.active is not None
                 raise Busy(f"session {self.active.run_id} is running")
-            names = [self.settings.analyzer_name] if len(resources) == 1 else \
-                [f"{self.settings.analyzer_name}_{i}" for i in range(1, len(resources) + 1)]
-            sources = [(name, self._source_factory(resource, interval))
-                       for name, resource in zip(names, resources, strict=True)]
+            sources = [(channel.name, self._source_factory(channel.address, interval)) for channel in channels]
             config = SessionConfig(
                 results_dir=Path(self.settings.results_dir), sample_interval_s=interval, sleep_s=self.settings.sleep_s,
                 debug=self.settings.debug, page_interval_s=self.settings.page_interval_s,
@@ -117,7 +115,7 @@ class Director:
             self.metrics.interval_s = interval
             session = MeasurementSession(identity, sources, config, bus=self.bus, metrics=self.metrics,
                                          server_log=server_log, messages=messages, on_end=self._ended,
-                                         clock=self.clock)
+                                         clock=self.clock, analyzer_indexes=analyzer_indexes(channels))
             session.open()
             self.active = self.last = session
             return session
