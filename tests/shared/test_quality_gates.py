@@ -21,8 +21,9 @@ def test_ruff_is_clean_on_the_whole_tree() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_mypy_is_clean_on_shared() -> None:
-    done = subprocess.run([sys.executable, "-m", "mypy", "shared"], cwd=ROOT, capture_output=True, text=True)
+def test_mypy_is_clean_on_shared_and_services() -> None:
+    done = subprocess.run([sys.executable, "-m", "mypy", "shared", "services"], cwd=ROOT, capture_output=True,
+                          text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -74,6 +75,13 @@ def test_the_architecture_contracts_cover_every_service_and_shared_module() -> N
     shared = {f"mlpower.{p.stem}" for p in (ROOT / "shared").glob("*.py") if p.stem not in ENTRY_POINTS}
     assert set(by_name["The shared library imports no service"]["source_modules"]) == shared
     assert set(by_name["pika only in mlpower.rabbitmq"]["source_modules"]) >= (shared | services) - {"mlpower.rabbitmq"}
+    assert set(by_name["One way to serve HTTP: uvicorn only in mlpower.http_serve"]["source_modules"]) >= \
+        (shared | services) - {"mlpower.http_serve"}
+
+
+def test_no_director_module_is_over_500_lines() -> None:
+    sizes = {p.name: len(p.read_text().splitlines()) for p in (ROOT / "services" / "director").glob("*.py")}
+    assert sizes and max(sizes.values()) <= 500, {name: n for name, n in sizes.items() if n > 500}
 
 
 def test_import_linter_keeps_the_architecture_and_sees_a_break(tmp_path: Path) -> None:
