@@ -6,9 +6,18 @@ A run's verdict is ``rules.evaluate`` over its ``RunView`` (the run's output fol
 for that folder. Live findings are early warnings published as ``LiveFinding`` and served by the
 API; the verdict is the rules' over the whole run.
 
-Consumes the run documents (``mlpower.analytics.runs``) and the events exchange
-(``mlpower.analytics.events``: ``RunCompleted``, and ``WorkloadPhase`` whose detail states the
-agent's clock offset). Documents are handled idempotently by (run_id, seq).
+Consumes the run documents of its lab from the run shards (``mlpower.analytics.runs.<lab>.sNN``,
+see ``topology``) and the events exchange (``mlpower.analytics.events``: ``WorkloadPhase`` whose detail
+states the agent's clock offset). Documents are handled idempotently by (run_id, seq); a run's
+``run.stop`` (the one end-of-run fact, naming the output folder) triggers its analysis.
+
+Replicas: several analytics processes share a lab's runs through the shards, each shard delivered
+to one of them at a time. A run's documents stay unacknowledged until the run is analysed, so a
+replica that dies mid-run leaves the whole run, from ``run.start``, to the replica the broker
+makes the shard's next consumer, which analyses it once. Replica ``i`` of ``n`` consumes its own
+shards (``shard % n == i``) at once and stands by on the others after ``standby_s``, so replicas
+started together split the shards evenly and a missing one's shards are still served. Left
+open: a ``RunAnalyzed`` published just before its replica died is published again by the next.
 """
 
 from __future__ import annotations
@@ -16,7 +25,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlpower import topology
@@ -28,7 +38,6 @@ from mlpower.schema import (
     LiveFinding,
     Message,
     RunAnalyzed,
-    RunCompleted,
     RunDocument,
     RunStart,
     RunStop,
@@ -49,9 +58,8 @@ from .summary import summarize
 
 log = logging.getLogger(__name__)
 
-RUNS_QUEUE = topology.service_queue("analytics", topology.RUNS_EXCHANGE)
-EVENTS_QUEUE = topology.service_queue("analytics", topology.EVENTS_EXCHANGE, ("run_completed.#", "workload_phase.#"))
-KEEP_FINISHED_RUNS = 32  # documents of recent runs, for a re-analysis when RunCompleted brings the tree
+EVENTS_QUEUE = topology.service_queue("analytics", topology.EVENTS_EXCHANGE, ("workload_phase.#",))
+KEEP_FINISHED_RUNS = 32  # documents of recent runs, so that a redelivered run.stop finds them
 
 
 @dataclass
@@ -60,8 +68,8 @@ class _Run:
     live: LiveChecker
     lab: str = ""
     sut: str = ""
-    analyzed_with_tree: bool = False
     analyzed: bool = False
+    unsettled: list[Callable[[], None]] = field(default_factory=list)  # acks of the run's documents
 
 
 class AnalyticsService:
@@ -77,28 +85,53 @@ class AnalyticsService:
         self._lock = threading.RLock()
         self._runs: OrderedDict[str, _Run] = OrderedDict()
         self._subscriptions: list[Subscription] = []
-        # Tests and labs sharing a broker pass their own (exclusive, lab-scoped) queues.
-        self.runs_queue = runs_queue or RUNS_QUEUE
+        self._stopping = threading.Event()
+        self._standby: threading.Thread | None = None
+        # Tests and labs sharing a broker pass their own (exclusive, lab-scoped) queue instead of the shards.
+        self.runs_queues = (runs_queue,) if runs_queue is not None else topology.run_shard_queues("analytics",
+                                                                                                   settings.lab)
         self.events_queue = events_queue or EVENTS_QUEUE
 
     # ----------------------------------------------------------------------- wiring
+    def own_shard(self, index: int) -> bool:
+        return len(self.runs_queues) == 1 or index % self.settings.replicas == self.settings.replica
+
     def start(self) -> None:
-        self._subscriptions.append(self.bus.subscribe(self.runs_queue, self._on_document))
+        own = [q for i, q in enumerate(self.runs_queues) if self.own_shard(i)]
+        others = [q for i, q in enumerate(self.runs_queues) if not self.own_shard(i)]
+        for spec in own:
+            self._subscriptions.append(self.bus.subscribe(spec, self._on_document))
         self._subscriptions.append(self.bus.subscribe(self.events_queue, self._on_event))
+        if others:
+            self._standby = threading.Thread(target=self._stand_by, args=(others,), name="analytics-standby",
+                                             daemon=True)
+            self._standby.start()
+
+    def _stand_by(self, specs: list[topology.QueueSpec]) -> None:
+        """Join the other replicas' shards as a standby consumer (active only while their owner is away)."""
+        if self._stopping.wait(self.settings.standby_s):
+            return
+        for spec in specs:
+            if self._stopping.is_set():
+                return
+            self._subscriptions.append(self.bus.subscribe(spec, self._on_document))
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._standby is not None:
+            self._standby.join(timeout=30)
         for subscription in self._subscriptions:
             subscription.close()
         self._subscriptions.clear()
 
     def _on_document(self, message: Message, delivery: Delivery) -> None:
         if isinstance(message, RunDocument):
-            self.handle_document(message)
+            self.handle_document(message, delivery.settle)
+        else:
+            delivery.settle()
 
     def _on_event(self, message: Message, delivery: Delivery) -> None:
-        if isinstance(message, RunCompleted):
-            self.handle_completed(message)
-        elif isinstance(message, WorkloadPhase):
+        if isinstance(message, WorkloadPhase):
             offset = clock_offset_in(message.detail)
             if offset is not None:
                 with self._lock:
@@ -111,15 +144,21 @@ class AnalyticsService:
     def _run(self, run_id: str) -> _Run:
         run = self._runs.get(run_id)
         if run is None:
-            run = self._runs[run_id] = _Run(run_id, LiveChecker(run_id, options=self.options))
+            run = self._runs[run_id] = _Run(run_id, LiveChecker(run_id, options=self.options,
+                                                                every_s=self.settings.live_every_s))
             finished = [r for r in self._runs.values() if r.analyzed]
             for old in finished[:max(0, len(finished) - KEEP_FINISHED_RUNS)]:
                 del self._runs[old.run_id]
         return run
 
-    def handle_document(self, document: RunDocument) -> None:
+    def handle_document(self, document: RunDocument, settle: Callable[[], None] = lambda: None) -> None:
+        """Take one document; ``settle`` acknowledges it, called once the run is analysed."""
         with self._lock:
             run = self._run(document.run_id)
+            if run.analyzed and not isinstance(document, RunStop):
+                settle()
+                return
+            run.unsettled.append(settle)
             if document.seq in run.live.view.documents:
                 return  # a redelivery: already handled
             self.metrics.documents.inc()
@@ -129,18 +168,17 @@ class AnalyticsService:
             found = run.live.feed(document)
         self._publish_live(run, found)
         if isinstance(document, RunStop):
-            self.analyze(run.run_id, Path(document.output_dir) if document.output_dir else None)
-
-    def handle_completed(self, event: RunCompleted) -> None:
-        with self._lock:
-            run = self._run(event.run_id)
-            run.lab, run.sut = run.lab or event.lab, run.sut or event.sut
-            if run.analyzed_with_tree:
-                return
-        folder = Path(event.output_dir) if event.output_dir else None
-        if run.analyzed and (folder is None or not folder.is_dir()):
-            return
-        self.analyze(event.run_id, folder)
+            if run.live.view.start is None and not document.output_dir:
+                # refused before it started: nothing was measured, so there is nothing to analyse
+                log.info("run %s ended before it started: %s", run.run_id, document.reason)
+                with self._lock:
+                    run.analyzed = True
+            else:
+                self.analyze(run.run_id, Path(document.output_dir) if document.output_dir else None)
+            with self._lock:
+                unsettled, run.unsettled = run.unsettled, []
+            for done in unsettled:
+                done()
 
     def _publish_live(self, run: _Run, findings: list[Finding]) -> None:
         for finding in findings:
@@ -168,7 +206,6 @@ class AnalyticsService:
                               verdict=verdict_of(findings), t_utc_s=now_utc_s())
         with self._lock:
             run.analyzed = True
-            run.analyzed_with_tree = run.analyzed_with_tree or view.tree is not None
         self.store.put(message)
         self.metrics.runs_analyzed.labels(verdict=message.verdict).inc()
         self.bus.publish(message, topology.event_key(message))

@@ -116,7 +116,7 @@ def ptd(ctx: typer.Context) -> None:
         handle = start_ptd(port=args.port, log_path=args.log_path, seed=settings.seed, load=settings.load,
                            analyzer_port=analyzer_port, analyzer_host=analyzer_host, console=console,
                            extended_log=args.extended_log, device_type=args.device_type, settings=settings,
-                           host=settings.host)
+                           host=settings.host, channels=args.read_channels)
         try:
             _serve_until(stop)
         finally:
