@@ -39,6 +39,9 @@ class ServiceSettings(BaseSettings):
         default="INFO", validation_alias="MLPOWER_LOG_LEVEL"
     )
     api_token: str = Field(default="", validation_alias="MLPOWER_API_TOKEN", repr=False)
+    # quorum: the durable queues (run documents, commands, events) are replicated over the
+    # broker cluster's nodes and survive one; a queue keeps the type it was first declared with
+    queue_type: Literal["classic", "quorum"] = Field(default="classic", validation_alias="MLPOWER_QUEUE_TYPE")
 
     @field_validator("amqp_url")
     @classmethod

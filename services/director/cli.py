@@ -46,7 +46,7 @@ def director(
         settings = load_settings(DirectorSettings, **overrides)
         setup_logging(settings.log_level)
         bus = None if no_bus else connect(settings.amqp_url, kind=settings.bus, client_name=f"director-{settings.sut}",
-                                        spool_path=settings.spool_path)
+                                        spool_path=settings.spool_path, queue_type=settings.queue_type)
         service = DirectorService(settings, bus=bus)
         stopping = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
