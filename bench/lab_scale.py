@@ -48,6 +48,7 @@ from mlpower.schema import RunDocument, SamplePage, SourceInfo, decode, encode
 STANDIN = ("stand-in streams: real RunStream publishing real SamplePage documents (no simulator, no director), "
            "real RabbitMQ, real analytics replicas (mlpower.analytics.service.AnalyticsService in their own processes)")
 STREAMS_PER_PUBLISHER = 50
+STREAMS_PER_THREAD = 10
 DEPTH_POLL_S = 0.2
 
 
@@ -161,35 +162,47 @@ def _cpu_s() -> float:
 
 
 def serve_publisher(args: argparse.Namespace) -> None:
-    """A stand-in process: its share of the streams, paged on a fixed schedule from t0."""
+    """A stand-in process: its share of the streams, paged on a fixed schedule from t0. The streams
+    are spread over a few threads with a connection each (as every SUT's director has its own), so
+    that one broker confirm does not hold up every other stream's page."""
     from mlpower.bus import connect
 
-    bus = connect(os.environ["AMQP_URL"], client_name="bench-standins")
-    first, count = args.first_sut, args.count
     t0, end = args.t0_utc_s, args.t0_utc_s + args.seconds
-    while time.time() < t0 - 1.0:
-        time.sleep(0.05)
-    streams = [StandIn(bus, args.lab, first + i, args.run_prefix, args.rate_hz, t0) for i in range(count)]
-    sent, pages_late_s = 0, 0.0
-    tick = 1
-    while True:
-        due = t0 + tick * args.page_interval_s
-        wait = due - time.time()
-        if wait > 0:
-            time.sleep(wait)
-        else:
-            pages_late_s = max(pages_late_s, -wait)
-        now = time.time()
+    results: list[tuple[int, float]] = []
+    lock = threading.Lock()
+
+    def publish(indices: list[int]) -> None:
+        bus = connect(os.environ["AMQP_URL"], client_name="bench-standins")
+        streams = [StandIn(bus, args.lab, i, args.run_prefix, args.rate_hz, t0) for i in indices]  # before t0
+        sent, late_s, tick = 0, 0.0, 1
+        while True:
+            due = t0 + tick * args.page_interval_s
+            wait = due - time.time()
+            if wait > 0:
+                time.sleep(wait)
+            else:
+                late_s = max(late_s, -wait)
+            now = time.time()
+            for stream in streams:
+                sent += stream.publish_until(now, end)
+            if due >= end:
+                break
+            tick += 1
         for stream in streams:
-            sent += stream.publish_until(now, end)
-        if due >= end:
-            break
-        tick += 1
-    for stream in streams:
-        stream.finish(end)
-    bus.close()
-    Path(args.report).write_text(json.dumps({"samples_sent": sent, "cpu_s": _cpu_s(),
-                                             "max_page_tick_late_s": pages_late_s}), encoding="utf-8")
+            stream.finish(end)
+        bus.close()
+        with lock:
+            results.append((sent, late_s))
+
+    indices = list(range(args.first_sut, args.first_sut + args.count))
+    groups = [indices[i:i + STREAMS_PER_THREAD] for i in range(0, len(indices), STREAMS_PER_THREAD)]
+    threads = [threading.Thread(target=publish, args=(group,)) for group in groups]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    Path(args.report).write_text(json.dumps({"samples_sent": sum(r[0] for r in results), "cpu_s": _cpu_s(),
+                                             "max_page_tick_late_s": max(r[1] for r in results)}), encoding="utf-8")
 
 
 def serve_replica(args: argparse.Namespace) -> None:
@@ -229,22 +242,34 @@ def serve_replica(args: argparse.Namespace) -> None:
     Path(args.report).write_text(json.dumps({"cpu_s": _cpu_s(), "handled": handled}), encoding="utf-8")
 
 
-def broker_cpu_s() -> float | None:
-    """CPU seconds of the local broker's Erlang VM (beam.smp), from /proc; None when not found."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = None
+def broker_pid() -> int | None:
+    """The local broker's Erlang VM (beam.smp running rabbit) started first: the system broker, not
+    a test's private one started later."""
+    found: list[tuple[int, int]] = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
+            if not stat[stat.index("(") + 1:stat.rindex(")")].startswith("beam.smp"):
+                continue
+            if b"rabbit" not in (entry / "cmdline").read_bytes():
+                continue
         except OSError:
             continue
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        if name.startswith("beam.smp") and "rabbit" in (entry / "cmdline").read_bytes().decode(errors="replace"):
-            fields = stat[stat.rindex(")") + 2:].split()
-            total = (total or 0.0) + (int(fields[11]) + int(fields[12])) / ticks
-    return total
+        found.append((int(stat[stat.rindex(")") + 2:].split()[19]), int(entry.name)))  # starttime, pid
+    return min(found)[1] if found else None
+
+
+def process_cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process, from /proc; None when it is gone."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------- the coordinator
@@ -279,8 +304,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             bus.declare(spec)
         analyzed = Inbox(bus, topology.EVENTS_EXCHANGE, (f"run_analyzed.{lab}.*", f"live_finding.{lab}.*"))
         n_pub = args.publishers or max(1, math.ceil(args.suts / STREAMS_PER_PUBLISHER))
-        t0 = time.time() + 2.0 + 0.2 * n_pub
-        broker0 = broker_cpu_s()
+        t0 = time.time() + 3.0 + 0.05 * args.suts  # time to start the runs (run.start, marks) before reading
+        broker = broker_pid()
+        broker0 = process_cpu_s(broker)
         share = [args.suts // n_pub + (1 if i < args.suts % n_pub else 0) for i in range(n_pub)]
         first = 0
         for i, count in enumerate(share):
@@ -300,7 +326,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if len(done) >= args.suts and all(p.poll() is not None for p in publishers):
                 break
             time.sleep(DEPTH_POLL_S)
-        broker1 = broker_cpu_s()
+        broker1 = process_cpu_s(broker)
         for p in publishers:
             p.wait(timeout=60)
         for replica in replicas:
