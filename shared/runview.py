@@ -46,7 +46,8 @@ from .schema import PhaseMark, RunDocument, RunStart, RunStop, SamplePage, Sourc
 log = logging.getLogger(__name__)
 
 DEFAULT_SAMPLE_INTERVAL_S = 1.0  # PTDaemon's Go,1000,0,<mark>: what an spl.txt without a stream was sampled at
-POWER_SOURCE_PREFERENCE = ("ptdaemon", "wt310e", "simulator", "merged", "nvml", "rapl")
+POWER_SOURCE_PREFERENCE = ("merged", "ptdaemon", "wt310e", "simulator", "nvml", "rapl")
+"""The merged stream, when there is one, is the SUT's power: the sum of its channels (PSUs)."""
 MODE_FOLDERS = {"ranging": "ranging", "testing": "run_1"}
 CLIENT_FILES = ("power/client.json", "power/client.log")
 LOADGEN_FILES = tuple(f"{folder}/mlperf_log_{log}.txt" for folder in ("ranging", "run_1")
@@ -308,6 +309,20 @@ class RunView:
                     return f"ptdaemon {str(message.get('reply', '')).split(',')[0]} (run_1/spl.txt)"
             return "run_1/spl.txt"
         return "no samples"
+
+    def channel_streams(self) -> list[str]:
+        """The channels whose sum is the power stream (several PSUs), in descriptor order; [] when the
+        power stream is one analyzer's own."""
+        total = self.power_stream()
+        descriptor = self.descriptors.get(total) if total is not None else None
+        if descriptor is None or descriptor.source.kind != "merged":
+            return []
+        return [name for name, d in self.descriptors.items() if d.source.kind != "merged" and self._pages.get(name)]
+
+    def channel_samples(self) -> list[SampleSource]:
+        """Each channel's own samples (``channel_streams``), with its stream's interval."""
+        return [SampleSource(self.stream_samples(name), f"stream {name}", self.descriptors[name].sample_interval_s)
+                for name in self.channel_streams()]
 
     def stream_samples(self, stream: str) -> Samples:
         """One stream's samples, both modes, sorted by time (a window selects what a figure uses)."""

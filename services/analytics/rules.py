@@ -94,10 +94,13 @@ RULES: tuple[Rule, ...] = (
          "warning", sc.flagged, live=True),
     Rule("sample_interval", "rules: 1 sample per second (Go,1000,0,<mark>)", "error", sc.sample_interval, live=True),
     Rule("coverage", "rules: samples cover the testing window (100 % less one sample interval at each edge), no "
-         "gap over 2 s between samples", "error", sc.coverage, live=True),
-    Rule("uncertainty", "rules: per-sample uncertainty at most 1.00 % in the testing window", "error",
-         sc.uncertainty, live=True),
-    Rule("overrange", "rules: no overrange sample in the testing window", "error", sc.overrange, live=True),
+         "gap over 2 s between samples, in every record and every channel", "error", sc.coverage, live=True),
+    Rule("uncertainty", "rules: per-sample uncertainty at most 1.00 % in the testing window (the SUT's power and "
+         "every channel)", "error", sc.uncertainty, live=True),
+    Rule("overrange", "rules: no overrange sample in the testing window (on any channel)", "error", sc.overrange,
+         live=True),
+    Rule("channel_imbalance", "mlpower (informative): no PSU channel carrying almost nothing while others carry "
+         "the SUT", "warning", sc.channel_imbalance),
     Rule("clock_offset", "PD-TS: client-server clock difference at most 400 ms", "error", sc.clock_offset),
     Rule("min_duration", "IP-RULES / SUBCHK: performance run at least 600 s", "error", sc.min_duration,
          loadgen=True),

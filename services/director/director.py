@@ -5,7 +5,7 @@ server, event by event. HTTP and the bus hand the director a ``RunPlan`` and it 
 session itself (``run``): start each mode, let the workload run (timed, or by the SUT agent
 through the bus edge registered as ``agent``), stop it, then done, fail or abort. A run over the
 bus thus cannot trample one started by a power-dev client. When a session ends, for any reason,
-``RunCompleted`` goes out on the events exchange.
+its ``RunStop`` (the run's last document) is the end-of-run fact on the bus.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlpower import topology
 from mlpower.bus import Bus
 from mlpower.errors import MlpowerError
-from mlpower.schema import RunCompleted
 from mlpower.timeutil import SYSTEM_CLOCK, Clock
 
+from .channels import analyzer_indexes
 from .errors import DirectorError
 from .metrics import DirectorMetrics
 from .outputs import session_id
@@ -92,8 +91,8 @@ class Director:
                      messages: list[dict[str, Any]] | None = None, settings: dict[str, Any] | None = None,
                      ) -> MeasurementSession:
         """Open a session on the configured analyzers; ``Busy`` while another one runs."""
-        resources = self.settings.analyzers
-        if not resources:
+        channels = self.settings.channels
+        if not channels:
             raise DirectorError("no analyzer configured (MLPOWER_ANALYZER / --analyzer)")
         run_id = run_id or session_id(self.clock.now_utc_s(), label)
         if not re.match(RUN_ID_RE, run_id):
@@ -105,10 +104,7 @@ class Director:
             if self.busy:
                 assert self.active is not None
                 raise Busy(f"session {self.active.run_id} is running")
-            names = [self.settings.analyzer_name] if len(resources) == 1 else \
-                [f"{self.settings.analyzer_name}_{i}" for i in range(1, len(resources) + 1)]
-            sources = [(name, self._source_factory(resource, interval))
-                       for name, resource in zip(names, resources, strict=True)]
+            sources = [(channel.name, self._source_factory(channel.address, interval)) for channel in channels]
             config = SessionConfig(
                 results_dir=Path(self.settings.results_dir), sample_interval_s=interval, sleep_s=self.settings.sleep_s,
                 debug=self.settings.debug, page_interval_s=self.settings.page_interval_s,
@@ -119,7 +115,7 @@ class Director:
             self.metrics.interval_s = interval
             session = MeasurementSession(identity, sources, config, bus=self.bus, metrics=self.metrics,
                                          server_log=server_log, messages=messages, on_end=self._ended,
-                                         clock=self.clock)
+                                         clock=self.clock, analyzer_indexes=analyzer_indexes(channels))
             session.open()
             self.active = self.last = session
             return session
@@ -199,14 +195,6 @@ class Director:
         return f"{session_id(self.clock.now_utc_s(), '')}_{uuid.uuid4().hex[:6]}"
 
     def _ended(self, session: MeasurementSession) -> None:
-        if self.bus is not None:
-            event = RunCompleted(run_id=session.run_id, lab=self.settings.lab, sut=self.settings.sut,
-                                 status=session.status, reason=session.status_reason, output_dir=str(session.dir),
-                                 t_utc_s=self.clock.now_utc_s())
-            try:
-                self.bus.publish(event, topology.event_key(event))
-            except MlpowerError as exc:
-                log.error("could not publish RunCompleted for %s: %s", session.run_id, exc)
         for listener in self._listeners:
             listener(session)
 

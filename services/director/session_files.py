@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from mlpower.ptdformat import ptd_logs_text, ptd_out_text, spl_text
 
 from . import outputs
+from .channels import TOTAL_STREAM
 from .session_analyzer import SessionAnalyzer
 from .session_states import MODES, Mode
 
@@ -35,8 +36,7 @@ def write_phase_files(session: MeasurementSession, mode: Mode) -> None:
                 outputs.write_text(folder / f"spl_analyzer_{analyzer.index}.{suffix}",
                                    outputs.spl_text(analyzer.readings[mode], mark))
         streams = [a.readings[mode] for a in analyzers]
-        outputs.write_text(folder / "spl.txt",
-                           outputs.merged_spl_text(streams, mark, tolerance_s=session.config.sample_interval_s / 2))
+        outputs.write_text(folder / "spl.txt", outputs.merged_spl_text(streams, mark, session.merge_tolerance_s))
     if mode == "testing":
         replies = [_summary_replies(a, mark) for a in analyzers]
         outputs.write_text(folder / "ptd_out.txt", ptd_out_text(replies))
@@ -100,6 +100,7 @@ def write_server_json(session: MeasurementSession, status: str) -> None:
 
 def write_parquet(session: MeasurementSession, status: str, reason: str) -> None:
     rows = [(a.name, mode, r) for a in session.analyzers for mode in MODES for r in a.readings[mode]]
+    rows += [(TOTAL_STREAM, mode, r) for mode in MODES for r in session.totals[mode]]
     identity = session.identity
     metadata = {
         "run_id": session.run_id, "lab": identity.lab, "sut": identity.sut, "benchmark": identity.benchmark,
