@@ -9,7 +9,6 @@ from typing import Any
 
 from mlpower.analyzer_sim import physics
 from mlpower.analyzer_sim.clock import RealClock, VirtualClock
-from mlpower.analyzer_sim.errors import PtdArgumentError
 from mlpower.analyzer_sim.faults import Faults, FaultState
 from mlpower.analyzer_sim.instrument import Clock, Identity, Instrument, PhysicsOptions
 from mlpower.analyzer_sim.loads import FollowLoad, LoadModel, SwitchableLoad, parse_load
@@ -191,9 +190,7 @@ class PtdHandle:
         self.instrument: Instrument | None = None
         meter: MeterLink
         if analyzer_port is not None:
-            if channels:
-                raise PtdArgumentError("a multichannel PTD reads the built-in simulated meter (no -n)")
-            meter = ScpiMeter(analyzer_host, analyzer_port)
+            meter = ScpiMeter(analyzer_host, analyzer_port, channels=channels)
         else:
             model_name, feed = self._meter_for(channels)
             self.instrument = Instrument(

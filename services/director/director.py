@@ -5,7 +5,7 @@ server, event by event. HTTP and the bus hand the director a ``RunPlan`` and it 
 session itself (``run``): start each mode, let the workload run (timed, or by the SUT agent
 through the bus edge registered as ``agent``), stop it, then done, fail or abort. A run over the
 bus thus cannot trample one started by a power-dev client. When a session ends, for any reason,
-``RunCompleted`` goes out on the events exchange.
+its ``RunStop`` (the run's last document) is the end-of-run fact on the bus.
 """
 
 from __future__ import annotations
@@ -19,10 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlpower import topology
 from mlpower.bus import Bus
 from mlpower.errors import MlpowerError
-from mlpower.schema import RunCompleted
 from mlpower.timeutil import SYSTEM_CLOCK, Clock
 
 from .channels import ChannelSpec, analyzer_indexes
@@ -215,14 +213,6 @@ class Director:
         return f"{session_id(self.clock.now_utc_s(), '')}_{uuid.uuid4().hex[:6]}"
 
     def _ended(self, session: MeasurementSession) -> None:
-        if self.bus is not None:
-            event = RunCompleted(run_id=session.run_id, lab=self.settings.lab, sut=self.settings.sut,
-                                 status=session.status, reason=session.status_reason, output_dir=str(session.dir),
-                                 t_utc_s=self.clock.now_utc_s())
-            try:
-                self.bus.publish(event, topology.event_key(event))
-            except MlpowerError as exc:
-                log.error("could not publish RunCompleted for %s: %s", session.run_id, exc)
         for listener in self._listeners:
             listener(session)
 
