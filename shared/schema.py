@@ -234,6 +234,10 @@ class PhaseMark(RunDocument):
 
 
 class RunStop(RunDocument):
+    """The one end-of-run fact: how the run ended, why, where its files are, and what it held.
+
+    Also answers a ``StartRun`` refused before anything started (``seq`` 0, no ``run.start``)."""
+
     type: Literal["run.stop"] = "run.stop"
     status: Literal["success", "failed", "aborted"]
     reason: str = ""
@@ -328,17 +332,6 @@ class AgentHeartbeat(Message):
     t_utc_s: float
 
 
-class RunCompleted(Message):
-    type: Literal["evt.run_completed"] = "evt.run_completed"
-    run_id: RunId
-    lab: str
-    sut: str
-    status: Literal["success", "failed", "aborted"]
-    reason: str = ""
-    output_dir: str = ""
-    t_utc_s: float
-
-
 class Finding(SchemaModel):
     rule: str
     severity: Literal["error", "warning", "info"]
@@ -425,7 +418,6 @@ COMMAND_TYPES: tuple[type[Message], ...] = (StartRun, StopRun, SetRanges, RunWor
 EVENT_TYPES: tuple[type[Message], ...] = (
     WorkloadPhase,
     AgentHeartbeat,
-    RunCompleted,
     LiveFinding,
     RunAnalyzed,
     FiguresRebuilt,
@@ -446,7 +438,6 @@ AnyMessage = Annotated[
     | RebuildFigures
     | WorkloadPhase
     | AgentHeartbeat
-    | RunCompleted
     | LiveFinding
     | RunAnalyzed
     | FiguresRebuilt,

@@ -22,6 +22,7 @@ from mlpower.analyzer_sim import physics
 from mlpower.analyzer_sim.errors import PtdArgumentError
 from mlpower.analyzer_sim.faults import Faults
 from mlpower.analyzer_sim.instrument import Clock, Instrument
+from mlpower.analyzer_sim.models import meter_model
 from mlpower.analyzer_sim.readiness import wait_readable
 from mlpower.logtext import client_text
 from mlpower.ptdformat import (
@@ -281,15 +282,29 @@ class InProcessMeter:
 
 
 class ScpiMeter:
-    """A WT310E over a raw SCPI socket (the simulator, or a meter behind a socket bridge)."""
+    """A WT310E, or the ``channels`` (elements) of a WT332E/WT333E, over a raw SCPI socket (the
+    simulator, or a meter behind a socket bridge)."""
 
-    def __init__(self, host: str, port: int, timeout_s: float = 5.0) -> None:
+    def __init__(self, host: str, port: int, timeout_s: float = 5.0, channels: tuple[int, ...] = ()) -> None:
         self._sock = socket.create_connection((host, port), timeout=timeout_s)
         self._file = self._sock.makefile("rb")
         self._lock = threading.Lock()
-        self._idn = self.query("*IDN?")
-        self.command(":COMM:HEAD OFF;:COMM:VERB OFF;:NUM:FORM ASCII;:NUM:NORM:NUM 4;"
-                     ":NUM:NORM:ITEM1 P,1;ITEM2 U,1;ITEM3 I,1;ITEM4 LAMB,1;:RATE 250MS")
+        self.channels = channels
+        try:
+            self._idn = self.query("*IDN?")
+            idn_model = self._idn.split(",")[1] if self._idn.count(",") >= 1 else ""
+            self.model = meter_model(idn_model)
+            if channels and max(channels) > self.model.elements:
+                raise PtdArgumentError(f"-c: channel {max(channels)} is beyond the {self.model.elements} "
+                                       f"element(s) of the meter ({client_text(idn_model)})")
+            # P, U, I, PF of each element read, four items per element (element 1 alone without -c)
+            items = ";".join(f"ITEM{4 * n + 1} P,{c};ITEM{4 * n + 2} U,{c};ITEM{4 * n + 3} I,{c};"
+                             f"ITEM{4 * n + 4} LAMB,{c}" for n, c in enumerate(channels or (1,)))
+            self.command(f":COMM:HEAD OFF;:COMM:VERB OFF;:NUM:FORM ASCII;:NUM:NORM:NUM {4 * len(channels or (1,))};"
+                         f":NUM:NORM:{items};:RATE 250MS")
+        except BaseException:
+            self.close()
+            raise
 
     def command(self, line: str) -> None:
         """Send settings and wait until the meter has taken them (``*OPC?``), so replies stay in step."""
@@ -306,28 +321,47 @@ class ScpiMeter:
     def identity(self) -> str:
         return self._idn
 
-    def ranges(self) -> tuple[int, float, int, float]:
-        # The combined query PTD itself sends ("Buffer was 1.000E+00;1;300.0E+00;1").
-        parts = self.query(":INP:CURR:RANG?;AUTO?;:INP:VOLT:RANG?;AUTO?").split(";")
+    def _element_ranges(self, element: int | None) -> tuple[int, float, int, float]:
+        if element is None:
+            # The combined query PTD itself sends ("Buffer was 1.000E+00;1;300.0E+00;1").
+            parts = self.query(":INP:CURR:RANG?;AUTO?;:INP:VOLT:RANG?;AUTO?").split(";")
+        else:
+            e = f"ELEM{element}"
+            parts = self.query(f":INP:CURR:RANG:{e}?;:INP:CURR:AUTO:{e}?;:INP:VOLT:RANG:{e}?;"
+                               f":INP:VOLT:AUTO:{e}?").split(";")
         return int(parts[1]), float(parts[0]), int(parts[3]), float(parts[2])
+
+    def ranges(self) -> tuple[int, float, int, float]:
+        return self._element_ranges(self.channels[0] if self.channels else None)
 
     def sample(self) -> MeterSample:
         values = [float(v) for v in self.query(":NUM:NORM:VAL?").split(",")]
-        amp_auto, amp_range, volt_auto, volt_range = self.ranges()
-        auto = bool(amp_auto or volt_auto)
-        unc = _sample_uncertainty(values[0], values[1], values[2], amp_range * volt_range, auto)
-        return MeterSample(values[0], values[1], values[2], values[3], auto, unc)
+        if not self.channels:
+            amp_auto, amp_range, volt_auto, volt_range = self.ranges()
+            auto = bool(amp_auto or volt_auto)
+            unc = _sample_uncertainty(values[0], values[1], values[2], amp_range * volt_range, auto)
+            return MeterSample(values[0], values[1], values[2], values[3], auto, unc)
+        parts = []
+        auto = False
+        for n, c in enumerate(self.channels):
+            p, u, i, pf = values[4 * n: 4 * n + 4]
+            amp_auto, amp_range, volt_auto, volt_range = self._element_ranges(c)
+            auto = auto or bool(amp_auto or volt_auto)
+            parts.append((c, p, u, i, pf, _channel_bound_w(p, u, i, amp_range * volt_range)))
+        return _multichannel_sample(parts, auto)
 
     def set_range(self, channel: str, value: float | None) -> float | None:
+        # without -c the plain command (every element); with -c each channel read by its ELEMent form
         name = "VOLT" if channel == "V" else "CURR"
+        targets = [f":ELEM{c}" for c in self.channels] or [""]
         if value is None:
-            self.command(f":INP:{name}:AUTO ON")
+            self.command(";".join(f":INP:{name}:AUTO{t} ON" for t in targets))
             return None
-        choices = (physics.VOLTAGE_RANGES_V if channel == "V" else physics.CURRENT_RANGES_A)["3"]
+        choices = self.model.voltage_ranges("3") if channel == "V" else self.model.current_ranges("3")
         chosen = physics.smallest_range_at_least(value, choices)
         if chosen is None:
             raise ValueError(f"{value} is above the largest range {choices[-1]}")
-        self.command(f":INP:{name}:AUTO OFF;:INP:{name}:RANG {chosen}")
+        self.command(";".join(f":INP:{name}:AUTO{t} OFF;:INP:{name}:RANG{t} {chosen}" for t in targets))
         return chosen
 
     def close(self) -> None:

@@ -80,7 +80,7 @@ class EmbeddedLab:
                 runs_queue=self._queue("analytics", topology.RUNS_EXCHANGE,
                                        (topology.runs_of_lab(o.lab),)),
                 events_queue=self._queue("analytics", topology.EVENTS_EXCHANGE,
-                                         (f"run_completed.{o.lab}.*", f"workload_phase.{o.lab}.*")),
+                                         (f"workload_phase.{o.lab}.*",)),
             )
             self.analytics.start()
             stack.callback(self.analytics.stop)

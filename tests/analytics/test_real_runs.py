@@ -163,7 +163,7 @@ def test_live_uncertainty_finding_on_the_bus_before_the_run_ends(rabbit_bus, uni
     service = AnalyticsService(
         settings, rabbit_bus,
         runs_queue=topology.QueueSpec("", topology.RUNS_EXCHANGE, (f"{lab}.#",), exclusive=True),
-        events_queue=topology.QueueSpec("", topology.EVENTS_EXCHANGE, (f"run_completed.{lab}.#",), exclusive=True))
+        events_queue=topology.QueueSpec("", topology.EVENTS_EXCHANGE, (f"workload_phase.{lab}.#",), exclusive=True))
     got: queue.Queue[Message] = queue.Queue()
     watcher = rabbit_bus.subscribe(topology.QueueSpec("", topology.EVENTS_EXCHANGE, (f"*.{lab}.#",), exclusive=True),
                                    lambda m, d: got.put(m))

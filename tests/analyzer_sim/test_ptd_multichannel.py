@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from mlpower.analyzer_sim import start_ptd
+from mlpower.analyzer_sim import start_ptd, start_simulator
 from mlpower.analyzer_sim.errors import PtdArgumentError
 from mlpower.analyzer_sim.ptd import parse_ptd_args
 from mlpower.analyzer_sim.settings import Settings
@@ -264,3 +264,35 @@ def test_mlpower_ptd_type_77_with_channels_1_3_starts_and_answers(tmp_path: Path
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_multichannel_ptd_reads_a_simulated_wt333e_over_scpi() -> None:
+    """-n host:port -c 2,2 77: the PTD reads elements 2 and 3 of a running WT333E simulator; its
+    sum is those two PSUs' truth, and its ranges land on those elements only."""
+    settings = load_settings(Settings, model="WT333E", split="0.5,0.25,0.25")
+    with start_simulator(port=0, load="constant:1200", settings=settings) as sim, \
+            start_ptd(port=0, analyzer_port=sim.port, device_type=77, channels=(2, 3)) as ptd:
+        c = PtdClient(ptd.port)
+        try:
+            identify = c.cmd("Identify").split(",")
+            assert identify[14] == "2" and identify[-1].startswith("YOKOGAWA;WT333E;")
+            assert c.cmd("SR,V,250") == "Range V changed"
+            assert c.cmd("SR,A,1.9") == "Range A changed"
+            assert c.cmd("RR") == "Ranges,0,2.000000,0,300.000000"
+            elements = sim.instrument.settings.elements
+            assert [(e.current_range_a, e.current_auto) for e in elements] == [(1.0, True), (2.0, False), (2.0, False)]
+            assert c.cmd("Go,1000,0,scpi") == GO_REPLY
+            wait_for(lambda: (m := ptd.server.measurement) is not None and len(m.samples) >= 2, what="2 samples")
+            assert c.cmd("Stop") == "Stopping untimed measurement"
+            header = c.cmd("RL,*,*")
+            lines = [parse_sample_line(c.line()) for _ in range(int(header.split()[1]))]
+            watts = float(c.cmd("Watts").split(",")[1])
+        finally:
+            c.close()
+    assert all(s is not None and sorted(s.channel_groups()) == [1, 2] for s in lines)
+    assert watts == pytest.approx(600.0, rel=0.01)  # PSUs 2 and 3 carry 300 W each
+
+
+def test_channels_beyond_the_meter_are_refused_at_start_up() -> None:
+    with start_simulator(port=0, load="constant:300") as sim, pytest.raises(PtdArgumentError):
+        start_ptd(port=0, analyzer_port=sim.port, device_type=77, channels=(1, 2))  # a WT310E has one element
