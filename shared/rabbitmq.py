@@ -66,11 +66,14 @@ def _parameters(url: str, client_name: str, heartbeat: int | None) -> pika.URLPa
     return params
 
 
-def declare_topology(channel: Any) -> None:
+def declare_topology(channel: Any, queue_type: str = "classic") -> None:
     for exchange in topology.TOPIC_EXCHANGES:
         channel.exchange_declare(exchange=exchange, exchange_type="topic", durable=True)
     channel.exchange_declare(exchange=topology.DEAD_LETTER_EXCHANGE, exchange_type="fanout", durable=True)
-    channel.queue_declare(queue=topology.DEAD_LETTER_QUEUE, durable=True)
+    # of the bus's type too: a classic queue lives on one node, and while that node is down
+    # declaring it fails, which would keep every client of the cluster from (re)connecting
+    arguments = {"x-queue-type": queue_type} if queue_type != "classic" else None
+    channel.queue_declare(queue=topology.DEAD_LETTER_QUEUE, durable=True, arguments=arguments)
     channel.queue_bind(queue=topology.DEAD_LETTER_QUEUE, exchange=topology.DEAD_LETTER_EXCHANGE)
 
 
@@ -153,7 +156,7 @@ class _RabbitSubscription:
         self._connection = pika.BlockingConnection(_parameters(self._bus.url, self._bus.client_name, None))
         channel = self._channel = self._connection.channel()
         channel.confirm_delivery()
-        declare_topology(channel)
+        declare_topology(channel, self._bus.queue_type)
         name = declare_queue(channel, self._spec, self._bus.queue_type)
         self.queue_name = name
         channel.basic_qos(prefetch_count=self._spec.prefetch)
@@ -255,7 +258,7 @@ class RabbitMQBus:
             self._connection = pika.BlockingConnection(_parameters(self.url, self.client_name, 0))
             channel = self._connection.channel()
             channel.confirm_delivery()
-            declare_topology(channel)
+            declare_topology(channel, self.queue_type)
         except _RECOVERABLE as exc:
             self._connection = self._channel = None
             raise BusError(f"RabbitMQ at {self.url_for_logs} does not answer: {exc}") from exc

@@ -112,9 +112,11 @@ class RunView:
         self.stop: RunStop | None = None
         self.descriptors: dict[str, StreamDescriptor] = {}
         self.marks: list[PhaseMark] = []
-        self._pages: dict[str, dict[int, tuple[SamplePage, Samples]]] = {}
+        self._pages: dict[str, dict[int, SamplePage]] = {}
         self._samples: dict[str, Samples] = {}
-        self._tails: dict[str, list[Samples]] = {}  # pages taken in order since _samples was built
+        # pages taken in order since _samples was built: turned into arrays when samples are asked
+        # for, many pages at once (live analytics asks once per several pages)
+        self._tails: dict[str, list[SamplePage]] = {}
         self._last_page: dict[str, int] = {}
         self._agent_logs: LoadGenLogs | None = None
         # Facts derived from the documents (kind, power stream, windows), computed once per state:
@@ -139,14 +141,13 @@ class RunView:
             self.descriptors[document.stream] = document
         elif isinstance(document, SamplePage):
             pages = self._pages.setdefault(document.stream, {})
-            part = Samples.of_page(document)
             if document.stream in self._samples and document.page > self._last_page.get(document.stream, -1):
                 # the next page, as pages arrive live: joined to the cache when samples are asked for
-                self._tails.setdefault(document.stream, []).append(part)
+                self._tails.setdefault(document.stream, []).append(document)
             else:
                 self._samples.pop(document.stream, None)
                 self._tails.pop(document.stream, None)
-            pages[document.page] = (document, part)
+            pages[document.page] = document
             self._last_page[document.stream] = max(document.page, self._last_page.get(document.stream, -1))
         elif isinstance(document, PhaseMark):
             self.marks.append(document)
@@ -323,18 +324,14 @@ class RunView:
         return [SampleSource(self.stream_samples(name), f"stream {name}", self.descriptors[name].sample_interval_s)
                 for name in self.channel_streams()]
 
-    def page_samples(self, page: SamplePage) -> Samples:
-        """One page's samples as the view holds them (the page must have been added)."""
-        return self._pages[page.stream][page.page][1]
-
     def stream_samples(self, stream: str) -> Samples:
         """One stream's samples, both modes, sorted by time (a window selects what a figure uses)."""
         tail = self._tails.pop(stream, None)
         if stream in self._samples and tail:
-            self._samples[stream] = Samples.concat([self._samples[stream], *tail])
+            self._samples[stream] = Samples.concat([self._samples[stream], Samples.from_pages(tail)])
         elif stream not in self._samples:
-            pages = sorted(self._pages.get(stream, {}).values(), key=lambda item: item[0].page)
-            self._samples[stream] = Samples.concat(samples for _, samples in pages)
+            pages = sorted(self._pages.get(stream, {}).values(), key=lambda page: page.page)
+            self._samples[stream] = Samples.from_pages(pages) if pages else Samples.concat([])
         return self._samples[stream]
 
     def sample_columns(self) -> dict[str, list[Any]]:

@@ -12,7 +12,7 @@ that cannot apply to a run says ``not_applicable`` with the reason; it never pas
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -135,8 +135,10 @@ def evaluate(view: RunView, options: CheckOptions | None = None, rules: Iterable
     return [run_rule(rule, view, options) for rule in rules]
 
 
-def evaluate_live(view: RunView, options: CheckOptions) -> list[Finding]:
+def evaluate_live(view: RunView, options: CheckOptions, skip: Collection[str] = ()) -> list[Finding]:
     """The live rules over the run so far (windows that have begun reach to the latest sample). A
-    rule with nothing to judge yet (no window, no samples) says nothing rather than failing."""
+    rule with nothing to judge yet (no window, no samples) says nothing rather than failing.
+    ``skip``: rules not to evaluate (live analytics reports a rule once: a failed one is done)."""
     live = replace(options, live=True)
-    return [f for rule in LIVE_RULES if (f := _judge(rule, view, live, missing_fails=False)) is not None]
+    return [f for rule in LIVE_RULES
+            if rule.id not in skip and (f := _judge(rule, view, live, missing_fails=False)) is not None]

@@ -51,7 +51,7 @@ def parse_channels(text: str, default_name: str = "analyzer1") -> tuple[ChannelS
     specs: list[ChannelSpec] = []
     for i, entry in enumerate(entries, start=1):
         match = _ENTRY_RE.match(entry)
-        if match is None:
+        if match is None or "=" in match["resource"]:
             raise ResourceError(f"bad channel {entry!r}; expected [name=]resource[#element]")
         name = match["name"] or (default_name if len(entries) == 1 else f"{default_name}_{i}")
         if not _NAME_RE.match(name) or name == TOTAL_STREAM:

@@ -23,7 +23,7 @@ from mlpower.bus import Bus
 from mlpower.errors import MlpowerError
 from mlpower.timeutil import SYSTEM_CLOCK, Clock
 
-from .channels import analyzer_indexes
+from .channels import ChannelSpec, analyzer_indexes
 from .errors import DirectorError
 from .metrics import DirectorMetrics
 from .outputs import session_id
@@ -33,6 +33,8 @@ from .session_analyzer import ServerLog
 from .session_states import Abort, Done, Fail, StartPhase, StopPhase
 from .settings import DirectorSettings
 from .sources import AnalyzerSource, open_source, parse_resource
+from .wt300_elements import ElementSource, MultiElementMeter
+from .wt310e import WT310E
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,22 @@ class Director:
                     options["ptd_command"] = self.settings.ptd_command
         return open_source(resource, **options)
 
+    def _open_channels(self, channels: tuple[ChannelSpec, ...], interval_s: float) -> list[AnalyzerSource]:
+        """A source per channel. Elements of one WT3xx meter (several channels on one VISA or serial
+        resource) share one connection (``wt300_elements``): the meter has one item list and one update."""
+        shared: dict[str, list[ElementSource]] = {}
+        if self._source_factory == self.open_source:
+            groups: dict[str, list[int]] = {}
+            for channel in channels:
+                groups.setdefault(channel.resource, []).append(channel.element)
+            for resource, elements in groups.items():
+                if len(elements) > 1 and parse_resource(resource).kind in ("visa", "serial"):
+                    driver = self.open_source(resource, interval_s)
+                    assert isinstance(driver, WT310E)
+                    shared[resource] = MultiElementMeter(driver, tuple(elements)).sources()
+        return [shared[c.resource].pop(0) if c.resource in shared else self._source_factory(c.address, interval_s)
+                for c in channels]
+
     def on_end(self, listener: Callable[[MeasurementSession], None]) -> None:
         self._listeners.append(listener)
 
@@ -104,7 +122,7 @@ class Director:
             if self.busy:
                 assert self.active is not None
                 raise Busy(f"session {self.active.run_id} is running")
-            sources = [(channel.name, self._source_factory(channel.address, interval)) for channel in channels]
+            sources = list(zip((c.name for c in channels), self._open_channels(channels, interval), strict=True))
             config = SessionConfig(
                 results_dir=Path(self.settings.results_dir), sample_interval_s=interval, sleep_s=self.settings.sleep_s,
                 debug=self.settings.debug, page_interval_s=self.settings.page_interval_s,

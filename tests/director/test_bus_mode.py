@@ -199,3 +199,19 @@ def test_an_http_run_with_a_workload_goes_through_the_agent(lab: dict, unique: s
     assert (done.run_id, done.status) == (f"http-{unique}", "success")
     assert [a.mode for a in fake.asks] == ["ranging", "testing"]
     assert http.get(f"/runs/http-{unique}").json()["status"] == "success"
+
+
+def test_a_run_stopped_over_http_tells_the_agent_to_stop_its_workload(lab: dict, unique: str) -> None:
+    from fastapi.testclient import TestClient
+
+    fake = agent(lab, hold=True)
+    http = TestClient(lab["service"].app)
+    accepted = http.post("/runs", json={"run_id": f"halt-{unique}", "workload": "resnet"})
+    assert accepted.status_code == 202
+    wait_for(lambda: fake.asks, what="the ranging ask")
+    assert http.post(f"/runs/halt-{unique}/stop").json() == {"run_id": f"halt-{unique}", "stopped": True}
+    done = _completed(lab)
+    assert (done.run_id, done.status) == (f"halt-{unique}", "aborted")
+    wait_for(lambda: fake.stops, 10, what="StopWorkload for the stopped run")
+    assert [(s.run_id, s.reason) for s in fake.stops] == [(f"halt-{unique}", "run aborted: stopped over HTTP")]
+    fake.release.set()

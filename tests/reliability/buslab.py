@@ -101,7 +101,7 @@ class BusLab:
 
     def look(self) -> None:
         """Note every process of the lab's tree now (a workload lives in a session of its own)."""
-        roots = {p.pid for p in self.procs if p.alive()}
+        roots = {p.pid for p in (self.sim, *self.procs) if p.alive()}
         self.seen.update(snapshot(roots | descendants(roots)))
 
     def stop(self) -> None:
