@@ -7,7 +7,9 @@ Contract, identical for both adapters (tests/shared/test_bus_contract.py runs it
 * ``subscribe`` consumes a queue (declared from a ``QueueSpec``) on a background thread, in
   order, and acks a message only after the handler returned.
 * A body that does not decode, or a handler that raises, is dead-lettered with the reason and
-  the consumer carries on.
+  the consumer carries on. A bus belongs to one lab: it dead-letters into that lab's bounded
+  dead-letter queue (``topology.dead_letter_queue``) and reads only that one. The in-memory
+  adapter keeps the length bound; message age (the TTL) is the broker's.
 * ``Subscription.abort()`` behaves like a crashed consumer: an unacked message is redelivered
   to the next consumer of the queue with ``redelivered=True``.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,8 +74,12 @@ class Bus(Protocol):
     def declare(self, spec: topology.QueueSpec) -> None:
         """Create the queue and its bindings now, so messages published before a consumer starts are kept."""
 
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        """Take up to ``limit`` messages off the dead-letter queue (for inspection tools and tests)."""
+    def dead_letters(self, limit: int = 100, *, keep: bool = False) -> list[DeadLetter]:
+        """Take up to ``limit`` messages off this lab's dead-letter queue, oldest first (for
+        ``mlpower deadletters`` and tests); ``keep`` leaves them there, only showing them."""
+
+    def dead_letter_depth(self) -> int:
+        """How many messages wait in this lab's dead-letter queue."""
 
     def purge(self, queue_name: str) -> None: ...
 
@@ -166,9 +173,10 @@ class _MemorySubscription:
 class InMemoryBus:
     """The embedded default for single-process runs and unit tests: same contract, no broker."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, lab: str = "lab", dead_letter: topology.DeadLetterPolicy | None = None) -> None:
+        self.lab = lab
         self._queues: dict[str, _MemoryQueue] = {}
-        self._dead: queue.Queue[DeadLetter] = queue.Queue()
+        self._dead: deque[DeadLetter] = deque(maxlen=(dead_letter or topology.DeadLetterPolicy()).max_messages)
         self._lock = threading.Lock()
         self._anonymous = 0
 
@@ -210,16 +218,21 @@ class InMemoryBus:
         self._declare(spec)
 
     def _dead_letter(self, envelope: _Envelope, reason: str) -> None:
-        self._dead.put(DeadLetter(envelope.body, reason, envelope.exchange, envelope.routing_key))
+        self._dead.append(DeadLetter(envelope.body, reason, envelope.exchange, envelope.routing_key))
 
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+    def dead_letters(self, limit: int = 100, *, keep: bool = False) -> list[DeadLetter]:
+        if keep:
+            return list(self._dead)[:limit]
         taken: list[DeadLetter] = []
         while len(taken) < limit:
             try:
-                taken.append(self._dead.get_nowait())
-            except queue.Empty:
+                taken.append(self._dead.popleft())  # deque operations are atomic: no lock needed
+            except IndexError:
                 break
         return taken
+
+    def dead_letter_depth(self) -> int:
+        return len(self._dead)
 
     def purge(self, queue_name: str) -> None:
         q = self._queues.get(queue_name)
@@ -233,14 +246,15 @@ class InMemoryBus:
                 q.consumer.close()
 
 
-def connect(url: str, *, kind: str = "rabbitmq", client_name: str = "mlpower",
-            spool_path: Path | None = None) -> Bus:
+def connect(url: str, *, lab: str, kind: str = "rabbitmq", client_name: str = "mlpower",
+            spool_path: Path | None = None, dead_letter: topology.DeadLetterPolicy | None = None) -> Bus:
     """The bus a service's settings ask for: ``rabbitmq`` (``url`` is an AMQP URL) or ``memory``.
 
+    ``lab``: whose dead-letter queue this bus declares, feeds and reads (``MLPOWER_LAB``).
     ``spool_path``: where RabbitMQ publishes wait while the broker is away (memory when None).
     """
     if kind == "memory":
-        return InMemoryBus()
+        return InMemoryBus(lab=lab, dead_letter=dead_letter)
     from mlpower.rabbitmq import RabbitMQBus  # the only module that imports pika
 
-    return RabbitMQBus(url, client_name=client_name, spool_path=spool_path)
+    return RabbitMQBus(url, client_name=client_name, spool_path=spool_path, lab=lab, dead_letter=dead_letter)

@@ -30,7 +30,8 @@ def _serve() -> None:
 
     settings = load_settings(AnalyticsSettings)
     setup_logging(settings.log_level)
-    bus = connect(settings.amqp_url, kind=settings.bus, client_name="mlpower-analytics")
+    bus = connect(settings.amqp_url, kind=settings.bus, lab=settings.lab, dead_letter=settings.dead_letter,
+                  client_name="mlpower-analytics")
     service = AnalyticsService(settings, bus)
     # the HTTP server runs in a thread (see mlpower.http_serve): this thread owns the signals and the order of stopping
     stop = threading.Event()

@@ -6,8 +6,8 @@ A run's verdict is ``rules.evaluate`` over its ``RunView`` (the run's output fol
 for that folder. Live findings are early warnings published as ``LiveFinding`` and served by the
 API; the verdict is the rules' over the whole run.
 
-Consumes the run documents (``mlpower.analytics.runs``) and the events exchange
-(``mlpower.analytics.events``: ``RunCompleted``, and ``WorkloadPhase`` whose detail states the
+Consumes the run documents (``mlpower.<lab>.analytics.runs``) and the events exchange
+(``mlpower.<lab>.analytics.events``: ``RunCompleted``, and ``WorkloadPhase`` whose detail states the
 agent's clock offset). Documents are handled idempotently by (run_id, seq).
 """
 
@@ -49,8 +49,19 @@ from .summary import summarize
 
 log = logging.getLogger(__name__)
 
-RUNS_QUEUE = topology.service_queue("analytics", topology.RUNS_EXCHANGE)
-EVENTS_QUEUE = topology.service_queue("analytics", topology.EVENTS_EXCHANGE, ("run_completed.#", "workload_phase.#"))
+EVENTS = ("run_completed", "workload_phase")
+
+
+def lab_runs_queue(lab: str) -> topology.QueueSpec:
+    """``mlpower.<lab>.analytics.runs``: this lab's run documents only."""
+    return topology.service_queue("analytics", topology.RUNS_EXCHANGE, (topology.lab_runs_pattern(lab),), lab=lab)
+
+
+def lab_events_queue(lab: str) -> topology.QueueSpec:
+    return topology.service_queue("analytics", topology.EVENTS_EXCHANGE,
+                                  tuple(topology.event_pattern(name, lab) for name in EVENTS), lab=lab)
+
+
 KEEP_FINISHED_RUNS = 32  # documents of recent runs, for a re-analysis when RunCompleted brings the tree
 
 
@@ -77,9 +88,9 @@ class AnalyticsService:
         self._lock = threading.RLock()
         self._runs: OrderedDict[str, _Run] = OrderedDict()
         self._subscriptions: list[Subscription] = []
-        # Tests and labs sharing a broker pass their own (exclusive, lab-scoped) queues.
-        self.runs_queue = runs_queue or RUNS_QUEUE
-        self.events_queue = events_queue or EVENTS_QUEUE
+        # Tests pass their own (exclusive) queues; labs sharing a broker are apart by the lab's name.
+        self.runs_queue = runs_queue or lab_runs_queue(settings.lab)
+        self.events_queue = events_queue or lab_events_queue(settings.lab)
 
     # ----------------------------------------------------------------------- wiring
     def start(self) -> None:

@@ -32,14 +32,14 @@ POLL_S = 0.1
 """How often a waiting phase looks whether its session ended meanwhile."""
 
 
-def command_queue(sut: str) -> topology.QueueSpec:
-    key = topology.command_key("director", sut)
-    return topology.service_queue(f"director-{sut}", topology.COMMANDS_EXCHANGE, (key,))
+def command_queue(lab: str, sut: str) -> topology.QueueSpec:
+    key = topology.command_key("director", sut, lab=lab)
+    return topology.service_queue(f"director-{sut}", topology.COMMANDS_EXCHANGE, (key,), lab=lab)
 
 
 def events_queue(lab: str, sut: str) -> topology.QueueSpec:
     # exclusive: phase events only matter to the run in progress; nothing to keep across restarts
-    pattern = f"workload_phase.{topology.segment(lab)}.{topology.segment(sut)}"
+    pattern = topology.event_pattern("workload_phase", lab, sut)
     return topology.QueueSpec("", topology.EVENTS_EXCHANGE, (pattern,), durable=False, exclusive=True)
 
 
@@ -77,7 +77,8 @@ class BusEdge:
     def start(self) -> BusEdge:
         events = events_queue(self.settings.lab, self.settings.sut)
         self._subscriptions.append(self.bus.subscribe(events, self._on_event))
-        self._subscriptions.append(self.bus.subscribe(command_queue(self.settings.sut), self._on_command))
+        commands = command_queue(self.settings.lab, self.settings.sut)
+        self._subscriptions.append(self.bus.subscribe(commands, self._on_command))
         self.director.agent = self
         return self
 
@@ -123,7 +124,7 @@ class BusEdge:
             self._expect = expect
         ask = RunWorkloadPhase(run_id=session.run_id, sut=self.settings.sut, mode=mode, workload=workload.request,
                                settings=workload.settings)
-        self.bus.publish(ask, topology.command_key("agent", self.settings.sut))
+        self.bus.publish(ask, topology.command_key("agent", self.settings.sut, lab=self.settings.lab))
         clock = session.clock
         deadline = clock.monotonic_s() + self.phase_timeout_s  # the clock, not a sum of polls that run late
         while not clock.wait(expect.done, min(POLL_S, max(0.0, deadline - clock.monotonic_s()))):

@@ -45,7 +45,8 @@ def director(
             overrides["bus_mode"] = False
         settings = load_settings(DirectorSettings, **overrides)
         setup_logging(settings.log_level)
-        bus = None if no_bus else connect(settings.amqp_url, kind=settings.bus, client_name=f"director-{settings.sut}",
+        bus = None if no_bus else connect(settings.amqp_url, kind=settings.bus, lab=settings.lab,
+                                        dead_letter=settings.dead_letter, client_name=f"director-{settings.sut}",
                                         spool_path=settings.spool_path)
         service = DirectorService(settings, bus=bus)
         stopping = threading.Event()

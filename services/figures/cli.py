@@ -190,7 +190,8 @@ def serve_command(
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-        bus = None if no_bus else connect(settings.amqp_url, kind=settings.bus, client_name="mlpower-figures")
+        bus = None if no_bus else connect(settings.amqp_url, kind=settings.bus, lab=settings.lab,
+                                          dead_letter=settings.dead_letter, client_name="mlpower-figures")
         service = FiguresService(
             settings.data_dir,
             settings.out_root,

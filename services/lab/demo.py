@@ -98,7 +98,7 @@ def _run(options: DemoOptions, console: Console, bus: Bus, lab_options: LabOptio
                          scenario=SCENARIOS[options.scenario],
                          workload=WorkloadRequest(name=f"builtin:{options.scenario}", duration_s=options.duration_s),
                          sample_interval_s=options.sample_interval_s),
-                topology.command_key("director", lab_options.sut),
+                topology.command_key("director", lab_options.sut, lab=lab_options.lab),
             )
             deadline = time.monotonic() + options.timeout_s
             with Live(progress.line(), console=console, refresh_per_second=4, transient=False) as live:

@@ -32,8 +32,9 @@ from mlpower.timeutil import now_utc_s
 log = logging.getLogger(__name__)
 
 
-def command_queue(sut: str) -> topology.QueueSpec:
-    return topology.service_queue(f"agent-{sut}", topology.COMMANDS_EXCHANGE, (topology.command_key("agent", sut),))
+def command_queue(lab: str, sut: str) -> topology.QueueSpec:
+    return topology.service_queue(f"agent-{sut}", topology.COMMANDS_EXCHANGE,
+                                  (topology.command_key("agent", sut, lab=lab),), lab=lab)
 
 
 def director_clock_offset(settings: Settings) -> clock.ClockOffset:
@@ -66,7 +67,7 @@ class AgentService:
 
     @property
     def queue_spec(self) -> topology.QueueSpec:
-        return command_queue(self.settings.sut)
+        return command_queue(self.settings.lab, self.settings.sut)
 
     def start(self) -> AgentService:
         self._worker.start()

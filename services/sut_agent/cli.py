@@ -116,7 +116,8 @@ def _client_session(settings: Any, flags: dict[str, Any], metrics: Any) -> None:
     )
     bus = None
     if flags["publish_events"]:
-        bus = connect(settings.amqp_url, kind=settings.bus, client_name=f"agent-{settings.sut}")
+        bus = connect(settings.amqp_url, kind=settings.bus, lab=settings.lab, dead_letter=settings.dead_letter,
+                      client_name=f"agent-{settings.sut}")
     try:
         def publish(event: Any) -> None:
             metrics.observe_phase(event)
@@ -143,7 +144,8 @@ def _serve_bus(settings: Any, metrics: Any, registry: Any) -> None:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    bus = connect(settings.amqp_url, kind=settings.bus, client_name=f"agent-{settings.sut}")
+    bus = connect(settings.amqp_url, kind=settings.bus, lab=settings.lab, dead_letter=settings.dead_letter,
+                      client_name=f"agent-{settings.sut}")
     service = AgentService(settings, bus, metrics, registry).start()
     try:
         while not stop.wait(1.0):

@@ -44,7 +44,7 @@ class FakeAgent:
         if not hold:
             self.release.set()
         self.asks: list[RunWorkloadPhase] = []
-        spec = topology.QueueSpec("", topology.COMMANDS_EXCHANGE, (topology.command_key("agent", sut),),
+        spec = topology.QueueSpec("", topology.COMMANDS_EXCHANGE, (topology.command_key("agent", sut, lab=lab),),
                                   durable=False, exclusive=True)
         self.subscription = bus.subscribe(spec, self._on_command)
 
@@ -99,7 +99,7 @@ def test_a_bus_run_carries_every_sample_exactly_once_in_order(lab: dict, unique:
     fake = agent(lab)
     run_id = f"bus-{unique}"
     lab["bus"].publish(StartRun(sut=lab["sut"], run_id=run_id, workload="resnet", sample_interval_s=0.1),
-                       topology.command_key("director", lab["sut"]))
+                       topology.command_key("director", lab["sut"], lab=lab["lab"]))
     done = _completed(lab)
     assert (done.run_id, done.status, done.lab, done.sut) == (run_id, "success", lab["lab"], lab["sut"])
     assert [(a.mode, a.workload.name if a.workload else None) for a in fake.asks] == [("ranging", "resnet"),
@@ -126,7 +126,7 @@ def test_a_bus_run_carries_every_sample_exactly_once_in_order(lab: dict, unique:
 def test_a_failed_workload_fails_the_run(lab: dict, unique: str) -> None:
     agent(lab, outcome="failed", samples=1)
     lab["bus"].publish(StartRun(sut=lab["sut"], run_id=f"fail-{unique}", sample_interval_s=0.1),
-                       topology.command_key("director", lab["sut"]))
+                       topology.command_key("director", lab["sut"], lab=lab["lab"]))
     done = _completed(lab)
     assert done.status == "failed" and "workload failed in ranging" in done.reason
 
@@ -134,14 +134,14 @@ def test_a_failed_workload_fails_the_run(lab: dict, unique: str) -> None:
 def test_a_silent_agent_aborts_the_run_after_the_timeout(lab: dict, unique: str) -> None:
     agent(lab, outcome="silent")
     lab["bus"].publish(StartRun(sut=lab["sut"], run_id=f"quiet-{unique}", sample_interval_s=0.1),
-                       topology.command_key("director", lab["sut"]))
+                       topology.command_key("director", lab["sut"], lab=lab["lab"]))
     done = _completed(lab)
     assert done.status == "aborted" and "no answer from the agent" in done.reason
 
 
 def test_stop_run_aborts_and_a_second_start_is_refused(lab: dict, unique: str) -> None:
     fake = agent(lab, hold=True)
-    key = topology.command_key("director", lab["sut"])
+    key = topology.command_key("director", lab["sut"], lab=lab["lab"])
     lab["bus"].publish(StartRun(sut=lab["sut"], run_id=f"long-{unique}", sample_interval_s=0.1), key)
     wait_for(lambda: lab["director"].busy, what="the first run to start")
     lab["bus"].publish(StartRun(sut=lab["sut"], run_id=f"second-{unique}", sample_interval_s=0.1), key)

@@ -17,7 +17,6 @@ from typing import Any
 
 import polars as pl
 import pytest
-from mlpower import topology
 from mlpower.rabbitmq import RabbitMQBus
 from mlpower.schema import RunStop
 
@@ -119,7 +118,7 @@ def test_agent_killed_in_bus_mode_aborts_after_the_phase_timeout(amqp_url: str, 
             agents: list[Proc] = []
             try:
                 agents.append(start_mlpower("agent-bus", ["agent", "--bus"], env=agent_env, log_dir=logs,
-                                            ready=r"listening on mlpower\.agent-"))
+                                            ready=r"listening on mlpower\.[^.]+\.agent-"))
                 status, accepted = http("POST", director_url(director, "/runs"),
                                         {"workload": "builtin:offline", "sample_interval_s": 0.1})
                 assert status == 202 and accepted["via"] == "agent", accepted
@@ -140,7 +139,7 @@ def test_agent_killed_in_bus_mode_aborts_after_the_phase_timeout(amqp_url: str, 
                 _check_aborted_run_kept(Path(completed.output_dir), collector, run_id, "no answer from the agent")
 
                 agents.append(start_mlpower("agent-bus2", ["agent", "--bus"], env=agent_env, log_dir=logs,
-                                            ready=r"listening on mlpower\.agent-"))
+                                            ready=r"listening on mlpower\.[^.]+\.agent-"))
                 status, accepted = http("POST", director_url(director, "/runs"),
                                         {"workload": "builtin:offline", "sample_interval_s": 0.1, "modes": ["testing"],
                                          "voltage_range_v": 300, "current_range_a": 5})
@@ -152,7 +151,7 @@ def test_agent_killed_in_bus_mode_aborts_after_the_phase_timeout(amqp_url: str, 
                     agent.stop()
                 director.stop()
                 for name in (f"agent-{sut}", f"director-{sut}"):  # this test's durable command queues
-                    bus.delete_queue(topology.service_queue(name, topology.COMMANDS_EXCHANGE).name)
+                    bus.delete_queue(f"mlpower.{lab}.{name}.commands")
             check_no_crash(director, agents[-1])
     finally:
         collector.close()
