@@ -56,6 +56,10 @@ class DeadLetter:
 class Subscription(Protocol):
     queue_name: str
 
+    @property
+    def connected(self) -> bool:
+        """Whether the consumer is attached to its queue now (False while it reconnects to a lost broker)."""
+
     def close(self) -> None:
         """Stop consuming after the message in hand is handled and acked."""
 
@@ -132,6 +136,10 @@ class _MemorySubscription:
         self._crash = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"memory-consumer-{q.spec.name}", daemon=True)
         self._thread.start()
+
+    @property
+    def connected(self) -> bool:
+        return not self._stop.is_set()
 
     def _run(self) -> None:
         while not self._stop.is_set():

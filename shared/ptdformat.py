@@ -9,9 +9,13 @@ them:
 * a PTD timestamp is ``MM-DD-YYYY HH:MM:SS.mmm`` in UTC (milliseconds written, truncated; up to
   six fractional digits read);
 * a sample line is ``Time,<ts>,Watts,<w>,Volts,<v>,Amps,<a>,PF,<pf>`` (PTD's RL reply), followed
-  in spl.txt and the data log by ``,Mark,<mark>`` and, for a multichannel analyzer,
-  ``,Ch<k>,Watts,..,Volts,..,Amps,..,PF,..`` groups; a value is ``%.6f`` and ``-1.000000``
-  means "not available";
+  in spl.txt and the data log by ``,Mark,<mark>``; a value is ``%.6f`` and ``-1.000000`` means
+  "not available";
+* a multichannel analyzer's line starts with the *sum group* (the channels' watts summed; volts,
+  amps and PF not available), then one group per channel: unlabelled in its ``RL,*,*`` reply
+  (``Time,<ts>,<sum>,Watts,..,PF,..,Watts,..``), labelled ``Ch<k>`` after the Mark in the data log
+  and spl.txt (``Time,<ts>,<sum>,Mark,<m>,Ch1,Watts,..,PF,..,Ch2,..``); which channels a
+  multichannel device type reads follows from its ``-c`` argument (``channel_numbers``);
 * a console line is ``<ts>: <message>``; a server.log line is
   ``ptd-server YYYY-MM-DD HH:MM:SS,mmm [LEVEL] <message>``.
 
@@ -33,6 +37,7 @@ NOT_AVAILABLE = "-1.000000"
 
 _PTD_TIME_RE = re.compile(r"^(\d{2})-(\d{2})-(\d{4}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?$")
 _GROUP_TAGS = ("Watts", "Volts", "Amps", "PF")
+_CHANNEL_LABEL_RE = re.compile(r"^Ch(\d+)$")
 
 
 class PtdFormatError(ValueError):
@@ -109,11 +114,28 @@ class SampleGroup:
     def fields(self) -> list[str]:
         return ["Watts", self.watts, "Volts", self.volts, "Amps", self.amps, "PF", self.pf]
 
+    @property
+    def power_w(self) -> float | None:
+        return parse_value(self.watts)
+
+    def values(self) -> tuple[float | None, float | None, float | None, float | None]:
+        """(watts, volts, amps, PF) as numbers; None where not available."""
+        return parse_value(self.watts), parse_value(self.volts), parse_value(self.amps), parse_value(self.pf)
+
+
+def sum_group(groups: Sequence[SampleGroup]) -> SampleGroup:
+    """A multichannel line's sum group: the channels' watts added up (a channel without a value is
+    left out; none with a value -> not available); volts, amps and PF are never given for the sum."""
+    powers = [p for p in (g.power_w for g in groups) if p is not None]
+    return SampleGroup.of(sum(powers) if powers else None, None, None, None)
+
 
 @dataclass(frozen=True)
 class SampleLine:
-    """``Time,<ts>,Watts,..,Volts,..,Amps,..,PF,..[,Mark,<m>][,Ch<k>,Watts,..]``: PTD's RL reply
-    line, a data-log line and an spl.txt line are all this, with or without the mark."""
+    """``Time,<ts>,Watts,..,Volts,..,Amps,..,PF,..[,Mark,<m>][,[Ch<k>,]Watts,..]``: PTD's RL reply
+    line, a data-log line and an spl.txt line are all this, with or without the mark. ``channels``
+    holds (label, group) pairs; the label is ``""`` for an unlabelled group (a multichannel RL
+    reply)."""
 
     t_utc_s: float
     time_text: str
@@ -132,18 +154,70 @@ class SampleLine:
         if self.mark is not None:
             fields += ["Mark", self.mark]
         for label, group in self.channels:
-            fields += [label, *group.fields()]
+            fields += [label, *group.fields()] if label else group.fields()
         return ",".join(fields)
 
     @property
     def power_w(self) -> float | None:
         return parse_value(self.total.watts)
 
+    def channel_groups(self) -> dict[int, SampleGroup]:
+        """The channel groups by channel number: ``Ch<k>`` -> k; unlabelled groups (an RL reply)
+        are numbered 1, 2, ... in order, as power-dev numbers them when it writes spl.txt."""
+        out: dict[int, SampleGroup] = {}
+        for position, (label, group) in enumerate(self.channels, start=1):
+            if not label:
+                out[position] = group
+                continue
+            m = _CHANNEL_LABEL_RE.match(label)
+            if m is None:
+                raise PtdFormatError(f"not a channel label (Ch<k>): {label!r}", self.raw or self.text())
+            out[int(m[1])] = group
+        return out
+
 
 def sample_line(t_utc_s: float, watts: float | None, volts: float | None, amps: float | None,
                 pf: float | None, mark: str | None = None) -> str:
     """One sample as a line (with ``,Mark,<mark>`` when a mark is given)."""
     return SampleLine.of(t_utc_s, SampleGroup.of(watts, volts, amps, pf), mark).text()
+
+
+def channel_label(channel: int) -> str:
+    """``Ch<k>``: the label of channel k's group in the data log and spl.txt."""
+    return f"Ch{channel}"
+
+
+def multichannel_rl_line(t_utc_s: float, groups: Sequence[SampleGroup]) -> str:
+    """One line of a multichannel ``RL,*,*`` reply: the sum group, then each channel's group
+    unlabelled, in channel order."""
+    return SampleLine.of(t_utc_s, sum_group(groups), None, [("", g) for g in groups]).text()
+
+
+def multichannel_log_line(t_utc_s: float, mark: str, channels: Sequence[tuple[int, SampleGroup]]) -> str:
+    """One line of a multichannel data log: the sum group, the Mark, then ``Ch<k>`` and channel k's
+    group for each channel read."""
+    groups = [g for _, g in channels]
+    return SampleLine.of(t_utc_s, sum_group(groups), mark, [(channel_label(k), g) for k, g in channels]).text()
+
+
+MULTICHANNEL_DEVICE_TYPES = frozenset({48, 59, 61, 77})
+"""PTD device types that read several channels of one meter and need the ``-c`` argument."""
+
+
+def channel_numbers(device_type: int, channel: Sequence[int]) -> tuple[int, ...]:
+    """The meter channels a multichannel PTD reads, from its ``-c`` numbers (power-dev's
+    ``channel`` setting): type 48 takes one number n (channels 1 .. n); the others take a first
+    channel and a count (``1,3`` -> 1, 2, 3). ValueError for any other shape."""
+    if device_type not in MULTICHANNEL_DEVICE_TYPES:
+        raise ValueError(f"device type {device_type} is not multichannel")
+    if device_type == 48:
+        if len(channel) != 1 or channel[0] < 1:
+            raise ValueError(f"device type 48 needs one channel count >= 1, got {list(channel)}")
+        return tuple(range(1, channel[0] + 1))
+    if len(channel) != 2 or channel[0] < 1 or channel[1] < 1:
+        raise ValueError(f"device type {device_type} needs a first channel and a count (two numbers >= 1), "
+                         f"got {list(channel)}")
+    return tuple(range(channel[0], channel[0] + channel[1]))
 
 
 def _group(tokens: list[str], i: int, raw: str) -> tuple[SampleGroup, int]:
@@ -181,8 +255,9 @@ def parse_sample_line(line: str) -> SampleLine | None:
         i += 2
     channels: list[tuple[str, SampleGroup]] = []
     while i < len(tokens):
-        label = tokens[i]
-        group, i = _group(tokens, i + 1, raw)
+        # a labelled group (Ch<k>,Watts,..) or, in a multichannel RL reply, an unlabelled one
+        label = "" if tokens[i] == "Watts" else tokens[i]
+        group, i = _group(tokens, i + 1 if label else i, raw)
         channels.append((label, group))
     return SampleLine(t_utc_s, tokens[1], total, mark, tuple(channels), raw)
 

@@ -179,6 +179,7 @@ class _RabbitSubscription:
         self._failure: BusError | None = None
         self._connection: Any = None
         self._channel: Any = None
+        self._consuming = False
         self._thread = threading.Thread(target=self._run, name=f"rabbit-consumer-{spec.name}", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout=15):
@@ -200,6 +201,7 @@ class _RabbitSubscription:
                 self._ready.set()
                 break
             except _RECOVERABLE as exc:
+                self._consuming = False
                 if self._stop.is_set():
                     break
                 log.warning("consumer of %s lost the broker (%s); reconnecting", self._spec.name, exc)
@@ -215,9 +217,14 @@ class _RabbitSubscription:
         self.queue_name = name
         channel.basic_qos(prefetch_count=self._spec.prefetch)
         channel.basic_consume(queue=name, on_message_callback=self._on_message, auto_ack=False)
+        self._consuming = True
         self._ready.set()
         while not self._stop.is_set():
             self._connection.process_data_events(time_limit=0.2)
+
+    @property
+    def connected(self) -> bool:
+        return self._consuming and not self._stop.is_set()
 
     def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         if self._stop.is_set():
@@ -242,6 +249,7 @@ class _RabbitSubscription:
         channel.basic_ack(delivery_tag=method.delivery_tag)
 
     def _close_connection(self) -> None:
+        self._consuming = False
         connection, self._connection = self._connection, None
         if connection is not None and connection.is_open:
             try:
@@ -365,7 +373,8 @@ class RabbitMQBus:
                 self._flusher.start()
 
     def _flush_loop(self) -> None:
-        backoff = _Backoff()
+        # a short cap: heartbeats and phase events queued here are judged by how late they arrive
+        backoff = _Backoff(cap_s=2.0)
         while not self._closed.is_set():
             item = self._spool.head()
             if item is None:

@@ -113,8 +113,17 @@ class RunView:
         self.marks: list[PhaseMark] = []
         self._pages: dict[str, dict[int, tuple[SamplePage, Samples]]] = {}
         self._samples: dict[str, Samples] = {}
+        self._tails: dict[str, list[Samples]] = {}  # pages taken in order since _samples was built
         self._last_page: dict[str, int] = {}
         self._agent_logs: LoadGenLogs | None = None
+        # Facts derived from the documents (kind, power stream, windows), computed once per state:
+        # live analytics asks for them once per rule, and any new document clears them.
+        self._memo: dict[tuple[Any, ...], Any] = {}
+
+    def _memoized(self, key: tuple[Any, ...], compute: Any) -> Any:
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     # ----------------------------------------------------------------------- building
     def add(self, document: RunDocument) -> bool:
@@ -122,6 +131,7 @@ class RunView:
         if document.seq in self.documents:
             return False
         self.documents[document.seq] = document
+        self._memo.clear()
         if isinstance(document, RunStart):
             self.start = document
         elif isinstance(document, StreamDescriptor):
@@ -129,10 +139,12 @@ class RunView:
         elif isinstance(document, SamplePage):
             pages = self._pages.setdefault(document.stream, {})
             part = Samples.of_page(document)
-            cached = self._samples.pop(document.stream, None)
-            if cached is not None and document.page > self._last_page.get(document.stream, -1):
-                # the next page, as pages arrive live: extend the cache rather than rebuild it
-                self._samples[document.stream] = Samples.concat([cached, part])
+            if document.stream in self._samples and document.page > self._last_page.get(document.stream, -1):
+                # the next page, as pages arrive live: joined to the cache when samples are asked for
+                self._tails.setdefault(document.stream, []).append(part)
+            else:
+                self._samples.pop(document.stream, None)
+                self._tails.pop(document.stream, None)
             pages[document.page] = (document, part)
             self._last_page[document.stream] = max(document.page, self._last_page.get(document.stream, -1))
         elif isinstance(document, PhaseMark):
@@ -201,6 +213,10 @@ class RunView:
         return bool((self.server or {}).get("messages")) and any(p in self.tree.present for p in LOADGEN_FILES)
 
     def _kind(self) -> tuple[RunKind, str]:
+        found: tuple[RunKind, str] = self._memoized(("kind",), self._find_kind)
+        return found
+
+    def _find_kind(self) -> tuple[RunKind, str]:
         # What the files show wins over what the stream declares.
         if self.client_side:
             return RunKind.POWERDEV, "the tree holds the power-dev client's output (client.json, client.log or " \
@@ -261,6 +277,10 @@ class RunView:
     # ----------------------------------------------------------------------- samples
     def power_stream(self) -> str | None:
         """The stream the published figures come from: the most authoritative source with samples."""
+        found: str | None = self._memoized(("power_stream",), self._find_power_stream)
+        return found
+
+    def _find_power_stream(self) -> str | None:
         streams = [s for s, pages in self._pages.items() if pages]
         if not streams:
             return None
@@ -288,9 +308,16 @@ class RunView:
             return "run_1/spl.txt"
         return "no samples"
 
+    def page_samples(self, page: SamplePage) -> Samples:
+        """One page's samples as the view holds them (the page must have been added)."""
+        return self._pages[page.stream][page.page][1]
+
     def stream_samples(self, stream: str) -> Samples:
         """One stream's samples, both modes, sorted by time (a window selects what a figure uses)."""
-        if stream not in self._samples:
+        tail = self._tails.pop(stream, None)
+        if stream in self._samples and tail:
+            self._samples[stream] = Samples.concat([self._samples[stream], *tail])
+        elif stream not in self._samples:
             pages = sorted(self._pages.get(stream, {}).values(), key=lambda item: item[0].page)
             self._samples[stream] = Samples.concat(samples for _, samples in pages)
         return self._samples[stream]
@@ -318,6 +345,10 @@ class RunView:
 
     def stream(self) -> SampleSource | None:
         """The power stream's samples (with uncertainty and flags), if the view has a stream."""
+        found: SampleSource | None = self._memoized(("stream",), self._power_source_samples)
+        return found
+
+    def _power_source_samples(self) -> SampleSource | None:
         stream = self.power_stream()
         if stream is None:
             return None
@@ -370,6 +401,11 @@ class RunView:
 
     def loadgen_window(self, mode: str = "testing", *, live: bool = False) -> Window | None:
         """LoadGen's power window: the mode's detail log in the tree, else LoadGen's marks in the stream."""
+        found: Window | None = self._memoized(("loadgen_window", mode, live),
+                                              lambda: self._find_loadgen_window(mode, live))
+        return found
+
+    def _find_loadgen_window(self, mode: str, live: bool) -> Window | None:
         detail = self.tree.modes[mode].detail if self.tree is not None else None
         if detail is not None and detail.power_begin_utc_s is not None and detail.power_end_utc_s is not None:
             return Window(detail.power_begin_utc_s, detail.power_end_utc_s,
@@ -392,6 +428,11 @@ class RunView:
 
     def phase_window(self, mode: str = "testing", *, live: bool = False) -> Window | None:
         """The director's measuring phase of a mode: its marks, else server.json's phase times."""
+        found: Window | None = self._memoized(("phase_window", mode, live),
+                                              lambda: self._find_phase_window(mode, live))
+        return found
+
+    def _find_phase_window(self, mode: str, live: bool) -> Window | None:
         marked = self._marked(f"{mode}_begin", f"{mode}_end", mode, None, f"the director's {mode} phase marks",
                               False, live)
         if marked is not None:

@@ -283,6 +283,16 @@ class RunWorkloadPhase(Message):
     settings: JsonObject = Field(default_factory=dict)
 
 
+class StopWorkload(Message):
+    """Stop this run's workload now (its whole process group); the director sends it whenever a
+    run fails or is aborted. An agent not running that run remembers it and never starts it."""
+
+    type: Literal["cmd.stop_workload"] = "cmd.stop_workload"
+    run_id: RunId
+    sut: str
+    reason: str = ""
+
+
 class RebuildFigures(Message):
     type: Literal["cmd.rebuild_figures"] = "cmd.rebuild_figures"
     figures: tuple[str, ...] = ()
@@ -303,6 +313,19 @@ class WorkloadPhase(Message):
     state: Literal["started", "power_begin", "power_end", "finished", "failed"]
     t_utc_s: float
     detail: str = ""
+
+
+class AgentHeartbeat(Message):
+    """The SUT agent is alive and running a phase: sent every few seconds while it runs one; the
+    director fails the run when several in a row do not come."""
+
+    type: Literal["evt.agent_heartbeat"] = "evt.agent_heartbeat"
+    run_id: RunId
+    sut: str
+    mode: Mode
+    state: Literal["preparing", "running", "stopping"]
+    pid: int | None = Field(default=None, description="the workload's process (its group leader) while it runs")
+    t_utc_s: float
 
 
 class RunCompleted(Message):
@@ -380,9 +403,11 @@ class FiguresRebuilt(Message):
 # --------------------------------------------------------------------------- the union
 
 RUN_DOCUMENT_TYPES: tuple[type[RunDocument], ...] = (RunStart, StreamDescriptor, SamplePage, PhaseMark, RunStop)
-COMMAND_TYPES: tuple[type[Message], ...] = (StartRun, StopRun, SetRanges, RunWorkloadPhase, RebuildFigures)
+COMMAND_TYPES: tuple[type[Message], ...] = (StartRun, StopRun, SetRanges, RunWorkloadPhase, StopWorkload,
+                                            RebuildFigures)
 EVENT_TYPES: tuple[type[Message], ...] = (
     WorkloadPhase,
+    AgentHeartbeat,
     RunCompleted,
     LiveFinding,
     RunAnalyzed,
@@ -400,8 +425,10 @@ AnyMessage = Annotated[
     | StopRun
     | SetRanges
     | RunWorkloadPhase
+    | StopWorkload
     | RebuildFigures
     | WorkloadPhase
+    | AgentHeartbeat
     | RunCompleted
     | LiveFinding
     | RunAnalyzed
@@ -427,6 +454,13 @@ def encode(message: Message) -> bytes:
 
 def decode(body: bytes | str) -> Message:
     """Parse one message; any failure (bad UTF-8, bad JSON, unknown type, wrong version) is DecodeError."""
+    try:
+        # The fast path: pydantic parses and validates in one pass (a sample page's columns never
+        # become Python objects twice). Anything it refuses goes the slow way, which says why.
+        fast: Message = _MESSAGE_ADAPTER.validate_json(body)
+        return fast
+    except ValidationError:
+        pass
     try:
         raw = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -38,6 +38,11 @@ def run_key(lab: str, sut: str, analyzer: str, run_id: str) -> str:
     return ".".join(segment(part) for part in (lab, sut, analyzer, run_id))
 
 
+def runs_of_lab(lab: str) -> str:
+    """The pattern of every run document of one lab (``run_key`` would clean its ``*`` away)."""
+    return f"{segment(lab)}.*.*.*"
+
+
 def command_key(service: str, instance: str = "default", *, lab: str) -> str:
     """``<lab>.<service>.<instance>``: a command reaches only its own lab's consumer."""
     return ".".join(segment(part) for part in (lab, service, instance))
@@ -100,7 +105,8 @@ class QueueSpec:
     arguments: dict[str, object] = field(default_factory=dict)
 
 
-def service_queue(service: str, exchange: str, patterns: tuple[str, ...], *, lab: str) -> QueueSpec:
+def service_queue(service: str, exchange: str, patterns: tuple[str, ...], *, lab: str,
+                  arguments: dict[str, object] | None = None) -> QueueSpec:
     """The durable queue a lab's service consumes from one exchange, e.g. ``mlpower.lab1.analytics.runs``.
 
     ``patterns`` must be the lab's own keys (``lab_runs_pattern``, ``event_pattern``,
@@ -110,7 +116,8 @@ def service_queue(service: str, exchange: str, patterns: tuple[str, ...], *, lab
         if not is_lab_scoped(pattern, exchange, lab):
             raise ValueError(f"{service}'s binding {pattern!r} on {exchange} is not scoped to lab {lab!r}")
     short = exchange.rsplit(".", 1)[-1]
-    return QueueSpec(name=f"mlpower.{segment(lab)}.{segment(service)}.{short}", exchange=exchange, patterns=patterns)
+    return QueueSpec(name=f"mlpower.{segment(lab)}.{segment(service)}.{short}", exchange=exchange, patterns=patterns,
+                     arguments=dict(arguments or {}))
 
 
 # Which word of a key names the lab, by exchange: events are ``<event>.<lab>.<sut>``.

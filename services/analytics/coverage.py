@@ -94,8 +94,11 @@ class Coverage:
 
 
 def coverage(samples: Samples, begin_utc_s: float, end_utc_s: float, interval_s: float,
-             tolerance: float = COVERAGE_TOLERANCE) -> Coverage:
-    """The coverage of ``[begin, end]`` by ``samples`` (sorted, as ``Samples`` keeps them)."""
+             tolerance: float = COVERAGE_TOLERANCE, *, energy: bool = True) -> Coverage:
+    """The coverage of ``[begin, end]`` by ``samples`` (sorted, as ``Samples`` keeps them).
+
+    ``energy=False``: the coverage rule's question only (``energy_j`` and ``energy_trapezoid_j``
+    are None), for live analytics, which asks it over the whole run on every page."""
     tolerance_s = tolerance * interval_s
     t = samples.t_utc_s
     previous = np.concatenate(([-np.inf], t[:-1]))
@@ -113,8 +116,9 @@ def coverage(samples: Samples, begin_utc_s: float, end_utc_s: float, interval_s:
     lo, hi = lo[stands], hi[stands]
     d = hi - lo
     covered = float(d.sum())
-    energy = float(np.sum(power[stands] * d)) if d.size else None
-    trapezoid = _trapezoid_j(samples, power, stands, held, lo, hi, interval_s + tolerance_s) if d.size else None
+    energy_j = float(np.sum(power[stands] * d)) if d.size and energy else None
+    trapezoid = _trapezoid_j(samples, power, stands, held, lo, hi, interval_s + tolerance_s) \
+        if d.size and energy else None
     edges = np.concatenate(([begin_utc_s], hi))
     starts = np.concatenate((lo, [end_utc_s]))
     holes = np.flatnonzero(starts - edges > NEGLIGIBLE_S)
@@ -125,7 +129,7 @@ def coverage(samples: Samples, begin_utc_s: float, end_utc_s: float, interval_s:
     window = end_utc_s - begin_utc_s
     head = float(u[0] - begin_utc_s) if u.size else window
     tail = float(end_utc_s - u[-1]) if u.size else window
-    return Coverage(begin_utc_s, end_utc_s, interval_s, tolerance_s, covered, energy, trapezoid, uncovered, gaps,
+    return Coverage(begin_utc_s, end_utc_s, interval_s, tolerance_s, covered, energy_j, trapezoid, uncovered, gaps,
                     head, tail)
 
 

@@ -7,6 +7,15 @@ ids as after the run; the window that has begun reaches to the latest sample. Tw
 live stream shows are checked here: lost pages, and a director-SUT clock offset over 400 ms
 stated in the stream or in the agent's phase events. Each rule is reported once per run, with the
 evidence of its first failure. Documents are handled idempotently by ``seq``.
+
+When the rules run: they are evaluated over the whole window so far, so each evaluation costs
+the same whether a page brings one sample or fifty. They run on every mark (a mark opens or
+closes a window); on a page that holds anything a rule could fail on (a sample that is not
+usable, an uncertainty over the limit or unknown, a step in time over the stream's interval plus
+the coverage tolerance, a gap from the page before) so such a failure shows on the page that
+brings it; and otherwise once per ``every_s`` of stream time, for what only the whole window
+shows (the median interval). The screen only decides *when* to evaluate: the rules decide.
+A clean stream so costs one evaluation per ``every_s`` instead of one per page.
 """
 
 from __future__ import annotations
@@ -15,12 +24,16 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from mlpower.runview import RunView
 from mlpower.schema import Finding, PhaseMark, RunDocument, RunStart, SamplePage
 
+from .coverage import COVERAGE_TOLERANCE
 from .findings import CheckOptions
 from .rules import LIVE_RULES, evaluate_live
-from .sample_checks import CLOCK_OFFSET_LIMIT_S, recorded_clock_offsets
+from .sample_checks import CLOCK_OFFSET_LIMIT_S, UNCERTAINTY_LIMIT, recorded_clock_offsets
+
+DEFAULT_EVERY_S = 10.0  # clean pages: the whole window is judged once per 10 s of stream time
 
 # Facts only a live stream shows, and their severities.
 STREAM_RULES: dict[str, str] = {"live_lost_pages": "warning", "live_clock_offset": "error"}
@@ -39,6 +52,9 @@ class LiveChecker:
     reported: set[str] = field(default_factory=set)
     findings: list[Finding] = field(default_factory=list)
     next_page: dict[str, int] = field(default_factory=dict)
+    every_s: float = DEFAULT_EVERY_S
+    _judged_until_s: float = field(default=-math.inf, init=False)
+    _last_t: dict[str, float] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.view = RunView(self.run_id)
@@ -66,11 +82,39 @@ class LiveChecker:
                 out += self.clock_offset(offset, where)
         if isinstance(document, SamplePage):
             out += self._pages(document)
-        if isinstance(document, SamplePage | PhaseMark):
+        if isinstance(document, PhaseMark) or (isinstance(document, SamplePage) and self._due(document)):
             for finding in evaluate_live(self.view, self.options):
                 if finding.status == "fail":
                     out += self._report(finding)
         return out
+
+    def _due(self, page: SamplePage) -> bool:
+        """Whether to evaluate the rules now: a suspicious page, or ``every_s`` since the last time."""
+        if not page.t_utc_s:
+            return False
+        latest = max(page.t_utc_s[0], page.t_utc_s[-1])
+        due = latest >= self._judged_until_s + self.every_s or self._suspicious(page)
+        if due:
+            self._judged_until_s = latest
+        return due
+
+    def _suspicious(self, page: SamplePage) -> bool:
+        if page.mode == "ranging":
+            return False  # ranging is never judged: only the testing window is
+        part = self.view.page_samples(page)
+        if not part.usable().all():
+            return True
+        with np.errstate(divide="ignore", invalid="ignore"):
+            relative = part.uncertainty_w / part.power_w
+        if not (relative <= UNCERTAINTY_LIMIT).all():  # NaN (unknown) fails this too
+            return True
+        descriptor = self.view.descriptors.get(page.stream)
+        interval_s = descriptor.sample_interval_s if descriptor is not None else 1.0
+        t = part.t_utc_s
+        before = self._last_t.get(page.stream)
+        self._last_t[page.stream] = max(float(t[-1]), before if before is not None else -math.inf)
+        steps = np.diff(t if before is None else np.concatenate(([before], t)))
+        return bool((steps > interval_s * (1 + COVERAGE_TOLERANCE)).any() or (steps < 0).any())
 
     def clock_offset(self, offset_s: float, where: str) -> list[Finding]:
         if math.isfinite(offset_s) and abs(offset_s) <= self.clock_limit_s:

@@ -114,7 +114,7 @@ def run_rule(rule: Rule, view: RunView, options: CheckOptions) -> Finding:
 
 
 def _judge(rule: Rule, view: RunView, options: CheckOptions, *, missing_fails: bool) -> Finding | None:
-    v = Verdicts(rule)
+    v = Verdicts(rule, quick_passes=not missing_fails)
     reason = rule.not_applicable_because(view)
     if reason is not None:
         return v.not_applicable(reason)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import statistics
 from typing import Any
 
 import numpy as np
@@ -95,7 +94,7 @@ def sample_interval(view: RunView, options: CheckOptions, v: Verdicts) -> Findin
         if options.live:
             return v.passed("not yet two samples in the testing window", file=source.where)
         return v.failed("fewer than two samples in the testing window: no sampling interval", file=source.where)
-    median = float(statistics.median(dt.tolist()))
+    median = float(np.median(dt))
     if abs(median - SAMPLE_INTERVAL_S) > SAMPLE_INTERVAL_TOLERANCE_S:
         return v.failed(f"median sample interval {median:.3f} s, the rule is 1 sample per second",
                         file=source.where, median_interval_s=median)
@@ -111,7 +110,8 @@ def coverage(view: RunView, options: CheckOptions, v: Verdicts) -> Finding:
         required_samples(view)
     judged = []
     for source in sources:
-        found = coverage_of(source.samples, window.begin_utc_s, window.end_utc_s, source.interval_s)
+        found = coverage_of(source.samples, window.begin_utc_s, window.end_utc_s, source.interval_s,
+                            energy=not options.live)
         problems = []
         if found.short:
             problems.append(f"{source.where} covers {found.ratio:.1%} of the testing window ({found.covered_s:.1f} s "

@@ -74,8 +74,19 @@ def create_app(handle: SimulatorHandle, api_token: str = "") -> FastAPI:
         with inst.lock:
             r = inst.advance()
             s = inst.settings
+            elements = [
+                {**truth, "true_power_w": _json_number(truth["true_power_w"]),
+                 "reading": {"power_w": _json_number(e.power_w), "voltage_v": _json_number(e.voltage_v),
+                             "current_a": _json_number(e.current_a), "power_factor": _json_number(e.power_factor),
+                             "uncertainty_w": _json_number(e.uncertainty_w)},
+                 "voltage_range_v": ranges.voltage_range_v, "current_range_a": ranges.current_range_a,
+                 "voltage_auto": ranges.voltage_auto, "current_auto": ranges.current_auto}
+                for truth, e, ranges in zip(handle.element_truth(), inst.readings, s.elements, strict=True)]
             return {
                 "load": handle.model.spec,
+                "model": inst.model.name,
+                "sut_true_power_w": _json_number(handle.sut_true_power_w),
+                "elements": elements,
                 "true_power_w": _json_number(handle.true_power_w),
                 "reading": {"power_w": _json_number(r.power_w), "voltage_v": _json_number(r.voltage_v),
                             "current_a": _json_number(r.current_a), "power_factor": _json_number(r.power_factor)},

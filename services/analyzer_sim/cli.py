@@ -43,8 +43,15 @@ def sim(
     sut: str | None = typer.Option(None, "--sut", help="follow this SUT's workload phases (default: any)"),
     traces_dir: Path | None = typer.Option(None, "--traces-dir", help="the folder trace:CSV names a file in "
                                            "(MLPOWER_SIM_TRACES_DIR; default: the repository's shared/data/traces)"),
+    model: str | None = typer.Option(None, "--model", help="WT310E (default), WT332E (2 elements), WT333E (3)"),
+    split: str | None = typer.Option(None, "--split", help="the SUT's load over its PSUs, e.g. 0.5,0.5 "
+                                     "(default: equal over this meter's elements)"),
+    imbalance: float | None = typer.Option(None, "--imbalance", help="moves imbalance/n of the load from the "
+                                           "last PSU to the first, e.g. 0.05"),
+    psus: str | None = typer.Option(None, "--psus", help="the PSUs (from 1) this meter's elements measure, "
+                                    "e.g. 2 for the second of two WT310Es (default: 1..elements)"),
 ) -> None:
-    """Run the WT310E simulator until SIGTERM/SIGINT."""
+    """Run the WT310E/WT332E/WT333E simulator until SIGTERM/SIGINT."""
     from mlpower.cli import run
 
     def main() -> None:
@@ -55,7 +62,8 @@ def sim(
 
         overrides = {k: v for k, v in {"port": port, "load": load, "seed": seed, "host": host, "pty": pty,
                                        "control_port": control_port, "sut": sut,
-                                       "traces_dir": traces_dir}.items() if v is not None}
+                                       "traces_dir": traces_dir, "model": model, "split": split,
+                                       "imbalance": imbalance, "psus": psus}.items() if v is not None}
         settings = load_settings(Settings, **overrides)
         setup_logging(settings.log_level)
         stop = _stop_on_signals()

@@ -1,9 +1,15 @@
-"""The simulated WT310E's state: settings, the update engine, the error queue, status and integration.
+"""The simulated WT310E/WT332E/WT333E's state: settings, the update engine, the error queue, status
+and integration.
 
 No sockets here: the transports feed command lines to ``mlpower.analyzer_sim.scpi``, which calls
 this object. Readings are computed lazily per update interval from the load model and the pure
 physics, with an RNG seeded by (seed, update number), so replies do not depend on how often a
 client polls, and readings stay frozen between updates as on the real meter.
+
+A multi-element model (``Identity.model`` WT332E or WT333E, ``mlpower.analyzer_sim.models``) has
+one reading, one pair of ranges and one set of energy sums per element; the load reaches the
+elements through an ``ElementFeed`` (the SUT's split over its PSUs) and the Σ function sums them
+(``physics.sigma_reading``). Element 1's values are what the single-element code paths read.
 """
 
 from __future__ import annotations
@@ -17,12 +23,27 @@ from typing import Protocol
 
 from mlpower.analyzer_sim import physics
 from mlpower.analyzer_sim.faults import Faults
+from mlpower.analyzer_sim.models import MeterModel, meter_model
 from mlpower.analyzer_sim.scpi_errors import ERROR_QUEUE_DEPTH, ScpiError
+from mlpower.analyzer_sim.split import ElementFeed, element_feed
 
 DEFAULT_ITEMS: tuple[str, ...] = ("U", "I", "P", "S", "Q", "LAMBDA", "PHI", "FU", "FI")
 UPDATE_RATES_S: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
 
 EESR_UPD, EESR_ITG, EESR_OVR1, EESR_POV1, EESR_POA1 = 0, 1, 6, 7, 8
+EESR_ELEMENT_STRIDE = 3  # OVR/POV/POA of element k sit 3 * (k - 1) bits above element 1's
+SIGMA = 4  # the element number that stands for the Σ function in an item assignment
+
+
+def default_items(elements: int) -> list[tuple[str, int]]:
+    """The factory item map: U, I, P, S, Q, λ, φ, fU, fI of element 1 at items 1-9; a multi-element
+    meter repeats the block every ten items for its other elements and then for Σ (wt310e.md §2.8)."""
+    if elements == 1:
+        return [(f, 1) for f in DEFAULT_ITEMS]
+    items: list[tuple[str, int]] = []
+    for element in [*range(1, elements + 1), SIGMA]:
+        items += [(f, element) for f in DEFAULT_ITEMS] + [("NONE", 1)]
+    return items[:-1]
 
 
 class Clock(Protocol):
@@ -47,15 +68,22 @@ class Identity:
 
 
 @dataclass
+class ElementRanges:
+    """One element's ranges and auto-range switches."""
+
+    voltage_range_v: float = 300.0
+    current_range_a: float = 1.0
+    voltage_auto: bool = True
+    current_auto: bool = True
+
+
+@dataclass
 class MeasurementSettings:
     """What ``*RST`` restores (the communication settings survive it)."""
 
     crest_factor: str = "3"
     mode: str = "RMS"
-    voltage_range_v: float = 300.0
-    current_range_a: float = 1.0
-    voltage_auto: bool = True
-    current_auto: bool = True
+    elements: list[ElementRanges] = field(default_factory=lambda: [ElementRanges()])
     rate_s: float = 1.0
     line_filter: bool = False
     freq_filter: bool = False
@@ -70,6 +98,23 @@ class MeasurementSettings:
     integ_mode: str = "NORMAL"
     integ_timer_s: int = 0
 
+    # element 1, which the single-element clients (PTD's link, the control API) read
+    @property
+    def voltage_range_v(self) -> float:
+        return self.elements[0].voltage_range_v
+
+    @property
+    def current_range_a(self) -> float:
+        return self.elements[0].current_range_a
+
+    @property
+    def voltage_auto(self) -> bool:
+        return self.elements[0].voltage_auto
+
+    @property
+    def current_auto(self) -> bool:
+        return self.elements[0].current_auto
+
 
 @dataclass
 class CommSettings:
@@ -83,15 +128,26 @@ class CommSettings:
 
 
 @dataclass
-class Integration:
-    state: str = "RESET"  # RESET, START, STOP, TIMEUP, ERROR
-    elapsed_s: float = 0.0
+class Energy:
     wh: float = 0.0
     whp: float = 0.0
     whm: float = 0.0
     ah: float = 0.0
     ahp: float = 0.0
     ahm: float = 0.0
+
+
+@dataclass
+class Integration:
+    """One integrator for the whole meter (one state, one timer), energy sums per element."""
+
+    state: str = "RESET"  # RESET, START, STOP, TIMEUP, ERROR
+    elapsed_s: float = 0.0
+    energies: list[Energy] = field(default_factory=lambda: [Energy()])
+
+    @property
+    def wh(self) -> float:
+        return self.energies[0].wh
 
 
 @dataclass(frozen=True)
@@ -114,9 +170,15 @@ class Instrument:
         options: PhysicsOptions = PhysicsOptions(),
         faults: Faults | None = None,
         comm: CommSettings | None = None,
+        feed: ElementFeed | None = None,
     ) -> None:
         self.load, self.clock, self.seed = load, clock, seed
         self.identity, self.options = identity, options
+        self.model: MeterModel = meter_model(identity.model)
+        self.feed = feed or element_feed(self.model.elements)
+        if len(self.feed.psus) != self.model.elements:
+            raise ValueError(f"a {self.model.name} has {self.model.elements} element(s); the feed names "
+                             f"{len(self.feed.psus)} PSU(s)")
         self.faults = faults or Faults()
         self.lock = threading.RLock()
         self.start_s = clock.now()
@@ -135,19 +197,41 @@ class Instrument:
             self.eesr_latched = 0
             self.reset_measurement()
 
+    @property
+    def elements(self) -> int:
+        return self.model.elements
+
     def reset_measurement(self) -> None:
         with self.lock:
-            self.settings = MeasurementSettings()
-            self.integration = Integration()
+            n = self.elements
+            self.settings = MeasurementSettings(elements=[ElementRanges() for _ in range(n)],
+                                                items=default_items(n))
+            self.integration = Integration(energies=[Energy() for _ in range(n)])
             self._epoch += 1
             self._anchor_s = self.clock.now()
             self._last_update = 0
-            self._gap_left = 0
-            self._switching = (False, False)
-            self._protection_count = 0
-            self._held: physics.Reading | None = None
-            self.reading: physics.Reading = self._measure_now(self._anchor_s, 0)
-            self.true_power_w = self.load.power_w(self._anchor_s - self.start_s)
+            self._gap_left = [0] * n
+            self._switching = [(False, False)] * n
+            self._protection_count = [0] * n
+            self._held: list[physics.Reading] | None = None
+            self.readings: list[physics.Reading] = self._measure_now(self._anchor_s, 0)
+            self._set_truth(self.load.power_w(self._anchor_s - self.start_s))
+
+    @property
+    def reading(self) -> physics.Reading:
+        """Element 1's latest reading."""
+        return self.readings[0]
+
+    def _set_truth(self, sut_power_w: float) -> None:
+        self.sut_true_power_w = sut_power_w
+        self.true_element_w: tuple[float, ...] = self.feed.element_powers_w(sut_power_w)
+        self.true_power_w = sum(self.true_element_w)  # what this meter's elements carry together
+
+    def voltage_ranges(self) -> tuple[float, ...]:
+        return self.model.voltage_ranges(self.settings.crest_factor)
+
+    def current_ranges(self) -> tuple[float, ...]:
+        return self.model.current_ranges(self.settings.crest_factor)
 
     # ------------------------------------------------------------------ errors and status
     def push_error(self, code: int) -> None:
@@ -178,8 +262,9 @@ class Instrument:
             bits = 0
             if self.integration.state == "START":
                 bits |= 1 << EESR_ITG
-            if self.reading.overrange:
-                bits |= 1 << EESR_OVR1
+            for e, r in enumerate(self.readings):
+                if r.overrange:
+                    bits |= 1 << (EESR_OVR1 + EESR_ELEMENT_STRIDE * e)
             return bits
 
     def _latch(self, bit: int) -> None:
@@ -214,79 +299,87 @@ class Instrument:
     def _rng(self, k: int) -> random.Random:
         return random.Random(f"{self.seed}:{self._epoch}:{k}")
 
-    def _ranges(self) -> physics.Ranges:
-        s = self.settings
-        return physics.Ranges(s.voltage_range_v, s.current_range_a, s.crest_factor)
+    def _ranges(self, element: int) -> physics.Ranges:
+        e = self.settings.elements[element]
+        return physics.Ranges(e.voltage_range_v, e.current_range_a, self.settings.crest_factor)
 
-    def _measure_now(self, t_s: float, k: int) -> physics.Reading:
+    def _measure_now(self, t_s: float, k: int) -> list[physics.Reading]:
         rng = self._rng(k)
-        signal = physics.true_signal(self.load.power_w(t_s - self.start_s), self.options.mains, rng)
-        return physics.measure(signal, self._ranges(), rng)
+        powers = self.feed.element_powers_w(self.load.power_w(t_s - self.start_s))
+        return [physics.measure(physics.true_signal(p, self.options.mains, rng), self._ranges(e), rng)
+                for e, p in enumerate(powers)]
 
     def _update(self, k: int) -> None:
         s = self.settings
         t_s = self._anchor_s + k * s.rate_s
-        rng = self._rng(k)
-        self.true_power_w = self.load.power_w(t_s - self.start_s)
-        signal = physics.true_signal(self.true_power_w, self.options.mains, rng)
-        if self._gap_left <= 0:
-            self._switching = self._auto_range(signal)
-            if any(self._switching):
-                self._gap_left = self.options.range_switch_gap_updates
-        if self._gap_left > 0:
-            self._gap_left -= 1
-            new = physics.gap_reading(signal, self._ranges(), *self._switching)
+        rng = self._rng(k)  # one stream per update, drawn element after element
+        self._set_truth(self.load.power_w(t_s - self.start_s))
+        burst = self.faults.take_burst()  # a fault burst hits every element of the update
+        readings = [self._update_element(e, p, rng, burst) for e, p in enumerate(self.true_element_w)]
+        self.readings = readings
+        self._integrate(readings, s.rate_s)
+        self._latch(EESR_UPD)
+        for e, new in enumerate(readings):
+            shift = EESR_ELEMENT_STRIDE * e
+            if new.overrange:
+                self._latch(EESR_OVR1 + shift)
+            if new.voltage_peak_over:
+                self._latch(EESR_POV1 + shift)
+            if new.current_peak_over:
+                self._latch(EESR_POA1 + shift)
+
+    def _update_element(self, e: int, true_w: float, rng: random.Random, burst: str | None) -> physics.Reading:
+        signal = physics.true_signal(true_w, self.options.mains, rng)
+        if self._gap_left[e] <= 0:
+            self._switching[e] = self._auto_range(e, signal)
+            if any(self._switching[e]):
+                self._gap_left[e] = self.options.range_switch_gap_updates
+        if self._gap_left[e] > 0:
+            self._gap_left[e] -= 1
+            new = physics.gap_reading(signal, self._ranges(e), *self._switching[e])
         else:
-            new = physics.measure(signal, self._ranges(), rng)
-            self._low_range_protection(new)
-        burst = self.faults.take_burst()
+            new = physics.measure(signal, self._ranges(e), rng)
+            self._low_range_protection(e, new)
         if burst == "nan":
-            new = physics.gap_reading(signal, self._ranges(), True, True)
+            new = physics.gap_reading(signal, self._ranges(e), True, True)
             new = replace(new, voltage_v=math.nan, freq_u_hz=math.nan, gap=False)
         elif burst == "overrange":
             inf = math.inf
             new = replace(new, voltage_v=inf, current_a=inf, power_w=inf, apparent_va=inf, reactive_var=inf,
                           power_factor=math.nan, phase_deg=math.nan, voltage_overrange=True, current_overrange=True)
-        self.reading = new
-        self._integrate(new, s.rate_s)
-        self._latch(EESR_UPD)
-        if new.overrange:
-            self._latch(EESR_OVR1)
-        if new.voltage_peak_over:
-            self._latch(EESR_POV1)
-        if new.current_peak_over:
-            self._latch(EESR_POA1)
+        return new
 
-    def _auto_range(self, signal: physics.Signal) -> tuple[bool, bool]:
-        s = self.settings
+    def _auto_range(self, element: int, signal: physics.Signal) -> tuple[bool, bool]:
+        # Each element ranges on its own signal (its ranges are its own, wt310e.md §2.8).
+        cf = self.settings.crest_factor
+        e = self.settings.elements[element]
         v_switch = i_switch = False
-        if s.voltage_auto:
-            choices = physics.VOLTAGE_RANGES_V[s.crest_factor]
-            new_v = physics.auto_range(signal.voltage_v, signal.voltage_peak_v, s.voltage_range_v, choices,
-                                       s.crest_factor)
-            v_switch, s.voltage_range_v = new_v != s.voltage_range_v, new_v
-        if s.current_auto:
-            choices = physics.CURRENT_RANGES_A[s.crest_factor]
-            new_i = physics.auto_range(signal.current_a, signal.current_peak_a, s.current_range_a, choices,
-                                       s.crest_factor)
-            i_switch, s.current_range_a = new_i != s.current_range_a, new_i
+        if e.voltage_auto:
+            new_v = physics.auto_range(signal.voltage_v, signal.voltage_peak_v, e.voltage_range_v,
+                                       self.voltage_ranges(), cf)
+            v_switch, e.voltage_range_v = new_v != e.voltage_range_v, new_v
+        if e.current_auto:
+            new_i = physics.auto_range(signal.current_a, signal.current_peak_a, e.current_range_a,
+                                       self.current_ranges(), cf)
+            i_switch, e.current_range_a = new_i != e.current_range_a, new_i
         return v_switch, i_switch
 
-    def _low_range_protection(self, new: physics.Reading) -> None:
+    def _low_range_protection(self, element: int, new: physics.Reading) -> None:
         # A fixed mA range under sustained excess is forced to 1 A (0.5 A at CF6) with auto range on
         # (wt310e.md 2.4): the client sees a range change it never asked for.
-        s = self.settings
-        limit = physics.LOW_CURRENT_RANGE_LIMIT_A / (1 if s.crest_factor == "3" else 2)
-        if s.current_auto or s.current_range_a > limit or not new.current_overrange:
-            self._protection_count = 0
+        cf = self.settings.crest_factor
+        e = self.settings.elements[element]
+        limit = physics.LOW_CURRENT_RANGE_LIMIT_A / (1 if cf == "3" else 2)
+        if e.current_auto or e.current_range_a > limit or not new.current_overrange:
+            self._protection_count[element] = 0
             return
-        self._protection_count += 1
-        if self._protection_count >= self.options.protection_updates:
-            s.current_range_a = 1.0 if s.crest_factor == "3" else 0.5
-            s.current_auto = True
-            self._protection_count = 0
+        self._protection_count[element] += 1
+        if self._protection_count[element] >= self.options.protection_updates:
+            e.current_range_a = 1.0 if cf == "3" else 0.5
+            e.current_auto = True
+            self._protection_count[element] = 0
 
-    def _integrate(self, r: physics.Reading, dt_s: float) -> None:
+    def _integrate(self, readings: list[physics.Reading], dt_s: float) -> None:
         it = self.integration
         if it.state != "START" or dt_s <= 0:
             return
@@ -296,15 +389,16 @@ class Instrument:
             it.state = "TIMEUP"
         it.elapsed_s += dt_s
         hours = dt_s / 3600.0
-        if math.isfinite(r.power_w):
-            it.wh += r.power_w * hours
-            if r.power_w >= 0:
-                it.whp += r.power_w * hours
-            else:
-                it.whm += -r.power_w * hours
-        if math.isfinite(r.current_a):
-            it.ah += r.current_a * hours
-            it.ahp += r.current_a * hours
+        for r, energy in zip(readings, it.energies, strict=True):
+            if math.isfinite(r.power_w):
+                energy.wh += r.power_w * hours
+                if r.power_w >= 0:
+                    energy.whp += r.power_w * hours
+                else:
+                    energy.whm += -r.power_w * hours
+            if math.isfinite(r.current_a):
+                energy.ah += r.current_a * hours
+                energy.ahp += r.current_a * hours
 
     # ------------------------------------------------------------------ settings with rules
     def _forbid_during_integration(self) -> None:
@@ -318,51 +412,68 @@ class Instrument:
             if cf == s.crest_factor:
                 return
             # Ranges keep their position in the list: CF6 halves every range.
-            v_index = physics.VOLTAGE_RANGES_V[s.crest_factor].index(s.voltage_range_v)
-            i_index = physics.CURRENT_RANGES_A[s.crest_factor].index(s.current_range_a)
+            old_v, old_i = self.voltage_ranges(), self.current_ranges()
             s.crest_factor = cf
-            s.voltage_range_v = physics.VOLTAGE_RANGES_V[cf][v_index]
-            s.current_range_a = physics.CURRENT_RANGES_A[cf][i_index]
+            new_v, new_i = self.voltage_ranges(), self.current_ranges()
+            for e in s.elements:
+                e.voltage_range_v = new_v[old_v.index(e.voltage_range_v)]
+                e.current_range_a = new_i[old_i.index(e.current_range_a)]
 
-    def set_voltage_range(self, volts: float) -> None:
+    def _element_indices(self, element: int | None) -> range:
+        """The elements a range command acts on: one (1-based), or all of them (None)."""
+        if element is None:
+            return range(self.elements)
+        if not 1 <= element <= self.elements:
+            raise ScpiError(114, f"element {element} (this {self.model.name} has {self.elements})")
+        return range(element - 1, element)
+
+    def set_voltage_range(self, volts: float, element: int | None = None) -> None:
         with self.lock:
             self._forbid_during_integration()
-            choices = physics.VOLTAGE_RANGES_V[self.settings.crest_factor]
-            match = next((c for c in choices if math.isclose(c, volts, rel_tol=1e-6)), None)
+            indices = self._element_indices(element)
+            match = next((c for c in self.voltage_ranges() if math.isclose(c, volts, rel_tol=1e-6)), None)
             if match is None:
                 raise ScpiError(222, f"{volts} V is not a range at CF{self.settings.crest_factor}")
             self.advance()
-            changed = match != self.settings.voltage_range_v
-            self.settings.voltage_range_v, self.settings.voltage_auto = match, False
-            self._settle(changed, voltage=True)
+            for index in indices:
+                e = self.settings.elements[index]
+                changed = match != e.voltage_range_v
+                e.voltage_range_v, e.voltage_auto = match, False
+                self._settle(index, changed, voltage=True)
 
-    def set_current_range(self, amps: float) -> None:
+    def set_current_range(self, amps: float, element: int | None = None) -> None:
         with self.lock:
             self._forbid_during_integration()
-            choices = physics.CURRENT_RANGES_A[self.settings.crest_factor]
-            match = next((c for c in choices if math.isclose(c, amps, rel_tol=1e-6)), None)
+            indices = self._element_indices(element)
+            match = next((c for c in self.current_ranges() if math.isclose(c, amps, rel_tol=1e-6)), None)
             if match is None:
-                raise ScpiError(222, f"{amps} A is not a range at CF{self.settings.crest_factor}")
+                raise ScpiError(222, f"{amps} A is not a range at CF{self.settings.crest_factor} on a "
+                                f"{self.model.name}")
             self.advance()
-            changed = match != self.settings.current_range_a
-            self.settings.current_range_a, self.settings.current_auto = match, False
-            self._settle(changed, voltage=False)
+            for index in indices:
+                e = self.settings.elements[index]
+                changed = match != e.current_range_a
+                e.current_range_a, e.current_auto = match, False
+                self._settle(index, changed, voltage=False)
 
-    def _settle(self, changed: bool, voltage: bool) -> None:
+    def _settle(self, element: int, changed: bool, voltage: bool) -> None:
         # A commanded range change is not measured at once either (wt310e.md 2.5, fault 5).
         if changed and self.options.fixed_range_settle_updates > 0:
-            v_switch, i_switch = self._switching if self._gap_left > 0 else (False, False)
-            self._gap_left = max(self._gap_left, self.options.fixed_range_settle_updates)
-            self._switching = (v_switch or voltage, i_switch or not voltage)
+            v_switch, i_switch = self._switching[element] if self._gap_left[element] > 0 else (False, False)
+            self._gap_left[element] = max(self._gap_left[element], self.options.fixed_range_settle_updates)
+            self._switching[element] = (v_switch or voltage, i_switch or not voltage)
 
-    def set_auto(self, channel: str, on: bool) -> None:
+    def set_auto(self, channel: str, on: bool, element: int | None = None) -> None:
         with self.lock:
             self._forbid_during_integration()
+            indices = self._element_indices(element)
             self.advance()
-            if channel == "V":
-                self.settings.voltage_auto = on
-            else:
-                self.settings.current_auto = on
+            for index in indices:
+                e = self.settings.elements[index]
+                if channel == "V":
+                    e.voltage_auto = on
+                else:
+                    e.current_auto = on
 
     def set_rate(self, seconds: float) -> None:
         with self.lock:
@@ -380,13 +491,18 @@ class Instrument:
 
     def set_hold(self, on: bool) -> None:
         with self.lock:
-            self._held = self.advance() if on else None
+            self.advance()
+            self._held = list(self.readings) if on else None
             self.settings.numeric_hold = on
 
-    def output_reading(self) -> physics.Reading:
+    def output_readings(self) -> list[physics.Reading]:
+        """Every element's reading as the output shows it (held, or the latest)."""
         with self.lock:
-            latest = self.advance()
-            return self._held if self._held is not None else latest
+            self.advance()
+            return list(self._held if self._held is not None else self.readings)
+
+    def output_reading(self) -> physics.Reading:
+        return self.output_readings()[0]
 
     # ------------------------------------------------------------------ integration
     def integrate_start(self) -> None:
@@ -410,7 +526,7 @@ class Instrument:
             self.advance()
             if self.integration.state == "START":
                 raise ScpiError(845)
-            self.integration = Integration()
+            self.integration = Integration(energies=[Energy() for _ in range(self.elements)])
 
     def integration_state(self) -> str:
         with self.lock:
@@ -434,14 +550,23 @@ class Instrument:
         return False
 
     # ------------------------------------------------------------------ numeric items
-    def item_value(self, function: str, element: int, r: physics.Reading) -> tuple[float, float]:
-        """(value, display step) of one numeric item for reading ``r``; NaN for 'none' and unknown."""
-        if function == "NONE" or element != 1:
+    def item_value(self, function: str, element: int, readings: list[physics.Reading]) -> tuple[float, float]:
+        """(value, display step) of one numeric item of ``element`` (1-based, or SIGMA) in the
+        elements' ``readings``; NaN for 'none', unknown functions and elements this model lacks."""
+        if function == "NONE" or not (1 <= element <= len(readings) or element == SIGMA):
             return math.nan, 1.0
+        if element == SIGMA:
+            r = physics.sigma_reading(readings)
+            energies = self.integration.energies
+            it = Energy(*(sum(getattr(e, name) for e in energies) for name in ("wh", "whp", "whm", "ah", "ahp", "ahm")))
+            p_step = physics.resolution(sum(x.power_range_w for x in readings))
+        else:
+            r = readings[element - 1]
+            it = self.integration.energies[element - 1]
+            p_step = physics.resolution(r.power_range_w)
         u_step = physics.resolution(r.voltage_range_v)
         i_step = physics.resolution(r.current_range_a)
-        p_step = physics.resolution(r.power_range_w)
-        it = self.integration
+        elapsed_s = self.integration.elapsed_s
         table: dict[str, tuple[float, float]] = {
             "U": (r.voltage_v, u_step),
             "I": (r.current_a, i_step),
@@ -465,7 +590,7 @@ class Instrument:
             "AH": (it.ah, 1e-6),
             "AHP": (it.ahp, 1e-6),
             "AHM": (it.ahm, 1e-6),
-            "TIME": (float(int(it.elapsed_s)), 1.0),
+            "TIME": (float(int(elapsed_s)), 1.0),
             "MATH": (math.nan, 1.0),
             "URANGE": (r.voltage_range_v, u_step),
             "IRANGE": (r.current_range_a, i_step),

@@ -1,4 +1,9 @@
-"""Prometheus metrics of one simulator, in its own registry (several simulators may share a process)."""
+"""Prometheus metrics of one simulator, in its own registry (several simulators may share a process).
+
+The meter's readings carry ``mlpower_sim_*`` names, never the director's ``mlpower_analyzer_*``:
+the director's series are what the lab measured (per SUT), and a simulator exporting the same
+names without a ``sut`` label would add empty-SUT rows to the dashboard and the alerts.
+"""
 
 from __future__ import annotations
 
@@ -36,13 +41,13 @@ class SimMetrics:
             g = Gauge(name, doc, list(labels), registry=self.registry)
             g.labels(**labels).set_function(_finite_or_nan(read))
 
-        gauge("mlpower_analyzer_power_watts", "latest active power reading", lambda: inst.reading.power_w)
-        gauge("mlpower_analyzer_voltage_volts", "latest RMS voltage reading", lambda: inst.reading.voltage_v)
-        gauge("mlpower_analyzer_current_amperes", "latest RMS current reading", lambda: inst.reading.current_a)
-        gauge("mlpower_analyzer_power_factor_ratio", "latest power factor", lambda: inst.reading.power_factor)
-        gauge("mlpower_analyzer_uncertainty_ratio", "per-sample relative uncertainty",
+        gauge("mlpower_sim_reading_power_watts", "latest active power reading", lambda: inst.reading.power_w)
+        gauge("mlpower_sim_reading_voltage_volts", "latest RMS voltage reading", lambda: inst.reading.voltage_v)
+        gauge("mlpower_sim_reading_current_amperes", "latest RMS current reading", lambda: inst.reading.current_a)
+        gauge("mlpower_sim_reading_power_factor_ratio", "latest power factor", lambda: inst.reading.power_factor)
+        gauge("mlpower_sim_reading_uncertainty_ratio", "per-sample relative uncertainty",
               lambda: inst.reading.uncertainty_w / abs(inst.reading.power_w) if inst.reading.power_w else math.nan)
-        gauge("mlpower_analyzer_range_current_amperes", "current range in use", lambda: inst.settings.current_range_a)
+        gauge("mlpower_sim_range_current_amperes", "current range in use", lambda: inst.settings.current_range_a)
 
     def command(self, transport: str) -> None:
         self.commands.labels(transport=transport).inc()

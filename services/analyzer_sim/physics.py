@@ -284,3 +284,32 @@ def smallest_range_at_least(value: float, choices: tuple[float, ...]) -> float |
         if candidate >= value * (1 - 1e-9):
             return candidate
     return None
+
+
+def sigma_reading(readings: list[Reading]) -> Reading:
+    """The Σ (sum) function of a multi-element meter over its elements (docs/wt310e.md §2.8):
+    P, S and Q add up, U and I are the elements' means, λ = PΣ / SΣ; the frequencies are element
+    1's; the uncertainty bound is the sum of the elements' bounds (their errors may be correlated).
+    An element without data (NaN) or overrange (inf) carries through to the sum."""
+    n = len(readings)
+    p = sum(r.power_w for r in readings)
+    s = sum(r.apparent_va for r in readings)
+    q = sum(r.reactive_var for r in readings)
+    pf = max(-1.0, min(1.0, p / s)) if math.isfinite(p) and math.isfinite(s) and s > 0 else math.nan
+    pf = round(pf, 4) if math.isfinite(pf) else pf
+    first = readings[0]
+    return Reading(
+        voltage_v=sum(r.voltage_v for r in readings) / n, current_a=sum(r.current_a for r in readings) / n,
+        power_w=p, apparent_va=s, reactive_var=q, power_factor=pf,
+        phase_deg=round(math.degrees(math.acos(abs(pf))), 2) if math.isfinite(pf) else math.nan,
+        freq_u_hz=first.freq_u_hz, freq_i_hz=first.freq_i_hz,
+        voltage_peak_v=max(r.voltage_peak_v for r in readings), current_peak_a=max(r.current_peak_a for r in readings),
+        voltage_range_v=max(r.voltage_range_v for r in readings),
+        current_range_a=max(r.current_range_a for r in readings),
+        uncertainty_w=sum(r.uncertainty_w for r in readings),
+        voltage_overrange=any(r.voltage_overrange for r in readings),
+        current_overrange=any(r.current_overrange for r in readings),
+        voltage_peak_over=any(r.voltage_peak_over for r in readings),
+        current_peak_over=any(r.current_peak_over for r in readings),
+        below_floor=all(r.below_floor for r in readings), gap=any(r.gap for r in readings),
+    )

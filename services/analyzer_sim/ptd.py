@@ -177,8 +177,7 @@ class InProcessMeter:
         if value is None:
             self.inst.set_auto(channel, True)
             return None
-        choices = (physics.VOLTAGE_RANGES_V if channel == "V" else physics.CURRENT_RANGES_A)[
-            self.inst.settings.crest_factor]
+        choices = self.inst.voltage_ranges() if channel == "V" else self.inst.current_ranges()
         chosen = physics.smallest_range_at_least(value, choices)
         if chosen is None:
             raise ValueError(f"{value} is above the largest range {choices[-1]}")

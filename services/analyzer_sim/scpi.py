@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mlpower.analyzer_sim.instrument import UPDATE_RATES_S, Instrument
+from mlpower.analyzer_sim.instrument import SIGMA, UPDATE_RATES_S, Instrument, default_items
 from mlpower.analyzer_sim.scpi_errors import ScpiError, message_for
 
 # ---------------------------------------------------------------------------------- the grammar
@@ -301,31 +301,45 @@ def _get_crest(ctx: Context, args: list[str]) -> str:
     return ctx.inst.settings.crest_factor
 
 
-def _range_commands(channel: str) -> tuple[Setter, Getter]:
+def _element_of(ctx: Context, per_element: bool) -> int | None:
+    """The element a ``...:ELEMent<x>`` command names (checked against the model); None: all."""
+    if not per_element:
+        return None
+    element = ctx.suffixes[-1]
+    if element > ctx.inst.elements:
+        raise ScpiError(114, f"element {element}")
+    return element
+
+
+def _range_commands(channel: str, per_element: bool = False) -> tuple[Setter, Getter]:
+    """``RANGe`` sets every element and reads element 1; ``RANGe:ELEMent<x>`` one element."""
     unit = "V" if channel == "V" else "A"
 
     def set_(ctx: Context, args: list[str]) -> None:
         value = number(_one_arg(args), unit)
-        (ctx.inst.set_voltage_range if channel == "V" else ctx.inst.set_current_range)(value)
+        element = _element_of(ctx, per_element)
+        (ctx.inst.set_voltage_range if channel == "V" else ctx.inst.set_current_range)(value, element)
 
     def get(ctx: Context, args: list[str]) -> str:
         _no_args(args)
+        element = _element_of(ctx, per_element) or 1
         ctx.inst.advance()
-        s = ctx.inst.settings
-        return nr3(s.voltage_range_v if channel == "V" else s.current_range_a)
+        e = ctx.inst.settings.elements[element - 1]
+        return nr3(e.voltage_range_v if channel == "V" else e.current_range_a)
 
     return set_, get
 
 
-def _auto_commands(channel: str) -> tuple[Setter, Getter]:
+def _auto_commands(channel: str, per_element: bool = False) -> tuple[Setter, Getter]:
     def set_(ctx: Context, args: list[str]) -> None:
-        ctx.inst.set_auto(channel, boolean(_one_arg(args)))
+        ctx.inst.set_auto(channel, boolean(_one_arg(args)), _element_of(ctx, per_element))
 
     def get(ctx: Context, args: list[str]) -> str:
         _no_args(args)
+        element = _element_of(ctx, per_element) or 1
         ctx.inst.advance()
-        s = ctx.inst.settings
-        return "1" if (s.voltage_auto if channel == "V" else s.current_auto) else "0"
+        e = ctx.inst.settings.elements[element - 1]
+        return "1" if (e.voltage_auto if channel == "V" else e.current_auto) else "0"
 
     return set_, get
 
@@ -362,12 +376,19 @@ def _set_item(ctx: Context, args: list[str]) -> None:
     if len(args) > 3:
         raise ScpiError(108)
     function = choice(args[0], *FUNCTIONS)
-    element = integer(args[1], 1, 3) if len(args) > 1 else 1
+    element = _element_argument(args[1]) if len(args) > 1 else 1
     index = ctx.suffixes[-1]
     items = ctx.inst.settings.items
     while len(items) < index:
         items.append(("NONE", 1))
     items[index - 1] = (function, element)
+
+
+def _element_argument(arg: str) -> int:
+    """An item's element: 1 to 3, or SIGMa for the Σ function."""
+    if Node("SIGMa").matches(arg.strip()):
+        return SIGMA
+    return integer(arg, 1, 3)
 
 
 def _get_item(ctx: Context, args: list[str]) -> str:
@@ -376,15 +397,14 @@ def _get_item(ctx: Context, args: list[str]) -> str:
     items = ctx.inst.settings.items
     function, element = items[index - 1] if index <= len(items) else ("NONE", 1)
     name = function if ctx.inst.comm.verbose else _SHORT_OF[function]
-    return name if function == "NONE" else f"{name},{element}"
+    element_text = ("SIGMA" if ctx.inst.comm.verbose else "SIGM") if element == SIGMA else str(element)
+    return name if function == "NONE" else f"{name},{element_text}"
 
 
 def _preset(ctx: Context, args: list[str]) -> None:
     # The four factory patterns are not documented; each starts with the default U, I, P, ... map.
     integer(_one_arg(args), 1, 4)
-    from mlpower.analyzer_sim.instrument import DEFAULT_ITEMS
-
-    ctx.inst.settings.items = [(f, 1) for f in DEFAULT_ITEMS]
+    ctx.inst.settings.items = default_items(ctx.inst.elements)
 
 
 def _clear_items(ctx: Context, args: list[str]) -> None:
@@ -411,7 +431,7 @@ def _get_format(ctx: Context, args: list[str]) -> str:
 
 def _value(ctx: Context, args: list[str]) -> str | bytes:
     inst = ctx.inst
-    reading = inst.output_reading()
+    readings = inst.output_readings()
     items = inst.settings.items
     if args:
         indices = [integer(_one_arg(args), 1, 255)]
@@ -420,7 +440,7 @@ def _value(ctx: Context, args: list[str]) -> str | bytes:
     values: list[tuple[float, float, bool]] = []
     for index in indices:
         function, element = items[index - 1] if index <= len(items) else ("NONE", 1)
-        value, step = inst.item_value(function, element, reading)
+        value, step = inst.item_value(function, element, readings)
         values.append((value, step, function in _FIXED_POINT_FUNCTIONS))
     if inst.settings.numeric_format == "FLOAT":
         return float_block([v for v, _, _ in values])
@@ -580,6 +600,10 @@ COMMANDS: tuple[Command, ...] = (
     _pair("[:INPut]:CURRent:RANGe", _range_commands("I")),
     _pair("[:INPut]:VOLTage:AUTO", _auto_commands("V")),
     _pair("[:INPut]:CURRent:AUTO", _auto_commands("I")),
+    _pair("[:INPut]:VOLTage:RANGe:ELEMent<x>", _range_commands("V", per_element=True)),
+    _pair("[:INPut]:CURRent:RANGe:ELEMent<x>", _range_commands("I", per_element=True)),
+    _pair("[:INPut]:VOLTage:AUTO:ELEMent<x>", _auto_commands("V", per_element=True)),
+    _pair("[:INPut]:CURRent:AUTO:ELEMent<x>", _auto_commands("I", per_element=True)),
     _pair(":INPut:FILTer:LINE", measurement_flag("line_filter")),
     _pair(":INPut:FILTer:FREQuency", measurement_flag("freq_filter")),
     _pair(":INPut:SYNChronize", measurement_choice("sync", "VOLTage", "CURRent", "OFF")),

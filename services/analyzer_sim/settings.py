@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlpower.settings import DEFAULT_TRACES_DIR, ServiceSettings
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from mlpower.analyzer_sim.split import ElementFeed
 
 
 class Settings(ServiceSettings):
@@ -22,7 +26,16 @@ class Settings(ServiceSettings):
     sut: str = Field(default="*", validation_alias="MLPOWER_SIM_SUT", pattern=r"^(\*|[A-Za-z0-9_\-]+)$",
                      description="the SUT whose workload phases the follow load listens to; * = any")
 
-    model: str = Field(default="WT310E", validation_alias="MLPOWER_SIM_MODEL")
+    model: str = Field(default="WT310E", validation_alias="MLPOWER_SIM_MODEL",
+                       description="WT310E (1 element), WT332E (2) or WT333E (3); other names act as a WT310E")
+    # How the SUT's load divides over its PSUs, and which PSUs this meter's elements measure
+    # (mlpower.analyzer_sim.split): e.g. two WT310Es on one SUT: both --split 0.5,0.5, --psus 1 / 2.
+    split: str = Field(default="", validation_alias="MLPOWER_SIM_SPLIT", pattern=r"^[0-9.eE+\-, ]*$",
+                       description="PSU shares of the SUT's load, e.g. 0.5,0.5 (default: equal over the elements)")
+    imbalance: float = Field(default=0.0, ge=0, le=1, validation_alias="MLPOWER_SIM_IMBALANCE",
+                             description="moves imbalance/n of the load from the last PSU to the first")
+    psus: str = Field(default="", validation_alias="MLPOWER_SIM_PSUS", pattern=r"^[0-9, ]*$",
+                      description="the PSUs (from 1) this meter's elements measure, e.g. 3,4 (default: 1..elements)")
     serial: str = Field(default="C2PH13047V", validation_alias="MLPOWER_SIM_SERIAL", pattern=r"^[A-Za-z0-9]{1,16}$")
     firmware: str = Field(default="F1.03", validation_alias="MLPOWER_SIM_FIRMWARE")
 
@@ -48,6 +61,19 @@ class Settings(ServiceSettings):
 
     ptd_range_ack_delay_s: float = Field(default=0.0, ge=0, le=10, validation_alias="MLPOWER_PTD_RANGE_ACK_DELAY_S",
                                          description="real PTD answers SR about 1.5 s after the console line")
+
+    @model_validator(mode="after")
+    def _feed_fits(self) -> Settings:
+        self.element_feed()  # LoadSpecError (a ValueError) for a split or PSU list that does not fit
+        return self
+
+    def element_feed(self) -> ElementFeed:
+        from mlpower.analyzer_sim.models import meter_model
+        from mlpower.analyzer_sim.split import element_feed, parse_psus, parse_shares
+
+        return element_feed(meter_model(self.model).elements,
+                            parse_shares(self.split) if self.split.strip() else None, self.imbalance,
+                            parse_psus(self.psus) if self.psus.strip() else None)
 
     @field_validator("load")
     @classmethod

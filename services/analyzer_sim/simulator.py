@@ -45,7 +45,7 @@ class SimulatorHandle:
         self.instrument = Instrument(
             self.model, self.clock, seed=seed, faults=self.faults,
             identity=Identity(model=self.settings.model, serial=self.settings.serial, firmware=self.settings.firmware),
-            options=options or physics_options(self.settings),
+            options=options or physics_options(self.settings), feed=self.settings.element_feed(),
         )
         self.metrics = SimMetrics(self.instrument, analyzer=self.settings.serial,
                                   true_power_w=lambda: self.true_power_w)
@@ -86,8 +86,26 @@ class SimulatorHandle:
         return self._control.port if self._control is not None else None
 
     @property
-    def true_power_w(self) -> float:
+    def sut_true_power_w(self) -> float:
+        """The whole SUT's true power now (all PSUs, whichever meter measures them)."""
         return self.model.power_w(self.clock.now() - self.instrument.start_s)
+
+    @property
+    def true_power_w(self) -> float:
+        """The true power this meter's elements carry now, together."""
+        return sum(self.instrument.feed.element_powers_w(self.sut_true_power_w))
+
+    def element_truth(self) -> list[dict[str, Any]]:
+        """Per element: the PSU it measures, its share of the SUT's load, and its true power at
+        the meter's latest update, the instant of ``instrument.readings`` (tests compare readings
+        and their sums with these)."""
+        inst = self.instrument
+        with inst.lock:
+            inst.advance()
+            powers = inst.true_element_w
+        shares = inst.feed.split.effective_shares()
+        return [{"element": k, "psu": psu, "share": shares[psu - 1], "true_power_w": powers[k - 1]}
+                for k, psu in enumerate(inst.feed.psus, start=1)]
 
     def set_load(self, spec: str | LoadModel) -> LoadModel:
         model = self.model.set_load(spec)
@@ -176,7 +194,7 @@ class PtdHandle:
                 self.model, self.clock, seed=seed, faults=self.faults,
                 identity=Identity(model=self.settings.model, serial=self.settings.serial,
                                   firmware=self.settings.firmware),
-                options=physics_options(self.settings))
+                options=physics_options(self.settings), feed=self.settings.element_feed())
             self.instrument.set_rate(0.25)  # PTD samples at 1 Hz; a faster meter keeps every sample fresh
             meter = InProcessMeter(self.instrument)
         self.log_path = Path(log_path) if log_path is not None else None

@@ -5,8 +5,19 @@ analyzer) is answered at once with ``RunCompleted(status="failed")``. While conn
 is the director's ``agent``: for each mode it asks the agent with ``RunWorkloadPhase`` to run the
 workload, records the LoadGen window (``power_begin``/``power_end``) as
 ``PhaseMark(source="loadgen")``, and returns when the agent says ``finished`` (the mode ends) or
-``failed`` (the run fails); no answer within ``phase_timeout_s`` aborts the run. The command
-handler returns as soon as the run is started, so a ``StopRun`` behind it is handled at once.
+``failed`` (the run fails). The agent sends ``AgentHeartbeat`` every ``heartbeat_s`` while it
+runs a phase; ``HEARTBEATS_MISSED`` intervals without any sign of life fail the run, naming the
+agent (a dead agent is seen in seconds, not at ``phase_timeout_s``, which only caps a live phase).
+While the director's own consumer is cut from the broker, silence says nothing about the agent,
+so the count starts again once it is back. The command handler returns as soon as the run is
+started, so a ``StopRun`` behind it is handled at once.
+
+A run of the agent's that fails or is aborted (``StopRun``, ``POST /runs/{id}/stop``, a missed
+heartbeat, a lost analyzer, the director stopping or restarting) gets ``StopWorkload``, so the
+workload does not run on after its run ended.
+
+Phase events and heartbeats come through a durable, non-exclusive queue of this director's lab
+and SUT: what the agent publishes while the director's consumer is away waits there.
 """
 
 from __future__ import annotations
@@ -19,7 +30,16 @@ from mlpower import topology
 from mlpower.bus import Bus, Delivery, Subscription
 from mlpower.errors import MlpowerError
 from mlpower.logtext import client_text
-from mlpower.schema import Message, RunCompleted, RunWorkloadPhase, StartRun, StopRun, WorkloadPhase
+from mlpower.schema import (
+    AgentHeartbeat,
+    Message,
+    RunCompleted,
+    RunWorkloadPhase,
+    StartRun,
+    StopRun,
+    StopWorkload,
+    WorkloadPhase,
+)
 
 from .director import Director
 from .run_plan import DRIVERS, AgentWorkload, Outcome, RunPlan
@@ -30,6 +50,12 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.1
 """How often a waiting phase looks whether its session ended meanwhile."""
+HEARTBEATS_MISSED = 3
+"""Heartbeat intervals without a sign of life from the agent that fail its run."""
+EVENTS_TTL_MS = 600_000
+"""Phase events and heartbeats nobody consumed within 10 minutes are stale: the queue drops them."""
+EVENTS_EXPIRES_MS = 86_400_000
+"""The events queue of a director that is gone for a day (a test's, a lab torn down) is deleted."""
 
 
 def command_queue(lab: str, sut: str) -> topology.QueueSpec:
@@ -38,9 +64,11 @@ def command_queue(lab: str, sut: str) -> topology.QueueSpec:
 
 
 def events_queue(lab: str, sut: str) -> topology.QueueSpec:
-    # exclusive: phase events only matter to the run in progress; nothing to keep across restarts
-    pattern = topology.event_pattern("workload_phase", lab, sut)
-    return topology.QueueSpec("", topology.EVENTS_EXCHANGE, (pattern,), durable=False, exclusive=True)
+    # durable, not exclusive: events the agent publishes while this director's consumer is away
+    # (a broker restart, a director restart) wait for it instead of being dropped unrouted
+    patterns = tuple(topology.event_pattern(name, lab, sut) for name in ("workload_phase", "agent_heartbeat"))
+    return topology.service_queue(f"director-{sut}", topology.EVENTS_EXCHANGE, patterns, lab=lab,
+                                  arguments={"x-message-ttl": EVENTS_TTL_MS, "x-expires": EVENTS_EXPIRES_MS})
 
 
 def plan_of(command: StartRun) -> RunPlan:
@@ -60,27 +88,51 @@ def plan_of(command: StartRun) -> RunPlan:
 class _Expect:
     run_id: str
     mode: str
+    last_seen_s: float
+    """The director's monotonic time of the agent's last sign of life (a heartbeat or an event)."""
     done: threading.Event = field(default_factory=threading.Event)
     state: str = ""
     detail: str = ""
+    pid: int | None = None
 
 
 class BusEdge:
-    def __init__(self, director: Director, bus: Bus, *, phase_timeout_s: float | None = None) -> None:
+    def __init__(self, director: Director, bus: Bus, *, phase_timeout_s: float | None = None,
+                 heartbeat_s: float | None = None) -> None:
         self.director, self.bus = director, bus
         self.settings = director.settings
         self.phase_timeout_s = phase_timeout_s or self.settings.phase_timeout_s
+        self.heartbeat_s = heartbeat_s or self.settings.heartbeat_s
         self._subscriptions: list[Subscription] = []
+        self._events: Subscription | None = None
         self._expect: _Expect | None = None
+        self._asked: set[str] = set()
         self._lock = threading.Lock()
 
     def start(self) -> BusEdge:
         events = events_queue(self.settings.lab, self.settings.sut)
-        self._subscriptions.append(self.bus.subscribe(events, self._on_event))
+        self._events = self.bus.subscribe(events, self._on_event)
+        self._subscriptions.append(self._events)
         commands = command_queue(self.settings.lab, self.settings.sut)
         self._subscriptions.append(self.bus.subscribe(commands, self._on_command))
         self.director.agent = self
+        self.director.on_end(self._run_ended)
         return self
+
+    def stop_workload(self, run_id: str, reason: str) -> None:
+        """Ask the agent to stop ``run_id``'s workload (whether or not it still runs it)."""
+        command = StopWorkload(run_id=run_id, sut=self.settings.sut, reason=reason)
+        try:
+            self.bus.publish(command, topology.command_key("agent", self.settings.sut, lab=self.settings.lab))
+        except MlpowerError as exc:
+            log.error("could not send StopWorkload for %s: %s", run_id, exc)
+
+    def _run_ended(self, session: MeasurementSession) -> None:
+        with self._lock:
+            asked = session.run_id in self._asked
+            self._asked.discard(session.run_id)
+        if asked and session.status != "success":
+            self.stop_workload(session.run_id, f"run {session.status}: {session.status_reason}")
 
     def stop(self) -> None:
         for subscription in self._subscriptions:
@@ -118,36 +170,60 @@ class BusEdge:
 
     # ----------------------------------------------------------------------- the agent's phases
 
+    def _listening(self) -> bool:
+        """Whether the agent could have been heard: our consumer is attached and our asks went out."""
+        unsent = int(getattr(self.bus, "pending", 0))  # RabbitMQ's spool: the ask itself may still wait there
+        return (self._events is None or self._events.connected) and unsent == 0
+
     def run_phase(self, session: MeasurementSession, mode: Mode, workload: AgentWorkload) -> Outcome:
-        expect = _Expect(session.run_id, mode)
+        clock = session.clock
+        expect = _Expect(session.run_id, mode, last_seen_s=clock.monotonic_s())
+        if session.ending:  # stopped while the phase started: ask nothing
+            return None
         with self._lock:
             self._expect = expect
+            self._asked.add(session.run_id)
         ask = RunWorkloadPhase(run_id=session.run_id, sut=self.settings.sut, mode=mode, workload=workload.request,
                                settings=workload.settings)
         self.bus.publish(ask, topology.command_key("agent", self.settings.sut, lab=self.settings.lab))
-        clock = session.clock
+        if session.ended and session.status != "success":  # it ended as we asked: its end saw no ask yet
+            self.stop_workload(session.run_id, f"run {session.status}: {session.status_reason}")
         deadline = clock.monotonic_s() + self.phase_timeout_s  # the clock, not a sum of polls that run late
-        while not clock.wait(expect.done, min(POLL_S, max(0.0, deadline - clock.monotonic_s()))):
+        silence_s = HEARTBEATS_MISSED * self.heartbeat_s
+        while not clock.wait(expect.done, POLL_S):
             if session.ended:
                 return None
-            if clock.monotonic_s() >= deadline:
+            now = clock.monotonic_s()
+            if not self._listening():  # our own link is down: the agent's silence proves nothing yet
+                expect.last_seen_s = now
+            elif now - expect.last_seen_s > silence_s:
+                return Fail(f"SUT agent {self.settings.sut!r} missed {HEARTBEATS_MISSED} heartbeats "
+                            f"(no sign of life for {silence_s:g} s) during {mode}")
+            if now >= deadline:
                 return Abort(f"no answer from the agent for {mode} within {self.phase_timeout_s:g} s")
         if expect.state == "failed":
             return Fail(f"workload failed in {mode}: {expect.detail}")
         return None
 
     def _on_event(self, message: Message, delivery: Delivery) -> None:
-        if not isinstance(message, WorkloadPhase):
+        if not isinstance(message, WorkloadPhase | AgentHeartbeat):
             return
         session = self.director.active
         if session is None or session.run_id != message.run_id or session.ended:
+            return
+        with self._lock:
+            expect = self._expect
+        if expect is not None and expect.run_id == message.run_id and message.mode in (None, expect.mode):
+            expect.last_seen_s = session.clock.monotonic_s()
+            if isinstance(message, AgentHeartbeat):
+                expect.pid = message.pid
+                return
+        if isinstance(message, AgentHeartbeat):
             return
         if message.state in ("power_begin", "power_end") and session.stream is not None:
             session.stream.mark(message.state, mode=message.mode, t_utc_s=message.t_utc_s, source="loadgen",
                                 detail=message.detail)
         elif message.state in ("finished", "failed"):
-            with self._lock:
-                expect = self._expect
             if expect is not None and expect.run_id == message.run_id and (message.mode in (None, expect.mode)):
                 expect.state, expect.detail = message.state, message.detail
                 expect.done.set()

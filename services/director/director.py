@@ -124,6 +124,30 @@ class Director:
             self.active = self.last = session
             return session
 
+    def probe_analyzers(self) -> dict[str, bool] | None:
+        """Between runs: open and close each analyzer, so ``mlpower_analyzer_up`` tells the truth when
+        no session reads it. None when a session runs (its samples keep the gauge current)."""
+        resources = self.settings.analyzers
+        names = [self.settings.analyzer_name] if len(resources) == 1 else \
+            [f"{self.settings.analyzer_name}_{i}" for i in range(1, len(resources) + 1)]
+        found: dict[str, bool] = {}
+        with self._lock:  # a session cannot open the instrument while the probe holds it
+            if self.busy:
+                return None
+            for name, resource in zip(names, resources, strict=True):
+                try:
+                    source = self._source_factory(resource, self.settings.sample_interval_s)
+                    try:
+                        source.open()
+                        found[name] = True
+                    finally:
+                        source.close()
+                except Exception as exc:  # any failure to open is the answer "down", never a crash
+                    log.info("analyzer %s does not answer the probe: %s", name, exc)
+                    found[name] = False
+                self.metrics.set_analyzer_up(name, self.settings.sut, found[name])
+        return found
+
     @property
     def busy(self) -> bool:
         return self.active is not None and not self.active.ended

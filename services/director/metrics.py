@@ -3,6 +3,13 @@
 Labels ``analyzer``, ``channel``, ``sut``; the run's metadata lives on ``mlpower_run_info`` only
 (high-cardinality labels do not belong on every series). Flagged samples (missing, overrange)
 update ``samples_total`` and ``sample_gaps_total`` but never the power gauge or the energy counter.
+
+Between phases and runs nothing is measured, so nothing may look measured: ``idle`` removes the
+live gauges of a SUT (power, voltage, current, power factor, uncertainty, ranges), so a dashboard
+shows no value and an alert on them resolves instead of firing on the last sample of a finished
+run. The counters are created at 0 when a phase starts (``prepare``): a counter whose series
+first appears at 1 hides that first increase from ``increase()``, and the first gap would go
+unseen.
 """
 
 from __future__ import annotations
@@ -46,8 +53,31 @@ class DirectorMetrics:
         self.analyzer_up = Gauge("mlpower_analyzer_up",
                                  "1 while the director reads this analyzer (opened, samples arriving), "
                                  "0 once it failed to open or was lost", ("sut", "analyzer"), registry=r)
+        self._live_gauges = (self.power, self.voltage, self.current, self.pf, self.uncertainty,
+                             self.range_current, self.range_voltage)
         self._last: dict[tuple[str, str, str], Reading] = {}
+        self._live: set[tuple[str, str, str]] = set()  # label sets the live gauges carry now
         self._lock = threading.Lock()
+
+    def prepare(self, analyzer: str, channel: int | str, sut: str) -> None:
+        """A phase starts on this channel: its counters exist from 0 on, before the first sample."""
+        key = (analyzer, str(channel), sut)
+        with self._lock:
+            for counter in (self.samples, self.gaps, self.energy):
+                counter.labels(*key)
+
+    def idle(self, sut: str) -> None:
+        """Nothing is measured on ``sut`` now (between phases, after a run): no live value stays."""
+        with self._lock:
+            for key in [key for key in self._live if key[2] == sut]:
+                for gauge in self._live_gauges:
+                    try:
+                        gauge.remove(*key)
+                    except KeyError:  # this gauge never got a value for the key (a flagged sample)
+                        pass
+                self._live.discard(key)
+                # the next phase's first sample is not "late" because of the pause between phases
+                self._last.pop(key, None)
 
     def set_analyzer_up(self, analyzer: str, sut: str, up: bool) -> None:
         with self._lock:
@@ -59,11 +89,13 @@ class DirectorMetrics:
             self.analyzer_up.labels(sut, analyzer).set(1)  # a reading came back, flagged or not
             previous = self._last.get(key)
             self._last[key] = reading
+            self._live.add(key)
             power = usable_power(reading)
             self.samples.labels(*key).inc()
             late = previous is not None and reading.t_utc_s - previous.t_utc_s > GAP_FACTOR * self.interval_s
+            gaps = self.gaps.labels(*key)  # exists (at 0) from the first sample on
             if power is None or late:
-                self.gaps.labels(*key).inc()
+                gaps.inc()
             if power is not None:
                 self.power.labels(*key).set(power)
                 # rectangle rule with the sample's own interval (capped, so a long pause adds no phantom energy)

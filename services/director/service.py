@@ -32,6 +32,7 @@ class DirectorService:
         self.settings = settings
         self.bus = bus
         self._stop_requested = threading.Event()
+        self._stopping = threading.Event()
         self.metrics = DirectorMetrics(settings.sample_interval_s)
         self.director = Director(settings, bus=bus, metrics=self.metrics, source_factory=source_factory)
         self.bus_edge = BusEdge(self.director, bus) if bus is not None and settings.bus_mode else None
@@ -43,6 +44,8 @@ class DirectorService:
             on_stop_requested=self._stop_requested.set,
         ) if serve_powerdev else None
         self.app = create_app(self.director, api_token=settings.api_token)
+        # launching PTDaemon for a probe every few seconds would fight the real sessions: not probed
+        self._prober = threading.Thread(target=self._probe_loop, name="analyzer-probe", daemon=True)
         self._serve_http = serve_http
         self.http: HttpServer | None = None
 
@@ -63,16 +66,27 @@ class DirectorService:
 
     def start(self) -> DirectorService:
         # runs a killed predecessor left open are closed (aborted, samples kept) before any new session
-        recover_interrupted_runs(self.settings, self.bus)
+        recovered = recover_interrupted_runs(self.settings, self.bus)
         if self.bus_edge is not None:
             self.bus_edge.start()
+            for run in recovered:  # its workload may still run on the SUT: that run is over
+                self.bus_edge.stop_workload(run.run_id, run.reason)
+        if self.settings.analyzer_probe_s > 0 and self.settings.analyzers and not self.settings.ptd_launch:
+            self._prober.start()
         if self.powerdev is not None:
             self.powerdev.start()
         if self._serve_http:
             self.http = HttpServer(self.app, self.settings.host, self.settings.http_port, name="director").start()
         return self
 
+    def _probe_loop(self) -> None:
+        while True:  # at once, then every analyzer_probe_s: the gauge is known from the start
+            self.director.probe_analyzers()
+            if self._stopping.wait(self.settings.analyzer_probe_s):
+                return
+
     def stop(self) -> None:
+        self._stopping.set()
         if self.powerdev is not None:
             self.powerdev.stop()
         if self.bus_edge is not None:
@@ -81,5 +95,7 @@ class DirectorService:
         if active is not None:
             self.director.stop_run(active.run_id, "director stopping")
         self.director.join()
+        if self._prober.is_alive():
+            self._prober.join(timeout=30)
         if self.http is not None:
             self.http.stop()

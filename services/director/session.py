@@ -317,6 +317,9 @@ class MeasurementSession:
             analyzer.note_ranges(self.clock.now_utc_s(), volts, amps)
 
     def _start_recorder(self, analyzer: SessionAnalyzer, mode: Mode) -> None:
+        if self.metrics is not None:
+            self.metrics.prepare(analyzer.name, analyzer.source.info.channel, self.identity.sut)
+
         def on_sample(stream: str, reading: Reading) -> None:
             analyzer.note_sample(reading, mode)
             if self.metrics is not None:
@@ -342,6 +345,8 @@ class MeasurementSession:
             if step is None:
                 return
             self.state = step.state
+            # "ranging_done": a pause before testing is no analyzer falling silent during a phase
+            self._set_metrics_run(self.state.value)
             self.phases[mode].append(self._now())
             self.clock.wait(self._cancel, self.config.sleep_s)
             try:
@@ -364,6 +369,8 @@ class MeasurementSession:
                 except Exception as exc:  # a dead analyzer must not stop the files from being written
                     self.log.error(f"analyzer {analyzer.name} stop: {exc}")
                 analyzer.note_completed(self.clock.now_utc_s(), mode)
+        if self.metrics is not None:
+            self.metrics.idle(self.identity.sut)
         if self.stream is not None and not self.ended:
             self.stream.mark(f"{mode}_end", mode=mode, t_utc_s=self.clock.now_utc_s())
         session_files.write_phase_files(self, mode)

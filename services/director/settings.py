@@ -52,7 +52,13 @@ class DirectorSettings(ServiceSettings):
     cleanup_deletes: bool = Field(default=False, validation_alias="MLPOWER_CLEANUP_DELETES",
                                   description="cleanup deletes the session folder (upstream) instead of keeping it")
     phase_timeout_s: float = Field(default=3600.0, gt=0, validation_alias="MLPOWER_PHASE_TIMEOUT_S",
-                                   description="bus mode: how long to wait for the agent's workload phase")
+                                   description="bus mode: the longest a phase may last while its agent is alive")
+    heartbeat_s: float = Field(default=2.0, gt=0, le=60, validation_alias="MLPOWER_HEARTBEAT_S",
+                               description="bus mode: the agent's heartbeat interval; the run fails after "
+                                           "3 intervals without a sign of life from the agent")
+    analyzer_probe_s: float = Field(default=10.0, ge=0, le=3600, validation_alias="MLPOWER_ANALYZER_PROBE_S",
+                                    description="between runs, open the analyzer this often so "
+                                                "mlpower_analyzer_up stays true (0: never)")
     ptd_launch: bool = Field(default=False, validation_alias="MLPOWER_PTD_LAUNCH",
                              description="for a ptd:// analyzer: launch PTDaemon per session (as power-dev does)")
     ptd_command: str = Field(default="", validation_alias="MLPOWER_PTD_COMMAND",

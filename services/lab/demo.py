@@ -9,6 +9,7 @@ Durations are shortened, so the run is marked non-compliant and the report says 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,12 @@ from mlpower import topology
 from mlpower.bus import Bus, InMemoryBus, Subscription
 from mlpower.lab.embedded import EmbeddedLab, LabOptions
 from mlpower.lab.errors import LabError
+from mlpower.lab.liveview import LiveView
 from mlpower.lab.progress import Progress
 from mlpower.lab.report import print_summary, write_report
 from mlpower.schema import RunAnalyzed, StartRun, WorkloadRequest
 from mlpower.timeutil import now_utc_s
 from rich.console import Console
-from rich.live import Live
 
 SCENARIOS = {"offline": "Offline", "server": "Server", "singlestream": "SingleStream"}
 
@@ -36,6 +37,7 @@ class DemoOptions:
     analyzer_sleep_s: float = 1.0
     timeout_s: float = 240.0
     figures_timeout_s: float = 120.0
+    on_progress: Callable[[Progress], None] | None = None  # called on every update (tests watch the run)
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,8 @@ def _listen(bus: Bus, lab: str, progress: Progress) -> list[Subscription]:
         progress.update(message)
 
     return [bus.subscribe(topology.QueueSpec("", exchange, (pattern,), durable=False, exclusive=True), update)
-            for exchange, pattern in ((topology.RUNS_EXCHANGE, topology.run_key(lab, "*", "*", "*")),
-                                      (topology.EVENTS_EXCHANGE, f"*.{lab}.*"))]
+            for exchange, pattern in ((topology.RUNS_EXCHANGE, topology.runs_of_lab(lab)),
+                                      (topology.EVENTS_EXCHANGE, f"*.{topology.segment(lab)}.*"))]
 
 
 def _wait_for_figures(lab: EmbeddedLab, run_id: str, timeout_s: float) -> list[str]:
@@ -85,7 +87,7 @@ def _run(options: DemoOptions, console: Console, bus: Bus, lab_options: LabOptio
     lab_options = lab_options or LabOptions(results_dir=options.out, sample_interval_s=options.sample_interval_s,
                                             analyzer_sleep_s=options.analyzer_sleep_s)
     run_id = time.strftime("demo-%Y%m%dT%H%M%SZ", time.gmtime(now_utc_s()))
-    progress = Progress(run_id=run_id)
+    progress = Progress(run_id=run_id, on_update=options.on_progress)
     listeners = _listen(bus, lab_options.lab, progress)
     console.print(f"[bold]mlpower demo[/bold]: {SCENARIOS[options.scenario]} scenario, "
                   f"{options.duration_s:.0f} s per LoadGen run (shortened: non-compliant), results in {options.out}")
@@ -100,15 +102,12 @@ def _run(options: DemoOptions, console: Console, bus: Bus, lab_options: LabOptio
                          sample_interval_s=options.sample_interval_s),
                 topology.command_key("director", lab_options.sut, lab=lab_options.lab),
             )
-            deadline = time.monotonic() + options.timeout_s
-            with Live(progress.line(), console=console, refresh_per_second=4, transient=False) as live:
-                while progress.analyzed is None:
-                    if time.monotonic() > deadline:
-                        raise LabError(f"run {run_id} not analyzed within {options.timeout_s:.0f} s "
-                                       f"(last phase: {progress.phase})")
-                    live.update(progress.line())
-                    time.sleep(0.25)
-                live.update(progress.line())
+            LiveView(console, progress).follow(lambda: progress.analyzed is not None or progress.failed,
+                                               options.timeout_s, f"run {run_id}")
+            if progress.analyzed is None:
+                stop = progress.stopped
+                raise LabError(f"run {run_id} {stop.status if stop else 'failed'}: "
+                               f"{(stop.reason if stop else '') or 'the director gave no reason'}")
             analyzed = progress.analyzed
             console.print("rendering the run's figures ...")
             figure_files = _wait_for_figures(lab, run_id, options.figures_timeout_s)

@@ -1,11 +1,12 @@
 """What a person watching a measurement wants to see, folded from the bus: the phase, the elapsed
 time, the live watts, the samples so far, and the findings as they arise. Pure state; the demo's
-display and ``mlpower lab run`` render it."""
+display and ``mlpower lab run`` render it, and wait on ``wait_change`` for the next update."""
 
 from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mlpower.schema import (
@@ -13,8 +14,8 @@ from mlpower.schema import (
     Message,
     PhaseMark,
     RunAnalyzed,
-    RunCompleted,
     RunStart,
+    RunStop,
     SampleFlag,
     SamplePage,
     WorkloadPhase,
@@ -41,15 +42,17 @@ class Progress:
     samples: int = 0
     flagged: int = 0
     findings: list[str] = field(default_factory=list)
-    completed: RunCompleted | None = None
+    stopped: RunStop | None = None  # the director's last word on the run: status and reason
     analyzed: RunAnalyzed | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    updates: int = 0  # how many messages of this run were folded in
+    on_update: Callable[[Progress], None] | None = field(default=None, repr=False)
+    _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     def follows(self, run_id: str) -> bool:
         return not self.run_id or run_id == self.run_id
 
     def update(self, message: Message) -> None:
-        with self._lock:
+        with self._changed:
             run_id = getattr(message, "run_id", "")
             if not self.follows(run_id):
                 return
@@ -66,11 +69,18 @@ class Progress:
                     message.state, message.state)
             elif isinstance(message, LiveFinding):
                 self.findings.append(f"{message.finding.rule}: {message.finding.message}")
-            elif isinstance(message, RunCompleted):
-                self.completed = message
-                self.phase = message.status
+            elif isinstance(message, RunStop):
+                self.stopped = message
+                self.phase = "analyzing" if message.status == "success" else message.status
             elif isinstance(message, RunAnalyzed):
                 self.analyzed = message
+                self.phase = "analyzed"
+            else:
+                return
+            self.updates += 1
+            self._changed.notify_all()
+            if self.on_update is not None:
+                self.on_update(self)
 
     def _page(self, page: SamplePage) -> None:
         self.samples += len(page)
@@ -81,12 +91,24 @@ class Progress:
             else:
                 self.last_power_w = power
 
+    def wait_change(self, seen: int, timeout_s: float) -> int:
+        """Block until more than ``seen`` updates were folded in (or the timeout); returns the count."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.updates > seen, timeout=timeout_s)
+            return self.updates
+
+    @property
+    def failed(self) -> bool:
+        """The director ended the run without a measurement to analyze."""
+        return self.stopped is not None and self.stopped.status != "success"
+
     def elapsed_s(self) -> float:
         if self.started_utc_s is None or self.last_t_utc_s is None:
             return 0.0
         return max(0.0, self.last_t_utc_s - self.started_utc_s)
 
     def line(self) -> str:
-        watts = f"{self.last_power_w:8.1f} W" if self.last_power_w is not None else "       - W"
-        return (f"{self.phase:<15} workload: {self.workload:<15} elapsed {self.elapsed_s():6.1f} s   "
-                f"power {watts}   samples {self.samples:5d} (flagged {self.flagged})")
+        """At most 79 characters: it is redrawn in place, and a wrapped line cannot be."""
+        watts = f"{self.last_power_w:7.1f} W" if self.last_power_w is not None else "      - W"
+        return (f"{self.phase[:14]:<14} load: {self.workload[:14]:<14} {self.elapsed_s():6.1f} s {watts} "
+                f"{self.samples:5d} samples, {self.flagged} flagged")

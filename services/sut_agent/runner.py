@@ -74,13 +74,16 @@ def run_phase(
     started_detail: str = "",
     timeout_s: float | None = None,
     abort_reason: Callable[[], str | None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    stop_grace_s: float = 5.0,
 ) -> PhaseOutcome:
     def event(state: str, t_utc_s: float, detail: str = "") -> None:
         publish(WorkloadPhase(run_id=run_id, sut=sut, mode=mode, state=state, t_utc_s=t_utc_s, detail=detail))
 
     event("started", now_utc_s(), started_detail or f"workload {workload.name}")
     try:
-        run = run_workload(workload, log_dir, mode, duration_s, timeout_s=timeout_s, abort_reason=abort_reason)
+        run = run_workload(workload, log_dir, mode, duration_s, timeout_s=timeout_s, abort_reason=abort_reason,
+                           on_start=on_start, stop_grace_s=stop_grace_s)
         result = find_run_logs(log_dir, run.started_utc_s, run.finished_utc_s)
     except AgentError as exc:
         event("failed", now_utc_s(), failure_detail(exc))

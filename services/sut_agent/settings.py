@@ -25,6 +25,10 @@ class Settings(ServiceSettings):
     allow_clock_offset: bool = Field(default=False, validation_alias="MLPOWER_AGENT_ALLOW_CLOCK_OFFSET")
     reply_timeout_s: float = Field(default=120.0, gt=0, validation_alias="MLPOWER_AGENT_REPLY_TIMEOUT_S")
     workload_timeout_s: float = Field(default=7200.0, gt=0, validation_alias="MLPOWER_AGENT_WORKLOAD_TIMEOUT_S")
+    # Bus mode: how often the agent says it is alive while it runs a phase (the director's
+    # MLPOWER_HEARTBEAT_S must match), and how long a workload asked to stop gets before SIGKILL.
+    heartbeat_s: float = Field(default=2.0, gt=0, le=60, validation_alias="MLPOWER_HEARTBEAT_S")
+    stop_grace_s: float = Field(default=5.0, ge=0, le=600, validation_alias="MLPOWER_AGENT_STOP_GRACE_S")
     # The HTTP app (/healthz, /metrics, /status). Loopback by default; containers set 0.0.0.0.
     http_host: str = Field(default="127.0.0.1", validation_alias="MLPOWER_AGENT_HOST")
     http_port: int = Field(default=8004, ge=0, le=65535, validation_alias="MLPOWER_AGENT_HTTP_PORT")

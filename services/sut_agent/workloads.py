@@ -15,6 +15,7 @@ agent's ``AMQP_*`` and ``MLPOWER_*`` variables.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shlex
@@ -176,9 +177,10 @@ def tail(text: str, lines: int = STDERR_TAIL_LINES, chars: int = STDERR_TAIL_CHA
     return kept[-chars:]
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """End the workload's whole process group (a shell command may have started children)."""
-    for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+def _stop(process: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
+    """End the workload's whole process group (a shell command may have started children):
+    SIGTERM, then SIGKILL what is left after ``grace_s``."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:
@@ -190,6 +192,25 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             continue
 
 
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _die_with_agent(agent_pid: int) -> Callable[[], None] | None:
+    """In the forked child, before exec: the kernel SIGKILLs the workload when the agent dies
+    (even by SIGKILL, which no handler of the agent sees). Linux only; elsewhere None."""
+    if _LIBC is None:
+        return None
+    libc = _LIBC
+
+    def arm() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != agent_pid:  # the agent died before the line above: do not outlive it
+            os._exit(1)
+
+    return arm
+
+
 def run_workload(
     workload: Workload,
     log_dir: Path,
@@ -198,11 +219,14 @@ def run_workload(
     *,
     timeout_s: float | None = None,
     abort_reason: Callable[[], str | None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    stop_grace_s: float = 5.0,
 ) -> WorkloadRun:
     """Run the workload to completion; its stdout and stderr go to files in ``log_dir``.
 
     ``abort_reason`` is polled while it runs (e.g. "the director closed the connection"); a
-    non-None answer stops the workload and fails with that reason.
+    non-None answer stops the workload's process group (SIGTERM, SIGKILL after ``stop_grace_s``)
+    and fails with that reason. ``on_start`` learns the workload's PID (its group's leader).
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     command = workload.command(log_dir, duration_s, mode)
@@ -213,9 +237,12 @@ def run_workload(
             process = subprocess.Popen(
                 command, shell=isinstance(command, str), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                 env=workload_environment(workload, log_dir, mode, duration_s), start_new_session=True,
+                preexec_fn=_die_with_agent(os.getpid()),
             )
         except OSError as exc:
             raise WorkloadError(f"cannot start workload {workload.name}: {exc}") from exc
+        if on_start is not None:
+            on_start(process.pid)
         deadline = started + timeout_s if timeout_s else None
         reason: str | None = None
         try:
@@ -225,12 +252,12 @@ def run_workload(
                 elif abort_reason is not None:
                     reason = abort_reason()
                 if reason is not None:
-                    _stop(process)
+                    _stop(process, stop_grace_s)
                     break
                 time.sleep(POLL_S)
         finally:
             if process.poll() is None:  # an exception (e.g. KeyboardInterrupt) must not orphan it
-                _stop(process)
+                _stop(process, stop_grace_s)
         finished = time.time()
     if reason is not None:
         raise WorkloadError(reason)

@@ -123,3 +123,25 @@ def test_metrics_know_every_live_rule_with_its_table_severity() -> None:
     for rule in LIVE_RULES:
         assert LIVE_SEVERITIES[rule.id] == rule.severity
     assert CheckOptions().live is False
+
+
+def test_a_failure_after_clean_pages_shows_on_the_page_that_brings_it() -> None:
+    """Clean pages are judged once per every_s; a page holding something a rule can fail on is
+    judged at once (the screen decides when, the rules decide what)."""
+    for bad, rule in (({"power": 20.0, "uncertainty": 0.4}, "uncertainty"),
+                      ({"flags": [int(SampleFlag.OVERRANGE)]}, "overrange")):
+        live, _ = fed(descriptor(), mark(1, "power_begin", -0.5), *(page(2 + i, i, [float(i)]) for i in range(15)))
+        assert live.findings == []
+        assert rule in [f.rule for f in live.feed(page(20, 15, [15.0], **bad))]  # type: ignore[arg-type]
+    live, _ = fed(descriptor(), mark(1, "power_begin", -0.5), *(page(2 + i, i, [float(i)]) for i in range(15)))
+    assert [f.rule for f in live.feed(page(20, 15, [19.0]))] == ["coverage"]  # a 5 s gap from the page before
+
+
+def test_the_median_interval_is_judged_every_every_s_of_stream_time() -> None:
+    live = LiveChecker("r", every_s=10.0)
+    live.feed(descriptor())
+    live.feed(mark(1, "power_begin", -0.5))
+    found = []
+    for i in range(40):  # 0.5 s apart: every page is clean (a step under the interval), the median is wrong
+        found += [(f.rule, i) for f in live.feed(page(2 + i, i, [i * 0.5]))]
+    assert found == [("sample_interval", 0)] or found[0][0] == "sample_interval" and found[0][1] <= 20

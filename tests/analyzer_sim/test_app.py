@@ -22,7 +22,8 @@ def test_metrics_true_power_commands_and_own_registry() -> None:
         base_a = f"http://127.0.0.1:{a.control_port}"
         text = httpx.get(f"{base_a}/metrics", timeout=5).text
         assert _metric(text, "mlpower_sim_true_power_watts") == 250.0
-        assert 240 < _metric(text, "mlpower_analyzer_power_watts") < 260
+        assert 240 < _metric(text, "mlpower_sim_reading_power_watts") < 260
+        assert "mlpower_analyzer_" not in text  # the director's names, per SUT, are not the simulator's
         with socket.create_connection(("127.0.0.1", a.port), timeout=5) as sock:
             sock.sendall(b"*IDN?;*IDN?\n")
             sock.recv(200)

@@ -37,14 +37,55 @@ def test_alert_unit_tests_pass(deploy_tools: DeployTools) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_alert_unit_tests_catch_a_wrong_threshold(deploy_tools: DeployTools, tmp_path: Path) -> None:
-    (tmp_path / "alerts.yml").write_text(ALERTS.read_text().replace(
-        "(mlpower_analyzer_uncertainty_ratio) > 0.01", "(mlpower_analyzer_uncertainty_ratio) > 0.02"))
+# A broken threshold or broken idle handling must make the unit tests fail, naming the alert.
+MUTATIONS = {
+    "uncertainty threshold 2 %": ('|testing"})) > 0.01', '|testing"})) > 0.02', "MlpowerUncertaintyAboveOnePercent"),
+    "uncertainty without the running-phase guard": ('(mlpower_run_info{phase=~"ranging|testing"})) > 0.01',
+                                                    "(mlpower_run_info)) > 0.01", "MlpowerUncertaintyAboveOnePercent"),
+    "silent alert in any phase": ('(mlpower_run_info{phase=~"ranging|testing"})) < 0.5',
+                                  '(mlpower_run_info{phase=~".+"})) < 0.5', "MlpowerAnalyzerSilentDuringRun"),
+    "gap alert from 2 gaps on": ("(increase(mlpower_analyzer_sample_gaps_total[5m])) > 0",
+                                 "(increase(mlpower_analyzer_sample_gaps_total[5m])) > 1", "MlpowerSampleGaps"),
+    "clock offset 500 ms": ("(abs(mlpower_clock_offset_seconds)) > 0.4", "(abs(mlpower_clock_offset_seconds)) > 0.5",
+                            "MlpowerClockOffsetHigh"),
+    "service down without RabbitMQ": ('up{job=~"mlpower-.*|rabbitmq"}', 'up{job=~"mlpower-.*"}', "MlpowerServiceDown"),
+}
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS, ids=list(MUTATIONS))
+def test_alert_unit_tests_catch_a_broken_threshold_or_idle_handling(deploy_tools: DeployTools, tmp_path: Path,
+                                                                    mutation: str) -> None:
+    old, new, alert = MUTATIONS[mutation]
+    rules = ALERTS.read_text()
+    assert rules.count(old) == 1, f"the mutation no longer applies: {old!r}"
+    (tmp_path / "alerts.yml").write_text(rules.replace(old, new))
     tests = yaml.safe_load((HERE / "alerts_test.yml").read_text())
     tests["rule_files"] = [str(tmp_path / "alerts.yml")]
     (tmp_path / "alerts_test.yml").write_text(yaml.safe_dump(tests))
     result = promtool(deploy_tools, "test", "rules", str(tmp_path / "alerts_test.yml"))
-    assert result.returncode != 0 and "MlpowerUncertaintyAboveOnePercent" in result.stdout + result.stderr
+    assert result.returncode != 0 and alert in result.stdout + result.stderr, result.stdout
+
+
+def test_every_alert_is_tested_firing_and_clearing() -> None:
+    tests = yaml.safe_load((HERE / "alerts_test.yml").read_text())["tests"]
+    firing: set[str] = set()
+    cleared: set[str] = set()
+    for case in tests:
+        for check in case.get("alert_rule_test", []):
+            (firing if check["exp_alerts"] else cleared).add(check["alertname"])
+    alerts = {rule["alert"] for rule in load_rules() if "alert" in rule}
+    assert alerts - firing == set(), "alerts without a firing test"
+    assert alerts - cleared == set(), "alerts without a quiet or clearing test"
+
+
+def test_every_alert_links_its_runbook_section() -> None:
+    runbook = (DEPLOY / "prometheus" / "RUNBOOK.md").read_text(encoding="utf-8")
+    sections = {line[3:].strip().lower() for line in runbook.splitlines() if line.startswith("## ")}
+    for rule in load_rules():
+        if "alert" in rule:
+            url = rule["annotations"].get("runbook_url", "")
+            assert url == f"deploy/prometheus/RUNBOOK.md#{rule['alert'].lower()}", rule["alert"]
+            assert rule["alert"].lower() in sections, rule["alert"]
 
 
 def test_every_alert_has_a_severity_a_summary_and_a_comparable_vector() -> None:

@@ -54,3 +54,26 @@ def test_down_when_the_analyzer_cannot_be_opened(tmp_path: Path) -> None:
     with pytest.raises(MlpowerError):
         session.open()
     assert up(metrics) == 0.0
+
+
+def test_an_idle_analyzer_is_probed_so_the_gauge_is_true_between_runs(tmp_path: Path) -> None:
+    """No session at all: the director's probe alone keeps the gauge true, and turns it to 0 when
+    the analyzer goes away (and back to 1 when it returns), each within a few probe intervals."""
+    from mlpower.director.service import DirectorService
+    from mlpower.director.settings import DirectorSettings
+    from mlpower.settings import load_settings
+
+    sim = start_simulator(port=0, load="constant:250", seed=0)
+    settings = load_settings(DirectorSettings, analyzer=f"TCPIP0::127.0.0.1::{sim.port}::SOCKET", sut="s1",
+                             results_dir=tmp_path, analyzer_probe_s=0.2, bus="memory", api_token="")
+    service = DirectorService(settings, serve_http=False, serve_powerdev=False).start()
+    try:
+        wait_for(lambda: up(service.metrics) == 1.0, 10, what="the first probe to find the analyzer")
+        sim.faults.disconnect()
+        wait_for(lambda: up(service.metrics) == 0.0, 15, what="a probe to find the analyzer gone")
+        sim.faults.disconnect(False)
+        wait_for(lambda: up(service.metrics) == 1.0, 15, what="a probe to find the analyzer back")
+        assert service.director.active is None, "probes are not sessions"
+    finally:
+        service.stop()
+        sim.stop()

@@ -1,5 +1,6 @@
 """Bus mode on the real RabbitMQ: StartRun -> RunWorkloadPhase to the agent -> WorkloadPhase events
--> RunCompleted, and the run's documents on the bus: every sample exactly once, in order."""
+-> RunCompleted, and the run's documents on the bus: every sample exactly once, in order. A run
+that fails or is aborted sends StopWorkload; a silent agent fails the run after 3 heartbeats."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from mlpower import topology
+from mlpower.director.bus_edge import events_queue as director_events_queue
 from mlpower.director.service import DirectorService
 from mlpower.schema import (
+    AgentHeartbeat,
     PhaseMark,
     RunCompleted,
     RunStart,
@@ -21,6 +24,7 @@ from mlpower.schema import (
     SamplePage,
     StartRun,
     StopRun,
+    StopWorkload,
     WorkloadPhase,
 )
 from mlpower.testing import Inbox, wait_for
@@ -28,6 +32,7 @@ from mlpower.testing import Inbox, wait_for
 from .conftest import fast_settings
 
 pytestmark = pytest.mark.rabbitmq
+HEARTBEAT_S = 0.4
 
 
 class FakeAgent:
@@ -44,6 +49,7 @@ class FakeAgent:
         if not hold:
             self.release.set()
         self.asks: list[RunWorkloadPhase] = []
+        self.stops: list[StopWorkload] = []
         spec = topology.QueueSpec("", topology.COMMANDS_EXCHANGE, (topology.command_key("agent", sut, lab=lab),),
                                   durable=False, exclusive=True)
         self.subscription = bus.subscribe(spec, self._on_command)
@@ -52,7 +58,16 @@ class FakeAgent:
         event = WorkloadPhase(run_id=ask.run_id, sut=self.sut, mode=ask.mode, state=state, t_utc_s=time.time())  # type: ignore[arg-type]
         self.bus.publish(event, topology.event_key(event, lab=self.lab))
 
+    def _beat(self, ask: RunWorkloadPhase, done: threading.Event) -> None:
+        while not done.wait(HEARTBEAT_S / 2):
+            beat = AgentHeartbeat(run_id=ask.run_id, sut=self.sut, mode=ask.mode, state="running", pid=1,
+                                  t_utc_s=time.time())
+            self.bus.publish(beat, topology.event_key(beat, lab=self.lab))
+
     def _on_command(self, message, delivery) -> None:  # type: ignore[no-untyped-def]
+        if isinstance(message, StopWorkload):
+            self.stops.append(message)
+            return
         if not isinstance(message, RunWorkloadPhase):
             return
         self.asks.append(message)
@@ -60,12 +75,15 @@ class FakeAgent:
             return
 
         def work() -> None:
+            done = threading.Event()
+            threading.Thread(target=self._beat, args=(message, done), daemon=True).start()
             self._event(message, "started")
             self._event(message, "power_begin")
             session = self.director.active
             wait_for(lambda: session.ended or len(session.readings(message.mode)) >= self.samples, 30,
                      what=f"{self.samples} {message.mode} samples")
             self.release.wait(60)
+            done.set()
             self._event(message, "power_end")
             self._event(message, self.outcome)
 
@@ -75,16 +93,19 @@ class FakeAgent:
 @pytest.fixture
 def lab(rabbit_bus, unique: str, tmp_path: Path, source_factory) -> Iterator[dict]:  # type: ignore[no-untyped-def]
     lab_name, sut = f"lab{unique}", f"sut{unique}"
-    settings = fast_settings(tmp_path, lab=lab_name, sut=sut, bus="rabbitmq", phase_timeout_s=1.5)
+    settings = fast_settings(tmp_path, lab=lab_name, sut=sut, bus="rabbitmq", phase_timeout_s=60,
+                             heartbeat_s=HEARTBEAT_S)
     documents = Inbox(rabbit_bus, topology.RUNS_EXCHANGE, (f"{lab_name}.{sut}.#",))
     completed = Inbox(rabbit_bus, topology.EVENTS_EXCHANGE, (f"run_completed.{lab_name}.{sut}",))
     service = DirectorService(settings, bus=rabbit_bus, source_factory=source_factory, serve_http=False,
                               serve_powerdev=False).start()
+    events = director_events_queue(lab_name, sut).name
     yield {"service": service, "director": service.director, "bus": rabbit_bus, "lab": lab_name, "sut": sut,
            "documents": documents, "completed": completed, "results": tmp_path}
     service.stop()
     documents.close()
     completed.close()
+    rabbit_bus.delete_queue(events)  # durable: it would outlive the test
 
 
 def _completed(lab: dict) -> RunCompleted:
@@ -124,32 +145,45 @@ def test_a_bus_run_carries_every_sample_exactly_once_in_order(lab: dict, unique:
 
 
 def test_a_failed_workload_fails_the_run(lab: dict, unique: str) -> None:
-    agent(lab, outcome="failed", samples=1)
+    fake = agent(lab, outcome="failed", samples=1)
     lab["bus"].publish(StartRun(sut=lab["sut"], run_id=f"fail-{unique}", sample_interval_s=0.1),
                        topology.command_key("director", lab["sut"], lab=lab["lab"]))
     done = _completed(lab)
     assert done.status == "failed" and "workload failed in ranging" in done.reason
+    wait_for(lambda: fake.stops, 10, what="StopWorkload for the failed run")
+    assert [(s.run_id, s.sut) for s in fake.stops] == [(f"fail-{unique}", lab["sut"])]
+    assert "workload failed in ranging" in fake.stops[0].reason
 
 
-def test_a_silent_agent_aborts_the_run_after_the_timeout(lab: dict, unique: str) -> None:
-    agent(lab, outcome="silent")
+def test_a_silent_agent_fails_the_run_after_three_missed_heartbeats(lab: dict, unique: str) -> None:
+    fake = agent(lab, outcome="silent")
     lab["bus"].publish(StartRun(sut=lab["sut"], run_id=f"quiet-{unique}", sample_interval_s=0.1),
                        topology.command_key("director", lab["sut"], lab=lab["lab"]))
+    wait_for(lambda: fake.asks, 10, what="the ranging ask")
+    asked = time.monotonic()
     done = _completed(lab)
-    assert done.status == "aborted" and "no answer from the agent" in done.reason
+    waited = time.monotonic() - asked
+    assert done.status == "failed", done
+    assert done.reason == (f"SUT agent {lab['sut']!r} missed 3 heartbeats (no sign of life for "
+                           f"{3 * HEARTBEAT_S:g} s) during ranging")
+    assert 3 * HEARTBEAT_S - 0.2 < waited < 3 * HEARTBEAT_S + 2.0, waited
+    wait_for(lambda: fake.stops, 10, what="StopWorkload for the run")
+    assert fake.stops[0].run_id == f"quiet-{unique}"
 
 
 def test_stop_run_aborts_and_a_second_start_is_refused(lab: dict, unique: str) -> None:
     fake = agent(lab, hold=True)
     key = topology.command_key("director", lab["sut"], lab=lab["lab"])
     lab["bus"].publish(StartRun(sut=lab["sut"], run_id=f"long-{unique}", sample_interval_s=0.1), key)
-    wait_for(lambda: lab["director"].busy, what="the first run to start")
+    wait_for(lambda: fake.asks, what="the first run to ask the agent for ranging")
     lab["bus"].publish(StartRun(sut=lab["sut"], run_id=f"second-{unique}", sample_interval_s=0.1), key)
     refused = _completed(lab)
     assert refused.run_id == f"second-{unique}" and refused.status == "failed" and "refused" in refused.reason
     lab["bus"].publish(StopRun(run_id=f"long-{unique}", reason="operator"), key)
     done = _completed(lab)
     assert (done.run_id, done.status, done.reason) == (f"long-{unique}", "aborted", "operator")
+    wait_for(lambda: fake.stops, 10, what="StopWorkload for the aborted run")
+    assert fake.stops[0].run_id == f"long-{unique}" and "operator" in fake.stops[0].reason
     fake.release.set()
 
 

@@ -18,7 +18,19 @@ from tests.shared.examples import example_of
 @pytest.mark.slow
 def test_demo_measures_a_run_end_to_end_and_prints_the_summary(tmp_path: Path) -> None:
     console = Console(record=True, width=140)
-    result = run_demo(DemoOptions(out=tmp_path, duration_s=2.0, analyzer_sleep_s=0.2, timeout_s=240), console)
+    # what the live line said while the run was still going: (phase, samples, the line), per update
+    during: list[tuple[str, int, str]] = []
+
+    def watch(progress: Progress) -> None:
+        if progress.analyzed is None and progress.stopped is None:
+            during.append((progress.phase, progress.samples, progress.line()))
+
+    result = run_demo(DemoOptions(out=tmp_path, duration_s=2.0, analyzer_sleep_s=0.2, timeout_s=240,
+                                  on_progress=watch), console)
+    # the live line moved during the run: samples counted and watts shown in both phases, before the end
+    assert {"ranging", "testing"} <= {phase for phase, samples, _ in during if samples > 0}, during
+    assert len({samples for _, samples, _ in during}) >= 3, during  # counted as they came, not at the end
+    assert any(p == "testing" and "- W" not in line for p, _, line in during), during  # live watts
     summary = result.analyzed.summary
     # the simulator's load follows the workload: 450 W during LoadGen's window (idle is 120 W)
     assert summary.avg_power_w is not None and summary.avg_power_uncertainty_w is not None
@@ -33,6 +45,10 @@ def test_demo_measures_a_run_end_to_end_and_prints_the_summary(tmp_path: Path) -
                   "run tree", "compliance report", "run figures"):
         assert label in text
     assert "covered)" in text  # the energy says how much of the window it covers
+    # off a terminal the live line is printed as it changes: samples shown before the summary
+    live_lines = [line for line in text[:text.index("compliance verdict")].splitlines() if " samples, " in line]
+    assert any(line.split(" samples, ")[0].split()[-1] != "0" for line in live_lines), live_lines
+    assert any(line.startswith("testing") for line in live_lines), live_lines
     report = json.loads(result.report_path.read_text())
     assert report["run_id"] == result.analyzed.run_id and report["findings"]
     # one verdict: `mlpower check` on the demo's run folder judges it as the demo printed it
@@ -59,3 +75,4 @@ def test_progress_follows_its_run_and_never_shows_a_flagged_sample_as_power() ->
     assert progress.last_power_w == 250.0 and progress.flagged == 1 and progress.samples == 2
     assert progress.elapsed_s() == 2.0
     assert "testing" in progress.line() and "250.0 W" in progress.line()
+    assert len(progress.line()) < 80

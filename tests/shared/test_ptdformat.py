@@ -112,3 +112,70 @@ def test_broken_sample_lines_raise_with_the_raw_line(bad: str) -> None:
     with pytest.raises(pf.PtdFormatError) as info:
         pf.parse_sample_line(bad)
     assert info.value.raw == bad
+
+
+# --------------------------------------------------------------------------- multichannel lines
+
+groups = st.builds(pf.SampleGroup.of, values, values, values, values)
+
+
+def test_the_documented_multichannel_layout() -> None:
+    # three PSUs on a WT333E (power-dev-protocol.md §3.4): the sum group carries only watts
+    psu = pf.SampleGroup.of(91.06, 120.95, 0.8321, 0.9389)
+    log = pf.multichannel_log_line(DOC_T, "notset", [(1, psu), (2, psu), (3, psu)])
+    assert log == (f"Time,{DOC_TIME},Watts,273.180000,Volts,-1.000000,Amps,-1.000000,PF,-1.000000,Mark,notset,"
+                   + ",".join(f"Ch{k},Watts,91.060000,Volts,120.950000,Amps,0.832100,PF,0.938900" for k in (1, 2, 3)))
+    rl = pf.multichannel_rl_line(DOC_T, [psu, psu, psu])
+    assert rl == (f"Time,{DOC_TIME},Watts,273.180000,Volts,-1.000000,Amps,-1.000000,PF,-1.000000,"
+                  + ",".join("Watts,91.060000,Volts,120.950000,Amps,0.832100,PF,0.938900" for _ in range(3)))
+    assert pf.spl_line_of_rl(rl, "notset") == log  # power-dev's rewrite of the RL line is the log line
+    parsed = pf.parse_sample_line(rl)
+    assert parsed is not None and parsed.mark is None and parsed.power_w == pytest.approx(273.18)
+    assert parsed.channel_groups() == {1: psu, 2: psu, 3: psu}
+    assert parsed.channel_groups()[2].values() == (91.06, 120.95, 0.8321, 0.9389)
+
+
+def test_the_sum_group_leaves_out_channels_without_a_value() -> None:
+    a, dead = pf.SampleGroup.of(100.0, 230.0, 0.5, 0.9), pf.SampleGroup.of(None, 230.0, None, None)
+    assert pf.sum_group([a, dead, a]) == pf.SampleGroup.of(200.0, None, None, None)
+    assert pf.sum_group([dead, dead]).watts == pf.NOT_AVAILABLE
+    assert pf.sum_group([]).watts == pf.NOT_AVAILABLE
+
+
+@given(millis, st.lists(groups, min_size=1, max_size=4), marks, st.integers(min_value=1, max_value=4))
+def test_multichannel_lines_round_trip(ms: int, chans: list[pf.SampleGroup], mark: str, first: int) -> None:
+    numbers = range(first, first + len(chans))
+    log = pf.multichannel_log_line(ms / 1000, mark, list(zip(numbers, chans, strict=True)))
+    rl = pf.multichannel_rl_line(ms / 1000, chans)
+    for line in (log, rl):
+        parsed = pf.parse_sample_line(line)
+        assert parsed is not None and parsed.text() == line
+        assert parsed.total == pf.sum_group(chans)
+    parsed_log, parsed_rl = pf.parse_sample_line(log), pf.parse_sample_line(rl)
+    assert parsed_log is not None and parsed_rl is not None and parsed_log.mark == mark
+    assert parsed_log.channel_groups() == dict(zip(numbers, chans, strict=True))
+    assert parsed_rl.channel_groups() == dict(enumerate(chans, start=1))  # RL groups are numbered from 1
+    assert pf.spl_line_of_rl(rl, mark) == pf.multichannel_log_line(ms / 1000, mark, list(enumerate(chans, start=1)))
+
+
+def test_a_label_that_names_no_channel_is_refused() -> None:
+    line = DOC_LINE + ",Mark,m,Analyzer1,Watts,1,Volts,2,Amps,3,PF,4"
+    parsed = pf.parse_sample_line(line)
+    assert parsed is not None
+    with pytest.raises(pf.PtdFormatError):
+        parsed.channel_groups()
+
+
+@pytest.mark.parametrize(("device_type", "channel", "expected"), [
+    (77, [1, 3], (1, 2, 3)), (77, [2, 2], (2, 3)), (77, [3, 1], (3,)), (59, [1, 2], (1, 2)), (61, [1, 2], (1, 2)),
+    (48, [3], (1, 2, 3)), (48, [1], (1,)),
+])
+def test_channel_numbers_from_the_c_argument(device_type: int, channel: list[int], expected: tuple[int, ...]) -> None:
+    assert pf.channel_numbers(device_type, channel) == expected
+
+
+@pytest.mark.parametrize(("device_type", "channel"), [(77, [1]), (77, [1, 2, 3]), (77, [0, 3]), (77, [1, 0]),
+                                                      (48, [1, 2]), (48, [0]), (49, [1]), (77, [])])
+def test_channel_arguments_that_do_not_fit_the_device_type(device_type: int, channel: list[int]) -> None:
+    with pytest.raises(ValueError, match="channel|multichannel"):
+        pf.channel_numbers(device_type, channel)
