@@ -43,12 +43,22 @@ def run(
     workload: str = typer.Option("builtin:offline", help="what the SUT agent runs"),
     scenario: str = typer.Option("Offline"),
     timeout_s: float = typer.Option(None, "--timeout-s", help="default MLPOWER_RUN_TIMEOUT_S"),
+    workdir: Path = typer.Option(None, "--dir", help="lab folder; default: the nearest .lab/ (MLPOWER_LAB_DIR)"),
 ) -> None:
-    """Start a measurement on a running lab and print its summary when analyzed."""
-    from mlpower.lab.local_lab import lab_run
+    """Start a measurement on a running lab, follow it live, print its summary.
+
+    Exits 1 when the verdict is FAIL, 2 when the run failed or a service stopped answering."""
+    from mlpower.cli import setup_logging
+    from mlpower.lab.report import verdict_text
+    from mlpower.lab.run_client import lab_run
     from rich.console import Console
 
-    lab_run(Console(), workload=workload, scenario=scenario, timeout_s=timeout_s)
+    setup_logging("WARNING")  # the live line, not the bus client's connection chatter
+    console = Console()
+    outcome = lab_run(console, workload=workload, scenario=scenario, timeout_s=timeout_s, workdir=workdir)
+    if not outcome.passed:
+        console.print(f"[bold red]verdict {verdict_text(outcome.analyzed)}[/]: exit status 1")
+        raise typer.Exit(1)
 
 
 @app.command("down")

@@ -2,8 +2,9 @@
 
 ``up`` starts every mlpower service of ``deploy/compose.yaml`` with the command and environment
 its container gets (see ``compose_local``), in dependency order, each waited for on its health
-check; ``run`` starts a measurement through the director's HTTP API, follows it, and prints the
-analyzed summary; ``down`` stops what ``up`` started. RabbitMQ is the one from ``AMQP_URL``.
+check; ``run`` (``run_client``) starts a measurement through the director's HTTP API, follows it,
+and prints the analyzed summary; ``down`` stops what ``up`` started, from any directory
+(``where``). RabbitMQ is the one from ``AMQP_URL``.
 
 Secure by default: every service listens on 127.0.0.1 (``MLPOWER_BIND_ADDRESS`` opens the lab
 to a network on purpose), and ``up`` gives the lab a random API token and its own broker account
@@ -13,11 +14,7 @@ The services read both from files; neither reaches them, or their workloads, as 
 
 from __future__ import annotations
 
-import json
 import os
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,11 +23,9 @@ from mlpower.lab import credentials, procs
 from mlpower.lab.compose_local import LocalService, load_compose, local_services, read_env_file, secret_values
 from mlpower.lab.credentials import LabCredentials
 from mlpower.lab.errors import LabError
-from mlpower.lab.report import print_summary
 from mlpower.lab.settings import LabSettings
-from mlpower.schema import RunAnalyzed
+from mlpower.lab.where import find_lab
 from mlpower.settings import load_settings
-from rich.console import Console
 
 ONE_SHOT = {"lab-run"}  # compose's own demo trigger; `mlpower lab run` is its local counterpart
 SECRET_VARIABLES = ("MLPOWER_API_TOKEN", "RABBITMQ_PASSWORD")
@@ -127,6 +122,12 @@ def _how_to_use(settings: LabSettings, creds: LabCredentials, count: int) -> Ite
 
 def lab_down(workdir: Path | None = None) -> Iterator[str]:
     settings = _settings(workdir)
+    try:
+        folder = find_lab(settings.workdir)
+    except LabError as exc:
+        yield str(exc)
+        return
+    settings = settings.model_copy(update={"workdir": folder})
     started = procs.load_state(settings.workdir)
     if not started:
         yield f"no lab is up in {settings.workdir}"
@@ -137,78 +138,3 @@ def lab_down(workdir: Path | None = None) -> Iterator[str]:
     user = credentials.forget_broker_user(settings.workdir)  # also after a lab that died on its own
     if user is not None:
         yield f"broker user {user}: deleted"
-
-
-def _token(settings: LabSettings) -> str:
-    if settings.api_token:
-        return settings.api_token
-    return credentials.read_secret(credentials.secrets_folder(settings.workdir) / credentials.TOKEN_FILE)
-
-
-def _request(url: str, *, body: dict[str, Any] | None = None, token: str = "", timeout_s: float = 10.0) -> Any:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers=headers, method="POST" if data is not None else "GET")
-    with urllib.request.urlopen(request, timeout=timeout_s) as response:
-        return json.loads(response.read() or b"null")
-
-
-def _get_or_none(url: str) -> Any:
-    try:
-        return _request(url)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise
-
-
-def lab_run(console: Console, *, workload: str = "builtin:offline", scenario: str = "Offline",
-            timeout_s: float | None = None, poll_s: float = 1.0) -> RunAnalyzed:
-    settings = _settings(None)
-    token = _token(settings)
-    timeout_s = timeout_s or settings.run_timeout_s
-    try:
-        accepted = _request(f"{settings.director_url}/runs", token=token,
-                            body={"workload": workload, "scenario": scenario, "benchmark": "resnet-numpy (built-in)"})
-    except urllib.error.HTTPError as exc:
-        raise LabError(f"the director refused the run: HTTP {exc.code} {exc.read().decode(errors='replace')}") from exc
-    except OSError as exc:
-        raise LabError(f"the director at {settings.director_url} does not answer ({exc}): is the lab up?") from exc
-    run_id = accepted["run_id"]
-    console.print(f"run {run_id} started via {accepted['via']}; results in {accepted['output_dir']}")
-    deadline, last = time.monotonic() + timeout_s, ""
-    while time.monotonic() < deadline:
-        analyzed = _get_or_none(f"{settings.analytics_url}/runs/{run_id}")
-        if analyzed is not None:
-            result = RunAnalyzed.model_validate(analyzed)
-            break
-        status = _get_or_none(f"{settings.director_url}/runs/{run_id}") or {}
-        line = f"director: {status.get('state', '?')}"
-        if line != last:
-            console.print(line)
-            last = line
-        time.sleep(poll_s)
-    else:
-        raise LabError(f"run {run_id} not analyzed within {timeout_s:.0f} s")
-    rebuild = _request(f"{settings.figures_url}/rebuild", token=token, body={"figures": [], "mode": "paper"})
-    job = _wait_job(f"{settings.figures_url}/jobs/{rebuild['job_id']}", deadline)
-    print_summary(console, result, {
-        "run tree": accepted["output_dir"],
-        "analytics": f"{settings.analytics_url}/runs/{run_id}",
-        "figures rebuilt": f"{len(job.get('rendered', []))} rendered, {len(job.get('unchanged', []))} unchanged "
-                           f"({settings.figures_url}/figures)",
-    })
-    return result
-
-
-def _wait_job(url: str, deadline: float) -> dict[str, Any]:
-    while time.monotonic() < deadline:
-        job = _request(url)
-        if job.get("state") in ("done", "failed"):
-            if job["state"] == "failed":
-                raise LabError(f"figure rebuild failed: {job.get('error')}")
-            return dict(job)
-        time.sleep(0.5)
-    raise LabError(f"figure rebuild at {url} did not finish in time")

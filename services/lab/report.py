@@ -81,10 +81,11 @@ def write_report(analyzed: RunAnalyzed, path: Path) -> Path:
 def print_summary(console: Console, analyzed: RunAnalyzed, paths: dict[str, Any]) -> None:
     console.print(summary_table(analyzed))
     console.print(findings_table(analyzed.findings))
+    # soft_wrap: a path or URL is never broken into lines, so it can be copied whole
     for label, value in paths.items():
         if isinstance(value, list | tuple):
             console.print(f"[bold]{label}:[/bold]")
             for item in value:
-                console.print(f"  {item}")
+                console.print(f"  {item}", soft_wrap=True, highlight=False)
         else:
-            console.print(f"[bold]{label}:[/bold] {value}")
+            console.print(f"[bold]{label}:[/bold] {value}", soft_wrap=True, highlight=False)

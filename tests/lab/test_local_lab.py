@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mlpower.lab.local_lab import lab_down, lab_run, lab_up, plan
+from mlpower.lab.local_lab import lab_down, lab_up, plan
+from mlpower.lab.run_client import lab_run
 from mlpower.lab.settings import LabSettings
 from mlpower.schema import RunAnalyzed
 from mlpower.settings import load_settings
@@ -75,7 +76,7 @@ def test_a_measurement_on_the_local_lab_reaches_analytics_figures_and_every_dash
 
     def measure() -> None:
         try:
-            outcome["analyzed"] = lab_run(console, timeout_s=240, poll_s=0.5)
+            outcome["analyzed"] = lab_run(console, timeout_s=240, poll_s=0.5).analyzed
         except BaseException as exc:  # reported by the main thread
             outcome["error"] = exc
 

@@ -331,3 +331,55 @@ def check_no_crash(*procs: Proc) -> None:
     for crash in found:
         LEDGER.crash(crash)
     assert not found, "unexpected exceptions:\n" + "\n".join(found)
+
+
+# --------------------------------------------------------------------------- process trees
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, ...); None when gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    """Running (a zombie has ended: it only waits for its parent to read its status)."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def descendants(roots: list[int] | set[int]) -> set[int]:
+    """The live processes below ``roots`` (children, theirs, ...), read from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields is not None and fields[0] != "Z":
+                parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: set[int] = set()
+    todo = list(roots)
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def snapshot(pids: set[int]) -> dict[int, str]:
+    """PID -> command line, to tell a process seen earlier from a later one given the same PID."""
+    return {pid: command_line(pid) for pid in pids}
+
+
+def left_alive(seen: dict[int, str]) -> list[str]:
+    """The processes of a ``snapshot`` still running, each as 'PID command line'."""
+    return [f"{pid} {line}" for pid, line in sorted(seen.items()) if pid_alive(pid) and command_line(pid) == line]

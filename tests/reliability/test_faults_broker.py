@@ -111,3 +111,36 @@ def test_broker_restart_mid_run_loses_and_doubles_no_page(broker: Broker, tmp_pa
     received = page_samples(received_pages)
     assert sent == received == written[-1].samples > 0
     LEDGER.samples(sent, received)
+
+
+def test_broker_restart_during_testing_does_not_abort_a_bus_mode_run(broker: Broker, tmp_path: Path,
+                                                                     unique: str) -> None:
+    """Bus mode: the agent's phase events and heartbeats, and the director's asks, outlive the broker
+    restart (durable queues, the spools); the run completes with its LoadGen window and every sample."""
+    from mlpower.schema import PhaseMark
+
+    from tests.reliability.buslab import BusLab
+
+    with simulator(tmp_path / "logs") as sim:
+        lab = BusLab(broker, sim, tmp_path, f"lab{unique}", f"sut{unique}", workload_s=6.0)
+        try:
+            lab.start()
+            run_id, run_dir = lab.start_run(modes=("ranging", "testing"))
+            wait_until(lambda: (tmp_path / "agent" / run_id / "run_1").is_dir(), 60, "the testing workload")
+            lab.workload_running(run_id)
+            LEDGER.fault("rabbitmq restarted during testing (bus mode)")
+            lab.restart_broker(away_s=2.0)
+            completed = lab.wait_end(run_id, timeout_s=60)
+            assert (completed.status, completed.reason) == ("success", ""), completed
+            samples = lab.check_exactly_once(run_id, run_dir)
+            marks = [(d.name, d.mode) for d in file_documents(run_dir)
+                     if isinstance(d, PhaseMark) and d.source == "loadgen"]
+            assert marks == [("power_begin", "ranging"), ("power_end", "ranging"),
+                             ("power_begin", "testing"), ("power_end", "testing")]
+            LEDGER.samples(samples, samples)
+            assert lab.director is not None and lab.agent is not None
+            logs = lab.director.log() + lab.agent.log()
+            assert "reconnecting" in logs or "spooling" in logs, "the restart really cut the services off"
+        finally:
+            lab.stop()
+        check_no_crash(*lab.procs)

@@ -1,0 +1,216 @@
+"""``mlpower lab run``: one measurement on a running lab, followed live, summarised, judged.
+
+It starts the run through the director's HTTP API, shows the live line from the lab's bus (the
+same ``Progress`` the demo folds), asks the director every few seconds whether it still answers
+and how the run stands, and ends on one of:
+
+* the run analyzed: the summary, where the run tree, ``compliance.json`` and the run figures are,
+  and the verdict (``RunOutcome.passed`` says whether to exit with 0);
+* the director ended the run failed or aborted: ``LabError`` with the director's reason (the
+  ``RunStop`` document's, or the same reason from its status when the bus missed it);
+* a service it waits on stopped answering: ``LabError`` naming the service and its address.
+
+Every HTTP call goes through ``_call``, which turns a refusal or a vanished service into one line.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlpower import topology
+from mlpower.errors import MlpowerError
+from mlpower.lab import credentials
+from mlpower.lab.errors import LabError
+from mlpower.lab.liveview import LiveView
+from mlpower.lab.progress import Progress
+from mlpower.lab.report import print_summary, write_report
+from mlpower.lab.settings import LabSettings
+from mlpower.lab.where import find_lab
+from mlpower.schema import RunAnalyzed
+from mlpower.settings import load_settings
+from rich.console import Console
+
+FIGURES_WAIT_S = 120.0  # run figures are drawn after the analysis; a slow machine takes a while
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    analyzed: RunAnalyzed
+    run_dir: str
+    report_path: Path | None
+    figures: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        return self.analyzed.verdict == "pass"
+
+
+def _call(service: str, url: str, *, body: dict[str, Any] | None = None, token: str = "",
+          timeout_s: float = 10.0, missing_ok: bool = False) -> Any:
+    """One request to a lab service; its refusal or its absence becomes a one-line ``LabError``."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        if missing_ok and exc.code == 404:
+            return None
+        detail = exc.read(500).decode(errors="replace").strip()
+        raise LabError(f"the {service} refused {request.method} {url}: HTTP {exc.code} {detail}") from None
+    except (OSError, ValueError) as exc:  # refused, reset, timed out, or not JSON: it is not answering
+        reason = getattr(exc, "reason", None) or exc
+        raise LabError(f"the {service} at {url} does not answer ({reason}): is the lab up?") from None
+
+
+def lab_settings(workdir: Path | None = None) -> tuple[LabSettings, Path | None]:
+    """The lab's settings and its folder; the folder is looked for (``where``) unless the
+    environment gives all that ``lab run`` needs from it (a token, as in the compose lab)."""
+    overrides: dict[str, Any] = {"workdir": workdir} if workdir is not None else {}
+    settings = load_settings(LabSettings, **overrides)
+    if settings.api_token and workdir is None and "workdir" not in settings.model_fields_set:
+        return settings, None
+    return settings, find_lab(settings.workdir)
+
+
+def _broker_url(settings: LabSettings, folder: Path | None) -> str:
+    """The lab's own broker account when ``lab up`` made one, else ``AMQP_URL``."""
+    if folder is not None:
+        url = credentials.read_secret(credentials.secrets_folder(folder) / credentials.AMQP_URL_FILE)
+        if url:
+            return url
+    return settings.amqp_url
+
+
+class _Listener:
+    """The lab's run documents and events, folded into ``progress``, on exclusive queues."""
+
+    def __init__(self, url: str, lab: str, progress: Progress) -> None:
+        from mlpower.rabbitmq import RabbitMQBus
+
+        try:
+            self.bus = RabbitMQBus(url, client_name="mlpower-lab-run")
+            self.subscriptions = [
+                self.bus.subscribe(topology.QueueSpec("", exchange, (pattern,), durable=False, exclusive=True),
+                                   lambda message, _delivery: progress.update(message))
+                for exchange, pattern in ((topology.RUNS_EXCHANGE, topology.runs_of_lab(lab)),
+                                          (topology.EVENTS_EXCHANGE, f"*.{topology.segment(lab)}.*"))]
+        except MlpowerError as exc:
+            raise LabError(f"cannot follow the run on the lab's broker: {exc}") from None
+
+    def close(self) -> None:
+        for subscription in self.subscriptions:
+            subscription.close()
+        self.bus.close()
+
+
+def lab_run(console: Console, *, workload: str = "builtin:offline", scenario: str = "Offline",
+            timeout_s: float | None = None, poll_s: float = 2.0, workdir: Path | None = None) -> RunOutcome:
+    settings, folder = lab_settings(workdir)
+    token = settings.api_token
+    if not token and folder is not None:
+        token = credentials.read_secret(credentials.secrets_folder(folder) / credentials.TOKEN_FILE)
+    timeout_s = timeout_s or settings.run_timeout_s
+    progress = Progress()
+    listener = _Listener(_broker_url(settings, folder), settings.lab, progress)  # before the run: miss nothing
+    try:
+        accepted = _call("director", f"{settings.director_url}/runs", token=token,
+                         body={"workload": workload, "scenario": scenario, "benchmark": "resnet-numpy (built-in)"})
+        run_id = accepted["run_id"]
+        progress.run_id = run_id
+        console.print(f"run {run_id} started via {accepted['via']}; results in {accepted['output_dir']}",
+                      soft_wrap=True, highlight=False)
+        watch = _Watch(settings, run_id, progress)
+        LiveView(console, progress).follow(
+            lambda: progress.analyzed is not None or progress.failed or watch.failure is not None,
+            timeout_s, f"run {run_id}", check=watch.check, check_every_s=poll_s)
+    finally:
+        listener.close()
+    analyzed = progress.analyzed
+    if analyzed is None:
+        stop = progress.stopped
+        raise LabError(watch.failure or _failed(run_id, stop.status if stop else "failed", stop.reason if stop else ""))
+    return _conclude(console, settings, token, analyzed, accepted["output_dir"])
+
+
+def _failed(run_id: str, status: str, reason: str) -> str:
+    return f"run {run_id} {status}: {reason or 'the director gave no reason'}"
+
+
+class _Watch:
+    """Every few seconds: does the director still answer, and has it ended the run without success?"""
+
+    def __init__(self, settings: LabSettings, run_id: str, progress: Progress) -> None:
+        self.settings, self.run_id, self.progress = settings, run_id, progress
+        self.failure: str | None = None
+
+    def check(self) -> None:
+        status = _call("director", f"{self.settings.director_url}/runs/{self.run_id}", missing_ok=True) or {}
+        if status.get("state") == "ended":
+            if status.get("status") in ("failed", "aborted"):
+                self.failure = _failed(self.run_id, status["status"], status.get("reason", ""))
+                return
+            # ended well: analytics has it, or will; ask it too, in case the bus missed its event
+            analyzed = _call("analytics", f"{self.settings.analytics_url}/runs/{self.run_id}", missing_ok=True)
+            if analyzed is not None:
+                self.progress.update(RunAnalyzed.model_validate(analyzed))
+
+
+def _conclude(console: Console, settings: LabSettings, token: str, analyzed: RunAnalyzed,
+              run_dir: str) -> RunOutcome:
+    report_path = _write_report_beside(analyzed, Path(run_dir))
+    rebuild = _call("figures service", f"{settings.figures_url}/rebuild", token=token,
+                    body={"figures": [], "mode": "paper"})
+    job = _wait_figures_job(settings, rebuild["job_id"])
+    run_figures = _run_figures(settings, analyzed.run_id)
+    print_summary(console, analyzed, {
+        "run tree": run_dir,
+        "compliance report": report_path or f"{settings.analytics_url}/runs/{analyzed.run_id} "
+                                            "(the run tree is not on this machine)",
+        "run figures": [f"{settings.figures_url}{path}" for path in run_figures.values()] or ["(none rendered)"],
+        "figures rebuilt": f"{len(job.get('rendered', []))} rendered, {len(job.get('unchanged', []))} unchanged "
+                           f"({settings.figures_url}/figures)",
+    })
+    return RunOutcome(analyzed, run_dir, report_path, run_figures)
+
+
+def _write_report_beside(analyzed: RunAnalyzed, run_dir: Path) -> Path | None:
+    """``compliance.json`` in the run tree when the tree is on this machine (a local or compose lab)."""
+    if not run_dir.is_dir():
+        return None
+    try:
+        return write_report(analyzed, run_dir / "compliance.json")
+    except OSError:
+        return None
+
+
+def _wait_figures_job(settings: LabSettings, job_id: str) -> dict[str, Any]:
+    url, deadline = f"{settings.figures_url}/jobs/{job_id}", time.monotonic() + FIGURES_WAIT_S
+    while time.monotonic() < deadline:
+        job = _call("figures service", url)
+        if job.get("state") == "failed":
+            raise LabError(f"figure rebuild failed: {job.get('error')}")
+        if job.get("state") == "done":
+            return dict(job)
+        time.sleep(0.5)
+    raise LabError(f"figure rebuild at {url} did not finish within {FIGURES_WAIT_S:.0f} s")
+
+
+def _run_figures(settings: LabSettings, run_id: str) -> dict[str, str]:
+    """The run's PNG figures on the figures service (drawn when the run was analyzed): kind -> path."""
+    deadline = time.monotonic() + FIGURES_WAIT_S
+    while time.monotonic() < deadline:
+        listed = _call("figures service", f"{settings.figures_url}/runs/{run_id}/figures", missing_ok=True)
+        if listed:
+            return {kind: formats["png"] for kind, formats in listed.get("figures", {}).items() if "png" in formats}
+        time.sleep(0.5)
+    return {}
