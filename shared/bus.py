@@ -12,10 +12,15 @@ Contract, identical for both adapters (tests/shared/test_bus_contract.py runs it
   adapter keeps the length bound; message age (the TTL) is the broker's.
 * ``Subscription.abort()`` behaves like a crashed consumer: an unacked message is redelivered
   to the next consumer of the queue with ``redelivered=True``.
+* A queue whose spec says ``ack="handler"`` leaves each handled message unacknowledged until the
+  handler calls ``delivery.settle()`` (on the consumer's thread); what is unsettled when the
+  consumer goes is redelivered, in order, to the next consumer (the next active one, for a
+  single-active-consumer queue).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -23,11 +28,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mlpower import topology
 from mlpower.logtext import client_text
 from mlpower.schema import DecodeError, Message, decode, encode
+
+if TYPE_CHECKING:
+    from mlpower.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +48,8 @@ class Delivery:
     exchange: str
     redelivered: bool = False
     headers: dict[str, object] = field(default_factory=dict)
+    # acknowledges the message, for queues that leave that to the handler (``ack="handler"``)
+    settle: Callable[[], None] = field(default=lambda: None, compare=False, repr=False)
 
 
 Handler = Callable[[Message, Delivery], None]
@@ -125,6 +135,7 @@ class _MemoryQueue:
         self.spec = spec
         self.items: queue.Queue[_Envelope] = queue.Queue()
         self.consumer: _MemorySubscription | None = None
+        self.standby: list[_MemorySubscription] = []  # single active consumer: the next in line
         self.lock = threading.Lock()
 
 
@@ -134,8 +145,18 @@ class _MemorySubscription:
         self._bus, self._queue, self._handler = bus, q, handler
         self._stop = threading.Event()
         self._crash = threading.Event()
+        self._unsettled: dict[int, _Envelope] = {}  # ack="handler": handled, not yet settled, in order
+        self._tag = 0
+        with q.lock:
+            if q.spec.single_active_consumer and q.consumer is not None:
+                q.standby.append(self)
+            else:
+                q.consumer = self
         self._thread = threading.Thread(target=self._run, name=f"memory-consumer-{q.spec.name}", daemon=True)
         self._thread.start()
+
+    def _active(self) -> bool:
+        return not self._queue.spec.single_active_consumer or self._queue.consumer is self
 
     @property
     def connected(self) -> bool:
@@ -143,16 +164,30 @@ class _MemorySubscription:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if not self._active():
+                self._stop.wait(0.05)
+                continue
             try:
                 envelope = self._queue.items.get(timeout=0.05)
             except queue.Empty:
                 continue
-            delivery = Delivery(envelope.routing_key, envelope.exchange, envelope.redelivered)
+            self._tag += 1
+            tag = self._tag
+            deferred = self._queue.spec.ack == "handler"
+            if deferred:
+                self._unsettled[tag] = envelope
+            def settle(tag: int = tag) -> None:
+                self._unsettled.pop(tag, None)
+
+            delivery = Delivery(envelope.routing_key, envelope.exchange, envelope.redelivered, settle=settle)
             reason = handle_body(envelope.body, delivery, self._guarded_handler)
             if self._crash.is_set():
-                self._requeue_front(envelope)
+                self._unsettled.pop(tag, None)
+                self._requeue_front([*self._unsettled.values(), envelope])
+                self._unsettled.clear()
                 return
             if reason is not None:
+                self._unsettled.pop(tag, None)
                 self._bus._dead_letter(envelope, reason)
 
     def _guarded_handler(self, message: Message, delivery: Delivery) -> None:
@@ -160,22 +195,38 @@ class _MemorySubscription:
         if self._crash.is_set():
             raise _Crashed()
 
-    def _requeue_front(self, envelope: _Envelope) -> None:
+    def _requeue_front(self, envelopes: list[_Envelope]) -> None:
         q = self._queue.items
         with q.mutex:
-            q.queue.appendleft(_Envelope(envelope.body, envelope.exchange, envelope.routing_key, True))
+            for envelope in reversed(envelopes):
+                q.queue.appendleft(_Envelope(envelope.body, envelope.exchange, envelope.routing_key, True))
             q.not_empty.notify()
+
+    def _leave(self) -> None:
+        with self._queue.lock:
+            if self in self._queue.standby:
+                self._queue.standby.remove(self)
+            if self._queue.consumer is self:
+                self._queue.consumer = self._queue.standby.pop(0) if self._queue.standby else None
 
     def close(self) -> None:
         self._stop.set()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
-        self._queue.consumer = None
+        if self._unsettled:  # a consumer that goes leaves what it did not settle to the next one
+            self._requeue_front(list(self._unsettled.values()))
+            self._unsettled.clear()
+        self._leave()
 
     def abort(self) -> None:
         self._crash.set()
         self._stop.set()
-        self._queue.consumer = None
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+            if self._unsettled:  # stopped between messages: the crash leaves these to the next consumer
+                self._requeue_front(list(self._unsettled.values()))
+                self._unsettled.clear()
+        self._leave()
 
 
 class InMemoryBus:
@@ -194,13 +245,13 @@ class InMemoryBus:
             if not name:
                 self._anonymous += 1
                 name = f"amq.gen-{self._anonymous}"
-                spec = topology.QueueSpec(name, spec.exchange, spec.patterns, spec.durable, True, spec.prefetch)
+                spec = dataclasses.replace(spec, name=name, exclusive=True)
             existing = self._queues.get(name)
             if existing is None:
                 existing = self._queues[name] = _MemoryQueue(spec)
             elif set(spec.patterns) - set(existing.spec.patterns):
                 merged = tuple(dict.fromkeys(existing.spec.patterns + spec.patterns))
-                existing.spec = topology.QueueSpec(name, spec.exchange, merged, spec.durable, spec.exclusive)
+                existing.spec = dataclasses.replace(spec, name=name, patterns=merged)
             return existing
 
     def publish(self, message: Message, routing_key: str) -> None:
@@ -217,9 +268,7 @@ class InMemoryBus:
 
     def subscribe(self, spec: topology.QueueSpec, handler: Handler) -> Subscription:
         q = self._declare(spec)
-        subscription = _MemorySubscription(self, q, handler)
-        q.consumer = subscription
-        return subscription
+        return _MemorySubscription(self, q, handler)
 
     def declare(self, spec: topology.QueueSpec) -> None:
         """Create the queue now, so messages published before a consumer starts are kept."""
@@ -250,19 +299,30 @@ class InMemoryBus:
 
     def close(self) -> None:
         for q in list(self._queues.values()):
-            if q.consumer is not None:
-                q.consumer.close()
+            for subscription in [*q.standby, *([q.consumer] if q.consumer is not None else [])]:
+                subscription.close()
 
 
 def connect(url: str, *, lab: str, kind: str = "rabbitmq", client_name: str = "mlpower",
-            spool_path: Path | None = None, dead_letter: topology.DeadLetterPolicy | None = None) -> Bus:
+            spool_path: Path | None = None, queue_type: str = "classic",
+            dead_letter: topology.DeadLetterPolicy | None = None) -> Bus:
     """The bus a service's settings ask for: ``rabbitmq`` (``url`` is an AMQP URL) or ``memory``.
 
     ``lab``: whose dead-letter queue this bus declares, feeds and reads (``MLPOWER_LAB``).
     ``spool_path``: where RabbitMQ publishes wait while the broker is away (memory when None).
+    ``queue_type``: ``classic`` or ``quorum`` (replicated over a cluster's nodes) for the durable
+    queues this bus declares (``MLPOWER_QUEUE_TYPE``).
     """
     if kind == "memory":
         return InMemoryBus(lab=lab, dead_letter=dead_letter)
     from mlpower.rabbitmq import RabbitMQBus  # the only module that imports pika
 
-    return RabbitMQBus(url, client_name=client_name, spool_path=spool_path, lab=lab, dead_letter=dead_letter)
+    return RabbitMQBus(url, client_name=client_name, spool_path=spool_path, queue_type=queue_type, lab=lab,
+                       dead_letter=dead_letter)
+
+
+def connect_service(settings: ServiceSettings, *, client_name: str, spool_path: Path | None = None) -> Bus:
+    """The bus of a service: its settings name the broker, the lab, the queue type and the
+    dead-letter bounds, so every service of a lab declares the same things the same way."""
+    return connect(settings.amqp_url, kind=settings.bus, lab=settings.lab, client_name=client_name,
+                   spool_path=spool_path, queue_type=settings.queue_type, dead_letter=settings.dead_letter)

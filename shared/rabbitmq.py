@@ -83,6 +83,7 @@ class LabTopology:
 
     lab: str = "lab"
     dead_letter: topology.DeadLetterPolicy = topology.DeadLetterPolicy()
+    queue_type: str = "classic"  # of the durable shared queues (MLPOWER_QUEUE_TYPE)
 
     @property
     def dead_letter_exchange(self) -> str:
@@ -120,8 +121,23 @@ def declare_topology(channel: Any, lab: LabTopology) -> None:
     channel.queue_bind(queue=lab.dead_letter_queue, exchange=lab.dead_letter_exchange)
 
 
+QUEUE_TYPES = ("classic", "quorum")
+
+
+def queue_arguments(spec: topology.QueueSpec, lab: LabTopology) -> dict[str, object]:
+    """What a queue is declared with: its lab's dead-letter path, one active consumer where the spec
+    asks, and the bus's queue type for durable shared queues (exclusive ones are always classic: a
+    quorum queue cannot be exclusive, and a listener's queue dies with it anyway)."""
+    arguments: dict[str, object] = {"x-dead-letter-exchange": lab.dead_letter_exchange}
+    if spec.single_active_consumer:
+        arguments["x-single-active-consumer"] = True
+    if lab.queue_type != "classic" and spec.durable and not spec.exclusive:
+        arguments["x-queue-type"] = lab.queue_type
+    return {**arguments, **spec.arguments}
+
+
 def declare_queue(channel: Any, spec: topology.QueueSpec, lab: LabTopology) -> str:
-    arguments = {"x-dead-letter-exchange": lab.dead_letter_exchange, **spec.arguments}
+    arguments = queue_arguments(spec, lab)
     result = _declare("queue", spec.name, lambda: channel.queue_declare(
         queue=spec.name,
         durable=spec.durable and not spec.exclusive,
@@ -229,15 +245,19 @@ class _RabbitSubscription:
     def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         if self._stop.is_set():
             return  # not acked: redelivered to the next consumer
+        deferred = self._spec.ack == "handler"
         delivery = Delivery(
             routing_key=method.routing_key,
             exchange=method.exchange,
             redelivered=bool(method.redelivered),
             headers=dict(properties.headers or {}),
+            settle=(lambda: self._settle(channel, method.delivery_tag)) if deferred else (lambda: None),
         )
         reason = handle_body(body, delivery, self._handler)
         if self._crash.is_set():
             return
+        if deferred and reason is None:
+            return  # the handler settles it (see _settle)
         if reason is not None:
             headers = {**delivery.headers, REASON_HEADER: reason[:1000], "x-mlpower-exchange": method.exchange}
             channel.basic_publish(
@@ -247,6 +267,13 @@ class _RabbitSubscription:
                 properties=pika.BasicProperties(delivery_mode=2, headers=headers),
             )
         channel.basic_ack(delivery_tag=method.delivery_tag)
+
+    def _settle(self, channel: Any, delivery_tag: int) -> None:
+        """Acknowledge a message the handler kept. A tag belongs to its channel: after a reconnect
+        the broker has requeued the old channel's messages, which come again and are settled then."""
+        if self._crash.is_set() or channel is not self._channel or not channel.is_open:
+            return
+        channel.basic_ack(delivery_tag=delivery_tag)
 
     def _close_connection(self) -> None:
         self._consuming = False
@@ -269,11 +296,14 @@ class _RabbitSubscription:
 
 class RabbitMQBus:
     def __init__(self, url: str, *, client_name: str = "mlpower", publish_timeout_s: float = 30.0,
-                 spool_path: Path | None = None, lab: str = "lab",
+                 spool_path: Path | None = None, queue_type: str = "classic", lab: str = "lab",
                  dead_letter: topology.DeadLetterPolicy | None = None) -> None:
+        if queue_type not in QUEUE_TYPES:
+            raise BusError(f"queue type {queue_type!r} is not one of {', '.join(QUEUE_TYPES)}")
         self.url = url
-        self.topology = LabTopology(lab, dead_letter or topology.DeadLetterPolicy())
+        self.topology = LabTopology(lab, dead_letter or topology.DeadLetterPolicy(), queue_type)
         self.client_name = client_name
+        self.queue_type = queue_type
         self.publish_timeout_s = publish_timeout_s
         _parameters(url, client_name, 0)  # validate early
         self._lock = threading.Lock()
@@ -450,6 +480,19 @@ class RabbitMQBus:
                 self._channel = None  # no such queue: nothing to purge
 
         self._with_channel(f"purge {queue_name}", purge)
+
+    def queue_depth(self, queue_name: str) -> tuple[int, int] | None:
+        """(messages ready, consumers) of a queue, or None when there is no such queue."""
+        def depth(channel: Any) -> tuple[int, int] | None:
+            try:
+                method = channel.queue_declare(queue=queue_name, passive=True).method
+            except pika.exceptions.ChannelClosedByBroker:
+                self._channel = None  # 404: no such queue
+                return None
+            return int(method.message_count), int(method.consumer_count)
+
+        found: tuple[int, int] | None = self._with_channel(f"depth of {queue_name}", depth)
+        return found
 
     def delete_queue(self, queue_name: str) -> None:
         self._with_channel(f"delete {queue_name}", lambda ch: ch.queue_delete(queue=queue_name))

@@ -40,6 +40,9 @@ class ServiceSettings(BaseSettings):
         default="INFO", validation_alias="MLPOWER_LOG_LEVEL"
     )
     api_token: str = Field(default="", validation_alias="MLPOWER_API_TOKEN", repr=False)
+    # quorum: the durable queues (run documents, commands, events) are replicated over the
+    # broker cluster's nodes and survive one; a queue keeps the type it was first declared with
+    queue_type: Literal["classic", "quorum"] = Field(default="classic", validation_alias="MLPOWER_QUEUE_TYPE")
     # The lab's dead-letter queue is bounded: the oldest message goes first. Every service of a lab
     # must use the same values (the broker refuses a queue redeclared with other bounds).
     dead_letter_max_messages: int = Field(default=10_000, ge=1, le=10_000_000,

@@ -1,5 +1,5 @@
 """Test support the suites share: a fake clock, a fake analyzer source, a loopback SCPI transport
-that asserts its transcript, bus helpers, and the one ``wait_for``.
+that asserts its transcript, bus helpers, a service run as a process, and the one ``wait_for``.
 
 Tests wait on conditions, not on the wall clock: ``wait_for(lambda: ...)`` polls until the
 condition holds (or fails the test, naming what it waited for), ``Inbox.next`` waits for the
@@ -12,9 +12,13 @@ to a fake by a small subclass in that service's tests.
 from __future__ import annotations
 
 import collections
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from mlpower import topology
@@ -254,3 +258,50 @@ class Inbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --------------------------------------------------------------------------- service processes
+
+
+class ServiceProcess:
+    """A service run as its own process (``python -m <module>``), its output in a log file; ready
+    once the log holds ``ready_text``. ``kill()`` is a crash (SIGKILL), ``stop()`` a clean stop."""
+
+    def __init__(self, module: str, env: dict[str, str], log_path: Path, ready_text: str,
+                 timeout_s: float = 60.0) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()/kill()
+        self.process = subprocess.Popen([sys.executable, "-m", module], env={**os.environ, **env},
+                                        stdout=self._log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: ready_text in self.output() or self.process.poll() is not None, timeout_s,
+                     what=f"{module} to say {ready_text!r}", poll_s=0.05)
+        except AssertionError:
+            self.kill()
+            raise
+        if self.process.poll() is not None:
+            self._log.close()
+            raise AssertionError(f"{module} exited with {self.process.returncode}: {self.output()[-2000:]}")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=30)
+        self._log.close()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+        self._log.close()

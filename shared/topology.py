@@ -1,20 +1,28 @@
 """The bus topology, declared once: exchanges, routing keys, queues and the dead-letter path.
 
-Run documents go to a topic exchange keyed ``<lab>.<sut>.<analyzer>.<run>``; commands to one
-keyed ``<lab>.<service>.<instance>``; events to one keyed ``<event>.<lab>.<sut>``.
+Run documents go to a topic exchange keyed ``<lab>.<sut>.<analyzer>.<run>.<shard>``; commands to
+one keyed ``<lab>.<service>.<instance>``; events to one keyed ``<event>.<lab>.<sut>``.
 
 Labs stay apart on one broker (one vhost): every key carries the lab (``MLPOWER_LAB``), every
-service queue is named ``mlpower.<lab>.<service>.<exchange>`` and binds only its lab's keys, and
-every lab has its own dead-letter path ``mlpower.<lab>.dlx`` -> ``mlpower.<lab>.dead_letter``:
+service queue is named ``mlpower.<lab>.<service>.<exchange>...`` and binds only its lab's keys,
+and every lab has its own dead-letter path ``mlpower.<lab>.dlx`` -> ``mlpower.<lab>.dead_letter``:
 messages that fail to decode or whose handler fails land there with the reason in a header,
 instead of blocking the queue. That queue is bounded (length and age, ``DeadLetterPolicy``), so
 nobody reading it never fills the broker.
+
+Run-affine shards: the last word of a run key is the run's shard (``s00`` .. ``s07``, a hash of
+the run id), so that a service running as several replicas can share a lab's runs while every
+run is handled by one replica with its documents in order. Each shard has one durable queue
+with a single active consumer: every replica consumes every shard, the broker delivers a shard
+to one of them, and when that one goes its unacknowledged documents go to the next in order.
 """
 
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass, field
+from typing import Literal
 
 from mlpower.schema import Message, family
 
@@ -34,13 +42,31 @@ def segment(name: str) -> str:
     return cleaned or "_"
 
 
+RUN_SHARDS = 8  # shards per lab: as many analytics replicas as this can share a lab's runs
+
+
+def run_shard(run_id: str) -> int:
+    """The shard of a run: a stable hash of its id (the same in every process and language)."""
+    return zlib.crc32(segment(run_id).encode("utf-8")) % RUN_SHARDS
+
+
+def shard_word(shard: int) -> str:
+    return f"s{shard:02d}"
+
+
 def run_key(lab: str, sut: str, analyzer: str, run_id: str) -> str:
-    return ".".join(segment(part) for part in (lab, sut, analyzer, run_id))
+    words = [segment(part) for part in (lab, sut, analyzer, run_id)]
+    return ".".join((*words, shard_word(run_shard(run_id))))
 
 
 def runs_of_lab(lab: str) -> str:
     """The pattern of every run document of one lab (``run_key`` would clean its ``*`` away)."""
-    return f"{segment(lab)}.*.*.*"
+    return f"{segment(lab)}.*.*.*.*"
+
+
+def runs_of_shard(lab: str, shard: int) -> str:
+    """The pattern of one shard's run documents in one lab."""
+    return f"{segment(lab)}.*.*.*.{shard_word(shard)}"
 
 
 def command_key(service: str, instance: str = "default", *, lab: str) -> str:
@@ -101,13 +127,17 @@ class QueueSpec:
     patterns: tuple[str, ...] = ("#",)
     durable: bool = True
     exclusive: bool = False
-    prefetch: int = 64
+    prefetch: int = 64  # 0: no limit (a consumer that acknowledges late must not be starved)
     arguments: dict[str, object] = field(default_factory=dict)
+    # "message": acknowledged once its handler returned; "handler": the handler settles it later
+    # through ``Delivery.settle`` (on the consumer's thread), e.g. when the whole run is analysed
+    ack: Literal["message", "handler"] = "message"
+    single_active_consumer: bool = False
 
 
 def service_queue(service: str, exchange: str, patterns: tuple[str, ...], *, lab: str,
                   arguments: dict[str, object] | None = None) -> QueueSpec:
-    """The durable queue a lab's service consumes from one exchange, e.g. ``mlpower.lab1.analytics.runs``.
+    """The durable queue a lab's service consumes from one exchange, e.g. ``mlpower.lab1.analytics.events``.
 
     ``patterns`` must be the lab's own keys (``lab_runs_pattern``, ``event_pattern``,
     ``command_key``): a queue that binds ``#`` would collect every lab's messages.
@@ -129,6 +159,16 @@ def is_lab_scoped(pattern: str, exchange: str, lab: str) -> bool:
     words = pattern.split(".")
     index = LAB_WORD[exchange]
     return "#" not in words[:index + 1] and len(words) > index and words[index] == segment(lab)
+
+
+def run_shard_queues(service: str, lab: str) -> tuple[QueueSpec, ...]:
+    """A service's shard queues of one lab's run documents: durable, one active consumer each,
+    documents acknowledged when the handler settles them (a run's, once the run is done)."""
+    return tuple(
+        QueueSpec(name=f"mlpower.{segment(lab)}.{segment(service)}.runs.{shard_word(shard)}", exchange=RUNS_EXCHANGE,
+                  patterns=(runs_of_shard(lab, shard),), prefetch=0, ack="handler", single_active_consumer=True)
+        for shard in range(RUN_SHARDS)
+    )
 
 
 def topic_matches(pattern: str, key: str) -> bool:

@@ -101,7 +101,7 @@ def coverage(samples: Samples, begin_utc_s: float, end_utc_s: float, interval_s:
     are None), for live analytics, which asks it over the whole run on every page."""
     tolerance_s = tolerance * interval_s
     t = samples.t_utc_s
-    previous = np.concatenate(([-np.inf], t[:-1]))
+    previous = np.concatenate(([-np.inf], t[:-1]))[:t.size]  # no samples: none before them either
     usable = samples.usable()
     lo = np.maximum.reduce([previous, t - (interval_s + tolerance_s), np.full(t.shape, begin_utc_s)])
     hi = np.minimum(t, end_utc_s)

@@ -6,9 +6,18 @@ A run's verdict is ``rules.evaluate`` over its ``RunView`` (the run's output fol
 for that folder. Live findings are early warnings published as ``LiveFinding`` and served by the
 API; the verdict is the rules' over the whole run.
 
-Consumes the run documents (``mlpower.<lab>.analytics.runs``) and the events exchange
-(``mlpower.<lab>.analytics.events``: ``RunCompleted``, and ``WorkloadPhase`` whose detail states the
-agent's clock offset). Documents are handled idempotently by (run_id, seq).
+Consumes the run documents of its lab from the run shards (``mlpower.<lab>.analytics.runs.sNN``,
+see ``topology``) and the events exchange (``mlpower.<lab>.analytics.events``: ``RunCompleted``, and
+``WorkloadPhase`` whose detail states the agent's clock offset). Documents are handled
+idempotently by (run_id, seq).
+
+Replicas: several analytics processes share a lab's runs through the shards, each shard delivered
+to one of them at a time. A run's documents stay unacknowledged until the run is analysed, so a
+replica that dies mid-run leaves the whole run, from ``run.start``, to the replica the broker
+makes the shard's next consumer, which analyses it once. Replica ``i`` of ``n`` consumes its own
+shards (``shard % n == i``) at once and stands by on the others after ``standby_s``, so replicas
+started together split the shards evenly and a missing one's shards are still served. Left
+open: a ``RunAnalyzed`` published just before its replica died is published again by the next.
 """
 
 from __future__ import annotations
@@ -16,7 +25,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlpower import topology
@@ -52,12 +62,8 @@ log = logging.getLogger(__name__)
 EVENTS = ("run_completed", "workload_phase")
 
 
-def lab_runs_queue(lab: str) -> topology.QueueSpec:
-    """``mlpower.<lab>.analytics.runs``: this lab's run documents only."""
-    return topology.service_queue("analytics", topology.RUNS_EXCHANGE, (topology.lab_runs_pattern(lab),), lab=lab)
-
-
 def lab_events_queue(lab: str) -> topology.QueueSpec:
+    """``mlpower.<lab>.analytics.events``: this lab's run-completed and workload-phase events only."""
     return topology.service_queue("analytics", topology.EVENTS_EXCHANGE,
                                   tuple(topology.event_pattern(name, lab) for name in EVENTS), lab=lab)
 
@@ -73,6 +79,7 @@ class _Run:
     sut: str = ""
     analyzed_with_tree: bool = False
     analyzed: bool = False
+    unsettled: list[Callable[[], None]] = field(default_factory=list)  # acks of the run's documents
 
 
 class AnalyticsService:
@@ -88,23 +95,51 @@ class AnalyticsService:
         self._lock = threading.RLock()
         self._runs: OrderedDict[str, _Run] = OrderedDict()
         self._subscriptions: list[Subscription] = []
-        # Tests pass their own (exclusive) queues; labs sharing a broker are apart by the lab's name.
-        self.runs_queue = runs_queue or lab_runs_queue(settings.lab)
+        self._stopping = threading.Event()
+        self._standby: threading.Thread | None = None
+        # Tests pass their own (exclusive) queue instead of the shards; labs sharing a broker are
+        # apart by the lab's name in every queue and binding.
+        self.runs_queues = (runs_queue,) if runs_queue is not None else topology.run_shard_queues("analytics",
+                                                                                                   settings.lab)
         self.events_queue = events_queue or lab_events_queue(settings.lab)
 
     # ----------------------------------------------------------------------- wiring
+    def own_shard(self, index: int) -> bool:
+        return len(self.runs_queues) == 1 or index % self.settings.replicas == self.settings.replica
+
     def start(self) -> None:
-        self._subscriptions.append(self.bus.subscribe(self.runs_queue, self._on_document))
+        own = [q for i, q in enumerate(self.runs_queues) if self.own_shard(i)]
+        others = [q for i, q in enumerate(self.runs_queues) if not self.own_shard(i)]
+        for spec in own:
+            self._subscriptions.append(self.bus.subscribe(spec, self._on_document))
         self._subscriptions.append(self.bus.subscribe(self.events_queue, self._on_event))
+        if others:
+            self._standby = threading.Thread(target=self._stand_by, args=(others,), name="analytics-standby",
+                                             daemon=True)
+            self._standby.start()
+
+    def _stand_by(self, specs: list[topology.QueueSpec]) -> None:
+        """Join the other replicas' shards as a standby consumer (active only while their owner is away)."""
+        if self._stopping.wait(self.settings.standby_s):
+            return
+        for spec in specs:
+            if self._stopping.is_set():
+                return
+            self._subscriptions.append(self.bus.subscribe(spec, self._on_document))
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._standby is not None:
+            self._standby.join(timeout=30)
         for subscription in self._subscriptions:
             subscription.close()
         self._subscriptions.clear()
 
     def _on_document(self, message: Message, delivery: Delivery) -> None:
         if isinstance(message, RunDocument):
-            self.handle_document(message)
+            self.handle_document(message, delivery.settle)
+        else:
+            delivery.settle()
 
     def _on_event(self, message: Message, delivery: Delivery) -> None:
         if isinstance(message, RunCompleted):
@@ -122,15 +157,21 @@ class AnalyticsService:
     def _run(self, run_id: str) -> _Run:
         run = self._runs.get(run_id)
         if run is None:
-            run = self._runs[run_id] = _Run(run_id, LiveChecker(run_id, options=self.options))
+            run = self._runs[run_id] = _Run(run_id, LiveChecker(run_id, options=self.options,
+                                                                every_s=self.settings.live_every_s))
             finished = [r for r in self._runs.values() if r.analyzed]
             for old in finished[:max(0, len(finished) - KEEP_FINISHED_RUNS)]:
                 del self._runs[old.run_id]
         return run
 
-    def handle_document(self, document: RunDocument) -> None:
+    def handle_document(self, document: RunDocument, settle: Callable[[], None] = lambda: None) -> None:
+        """Take one document; ``settle`` acknowledges it, called once the run is analysed."""
         with self._lock:
             run = self._run(document.run_id)
+            if run.analyzed and not isinstance(document, RunStop):
+                settle()
+                return
+            run.unsettled.append(settle)
             if document.seq in run.live.view.documents:
                 return  # a redelivery: already handled
             self.metrics.documents.inc()
@@ -141,6 +182,10 @@ class AnalyticsService:
         self._publish_live(run, found)
         if isinstance(document, RunStop):
             self.analyze(run.run_id, Path(document.output_dir) if document.output_dir else None)
+            with self._lock:
+                unsettled, run.unsettled = run.unsettled, []
+            for done in unsettled:
+                done()
 
     def handle_completed(self, event: RunCompleted) -> None:
         with self._lock:

@@ -22,7 +22,8 @@ SUT = "sut1"  # the same in both labs: their command keys must still not meet
 
 def _lab_queues(lab: str) -> list[str]:
     """Every durable queue an embedded lab declares (deleted after the test)."""
-    return [f"mlpower.{lab}.analytics.runs", f"mlpower.{lab}.analytics.events", f"mlpower.{lab}.figures.events",
+    return [*(q.name for q in topology.run_shard_queues("analytics", lab)), f"mlpower.{lab}.analytics.events",
+            f"mlpower.{lab}.figures.events",
             f"mlpower.{lab}.director-{SUT}.commands", f"mlpower.{lab}.director-{SUT}.events",
             f"mlpower.{lab}.agent-{SUT}.commands",
             topology.dead_letter_queue(lab)]

@@ -184,3 +184,41 @@ def test_examples_cover_nested_models() -> None:
     summary = RunSummary(run_id="r", source="simulator", method="mean of samples")
     finding = Finding(rule="x", severity="error", status="fail", message="m")
     assert summary.run_id == "r" and finding.status == "fail"
+
+
+def test_a_single_active_consumer_settles_late_and_leaves_the_unsettled_to_the_next_in_order(
+        bus: Bus, unique: str) -> None:
+    """A run shard: one consumer at a time; what the active one has not settled when it goes is
+    delivered to the standby one, in order; what it settled is gone."""
+    spec = topology.QueueSpec(name=f"mlpower.test.{unique}", exchange=topology.RUNS_EXCHANGE, patterns=(f"{unique}.#",),
+                              prefetch=0, ack="handler", single_active_consumer=True)
+    bus.declare(spec)
+    pages = [example_of(SamplePage, unique).model_copy(update={"seq": i}) for i in range(6)]
+    first_got: queue.Queue[int] = queue.Queue()
+
+    def first_handler(message: Message, delivery: Delivery) -> None:
+        seq = message.seq  # type: ignore[attr-defined]
+        if seq < 2:
+            delivery.settle()
+        first_got.put(seq)
+
+    first = bus.subscribe(spec, first_handler)
+    received, handler = _collector()
+    second = None
+    try:
+        second = bus.subscribe(spec, handler)
+        for page in pages[:5]:
+            bus.publish(page, f"{unique}.a.b.c")
+        assert [first_got.get(timeout=10) for _ in range(5)] == [0, 1, 2, 3, 4]
+        assert received.empty(), "the standby consumer got a message while the active one was there"
+        first.abort()
+        bus.publish(pages[5], f"{unique}.a.b.c")
+        taken = _take(received, 4)
+        assert [m.seq for m, _ in taken] == [2, 3, 4, 5]
+        assert [d.redelivered for _, d in taken] == [True, True, True, False]
+    finally:
+        for subscription in (first, second):
+            if subscription is not None:
+                subscription.close()
+        if hasattr(bus, "delete_queue"):
+            bus.delete_queue(spec.name)

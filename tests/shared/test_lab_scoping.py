@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from mlpower import topology
-from mlpower.analytics.service import AnalyticsService, lab_events_queue, lab_runs_queue
+from mlpower.analytics.service import AnalyticsService, lab_events_queue
 from mlpower.analytics.settings import AnalyticsSettings
 from mlpower.rabbitmq import RabbitMQBus
 from mlpower.schema import RunStart
@@ -24,8 +24,11 @@ def test_every_key_and_service_queue_names_its_lab() -> None:
     assert topology.command_key("agent", "s.1", lab="l#b") == "l_b.agent.s_1"
     assert topology.event_pattern("workload_phase", "lab-a") == "workload_phase.lab-a.*"
     assert topology.lab_runs_pattern("lab-a") == "lab-a.#"
-    queues = {lab_runs_queue("a").name, lab_runs_queue("b").name, lab_events_queue("a").name}
-    assert queues == {"mlpower.a.analytics.runs", "mlpower.b.analytics.runs", "mlpower.a.analytics.events"}
+    shards = {lab: [q.name for q in topology.run_shard_queues("analytics", lab)] for lab in ("a", "b")}
+    assert shards["a"][0] == "mlpower.a.analytics.runs.s00" and not set(shards["a"]) & set(shards["b"])
+    assert all(topology.is_lab_scoped(p, topology.RUNS_EXCHANGE, "a")
+               for q in topology.run_shard_queues("analytics", "a") for p in q.patterns)
+    assert lab_events_queue("a").name == "mlpower.a.analytics.events"
     assert topology.dead_letter_queue("a") != topology.dead_letter_queue("b")
 
 
@@ -75,8 +78,9 @@ def two_labs(amqp_url: str, unique: str, tmp_path: Path) -> Iterator[dict[str, A
         for service in services.values():
             service.stop()
         for bus in buses:
-            for queue_name in (lab_runs_queue(bus.topology.lab).name, lab_events_queue(bus.topology.lab).name,
-                               bus.topology.dead_letter_queue):
+            lab = bus.topology.lab
+            for queue_name in ([q.name for q in topology.run_shard_queues("analytics", lab)]
+                               + [lab_events_queue(lab).name, bus.topology.dead_letter_queue]):
                 bus.delete_queue(queue_name)
             bus.close()
 
@@ -101,6 +105,6 @@ def test_each_lab_dead_letters_into_its_own_bounded_queue(two_labs: dict[str, An
     wait_for(lambda: bus_a.dead_letter_depth() == 1, 30, what="lab a's poison in lab a's dead letters")
     assert bus_b.dead_letter_depth() == 0
     (dead,) = bus_a.dead_letters(keep=True)  # shown, still there
-    assert dead.reason.startswith("decode: ") and dead.routing_key.endswith(".poison")
+    assert dead.reason.startswith("decode: ") and ".poison." in dead.routing_key
     assert bus_a.dead_letter_depth() == 1
     assert [d.routing_key for d in bus_a.dead_letters()] == [dead.routing_key] and bus_a.dead_letter_depth() == 0

@@ -89,7 +89,11 @@ def test_topic_matching_follows_amqp_rules() -> None:
     assert topology.topic_matches("a.#", "a")
     assert not topology.topic_matches("a.*", "a")
     assert not topology.topic_matches("lab.*.x", "lab.sut1.wt310e")
-    assert topology.run_key("my lab", "sut.1", "a*", "r#1") == "my_lab.sut_1.a_.r_1"
+    key = topology.run_key("my lab", "sut.1", "a*", "r#1")
+    assert key == f"my_lab.sut_1.a_.r_1.s{topology.run_shard('r_1'):02d}"
+    assert topology.topic_matches(topology.runs_of_lab("my lab"), key)
+    shards = [s for s in range(topology.RUN_SHARDS) if topology.topic_matches(topology.runs_of_shard("my lab", s), key)]
+    assert shards == [topology.run_shard("r#1")]
 
 
 def test_run_stream_numbers_documents_and_replays_from_jsonl(tmp_path: Path) -> None:
