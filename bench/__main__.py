@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("bench.director_latency", "bench.figures_build", "bench.live_analytics")
+BENCHMARKS = ("bench.director_latency", "bench.figures_build", "bench.live_analytics", "bench.lab_scale")
 
 
 def main() -> None:

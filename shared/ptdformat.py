@@ -255,9 +255,20 @@ def parse_sample_line(line: str) -> SampleLine | None:
         i += 2
     channels: list[tuple[str, SampleGroup]] = []
     while i < len(tokens):
-        # a labelled group (Ch<k>,Watts,..) or, in a multichannel RL reply, an unlabelled one
+        # a labelled group (Ch<k>,Watts,..) or, in a multichannel RL reply, an unlabelled one; several
+        # analyzers' merged spl.txt (§3.7) labels each analyzer's own line (Analyzer<j>,Time,<ts>,Watts,..
+        # [,Mark,<m>]), or ``Analyzer<j>,missing`` where mlpower's merge found no sample of it
         label = "" if tokens[i] == "Watts" else tokens[i]
-        group, i = _group(tokens, i + 1 if label else i, raw)
+        if label and i + 1 < len(tokens) and tokens[i + 1] == "missing":
+            channels.append((label, SampleGroup.of(None, None, None, None)))
+            i += 2
+            continue
+        if label and i + 2 < len(tokens) and tokens[i + 1] == "Time":
+            group, i = _group(tokens, i + 3, raw)
+            if i + 1 < len(tokens) and tokens[i] == "Mark":
+                i += 2
+        else:
+            group, i = _group(tokens, i + 1 if label else i, raw)
         channels.append((label, group))
     return SampleLine(t_utc_s, tokens[1], total, mark, tuple(channels), raw)
 

@@ -116,8 +116,13 @@ def declare_topology(channel: Any, lab: LabTopology) -> None:
                  functools.partial(channel.exchange_declare, exchange=exchange, exchange_type="topic", durable=True))
     _declare("exchange", lab.dead_letter_exchange, lambda: channel.exchange_declare(
         exchange=lab.dead_letter_exchange, exchange_type="fanout", durable=True))
+    # of the bus's type too: a classic queue lives on one node, and while that node is down
+    # declaring it fails, which would keep every client of the cluster from (re)connecting
+    arguments = lab.dead_letter.arguments()
+    if lab.queue_type != "classic":
+        arguments["x-queue-type"] = lab.queue_type
     _declare("queue", lab.dead_letter_queue, lambda: channel.queue_declare(
-        queue=lab.dead_letter_queue, durable=True, arguments=lab.dead_letter.arguments()))
+        queue=lab.dead_letter_queue, durable=True, arguments=arguments))
     channel.queue_bind(queue=lab.dead_letter_queue, exchange=lab.dead_letter_exchange)
 
 

@@ -46,7 +46,8 @@ from .schema import PhaseMark, RunDocument, RunStart, RunStop, SamplePage, Sourc
 log = logging.getLogger(__name__)
 
 DEFAULT_SAMPLE_INTERVAL_S = 1.0  # PTDaemon's Go,1000,0,<mark>: what an spl.txt without a stream was sampled at
-POWER_SOURCE_PREFERENCE = ("ptdaemon", "wt310e", "simulator", "merged", "nvml", "rapl")
+POWER_SOURCE_PREFERENCE = ("merged", "ptdaemon", "wt310e", "simulator", "nvml", "rapl")
+"""The merged stream, when there is one, is the SUT's power: the sum of its channels (PSUs)."""
 MODE_FOLDERS = {"ranging": "ranging", "testing": "run_1"}
 CLIENT_FILES = ("power/client.json", "power/client.log")
 LOADGEN_FILES = tuple(f"{folder}/mlperf_log_{log}.txt" for folder in ("ranging", "run_1")
@@ -111,9 +112,11 @@ class RunView:
         self.stop: RunStop | None = None
         self.descriptors: dict[str, StreamDescriptor] = {}
         self.marks: list[PhaseMark] = []
-        self._pages: dict[str, dict[int, tuple[SamplePage, Samples]]] = {}
+        self._pages: dict[str, dict[int, SamplePage]] = {}
         self._samples: dict[str, Samples] = {}
-        self._tails: dict[str, list[Samples]] = {}  # pages taken in order since _samples was built
+        # pages taken in order since _samples was built: turned into arrays when samples are asked
+        # for, many pages at once (live analytics asks once per several pages)
+        self._tails: dict[str, list[SamplePage]] = {}
         self._last_page: dict[str, int] = {}
         self._agent_logs: LoadGenLogs | None = None
         # Facts derived from the documents (kind, power stream, windows), computed once per state:
@@ -138,14 +141,13 @@ class RunView:
             self.descriptors[document.stream] = document
         elif isinstance(document, SamplePage):
             pages = self._pages.setdefault(document.stream, {})
-            part = Samples.of_page(document)
             if document.stream in self._samples and document.page > self._last_page.get(document.stream, -1):
                 # the next page, as pages arrive live: joined to the cache when samples are asked for
-                self._tails.setdefault(document.stream, []).append(part)
+                self._tails.setdefault(document.stream, []).append(document)
             else:
                 self._samples.pop(document.stream, None)
                 self._tails.pop(document.stream, None)
-            pages[document.page] = (document, part)
+            pages[document.page] = document
             self._last_page[document.stream] = max(document.page, self._last_page.get(document.stream, -1))
         elif isinstance(document, PhaseMark):
             self.marks.append(document)
@@ -308,18 +310,28 @@ class RunView:
             return "run_1/spl.txt"
         return "no samples"
 
-    def page_samples(self, page: SamplePage) -> Samples:
-        """One page's samples as the view holds them (the page must have been added)."""
-        return self._pages[page.stream][page.page][1]
+    def channel_streams(self) -> list[str]:
+        """The channels whose sum is the power stream (several PSUs), in descriptor order; [] when the
+        power stream is one analyzer's own."""
+        total = self.power_stream()
+        descriptor = self.descriptors.get(total) if total is not None else None
+        if descriptor is None or descriptor.source.kind != "merged":
+            return []
+        return [name for name, d in self.descriptors.items() if d.source.kind != "merged" and self._pages.get(name)]
+
+    def channel_samples(self) -> list[SampleSource]:
+        """Each channel's own samples (``channel_streams``), with its stream's interval."""
+        return [SampleSource(self.stream_samples(name), f"stream {name}", self.descriptors[name].sample_interval_s)
+                for name in self.channel_streams()]
 
     def stream_samples(self, stream: str) -> Samples:
         """One stream's samples, both modes, sorted by time (a window selects what a figure uses)."""
         tail = self._tails.pop(stream, None)
         if stream in self._samples and tail:
-            self._samples[stream] = Samples.concat([self._samples[stream], *tail])
+            self._samples[stream] = Samples.concat([self._samples[stream], Samples.from_pages(tail)])
         elif stream not in self._samples:
-            pages = sorted(self._pages.get(stream, {}).values(), key=lambda item: item[0].page)
-            self._samples[stream] = Samples.concat(samples for _, samples in pages)
+            pages = sorted(self._pages.get(stream, {}).values(), key=lambda page: page.page)
+            self._samples[stream] = Samples.from_pages(pages) if pages else Samples.concat([])
         return self._samples[stream]
 
     def sample_columns(self) -> dict[str, list[Any]]:

@@ -10,6 +10,7 @@ flagged, never averaged silently.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -86,7 +87,16 @@ class Samples:
 
     @classmethod
     def from_pages(cls, pages: Iterable[SamplePage]) -> Samples:
-        return cls.concat(cls.of_page(page) for page in pages)
+        """Many pages at once: each column joined at C speed, then one array per column (sorted)."""
+        pages = list(pages)
+        if len(pages) == 1:
+            return cls.of_page(pages[0]).sorted()
+
+        def joined(column: str) -> list[Any]:
+            return list(itertools.chain.from_iterable(getattr(page, column) for page in pages))
+
+        return cls(_floats(joined("t_utc_s")), _floats(joined("power_w")), _floats(joined("uncertainty_w")),
+                   np.array(joined("flags"), dtype=np.int64)).sorted()
 
     def sorted(self) -> Samples:
         t = self.t_utc_s

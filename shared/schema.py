@@ -234,6 +234,10 @@ class PhaseMark(RunDocument):
 
 
 class RunStop(RunDocument):
+    """The one end-of-run fact: how the run ended, why, where its files are, and what it held.
+
+    Also answers a ``StartRun`` refused before anything started (``seq`` 0, no ``run.start``)."""
+
     type: Literal["run.stop"] = "run.stop"
     status: Literal["success", "failed", "aborted"]
     reason: str = ""
@@ -328,17 +332,6 @@ class AgentHeartbeat(Message):
     t_utc_s: float
 
 
-class RunCompleted(Message):
-    type: Literal["evt.run_completed"] = "evt.run_completed"
-    run_id: RunId
-    lab: str
-    sut: str
-    status: Literal["success", "failed", "aborted"]
-    reason: str = ""
-    output_dir: str = ""
-    t_utc_s: float
-
-
 class Finding(SchemaModel):
     rule: str
     severity: Literal["error", "warning", "info"]
@@ -353,6 +346,20 @@ class LiveFinding(Message):
     sut: str = ""
     finding: Finding
     t_utc_s: float
+
+
+class ChannelSummary(SchemaModel):
+    """One channel (power supply) of a SUT measured on several: its own figures over the same window."""
+
+    name: str
+    source: str
+    avg_power_w: float | None = None
+    avg_power_uncertainty_w: float | None = None
+    energy_j: float | None = Field(default=None, description="energy over the channel's covered time only")
+    coverage_ratio: float | None = None
+    samples_in_window: int = 0
+    flagged_samples_in_window: int = 0
+    share: float | None = Field(default=None, description="the channel's part of the sum of channel averages")
 
 
 class RunSummary(SchemaModel):
@@ -378,6 +385,9 @@ class RunSummary(SchemaModel):
     samples_in_window: int = 0
     flagged_samples_in_window: int = 0
     compliant_durations: bool = True
+    channels: tuple[ChannelSummary, ...] = Field(
+        default=(), description="a SUT measured on several channels: each channel's figures (the totals above are "
+                                "their merged sum)")
 
 
 class RunAnalyzed(Message):
@@ -408,7 +418,6 @@ COMMAND_TYPES: tuple[type[Message], ...] = (StartRun, StopRun, SetRanges, RunWor
 EVENT_TYPES: tuple[type[Message], ...] = (
     WorkloadPhase,
     AgentHeartbeat,
-    RunCompleted,
     LiveFinding,
     RunAnalyzed,
     FiguresRebuilt,
@@ -429,7 +438,6 @@ AnyMessage = Annotated[
     | RebuildFigures
     | WorkloadPhase
     | AgentHeartbeat
-    | RunCompleted
     | LiveFinding
     | RunAnalyzed
     | FiguresRebuilt,

@@ -3,6 +3,7 @@ the tree holds one); render a table and JSON."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,19 +61,62 @@ def check_run_dir(path: Path, options: CheckOptions | None = None) -> CheckRepor
     return check_view(RunView.read(Path(path)), options)
 
 
-_STYLE = {"pass": "green", "fail": "red", "not_applicable": "dim"}
+_STYLE = {"FAIL": "bold red", "warn": "yellow", "pass": "green", "n/a": "dim"}
+
+
+def shown_status(finding: Finding) -> str:
+    """Four letters at most: a failed error is FAIL, a failed warning (or info) warn."""
+    if finding.status == "fail":
+        return "FAIL" if finding.severity == "error" else "warn"
+    return "pass" if finding.status == "pass" else "n/a"
+
+
+_RANK = {"FAIL": 0, "warn": 1, "pass": 2, "n/a": 3}
+
+
+def failures_first(findings: Iterable[Finding]) -> list[Finding]:
+    """Failed errors, then failed warnings, then passes, then what did not apply; rule order within each."""
+    return sorted(findings, key=lambda f: _RANK[shown_status(f)])
+
+
+def findings_table(findings: Iterable[Finding], title: str = "compliance findings") -> Table:
+    """The rules that applied, failures first, in a table that fits 80 columns (messages fold)."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("rule", overflow="fold", max_width=24)
+    table.add_column("", no_wrap=True)
+    table.add_column("finding", overflow="fold", ratio=1)
+    for finding in failures_first(findings):
+        status = shown_status(finding)
+        if status != "n/a":
+            table.add_row(finding.rule, f"[{_STYLE[status]}]{status}[/]", finding.message)
+    return table
+
+
+def not_applicable_lines(findings: Iterable[Finding]) -> list[str]:
+    """The rules that did not apply, grouped by why (most share one reason)."""
+    why: dict[str, list[str]] = {}
+    for finding in findings:
+        if finding.status == "not_applicable":
+            why.setdefault(finding.message, []).append(finding.rule)
+    return [f"not applicable: {', '.join(rules)}: {reason}" for reason, rules in why.items()]
+
+
+def verdict_line(verdict: str, findings: Iterable[Finding]) -> str:
+    """The verdict and, when it is not a clean pass, the rules that failed: errors, then warnings."""
+    failed = [f for f in findings if f.status == "fail"]
+    errors = [f.rule for f in failed if f.severity == "error"]
+    warnings = [f.rule for f in failed if f.severity != "error"]
+    named = "; ".join(part for part in (
+        f"{len(errors)} error(s): {', '.join(errors)}" if errors else "",
+        f"{len(warnings)} warning(s): {', '.join(warnings)}" if warnings else "") if part)
+    return f"verdict: {verdict}" + (f" - {named}" if named else "")
 
 
 def render_table(report: CheckReport, console: Console) -> None:
     console.print(f"{KIND_NAMES.get(report.kind, report.kind)}: {report.kind_evidence}")
-    table = Table(title=f"mlpower check {report.run_dir}", show_lines=False)
-    for column in ("rule", "status", "severity", "finding"):
-        table.add_column(column, overflow="fold")
-    for finding in report.findings:
-        status = finding.status if finding.status != "fail" or finding.severity == "error" else "warning"
-        style = "yellow" if status == "warning" else _STYLE[finding.status]
-        table.add_row(finding.rule, f"[{style}]{status}[/]", finding.severity, finding.message)
-    console.print(table)
+    console.print(findings_table(report.findings, title=f"mlpower check {report.run_dir}"))
+    for line in not_applicable_lines(report.findings):
+        console.print(f"[dim]{line}[/]", highlight=False)
     s = report.summary
     if s is not None and s.avg_power_w is not None:
         uncertainty = f" ± {s.avg_power_uncertainty_w:.3f}" if s.avg_power_uncertainty_w is not None else ""
@@ -82,7 +126,7 @@ def render_table(report: CheckReport, console: Console) -> None:
                       f"{energy_text(s)}; performance {s.performance} {s.performance_unit}; efficiency {efficiency}")
         console.print(f"[dim]{s.method}; {s.source}[/]")
     colour = "green" if report.verdict == "pass" else "red"
-    console.print(f"[bold {colour}]verdict: {report.verdict}[/] ({len(report.errors)} error(s))")
+    console.print(f"[bold {colour}]{verdict_line(report.verdict, report.findings)}[/]")
 
 
 def energy_text(summary: RunSummary) -> str:

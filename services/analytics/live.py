@@ -21,11 +21,11 @@ A clean stream so costs one evaluation per ``every_s`` instead of one per page.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-from mlpower.runview import RunView
+from mlpower.runview import RunView, Window
 from mlpower.schema import Finding, PhaseMark, RunDocument, RunStart, SamplePage
 
 from .coverage import COVERAGE_TOLERANCE
@@ -55,6 +55,7 @@ class LiveChecker:
     every_s: float = DEFAULT_EVERY_S
     _judged_until_s: float = field(default=-math.inf, init=False)
     _last_t: dict[str, float] = field(default_factory=dict, init=False)
+    _judged_window: Window | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.view = RunView(self.run_id)
@@ -82,11 +83,20 @@ class LiveChecker:
                 out += self.clock_offset(offset, where)
         if isinstance(document, SamplePage):
             out += self._pages(document)
-        if isinstance(document, PhaseMark) or (isinstance(document, SamplePage) and self._due(document)):
-            for finding in evaluate_live(self.view, self.options):
+        if (isinstance(document, PhaseMark) and self._window_moved()) or \
+                (isinstance(document, SamplePage) and self._due(document)):
+            for finding in evaluate_live(self.view, self.options, skip=self.reported):
                 if finding.status == "fail":
                     out += self._report(finding)
         return out
+
+    def _window_moved(self) -> bool:
+        """Whether a mark changed the window the sample rules judge (a mark that changes none, such as
+        the director's testing_end after LoadGen's power_end, leaves their findings as they were)."""
+        window = self.view.loadgen_window("testing", live=True) or self.view.phase_window("testing", live=True)
+        moved = window != self._judged_window
+        self._judged_window = window
+        return moved
 
     def _due(self, page: SamplePage) -> bool:
         """Whether to evaluate the rules now: a suspicious page, or ``every_s`` since the last time."""
@@ -99,22 +109,23 @@ class LiveChecker:
         return due
 
     def _suspicious(self, page: SamplePage) -> bool:
+        """Whether a page holds anything a live rule could fail on. It runs on every page, so it works
+        on the page's own columns with builtins that loop in C (a page is a few to fifty samples:
+        converting it to arrays would cost more than the whole check)."""
         if page.mode == "ranging":
             return False  # ranging is never judged: only the testing window is
-        part = self.view.page_samples(page)
-        if not part.usable().all():
-            return True
-        with np.errstate(divide="ignore", invalid="ignore"):
-            relative = part.uncertainty_w / part.power_w
-        if not (relative <= UNCERTAINTY_LIMIT).all():  # NaN (unknown) fails this too
+        t, power, uncertainty = page.t_utc_s, page.power_w, page.uncertainty_w
+        if any(page.flags) or None in power or None in uncertainty or min(power) <= 0:  # type: ignore[operator,unused-ignore]
+            return True  # a flag (overrange, missing...), a missing value or a non-positive power
+        if max(map(operator.truediv, uncertainty, power)) > UNCERTAINTY_LIMIT:
             return True
         descriptor = self.view.descriptors.get(page.stream)
-        interval_s = descriptor.sample_interval_s if descriptor is not None else 1.0
-        t = part.t_utc_s
+        limit_s = (descriptor.sample_interval_s if descriptor is not None else 1.0) * (1 + COVERAGE_TOLERANCE)
         before = self._last_t.get(page.stream)
-        self._last_t[page.stream] = max(float(t[-1]), before if before is not None else -math.inf)
-        steps = np.diff(t if before is None else np.concatenate(([before], t)))
-        return bool((steps > interval_s * (1 + COVERAGE_TOLERANCE)).any() or (steps < 0).any())
+        self._last_t[page.stream] = max(t[-1], before if before is not None else -math.inf)
+        times = t if before is None else [before, *t]
+        steps = list(map(operator.sub, times[1:], times[:-1]))
+        return bool(steps) and (max(steps) > limit_s or min(steps) < 0)
 
     def clock_offset(self, offset_s: float, where: str) -> list[Finding]:
         if math.isfinite(offset_s) and abs(offset_s) <= self.clock_limit_s:

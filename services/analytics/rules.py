@@ -12,7 +12,7 @@ that cannot apply to a run says ``not_applicable`` with the reason; it never pas
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -94,10 +94,13 @@ RULES: tuple[Rule, ...] = (
          "warning", sc.flagged, live=True),
     Rule("sample_interval", "rules: 1 sample per second (Go,1000,0,<mark>)", "error", sc.sample_interval, live=True),
     Rule("coverage", "rules: samples cover the testing window (100 % less one sample interval at each edge), no "
-         "gap over 2 s between samples", "error", sc.coverage, live=True),
-    Rule("uncertainty", "rules: per-sample uncertainty at most 1.00 % in the testing window", "error",
-         sc.uncertainty, live=True),
-    Rule("overrange", "rules: no overrange sample in the testing window", "error", sc.overrange, live=True),
+         "gap over 2 s between samples, in every record and every channel", "error", sc.coverage, live=True),
+    Rule("uncertainty", "rules: per-sample uncertainty at most 1.00 % in the testing window (the SUT's power and "
+         "every channel)", "error", sc.uncertainty, live=True),
+    Rule("overrange", "rules: no overrange sample in the testing window (on any channel)", "error", sc.overrange,
+         live=True),
+    Rule("channel_imbalance", "mlpower (informative): no PSU channel carrying almost nothing while others carry "
+         "the SUT", "warning", sc.channel_imbalance),
     Rule("clock_offset", "PD-TS: client-server clock difference at most 400 ms", "error", sc.clock_offset),
     Rule("min_duration", "IP-RULES / SUBCHK: performance run at least 600 s", "error", sc.min_duration,
          loadgen=True),
@@ -132,8 +135,10 @@ def evaluate(view: RunView, options: CheckOptions | None = None, rules: Iterable
     return [run_rule(rule, view, options) for rule in rules]
 
 
-def evaluate_live(view: RunView, options: CheckOptions) -> list[Finding]:
+def evaluate_live(view: RunView, options: CheckOptions, skip: Collection[str] = ()) -> list[Finding]:
     """The live rules over the run so far (windows that have begun reach to the latest sample). A
-    rule with nothing to judge yet (no window, no samples) says nothing rather than failing."""
+    rule with nothing to judge yet (no window, no samples) says nothing rather than failing.
+    ``skip``: rules not to evaluate (live analytics reports a rule once: a failed one is done)."""
     live = replace(options, live=True)
-    return [f for rule in LIVE_RULES if (f := _judge(rule, view, live, missing_fails=False)) is not None]
+    return [f for rule in LIVE_RULES
+            if rule.id not in skip and (f := _judge(rule, view, live, missing_fails=False)) is not None]

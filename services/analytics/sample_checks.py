@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 import numpy as np
-from mlpower.runview import KIND_NAMES, RunView
+from mlpower.runview import KIND_NAMES, RunView, SampleSource, Window
 from mlpower.schema import Finding, SampleFlag
 
 from .coverage import coverage as coverage_of
@@ -108,6 +108,7 @@ def coverage(view: RunView, options: CheckOptions, v: Verdicts) -> Finding:
     sources = view.sample_sources("testing")
     if not sources:
         required_samples(view)
+    sources += view.channel_samples()  # each PSU's own record is checked too
     judged = []
     for source in sources:
         found = coverage_of(source.samples, window.begin_utc_s, window.end_utc_s, source.interval_s,
@@ -123,6 +124,8 @@ def coverage(view: RunView, options: CheckOptions, v: Verdicts) -> Finding:
                             f"{longest.seconds:.2f} s from {longest.begin_utc_s:.3f}")
         judged.append((source.where, found, problems))
     where, found, problems = next((j for j in judged if j[2]), judged[0])
+    if not problems and v.quick_passes:
+        return v.passed("")  # live: a pass is the fact only, its evidence is not kept
     evidence = {"file": where, "window_source": window.source, **found.evidence(),
                 "records_checked": [w for w, _, _ in judged]}
     if window.open:  # live: the window so far; its end is the latest sample, which covers itself
@@ -133,56 +136,117 @@ def coverage(view: RunView, options: CheckOptions, v: Verdicts) -> Finding:
                     f"{found.window_s:.1f} s; {', '.join(w for w, _, _ in judged)})", **evidence)
 
 
+def _uncertainty_of(source: SampleSource, window: Window, options: CheckOptions) -> tuple[str | None, dict[str, Any]]:
+    """One record's per-sample uncertainty in the window: the problem (None: none) and the evidence."""
+    samples = source.samples
+    mask = samples.inside(window.begin_utc_s, window.end_utc_s) & samples.usable()
+    relative = samples.uncertainty_w[mask] / samples.power_w[mask]
+    unknown = int(np.sum(~np.isfinite(relative)))
+    worst = float(np.nanmax(relative)) if relative.size and unknown < relative.size else None
+    evidence: dict[str, Any] = {"stream": source.where.removeprefix("stream "), "samples": int(mask.sum()),
+                                "unknown": unknown, "max_relative": worst, **window_evidence(window)}
+    if worst is not None and worst > UNCERTAINTY_LIMIT:
+        over = np.flatnonzero(np.nan_to_num(relative) > UNCERTAINTY_LIMIT)
+        evidence["first_t_utc_s"] = float(samples.t_utc_s[mask][over[0]])
+        return (f"{over.size} sample(s) with uncertainty above 1.00 % in the testing window (worst {worst:.3%})",
+                evidence)
+    if unknown:
+        return f"{unknown} sample(s) in the testing window have no known uncertainty", evidence
+    if worst is None and not options.live:
+        return "no sample with a known uncertainty in the testing window", evidence
+    return None, evidence
+
+
+def _channel_named(message: str, source: SampleSource, channels: bool) -> str:
+    return f"channel {source.where.removeprefix('stream ')}: {message}" if channels else message
+
+
 def uncertainty(view: RunView, options: CheckOptions, v: Verdicts) -> Finding:
+    """The power stream and, for a SUT measured on several channels, every channel's own stream."""
     stream = view.stream()
     if stream is not None and len(stream.samples):
         window = judged_window(view, options)
-        samples = stream.samples
-        mask = samples.inside(window.begin_utc_s, window.end_utc_s) & samples.usable()
-        relative = samples.uncertainty_w[mask] / samples.power_w[mask]
-        unknown = int(np.sum(~np.isfinite(relative)))
-        worst = float(np.nanmax(relative)) if relative.size and unknown < relative.size else None
-        evidence = {"stream": stream.where.removeprefix("stream "), "samples": int(mask.sum()), "unknown": unknown,
-                    "max_relative": worst, **window_evidence(window)}
-        if worst is not None and worst > UNCERTAINTY_LIMIT:
-            over = np.flatnonzero(np.nan_to_num(relative) > UNCERTAINTY_LIMIT)
-            first = float(samples.t_utc_s[mask][over[0]])
-            return v.failed(f"{over.size} sample(s) with uncertainty above 1.00 % in the testing window "
-                            f"(worst {worst:.3%})", first_t_utc_s=first, **evidence)
-        if unknown:
-            return v.failed(f"{unknown} sample(s) in the testing window have no known uncertainty", **evidence)
-        if worst is None:
-            if options.live:
-                return v.passed("no usable sample in the testing window yet", **evidence)
-            return v.failed("no sample with a known uncertainty in the testing window", **evidence)
-        return v.passed(f"worst per-sample uncertainty {worst:.3%}", **evidence)
+        channels = view.channel_samples()
+        judged = [(source, *_uncertainty_of(source, window, options)) for source in [stream, *channels]]
+        for source, problem, evidence in judged:
+            if problem is not None:
+                if channels:
+                    evidence["channels"] = [s.where.removeprefix("stream ") for s in channels]
+                return v.failed(_channel_named(problem, source, source is not stream), **evidence)
+        _, _, evidence = judged[0]
+        if channels:
+            evidence["channels"] = {s.where.removeprefix("stream "): e["max_relative"] for s, _, e in judged[1:]}
+        if evidence["max_relative"] is None:
+            return v.passed("no usable sample in the testing window yet", **evidence)
+        per_channel = f"; every channel within 1.00 % ({len(channels)} channels)" if channels else ""
+        return v.passed(f"worst per-sample uncertainty {evidence['max_relative']:.3%}{per_channel}", **evidence)
     ptd_out = view.tree.ptd_out if view.tree is not None else None
     if ptd_out:
         match = re.search(r"Uncertainty: Uncertainty,([^,]+),([^,]+),([^,\s]+)", ptd_out)
         if match:
             worst = float(match.group(3))
-            evidence = {"file": "run_1/ptd_out.txt", "avg": float(match.group(1)), "max_relative": worst}
+            found = {"file": "run_1/ptd_out.txt", "avg": float(match.group(1)), "max_relative": worst}
             if worst < 0 or worst > UNCERTAINTY_LIMIT:
                 return v.failed(f"run_1/ptd_out.txt reports a maximum uncertainty of {worst:.3%} in testing",
-                                **evidence)
-            return v.passed(f"run_1/ptd_out.txt reports a maximum uncertainty of {worst:.3%}", **evidence)
+                                **found)
+            return v.passed(f"run_1/ptd_out.txt reports a maximum uncertainty of {worst:.3%}", **found)
     return v.not_applicable("no per-sample uncertainty in this run (no documents.jsonl, no Uncertainty in "
                             "run_1/ptd_out.txt)")
 
 
 def overrange(view: RunView, options: CheckOptions, v: Verdicts) -> Finding:
+    """No overrange sample in the power stream, nor in any channel's own stream."""
     stream = view.stream()
     if stream is None:
         return v.not_applicable("spl.txt carries no overrange flag and the run has no documents.jsonl")
     window = judged_window(view, options)
-    samples = stream.samples
-    mask = samples.inside(window.begin_utc_s, window.end_utc_s) & ((samples.flags & int(SampleFlag.OVERRANGE)) != 0)
-    name = stream.where.removeprefix("stream ")
-    if mask.any():
-        return v.failed(f"{int(mask.sum())} overrange sample(s) in the testing window", stream=name,
-                        first_t_utc_s=float(samples.t_utc_s[mask][0]), count=int(mask.sum()),
+    channels = view.channel_samples()
+    for source in [*channels, stream]:  # a channel names where the overrange is
+        samples = source.samples
+        mask = samples.inside(window.begin_utc_s, window.end_utc_s) & \
+            ((samples.flags & int(SampleFlag.OVERRANGE)) != 0)
+        name = source.where.removeprefix("stream ")
+        if mask.any():
+            return v.failed(_channel_named(f"{int(mask.sum())} overrange sample(s) in the testing window", source,
+                                           source is not stream), stream=name,
+                            first_t_utc_s=float(samples.t_utc_s[mask][0]), count=int(mask.sum()),
+                            **window_evidence(window))
+    extra = {"channels": [s.where.removeprefix("stream ") for s in channels]} if channels else {}
+    return v.passed("no overrange sample in the testing window" + (" on any channel" if channels else ""),
+                    stream=stream.where.removeprefix("stream "), **extra, **window_evidence(window))
+
+
+IMBALANCE_MIN_SHARE = 0.2
+"""A channel carrying less than this fraction of an equal share (total / channels) is reported."""
+
+
+def channel_imbalance(view: RunView, options: CheckOptions, v: Verdicts) -> Finding:
+    """Informative: a PSU that carries almost nothing, or is dead, while its siblings carry the SUT.
+    Redundant supplies share the load about evenly; far from that, a supply or its cable is suspect."""
+    channels = view.channel_samples()
+    if not channels:
+        return v.not_applicable("the SUT is measured on one channel: no channels to compare")
+    window = judged_window(view, options)
+    averages: dict[str, float | None] = {}
+    for source in channels:
+        used = source.samples.inside(window.begin_utc_s, window.end_utc_s) & source.samples.usable()
+        averages[source.where.removeprefix("stream ")] = float(source.samples.power_w[used].mean()) \
+            if used.any() else None
+    known = [p for p in averages.values() if p is not None]
+    total = sum(known)
+    if total <= 0:
+        return v.failed("no channel carries power in the testing window", averages_w=averages,
                         **window_evidence(window))
-    return v.passed("no overrange sample in the testing window", stream=name, **window_evidence(window))
+    equal = total / len(channels)
+    shares = {name: (p / total if p is not None else None) for name, p in averages.items()}
+    weak = [name for name, p in averages.items() if p is None or p < IMBALANCE_MIN_SHARE * equal]
+    evidence = {"averages_w": averages, "shares": shares, "min_share_of_equal": IMBALANCE_MIN_SHARE,
+                **window_evidence(window)}
+    if weak:
+        return v.failed(f"channel(s) {', '.join(weak)} carry less than {IMBALANCE_MIN_SHARE:.0%} of an equal share "
+                        f"of the SUT's {total:.1f} W (a dead or idle power supply?)", weak=weak, **evidence)
+    return v.passed("channel shares " + ", ".join(f"{n} {s:.0%}" for n, s in shares.items() if s is not None),
+                    **evidence)
 
 
 def clock_offset_in(text: str) -> float | None:

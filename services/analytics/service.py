@@ -7,9 +7,9 @@ for that folder. Live findings are early warnings published as ``LiveFinding`` a
 API; the verdict is the rules' over the whole run.
 
 Consumes the run documents of its lab from the run shards (``mlpower.<lab>.analytics.runs.sNN``,
-see ``topology``) and the events exchange (``mlpower.<lab>.analytics.events``: ``RunCompleted``, and
-``WorkloadPhase`` whose detail states the agent's clock offset). Documents are handled
-idempotently by (run_id, seq).
+see ``topology``) and the events exchange (``mlpower.<lab>.analytics.events``: ``WorkloadPhase`` whose
+detail states the agent's clock offset). Documents are handled idempotently by (run_id, seq); a run's
+``run.stop`` (the one end-of-run fact, naming the output folder) triggers its analysis.
 
 Replicas: several analytics processes share a lab's runs through the shards, each shard delivered
 to one of them at a time. A run's documents stay unacknowledged until the run is analysed, so a
@@ -38,7 +38,6 @@ from mlpower.schema import (
     LiveFinding,
     Message,
     RunAnalyzed,
-    RunCompleted,
     RunDocument,
     RunStart,
     RunStop,
@@ -59,16 +58,16 @@ from .summary import summarize
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("run_completed", "workload_phase")
+EVENTS = ("workload_phase",)
 
 
 def lab_events_queue(lab: str) -> topology.QueueSpec:
-    """``mlpower.<lab>.analytics.events``: this lab's run-completed and workload-phase events only."""
+    """``mlpower.<lab>.analytics.events``: this lab's workload-phase events only."""
     return topology.service_queue("analytics", topology.EVENTS_EXCHANGE,
                                   tuple(topology.event_pattern(name, lab) for name in EVENTS), lab=lab)
 
 
-KEEP_FINISHED_RUNS = 32  # documents of recent runs, for a re-analysis when RunCompleted brings the tree
+KEEP_FINISHED_RUNS = 32  # documents of recent runs, so that a redelivered run.stop finds them
 
 
 @dataclass
@@ -77,7 +76,6 @@ class _Run:
     live: LiveChecker
     lab: str = ""
     sut: str = ""
-    analyzed_with_tree: bool = False
     analyzed: bool = False
     unsettled: list[Callable[[], None]] = field(default_factory=list)  # acks of the run's documents
 
@@ -142,9 +140,7 @@ class AnalyticsService:
             delivery.settle()
 
     def _on_event(self, message: Message, delivery: Delivery) -> None:
-        if isinstance(message, RunCompleted):
-            self.handle_completed(message)
-        elif isinstance(message, WorkloadPhase):
+        if isinstance(message, WorkloadPhase):
             offset = clock_offset_in(message.detail)
             if offset is not None:
                 with self._lock:
@@ -181,22 +177,17 @@ class AnalyticsService:
             found = run.live.feed(document)
         self._publish_live(run, found)
         if isinstance(document, RunStop):
-            self.analyze(run.run_id, Path(document.output_dir) if document.output_dir else None)
+            if run.live.view.start is None and not document.output_dir:
+                # refused before it started: nothing was measured, so there is nothing to analyse
+                log.info("run %s ended before it started: %s", run.run_id, document.reason)
+                with self._lock:
+                    run.analyzed = True
+            else:
+                self.analyze(run.run_id, Path(document.output_dir) if document.output_dir else None)
             with self._lock:
                 unsettled, run.unsettled = run.unsettled, []
             for done in unsettled:
                 done()
-
-    def handle_completed(self, event: RunCompleted) -> None:
-        with self._lock:
-            run = self._run(event.run_id)
-            run.lab, run.sut = run.lab or event.lab, run.sut or event.sut
-            if run.analyzed_with_tree:
-                return
-        folder = Path(event.output_dir) if event.output_dir else None
-        if run.analyzed and (folder is None or not folder.is_dir()):
-            return
-        self.analyze(event.run_id, folder)
 
     def _publish_live(self, run: _Run, findings: list[Finding]) -> None:
         for finding in findings:
@@ -224,7 +215,6 @@ class AnalyticsService:
                               verdict=verdict_of(findings), t_utc_s=now_utc_s())
         with self._lock:
             run.analyzed = True
-            run.analyzed_with_tree = run.analyzed_with_tree or view.tree is not None
         self.store.put(message)
         self.metrics.runs_analyzed.labels(verdict=message.verdict).inc()
         self.bus.publish(message, topology.event_key(message))

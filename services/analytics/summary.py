@@ -8,8 +8,8 @@ coverage beside it.
 
 from __future__ import annotations
 
-from mlpower.runview import RunView
-from mlpower.schema import RunSummary
+from mlpower.runview import RunView, describe_source
+from mlpower.schema import ChannelSummary, RunSummary
 
 from . import efficiency as eff
 from .energy import METHOD, WindowResult, analyze_window, mean_power_w
@@ -62,4 +62,31 @@ def summarize(view: RunView) -> RunSummary:
         samples_in_window=window.samples_in_window if window else 0,
         flagged_samples_in_window=window.flagged_in_window if window else 0,
         compliant_durations=view.compliant_durations,
+        channels=channel_summaries(view),
     )
+
+
+def channel_summaries(view: RunView) -> tuple[ChannelSummary, ...]:
+    """Per channel: average, uncertainty, energy and coverage over the same LoadGen window as the total."""
+    window = view.loadgen_window("testing")
+    if window is None:
+        return ()
+    results = []
+    for source in view.channel_samples():
+        try:
+            results.append((source, analyze_window(source.samples, window.begin_utc_s, window.end_utc_s,
+                                                   source.interval_s)))
+        except WindowError:
+            return ()
+    total = sum(r.avg_power_w for _, r in results if r.avg_power_w is not None)
+    return tuple(ChannelSummary(
+        name=source.where.removeprefix("stream "), source=_describe(view, source.where.removeprefix("stream ")),
+        avg_power_w=r.avg_power_w, avg_power_uncertainty_w=r.avg_power_uncertainty_w, energy_j=r.energy_j,
+        coverage_ratio=r.coverage.ratio, samples_in_window=r.samples_in_window,
+        flagged_samples_in_window=r.flagged_in_window,
+        share=r.avg_power_w / total if r.avg_power_w is not None and total > 0 else None) for source, r in results)
+
+
+def _describe(view: RunView, stream: str) -> str:
+    descriptor = view.descriptors.get(stream)
+    return describe_source(descriptor.source) if descriptor is not None else f"stream {stream}"

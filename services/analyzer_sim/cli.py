@@ -33,8 +33,9 @@ def _serve_until(stop: threading.Event) -> None:
 
 def sim(
     port: int | None = typer.Option(None, "--port", "-p", help="SCPI TCP port (0 = any free port); default 10001"),
-    load: str | None = typer.Option(None, "--load", help="constant:W | profile:IDLE_W:LOAD_W[:IDLE_S:RAMP_S:STEADY_S]"
-                                    " | trace:CSV[:SCALE[:OFFSET_W]] | follow[:IDLE_W:LOAD_W]"),
+    load: str | None = typer.Option(None, "--load", help="constant:W | profile:IDLE_W:LOAD_W, optionally "
+                                    "followed by :IDLE_S:RAMP_S:STEADY_S | trace:CSV[:SCALE[:OFFSET_W]] | "
+                                    "follow[:IDLE_W:LOAD_W]"),
     seed: int | None = typer.Option(None, "--seed", help="RNG seed; same seed, same readings"),
     host: str | None = typer.Option(None, "--host", help="address to bind (default 127.0.0.1)"),
     pty: bool | None = typer.Option(None, "--pty/--no-pty", help="also serve the RS-232 flavour on a pseudo-terminal"),
@@ -115,7 +116,7 @@ def ptd(ctx: typer.Context) -> None:
         handle = start_ptd(port=args.port, log_path=args.log_path, seed=settings.seed, load=settings.load,
                            analyzer_port=analyzer_port, analyzer_host=analyzer_host, console=console,
                            extended_log=args.extended_log, device_type=args.device_type, settings=settings,
-                           host=settings.host)
+                           host=settings.host, channels=args.read_channels)
         try:
             _serve_until(stop)
         finally:

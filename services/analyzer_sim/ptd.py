@@ -22,14 +22,35 @@ from mlpower.analyzer_sim import physics
 from mlpower.analyzer_sim.errors import PtdArgumentError
 from mlpower.analyzer_sim.faults import Faults
 from mlpower.analyzer_sim.instrument import Clock, Instrument
+from mlpower.analyzer_sim.models import meter_model
 from mlpower.analyzer_sim.readiness import wait_readable
 from mlpower.logtext import client_text
-from mlpower.ptdformat import format_ptd_time, sample_line, uncertainty_reply, watts_reply
+from mlpower.ptdformat import (
+    MULTICHANNEL_DEVICE_TYPES,
+    SampleGroup,
+    channel_numbers,
+    format_ptd_time,
+    multichannel_log_line,
+    multichannel_rl_line,
+    sample_line,
+    uncertainty_reply,
+    watts_reply,
+)
 
 PTD_VERSION = "1.11.1"
 PTD_BUILD_DATE = "20240910"
 PTD_CRC = f"{zlib.crc32(b'mlpower ptd emulator'):08x}"
-DEVICE_MODELS = {49: "YokogawaWT310"}  # PTD device type -> its driver name (49 = WT310/WT310E)
+# PTD device type -> its driver name, the first field of Identify (power-dev-protocol.md §3.3, §5.2):
+# 49 = WT310/WT310E; the multichannel types read several elements of one meter (-c). The names of
+# 59 and 61 are not documented: ours say so rather than guess a model.
+DEVICE_MODELS = {
+    49: "YokogawaWT310",
+    48: "YokogawaWT500_multichannel",
+    59: "YokogawaMultichannel59",
+    61: "YokogawaMultichannel61",
+    77: "YokogawaWT330_multichannel",
+}
+MAX_EMULATED_CHANNEL = 3  # the simulated meter behind a multichannel type is a WT332E or a WT333E
 DEFAULT_SCPI_PORT = 10001
 MAX_SAMPLES = 500000
 UNCERTAINTY_MARGIN = 1.5  # PTD is about 1.5x more conservative than the bare datasheet formula (wt310e.md 2.2)
@@ -64,13 +85,23 @@ class PtdArgs:
     baud: int | None = None
     debug: bool = False
 
+    @property
+    def read_channels(self) -> tuple[int, ...]:
+        """The meter channels a multichannel device type reads (empty for a single-channel one)."""
+        if self.device_type not in MULTICHANNEL_DEVICE_TYPES:
+            return ()
+        return channel_numbers(self.device_type, self.channels)
+
 
 USAGE = """usage: ptd [-l <logfile>] [-p <port>] [-b <gpib board>] [-c <channel>[,<channel>]] [-B <baud>]
            [-D] [-n | -g | -y | -U] [-e] [-d] <deviceType> <devicePort>
   -l  data log file (one Time,...,Mark,<mark> line per sample)     -p  TCP port to listen on (8888)
   -n  network analyzer: devicePort is host[:port] of a WT310E SCPI socket (e.g. mlpower sim)
-  -e  extended logging (event lines in the data log)                deviceType 49 = Yokogawa WT310/WT310E
-Emulated by mlpower; without -n the readings come from the built-in simulated WT310E."""
+  -c  multichannel types 59/61/77: <first channel>,<count> (1,3 = channels 1-3); 48: <count>
+  -e  extended logging (event lines in the data log)
+  deviceType 49 = Yokogawa WT310/WT310E; multichannel 77 = WT330 family (WT332E/WT333E), 48, 59, 61
+Emulated by mlpower; without -n the readings come from the built-in simulated WT310E (WT332E/WT333E
+for a multichannel type)."""
 
 _VALUE_FLAGS = {"-l", "-p", "-b", "-c", "-B"}
 _INTERFACE_FLAGS = {"-n", "-g", "-y", "-U"}
@@ -112,6 +143,15 @@ def parse_ptd_args(argv: list[str]) -> PtdArgs:
         raise PtdArgumentError(f"not a number: {exc}") from exc
     if device_type not in DEVICE_MODELS:
         raise PtdArgumentError(f"device type {device_type} is not emulated (only {sorted(DEVICE_MODELS)})")
+    if device_type in MULTICHANNEL_DEVICE_TYPES:
+        try:
+            read = channel_numbers(device_type, channels)
+        except ValueError as exc:
+            raise PtdArgumentError(f"-c: {exc}") from None
+        if read[-1] > MAX_EMULATED_CHANNEL:
+            raise PtdArgumentError(f"-c: channel {read[-1]} is beyond the emulated meter's {MAX_EMULATED_CHANNEL}")
+    elif len(channels) > 1:
+        raise PtdArgumentError(f"-c: device type {device_type} takes at most one channel number")
     if not 0 <= port <= 65535:
         raise PtdArgumentError(f"port {port} out of range")
     return PtdArgs(log_path=Path(values["-l"]) if "-l" in values else None, port=port, device_type=device_type,
@@ -123,13 +163,29 @@ def parse_ptd_args(argv: list[str]) -> PtdArgs:
 
 
 @dataclass(frozen=True)
+class ChannelReading:
+    channel: int  # the meter's element number
+    power_w: float
+    voltage_v: float
+    current_a: float
+    power_factor: float
+
+    def group(self) -> SampleGroup:
+        return SampleGroup.of(self.power_w, self.voltage_v, self.current_a, self.power_factor)
+
+
+@dataclass(frozen=True)
 class MeterSample:
+    """One sample: for a multichannel PTD, ``power_w`` is the channels' sum (volts, amps and PF
+    are not given for a sum) and ``channels`` holds each channel read."""
+
     power_w: float
     voltage_v: float
     current_a: float
     power_factor: float
     auto_range: bool
     uncertainty_ratio: float | None  # None: cannot be evaluated (auto range, no data)
+    channels: tuple[ChannelReading, ...] = ()
 
 
 class MeterLink(Protocol):
@@ -152,36 +208,73 @@ def _sample_uncertainty(power_w: float, voltage_v: float, current_a: float, powe
     return UNCERTAINTY_MARGIN * bound / abs(power_w)
 
 
-class InProcessMeter:
-    """The simulator's instrument, read directly."""
+def _multichannel_sample(parts: list[tuple[int, float, float, float, float, float | None]],
+                         auto: bool) -> MeterSample:
+    """The sum sample of channels given as (channel, P, U, I, PF, uncertainty bound in W or None).
+    Its uncertainty is the channels' bounds added up (worst case) over the summed power."""
+    channels = tuple(ChannelReading(k, p, u, i, pf) for k, p, u, i, pf, _ in parts)
+    total = sum(c.power_w for c in channels)
+    bounds = [b for *_, b in parts]
+    unc = None
+    if not auto and math.isfinite(total) and total != 0 and all(b is not None for b in bounds):
+        unc = UNCERTAINTY_MARGIN * sum(b for b in bounds if b is not None) / abs(total)
+    return MeterSample(total, math.nan, math.nan, math.nan, auto, unc, channels)
 
-    def __init__(self, inst: Instrument) -> None:
+
+def _channel_bound_w(p: float, u: float, i: float, power_range_w: float) -> float | None:
+    if not all(math.isfinite(x) for x in (p, u, i)):
+        return None
+    return physics.power_uncertainty_w(p, u * i, power_range_w)
+
+
+class InProcessMeter:
+    """The simulator's instrument, read directly: element 1, or the ``channels`` (elements) a
+    multichannel PTD reads."""
+
+    def __init__(self, inst: Instrument, channels: tuple[int, ...] = ()) -> None:
         self.inst = inst
+        self.channels = channels
 
     def identity(self) -> str:
         return self.inst.identity.idn()
 
     def sample(self) -> MeterSample:
         with self.inst.lock:
-            r = self.inst.advance()
-            s = self.inst.settings
-            auto = s.voltage_auto or s.current_auto
-        unc = _sample_uncertainty(r.power_w, r.voltage_v, r.current_a, r.power_range_w, auto)
-        return MeterSample(r.power_w, r.voltage_v, r.current_a, r.power_factor, auto, unc)
+            self.inst.advance()
+            readings = list(self.inst.readings)
+            elements = self.inst.settings.elements
+            if not self.channels:
+                auto = elements[0].voltage_auto or elements[0].current_auto
+            else:
+                auto = any(elements[k - 1].voltage_auto or elements[k - 1].current_auto for k in self.channels)
+        if not self.channels:
+            r = readings[0]
+            unc = _sample_uncertainty(r.power_w, r.voltage_v, r.current_a, r.power_range_w, auto)
+            return MeterSample(r.power_w, r.voltage_v, r.current_a, r.power_factor, auto, unc)
+        parts = []
+        for k in self.channels:
+            r = readings[k - 1]
+            parts.append((k, r.power_w, r.voltage_v, r.current_a, r.power_factor,
+                          _channel_bound_w(r.power_w, r.voltage_v, r.current_a, r.power_range_w)))
+        return _multichannel_sample(parts, auto)
 
     def ranges(self) -> tuple[int, float, int, float]:
-        s = self.inst.settings
-        return int(s.current_auto), s.current_range_a, int(s.voltage_auto), s.voltage_range_v
+        e = self.inst.settings.elements[(self.channels or (1,))[0] - 1]  # the first channel read
+        return int(e.current_auto), e.current_range_a, int(e.voltage_auto), e.voltage_range_v
 
     def set_range(self, channel: str, value: float | None) -> float | None:
+        # A multichannel PTD sets a range on every channel it reads.
+        elements: tuple[int | None, ...] = self.channels or (None,)
         if value is None:
-            self.inst.set_auto(channel, True)
+            for element in elements:
+                self.inst.set_auto(channel, True, element)
             return None
         choices = self.inst.voltage_ranges() if channel == "V" else self.inst.current_ranges()
         chosen = physics.smallest_range_at_least(value, choices)
         if chosen is None:
             raise ValueError(f"{value} is above the largest range {choices[-1]}")
-        (self.inst.set_voltage_range if channel == "V" else self.inst.set_current_range)(chosen)
+        for element in elements:
+            (self.inst.set_voltage_range if channel == "V" else self.inst.set_current_range)(chosen, element)
         return chosen
 
     def close(self) -> None:
@@ -189,15 +282,29 @@ class InProcessMeter:
 
 
 class ScpiMeter:
-    """A WT310E over a raw SCPI socket (the simulator, or a meter behind a socket bridge)."""
+    """A WT310E, or the ``channels`` (elements) of a WT332E/WT333E, over a raw SCPI socket (the
+    simulator, or a meter behind a socket bridge)."""
 
-    def __init__(self, host: str, port: int, timeout_s: float = 5.0) -> None:
+    def __init__(self, host: str, port: int, timeout_s: float = 5.0, channels: tuple[int, ...] = ()) -> None:
         self._sock = socket.create_connection((host, port), timeout=timeout_s)
         self._file = self._sock.makefile("rb")
         self._lock = threading.Lock()
-        self._idn = self.query("*IDN?")
-        self.command(":COMM:HEAD OFF;:COMM:VERB OFF;:NUM:FORM ASCII;:NUM:NORM:NUM 4;"
-                     ":NUM:NORM:ITEM1 P,1;ITEM2 U,1;ITEM3 I,1;ITEM4 LAMB,1;:RATE 250MS")
+        self.channels = channels
+        try:
+            self._idn = self.query("*IDN?")
+            idn_model = self._idn.split(",")[1] if self._idn.count(",") >= 1 else ""
+            self.model = meter_model(idn_model)
+            if channels and max(channels) > self.model.elements:
+                raise PtdArgumentError(f"-c: channel {max(channels)} is beyond the {self.model.elements} "
+                                       f"element(s) of the meter ({client_text(idn_model)})")
+            # P, U, I, PF of each element read, four items per element (element 1 alone without -c)
+            items = ";".join(f"ITEM{4 * n + 1} P,{c};ITEM{4 * n + 2} U,{c};ITEM{4 * n + 3} I,{c};"
+                             f"ITEM{4 * n + 4} LAMB,{c}" for n, c in enumerate(channels or (1,)))
+            self.command(f":COMM:HEAD OFF;:COMM:VERB OFF;:NUM:FORM ASCII;:NUM:NORM:NUM {4 * len(channels or (1,))};"
+                         f":NUM:NORM:{items};:RATE 250MS")
+        except BaseException:
+            self.close()
+            raise
 
     def command(self, line: str) -> None:
         """Send settings and wait until the meter has taken them (``*OPC?``), so replies stay in step."""
@@ -214,28 +321,47 @@ class ScpiMeter:
     def identity(self) -> str:
         return self._idn
 
-    def ranges(self) -> tuple[int, float, int, float]:
-        # The combined query PTD itself sends ("Buffer was 1.000E+00;1;300.0E+00;1").
-        parts = self.query(":INP:CURR:RANG?;AUTO?;:INP:VOLT:RANG?;AUTO?").split(";")
+    def _element_ranges(self, element: int | None) -> tuple[int, float, int, float]:
+        if element is None:
+            # The combined query PTD itself sends ("Buffer was 1.000E+00;1;300.0E+00;1").
+            parts = self.query(":INP:CURR:RANG?;AUTO?;:INP:VOLT:RANG?;AUTO?").split(";")
+        else:
+            e = f"ELEM{element}"
+            parts = self.query(f":INP:CURR:RANG:{e}?;:INP:CURR:AUTO:{e}?;:INP:VOLT:RANG:{e}?;"
+                               f":INP:VOLT:AUTO:{e}?").split(";")
         return int(parts[1]), float(parts[0]), int(parts[3]), float(parts[2])
+
+    def ranges(self) -> tuple[int, float, int, float]:
+        return self._element_ranges(self.channels[0] if self.channels else None)
 
     def sample(self) -> MeterSample:
         values = [float(v) for v in self.query(":NUM:NORM:VAL?").split(",")]
-        amp_auto, amp_range, volt_auto, volt_range = self.ranges()
-        auto = bool(amp_auto or volt_auto)
-        unc = _sample_uncertainty(values[0], values[1], values[2], amp_range * volt_range, auto)
-        return MeterSample(values[0], values[1], values[2], values[3], auto, unc)
+        if not self.channels:
+            amp_auto, amp_range, volt_auto, volt_range = self.ranges()
+            auto = bool(amp_auto or volt_auto)
+            unc = _sample_uncertainty(values[0], values[1], values[2], amp_range * volt_range, auto)
+            return MeterSample(values[0], values[1], values[2], values[3], auto, unc)
+        parts = []
+        auto = False
+        for n, c in enumerate(self.channels):
+            p, u, i, pf = values[4 * n: 4 * n + 4]
+            amp_auto, amp_range, volt_auto, volt_range = self._element_ranges(c)
+            auto = auto or bool(amp_auto or volt_auto)
+            parts.append((c, p, u, i, pf, _channel_bound_w(p, u, i, amp_range * volt_range)))
+        return _multichannel_sample(parts, auto)
 
     def set_range(self, channel: str, value: float | None) -> float | None:
+        # without -c the plain command (every element); with -c each channel read by its ELEMent form
         name = "VOLT" if channel == "V" else "CURR"
+        targets = [f":ELEM{c}" for c in self.channels] or [""]
         if value is None:
-            self.command(f":INP:{name}:AUTO ON")
+            self.command(";".join(f":INP:{name}:AUTO{t} ON" for t in targets))
             return None
-        choices = (physics.VOLTAGE_RANGES_V if channel == "V" else physics.CURRENT_RANGES_A)["3"]
+        choices = self.model.voltage_ranges("3") if channel == "V" else self.model.current_ranges("3")
         chosen = physics.smallest_range_at_least(value, choices)
         if chosen is None:
             raise ValueError(f"{value} is above the largest range {choices[-1]}")
-        self.command(f":INP:{name}:AUTO OFF;:INP:{name}:RANG {chosen}")
+        self.command(";".join(f":INP:{name}:AUTO{t} OFF;:INP:{name}:RANG{t} {chosen}" for t in targets))
         return chosen
 
     def close(self) -> None:
@@ -253,11 +379,20 @@ class Sample:
     reading: MeterSample
     mark: str
 
-    def rl_line(self) -> str:
+    def rl_line(self, all_channels: bool = False) -> str:
+        """The line of an RL reply: with ``all_channels`` (``RL,*,*`` to a multichannel PTD) the
+        sum group and every channel's group; else the one group (the sum, for a multichannel PTD)."""
         r = self.reading
+        if all_channels and r.channels:
+            return multichannel_rl_line(self.t_utc_s, [c.group() for c in r.channels])
+        if r.channels:
+            return sample_line(self.t_utc_s, r.power_w, None, None, None)
         return sample_line(self.t_utc_s, r.power_w, r.voltage_v, r.current_a, r.power_factor)
 
     def log_line(self) -> str:
+        r = self.reading
+        if r.channels:
+            return multichannel_log_line(self.t_utc_s, self.mark, [(c.channel, c.group()) for c in r.channels])
         return f"{self.rl_line()},Mark,{self.mark}"
 
     @property
@@ -310,10 +445,14 @@ class PtdServer:
                  log_path: Path | None = None, device_type: int = 49, console: Callable[[str], None] | None = None,
                  faults: Faults | None = None, extended_log: bool = False, range_ack_delay_s: float = 0.0,
                  idle_interval_s: float = 1.0, handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
-                 idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
+                 idle_timeout_s: float = IDLE_TIMEOUT_S, channels: tuple[int, ...] = ()) -> None:
         self.meter, self.clock = meter, clock
         self.model_name = DEVICE_MODELS[device_type]
+        self.meter_name = "WT330" if device_type == 77 else "WT310"  # as PTD names the meter in errors
         self.device_type = device_type
+        self.multichannel = device_type in MULTICHANNEL_DEVICE_TYPES
+        self.channels = channels if self.multichannel else ()
+        self.channel_count = len(self.channels) or 1
         self.faults = faults or Faults()
         self.extended_log, self.range_ack_delay_s = extended_log, range_ack_delay_s
         self.handshake_timeout_s, self.idle_timeout_s = handshake_timeout_s, idle_timeout_s
@@ -401,7 +540,9 @@ class PtdServer:
             reading = self.meter.sample()
         except (OSError, ValueError, IndexError) as exc:
             self.say(f"ERROR: analyzer read failed: {exc}")
-            reading = MeterSample(math.nan, math.nan, math.nan, math.nan, True, None)
+            nan = math.nan
+            reading = MeterSample(nan, nan, nan, nan, True, None,
+                                  tuple(ChannelReading(k, nan, nan, nan, nan) for k in self.channels))
         # All under the lock: a sample's console lines must come before a concurrent Stop's
         # "Completed test" (the checker accepts auto-range errors only inside the ranging window).
         with self._lock:
@@ -412,12 +553,15 @@ class PtdServer:
                 return
             if len(m.samples) < MAX_SAMPLES:
                 m.samples.append(sample)
-            for name, value in (("watts", reading.power_w), ("volts", reading.voltage_v),
-                                ("amps", reading.current_a), ("pf", reading.power_factor)):
-                if not math.isfinite(value):
-                    text = f"Bad {name} reading {'inf' if math.isinf(value) else 'nan'} from WT310"
-                    self.say(f"ERROR: {text}")
-                    self._event("ERROR", text)
+            # a multichannel sum has no volts, amps or PF of its own: its channels are checked
+            checked = reading.channels or (reading,)
+            for part in checked:
+                for name, value in (("watts", part.power_w), ("volts", part.voltage_v),
+                                    ("amps", part.current_a), ("pf", part.power_factor)):
+                    if not math.isfinite(value):
+                        text = f"Bad {name} reading {'inf' if math.isinf(value) else 'nan'} from {self.meter_name}"
+                        self.say(f"ERROR: {text}")
+                        self._event("ERROR", text)
             if reading.uncertainty_ratio is None:
                 self.say("ERROR: Can't evaluate uncertainty of this sample!")
                 self.say("WARNING: Uncertainty unknown for the last measurement sample!")
@@ -558,8 +702,9 @@ class PtdServer:
     def _identify(self, args: list[str]) -> list[str]:
         idn = self.meter.identity().replace(",", ";")
         interval_ms = int(round(self.interval_s * 1000))
+        # ..., mode=power, uncertainty on, ranging on, <channel count>, 0, 0, calibration date, IDN
         return [f"{self.model_name},{interval_ms},1,1,1,1,0,0,1,version={PTD_VERSION}-{PTD_CRC}-{PTD_BUILD_DATE},"
-                f"OS=Linux,mode=power,1,1,1,0,0,no_cal_date,{idn}"]
+                f"OS=Linux,mode=power,1,1,{self.channel_count},0,0,no_cal_date,{idn}"]
 
     def _read_ranges(self, args: list[str]) -> list[str]:
         amp_auto, amp_range, volt_auto, volt_range = self.meter.ranges()
@@ -634,8 +779,12 @@ class PtdServer:
         self.raw("\n" * CONSOLE_PADDING_BYTES)
 
     def _read_last(self, args: list[str]) -> list[str]:
-        if args == ["*", "*"]:
+        # RL,*,* is the multichannel form (every channel's group); a single-channel PTD refuses it.
+        all_channels = args == ["*", "*"]
+        if all_channels and not self.multichannel:
             return ["Invalid number of parameters"]
+        if all_channels:
+            args = []
         if len(args) > 1:
             return ["Invalid number of parameters"]
         with self._lock:
@@ -650,7 +799,7 @@ class PtdServer:
                     return ["Invalid number of parameters"]
                 unread = unread[-limit:] if limit > 0 else []
             m.unread = len(m.samples)
-        return [f"Last {len(unread)} samples", *(s.rl_line() for s in unread)]
+        return [f"Last {len(unread)} samples", *(s.rl_line(all_channels) for s in unread)]
 
     @staticmethod
     def _watts_stats(m: Measurement) -> tuple[float, float, float, int, int, int]:

@@ -64,7 +64,13 @@ class Settings(ServiceSettings):
 
     @model_validator(mode="after")
     def _feed_fits(self) -> Settings:
-        self.element_feed()  # LoadSpecError (a ValueError) for a split or PSU list that does not fit
+        from mlpower.analyzer_sim.errors import LoadSpecError
+
+        try:
+            self.element_feed()
+        except LoadSpecError as exc:  # a ValueError: pydantic reports it, naming the settings involved
+            raise ValueError(f"MLPOWER_SIM_MODEL/SPLIT/IMBALANCE/PSUS (--model/--split/--imbalance/--psus) do "
+                             f"not fit together: {exc}") from None
         return self
 
     def element_feed(self) -> ElementFeed:

@@ -13,8 +13,10 @@ from mlpower.analyzer_sim.faults import Faults, FaultState
 from mlpower.analyzer_sim.instrument import Clock, Identity, Instrument, PhysicsOptions
 from mlpower.analyzer_sim.loads import FollowLoad, LoadModel, SwitchableLoad, parse_load
 from mlpower.analyzer_sim.metrics import SimMetrics
+from mlpower.analyzer_sim.models import MODELS, meter_model
 from mlpower.analyzer_sim.server import ScpiPtyServer, ScpiTcpServer
 from mlpower.analyzer_sim.settings import Settings
+from mlpower.analyzer_sim.split import ElementFeed, element_feed, parse_shares
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +177,7 @@ class PtdHandle:
                  analyzer_port: int | None, analyzer_host: str = "127.0.0.1", host: str = "127.0.0.1",
                  device_type: int = 49, console: Callable[[str], None] | None = None, extended_log: bool = False,
                  settings: Settings | None = None, clock: Clock | None = None,
-                 console_path: str | Path | None = None) -> None:
+                 console_path: str | Path | None = None, channels: tuple[int, ...] = ()) -> None:
         from mlpower.analyzer_sim.ptd import InProcessMeter, MeterLink, PtdServer, ScpiMeter, console_file_sink
 
         self.settings = settings or Settings()
@@ -187,15 +189,15 @@ class PtdHandle:
         self.instrument: Instrument | None = None
         meter: MeterLink
         if analyzer_port is not None:
-            meter = ScpiMeter(analyzer_host, analyzer_port)
+            meter = ScpiMeter(analyzer_host, analyzer_port, channels=channels)
         else:
+            model_name, feed = self._meter_for(channels)
             self.instrument = Instrument(
                 self.model, self.clock, seed=seed, faults=self.faults,
-                identity=Identity(model=self.settings.model, serial=self.settings.serial,
-                                  firmware=self.settings.firmware),
-                options=physics_options(self.settings), feed=self.settings.element_feed())
+                identity=Identity(model=model_name, serial=self.settings.serial, firmware=self.settings.firmware),
+                options=physics_options(self.settings), feed=feed)
             self.instrument.set_rate(0.25)  # PTD samples at 1 Hz; a faster meter keeps every sample fresh
-            meter = InProcessMeter(self.instrument)
+            meter = InProcessMeter(self.instrument, channels)
         self.log_path = Path(log_path) if log_path is not None else None
         # The console as the stand-alone daemon prints it to stdout, into a file (a director that
         # connects to this daemon reads it for ptd_logs.txt, as it reads a launched PTDaemon's pipe).
@@ -207,12 +209,27 @@ class PtdHandle:
                                     device_type=device_type, console=sink, faults=self.faults,
                                     extended_log=extended_log, range_ack_delay_s=self.settings.ptd_range_ack_delay_s,
                                     handshake_timeout_s=self.settings.handshake_timeout_s,
-                                    idle_timeout_s=self.settings.idle_timeout_s)
+                                    idle_timeout_s=self.settings.idle_timeout_s, channels=channels)
         except BaseException:
             meter.close()
             if self._console_file is not None:
                 self._console_file.close()
             raise
+
+    def _meter_for(self, channels: tuple[int, ...]) -> tuple[str, ElementFeed]:
+        """The simulated meter behind the daemon: the configured one, or for a multichannel PTD a
+        WT332E/WT333E with enough elements for the channels read (the configured model when it
+        has them), its elements fed by the configured split."""
+        s = self.settings
+        if not channels:
+            return s.model, s.element_feed()
+        configured = meter_model(s.model)
+        model = configured if configured.elements >= max(channels) else MODELS["WT332E" if max(channels) <= 2
+                                                                                 else "WT333E"]
+        if model is configured:
+            return model.name, s.element_feed()
+        return model.name, element_feed(model.elements, parse_shares(s.split) if s.split.strip() else None,
+                                         s.imbalance)
 
     @property
     def port(self) -> int:
@@ -245,7 +262,9 @@ def start_ptd(port: int = 0, log_path: str | Path | None = None, seed: int = 0, 
               analyzer_port: int | None = None, **extra: Any) -> PtdHandle:
     """Start a PTDaemon emulator in this process; readings from its own physics, or over SCPI from
     a WT310E (simulator) on ``analyzer_port``. Extra keywords: ``analyzer_host``, ``host``, ``console``
-    (a callable receiving console text), ``extended_log``, ``settings``, ``clock``."""
+    (a callable receiving console text), ``extended_log``, ``settings``, ``clock``, ``device_type``
+    and, for a multichannel type (48/59/61/77), ``channels``: the meter channels read, e.g.
+    ``(1, 2, 3)`` for ``-c 1,3`` (``PtdArgs.read_channels``)."""
     return PtdHandle(port=port, log_path=log_path, seed=seed, load=load, analyzer_port=analyzer_port, **extra)
 
 

@@ -1,8 +1,9 @@
 """The director's bus edge: ``StartRun``/``StopRun`` commands in, the SUT agent's workload phases.
 
 A ``StartRun`` becomes a ``RunPlan`` for ``Director.run``; a refused one (busy, bad id, no
-analyzer) is answered at once with ``RunCompleted(status="failed")``. While connected, the edge
-is the director's ``agent``: for each mode it asks the agent with ``RunWorkloadPhase`` to run the
+analyzer) is answered at once with a ``RunStop(status="failed")`` of that run id: the end of a
+run that never started (no ``run.start``), so the one end-of-run fact covers it too. While
+connected, the edge is the director's ``agent``: for each mode it asks the agent with ``RunWorkloadPhase`` to run the
 workload, records the LoadGen window (``power_begin``/``power_end``) as
 ``PhaseMark(source="loadgen")``, and returns when the agent says ``finished`` (the mode ends) or
 ``failed`` (the run fails). The agent sends ``AgentHeartbeat`` every ``heartbeat_s`` while it
@@ -33,7 +34,7 @@ from mlpower.logtext import client_text
 from mlpower.schema import (
     AgentHeartbeat,
     Message,
-    RunCompleted,
+    RunStop,
     RunWorkloadPhase,
     StartRun,
     StopRun,
@@ -164,9 +165,16 @@ class BusEdge:
             self.director.run(plan_of(command))
         except MlpowerError as exc:  # refused (busy, bad id, analyzer absent): nothing started, say why
             log.error("StartRun %s refused: %s", client_text(command.run_id), client_text(str(exc)))
-            event = RunCompleted(run_id=command.run_id or "unassigned", lab=self.settings.lab, sut=command.sut,
-                                 status="failed", reason=f"refused: {exc}", t_utc_s=self.director.clock.now_utc_s())
-            self.bus.publish(event, topology.event_key(event))
+            self._refused(command, f"refused: {exc}")
+
+    def _refused(self, command: StartRun, reason: str) -> None:
+        run_id = command.run_id or "unassigned"
+        active = self.director.active
+        if active is not None and active.run_id == run_id:
+            return  # the run of that id is in progress: its own run.stop ends it, a second one would lie
+        stop = RunStop(run_id=run_id, seq=0, status="failed", reason=reason, t_utc_s=self.director.clock.now_utc_s())
+        self.bus.publish(stop, topology.run_key(self.settings.lab, self.settings.sut, self.settings.analyzer_name,
+                                                run_id))
 
     # ----------------------------------------------------------------------- the agent's phases
 

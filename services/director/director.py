@@ -5,7 +5,7 @@ server, event by event. HTTP and the bus hand the director a ``RunPlan`` and it 
 session itself (``run``): start each mode, let the workload run (timed, or by the SUT agent
 through the bus edge registered as ``agent``), stop it, then done, fail or abort. A run over the
 bus thus cannot trample one started by a power-dev client. When a session ends, for any reason,
-``RunCompleted`` goes out on the events exchange.
+its ``RunStop`` (the run's last document) is the end-of-run fact on the bus.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlpower import topology
 from mlpower.bus import Bus
 from mlpower.errors import MlpowerError
-from mlpower.schema import RunCompleted
 from mlpower.timeutil import SYSTEM_CLOCK, Clock
 
+from .channels import ChannelSpec, analyzer_indexes
 from .errors import DirectorError
 from .metrics import DirectorMetrics
 from .outputs import session_id
@@ -34,6 +33,8 @@ from .session_analyzer import ServerLog
 from .session_states import Abort, Done, Fail, StartPhase, StopPhase
 from .settings import DirectorSettings
 from .sources import AnalyzerSource, open_source, parse_resource
+from .wt300_elements import ElementSource, MultiElementMeter
+from .wt310e import WT310E
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,22 @@ class Director:
                     options["ptd_command"] = self.settings.ptd_command
         return open_source(resource, **options)
 
+    def _open_channels(self, channels: tuple[ChannelSpec, ...], interval_s: float) -> list[AnalyzerSource]:
+        """A source per channel. Elements of one WT3xx meter (several channels on one VISA or serial
+        resource) share one connection (``wt300_elements``): the meter has one item list and one update."""
+        shared: dict[str, list[ElementSource]] = {}
+        if self._source_factory == self.open_source:
+            groups: dict[str, list[int]] = {}
+            for channel in channels:
+                groups.setdefault(channel.resource, []).append(channel.element)
+            for resource, elements in groups.items():
+                if len(elements) > 1 and parse_resource(resource).kind in ("visa", "serial"):
+                    driver = self.open_source(resource, interval_s)
+                    assert isinstance(driver, WT310E)
+                    shared[resource] = MultiElementMeter(driver, tuple(elements)).sources()
+        return [shared[c.resource].pop(0) if c.resource in shared else self._source_factory(c.address, interval_s)
+                for c in channels]
+
     def on_end(self, listener: Callable[[MeasurementSession], None]) -> None:
         self._listeners.append(listener)
 
@@ -92,8 +109,8 @@ class Director:
                      messages: list[dict[str, Any]] | None = None, settings: dict[str, Any] | None = None,
                      ) -> MeasurementSession:
         """Open a session on the configured analyzers; ``Busy`` while another one runs."""
-        resources = self.settings.analyzers
-        if not resources:
+        channels = self.settings.channels
+        if not channels:
             raise DirectorError("no analyzer configured (MLPOWER_ANALYZER / --analyzer)")
         run_id = run_id or session_id(self.clock.now_utc_s(), label)
         if not re.match(RUN_ID_RE, run_id):
@@ -105,10 +122,7 @@ class Director:
             if self.busy:
                 assert self.active is not None
                 raise Busy(f"session {self.active.run_id} is running")
-            names = [self.settings.analyzer_name] if len(resources) == 1 else \
-                [f"{self.settings.analyzer_name}_{i}" for i in range(1, len(resources) + 1)]
-            sources = [(name, self._source_factory(resource, interval))
-                       for name, resource in zip(names, resources, strict=True)]
+            sources = list(zip((c.name for c in channels), self._open_channels(channels, interval), strict=True))
             config = SessionConfig(
                 results_dir=Path(self.settings.results_dir), sample_interval_s=interval, sleep_s=self.settings.sleep_s,
                 debug=self.settings.debug, page_interval_s=self.settings.page_interval_s,
@@ -119,7 +133,7 @@ class Director:
             self.metrics.interval_s = interval
             session = MeasurementSession(identity, sources, config, bus=self.bus, metrics=self.metrics,
                                          server_log=server_log, messages=messages, on_end=self._ended,
-                                         clock=self.clock)
+                                         clock=self.clock, analyzer_indexes=analyzer_indexes(channels))
             session.open()
             self.active = self.last = session
             return session
@@ -199,14 +213,6 @@ class Director:
         return f"{session_id(self.clock.now_utc_s(), '')}_{uuid.uuid4().hex[:6]}"
 
     def _ended(self, session: MeasurementSession) -> None:
-        if self.bus is not None:
-            event = RunCompleted(run_id=session.run_id, lab=self.settings.lab, sut=self.settings.sut,
-                                 status=session.status, reason=session.status_reason, output_dir=str(session.dir),
-                                 t_utc_s=self.clock.now_utc_s())
-            try:
-                self.bus.publish(event, topology.event_key(event))
-            except MlpowerError as exc:
-                log.error("could not publish RunCompleted for %s: %s", session.run_id, exc)
         for listener in self._listeners:
             listener(session)
 

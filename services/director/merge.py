@@ -46,14 +46,31 @@ def usable_power(sample: Timed | None) -> float | None:
     return sample.power_w
 
 
-def _nearest(times: Sequence[float], t: float, tolerance_s: float) -> int | None:
-    i = bisect.bisect_left(times, t)
-    best: int | None = None
+def _nearest(stream: Sequence[T], t: float, tolerance_s: float) -> T | None:
+    """The sample of a time-sorted stream nearest to ``t``, if one lies within ``tolerance_s``."""
+    i = bisect.bisect_left(stream, t, key=lambda s: s.t_utc_s)
+    best: T | None = None
     for j in (i - 1, i):
-        if 0 <= j < len(times) and abs(times[j] - t) <= tolerance_s:
-            if best is None or abs(times[j] - t) < abs(times[best] - t):
-                best = j
+        if 0 <= j < len(stream) and abs(stream[j].t_utc_s - t) <= tolerance_s:
+            if best is None or abs(stream[j].t_utc_s - t) < abs(best.t_utc_s - t):
+                best = stream[j]
     return best
+
+
+def merge_row(base: T, others: Sequence[Sequence[T]], tolerance_s: float) -> MergedRow[T]:
+    """The row of one sample of the first stream: each other (time-sorted) stream's nearest sample
+    within the tolerance, and the sum of their powers, missing when any part is missing or flagged."""
+    parts: list[T | None] = [base] + [_nearest(stream, base.t_utc_s, tolerance_s) for stream in others]
+    flags = 0
+    for part in parts:
+        flags |= SampleFlag.MISSING if part is None else part.flags
+    powers = [usable_power(part) for part in parts]
+    total = None if any(p is None for p in powers) else sum(p for p in powers if p is not None)
+    if len(parts) > 1:
+        flags |= SampleFlag.INTERPOLATED
+    if total is None:
+        flags |= SampleFlag.MISSING
+    return MergedRow(base.t_utc_s, tuple(parts), total, int(flags))
 
 
 def merge_by_time(streams: Sequence[Sequence[T]], tolerance_s: float) -> list[MergedRow[T]]:
@@ -63,21 +80,4 @@ def merge_by_time(streams: Sequence[Sequence[T]], tolerance_s: float) -> list[Me
     if tolerance_s < 0:
         raise ValueError("tolerance_s must be >= 0")
     others = [sorted(stream, key=lambda s: s.t_utc_s) for stream in streams[1:]]
-    other_times = [[s.t_utc_s for s in stream] for stream in others]
-    rows: list[MergedRow[T]] = []
-    for base in sorted(streams[0], key=lambda s: s.t_utc_s):
-        parts: list[T | None] = [base]
-        for stream, times in zip(others, other_times, strict=True):
-            k = _nearest(times, base.t_utc_s, tolerance_s)
-            parts.append(None if k is None else stream[k])
-        flags = 0
-        for part in parts:
-            flags |= SampleFlag.MISSING if part is None else part.flags
-        powers = [usable_power(part) for part in parts]
-        total = None if any(p is None for p in powers) else sum(p for p in powers if p is not None)
-        if len(parts) > 1:
-            flags |= SampleFlag.INTERPOLATED
-        if total is None:
-            flags |= SampleFlag.MISSING
-        rows.append(MergedRow(base.t_utc_s, tuple(parts), total, int(flags)))
-    return rows
+    return [merge_row(base, others, tolerance_s) for base in sorted(streams[0], key=lambda s: s.t_utc_s)]

@@ -51,8 +51,9 @@ class DirectorMetrics:
                               ("run_id", "sut", "benchmark", "scenario", "phase"), registry=r)
         # Per analyzer, not per channel: it is the link to the instrument that is up or lost.
         self.analyzer_up = Gauge("mlpower_analyzer_up",
-                                 "1 while the director reads this analyzer (opened, samples arriving), "
-                                 "0 once it failed to open or was lost", ("sut", "analyzer"), registry=r)
+                                 "1 while the director reads this analyzer (opened, samples arriving, or "
+                                 "between runs a probe opened it), 0 once it failed to open or was lost",
+                                 ("sut", "analyzer"), registry=r)
         self._live_gauges = (self.power, self.voltage, self.current, self.pf, self.uncertainty,
                              self.range_current, self.range_voltage)
         self._last: dict[tuple[str, str, str], Reading] = {}

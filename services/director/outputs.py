@@ -68,6 +68,20 @@ def merged_spl_text(streams: Sequence[Sequence[Reading]], mark: str, tolerance_s
     return "".join(lines)
 
 
+def multichannel_spl_text(streams: Sequence[Sequence[Reading]], channels: Sequence[int], mark: str,
+                          tolerance_s: float) -> str:
+    """The elements of one meter: PTD's multichannel line (the sum group, the Mark, then ``Ch<k>`` and
+    element k's group), rows paired by timestamp; a row with an element missing has no sum (-1)."""
+    lines = []
+    for row in merge_by_time(streams, tolerance_s):
+        groups = [(ptdformat.channel_label(k), ptdformat.SampleGroup.of(
+            usable_power(part), part.voltage_v, part.current_a, part.power_factor) if part is not None
+            else ptdformat.SampleGroup.of(None, None, None, None)) for k, part in zip(channels, row.parts, strict=True)]
+        lines.append(ptdformat.SampleLine.of(row.t_utc_s, ptdformat.SampleGroup.of(row.power_w, None, None, None),
+                                             mark, groups).text())
+    return ptdformat.spl_text(lines)
+
+
 # --------------------------------------------------------------------------- PTD-style summaries
 
 

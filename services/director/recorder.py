@@ -149,3 +149,50 @@ class Recorder:
             except Exception as exc:  # the bus is down: the samples stay on disk; say so once per page
                 self.publish_error = f"{type(exc).__name__}: {exc}"
                 log.error("page of %d samples of %s not published: %s", len(page), self.stream, self.publish_error)
+
+
+class Pager:
+    """Publishes one stream's readings in pages from its own thread, as a recorder does: at least
+    every ``page_interval_s`` or ``page_max_samples``; ``close`` publishes the rest and drains.
+    For a stream no source reads (the SUT's merged stream, built from the channels' samples)."""
+
+    def __init__(self, run_stream: RunStream | None, stream: str, mode: str, config: RecorderConfig, *,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        self.stream, self.mode = stream, mode
+        self._run_stream, self._config, self._clock = run_stream, config, clock
+        self._page: list[Reading] = []
+        self._last_page = clock.monotonic_s()
+        self._outbox: queue.Queue[list[Reading] | None] = queue.Queue()
+        self.pages = 0
+        self.publish_error: str | None = None
+        self._thread = threading.Thread(target=self._publish, name=f"pages-{stream}-{mode}", daemon=True)
+        self._thread.start()
+
+    def add(self, reading: Reading) -> None:
+        self._page.append(clean(reading))
+        now = self._clock.monotonic_s()
+        if len(self._page) >= self._config.page_max_samples or now - self._last_page >= self._config.page_interval_s:
+            self._flush()
+            self._last_page = now
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self._flush()
+        self._outbox.put(None)
+        self._thread.join(timeout=timeout_s)
+
+    def _flush(self) -> None:
+        page, self._page = self._page, []
+        if page and self._run_stream is not None:
+            self._outbox.put(page)
+
+    def _publish(self) -> None:
+        while (page := self._outbox.get()) is not None:
+            columns = {name: [getattr(r, name) for r in page] for name in PAGE_COLUMNS}
+            columns["flags"] = [int(f) for f in columns["flags"]]
+            try:
+                assert self._run_stream is not None
+                self._run_stream.page(self.stream, mode=self.mode, **columns)
+                self.pages += 1
+            except Exception as exc:  # the bus is down: the samples stay on disk; say so once per page
+                self.publish_error = f"{type(exc).__name__}: {exc}"
+                log.error("page of %d samples of %s not published: %s", len(page), self.stream, self.publish_error)

@@ -7,7 +7,7 @@ has no ``run.stop``. At start the director looks for such runs of its own lab an
 * writes what the server tree lacks: ``samples.parquet`` and each interrupted phase's ``spl.txt``
   from the stored pages, ``server.log`` and ``server.json`` (status ``aborted`` and the reason);
 * appends ``RunStop(status="aborted", reason="director restarted: ...")`` to ``documents.jsonl``;
-* replays the run's documents on the bus, then the stop and ``RunCompleted(status="aborted")``.
+* replays the run's documents on the bus, then the stop (the end-of-run fact).
   A document killed between the disk write and the broker's confirm thus still reaches
   consumers; the rest are duplicates that idempotent consumers drop by (run_id, seq).
 
@@ -32,7 +32,6 @@ from mlpower.ptdformat import server_log_line
 from mlpower.schema import (
     DecodeError,
     PhaseMark,
-    RunCompleted,
     RunDocument,
     RunStart,
     RunStop,
@@ -164,9 +163,6 @@ def _publish(bus: Bus | None, start: RunStart, documents: list[RunDocument], sto
     try:
         for document in [*documents, stop]:
             bus.publish(document, key)
-        event = RunCompleted(run_id=start.run_id, lab=start.lab, sut=start.sut, status=stop.status,
-                             reason=stop.reason, output_dir=stop.output_dir, t_utc_s=stop.t_utc_s)
-        bus.publish(event, topology.event_key(event))
     except MlpowerError as exc:
         log.error("could not publish the end of interrupted run %s: %s", start.run_id, exc)
 

@@ -28,13 +28,14 @@ from typing import Any, Literal
 from mlpower.bus import Bus
 from mlpower.errors import MlpowerError
 from mlpower.runstream import RunStream, storage_reason
-from mlpower.schema import SampleFlag
+from mlpower.schema import SampleFlag, SourceInfo
 from mlpower.timeutil import SYSTEM_CLOCK, Clock
 
 from . import session_files
+from .channels import TOTAL_STREAM
 from .errors import AnalyzerLost, DirectorError, RangeError
 from .ranges import testing_ranges
-from .recorder import Recorder, RecorderConfig
+from .recorder import Pager, Recorder, RecorderConfig
 from .session_analyzer import ServerLog, SessionAnalyzer, analyzers_of
 from .session_states import (
     END_STATUS,
@@ -55,6 +56,7 @@ from .session_states import (
     trigger_of,
 )
 from .sources import AnalyzerSource, Reading
+from .sum_stream import SumStream
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +106,16 @@ class MeasurementSession:
     def __init__(self, identity: SessionIdentity, sources: Sequence[tuple[str, AnalyzerSource]],
                  config: SessionConfig, *, bus: Bus | None = None, metrics: Any = None,
                  server_log: ServerLog | None = None, messages: list[dict[str, Any]] | None = None,
-                 on_end: Callable[[MeasurementSession], None] | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+                 on_end: Callable[[MeasurementSession], None] | None = None, clock: Clock = SYSTEM_CLOCK,
+                 analyzer_indexes: Sequence[int] | None = None) -> None:
         if not sources:
             raise DirectorError("a session needs at least one analyzer")
         self.identity, self.config, self.clock = identity, config, clock
-        self.analyzers = analyzers_of(sources)
+        self.analyzers = analyzers_of(sources, analyzer_indexes)
+        self.totals: dict[Mode, list[Reading]] = {"ranging": [], "testing": []}
+        """Several channels: the SUT's merged stream (their sum on a common timebase) per phase."""
+        self._sum: SumStream | None = None
+        self._sum_pager: Pager | None = None
         self.bus, self.metrics = bus, metrics
         self.log = server_log or ServerLog(clock)
         self.messages: list[dict[str, Any]] = messages if messages is not None else []
@@ -162,6 +169,15 @@ class MeasurementSession:
     def readings(self, mode: Mode, analyzer: int = 0) -> list[Reading]:
         return list(self.analyzers[analyzer].readings[mode])
 
+    @property
+    def merged(self) -> bool:
+        """Several channels are one SUT measurement: their sum is published as ``TOTAL_STREAM``."""
+        return len(self.analyzers) > 1
+
+    @property
+    def merge_tolerance_s(self) -> float:
+        return self.config.sample_interval_s / 2
+
     def ranges(self, mode: Mode) -> list[Ranges]:
         return [a.ranges.get(mode, (None, None)) for a in self.analyzers]
 
@@ -210,6 +226,14 @@ class MeasurementSession:
         for analyzer in self.analyzers:
             self.stream.descriptor(stream=analyzer.name, source=analyzer.source.info,
                                    sample_interval_s=self.config.sample_interval_s)
+        if self.merged:
+            infos = [a.source.info for a in self.analyzers]
+            total = SourceInfo(kind="merged", model="sum of " + " + ".join(a.name for a in self.analyzers),
+                               address=", ".join(f"{a.name}={i.address}#{i.channel}"
+                                                 for a, i in zip(self.analyzers, infos, strict=True)),
+                               channel=0, tier="official" if all(i.tier == "official" for i in infos)
+                               else "informative")
+            self.stream.descriptor(stream=TOTAL_STREAM, source=total, sample_interval_s=self.config.sample_interval_s)
         self._set_metrics_run("idle")
 
     def _open_stream(self, first: SessionAnalyzer) -> RunStream:
@@ -281,6 +305,7 @@ class MeasurementSession:
                 analyzer.console.add(self.clock.now_utc_s(), f"Go with mark '{mark}'")
             assert self.stream is not None
             self.stream.mark(f"{mode}_begin", mode=mode, t_utc_s=self.clock.now_utc_s())
+            self._start_sum(mode)
             for analyzer in self.analyzers:
                 self._start_recorder(analyzer, mode)
             phase.append(self._now())
@@ -316,12 +341,32 @@ class MeasurementSession:
             analyzer.ranges[mode] = (volts, amps)
             analyzer.note_ranges(self.clock.now_utc_s(), volts, amps)
 
+    def _start_sum(self, mode: Mode) -> None:
+        if not self.merged:
+            return
+        config = RecorderConfig(self.config.sample_interval_s, self.config.page_interval_s,
+                                self.config.page_max_samples)
+        pager = Pager(self.stream, TOTAL_STREAM, mode, config, clock=self.clock)
+        self._sum_pager = pager
+        self._sum = SumStream(len(self.analyzers), self.merge_tolerance_s, lambda _row, total: pager.add(total))
+
+    def _end_sum(self, mode: Mode) -> None:
+        """After every recorder stopped: the rest of the merged rows, published before the end mark."""
+        if self._sum is not None and self._sum_pager is not None:
+            self.totals[mode] = self._sum.close()
+            self._sum_pager.close()
+        self._sum = self._sum_pager = None
+
     def _start_recorder(self, analyzer: SessionAnalyzer, mode: Mode) -> None:
+        position = self.analyzers.index(analyzer)
+        total = self._sum
         if self.metrics is not None:
             self.metrics.prepare(analyzer.name, analyzer.source.info.channel, self.identity.sut)
 
         def on_sample(stream: str, reading: Reading) -> None:
             analyzer.note_sample(reading, mode)
+            if total is not None:
+                total.add(position, reading)
             if self.metrics is not None:
                 self.metrics.observe(stream, analyzer.source.info.channel, self.identity.sut, reading)
 
@@ -369,6 +414,7 @@ class MeasurementSession:
                 except Exception as exc:  # a dead analyzer must not stop the files from being written
                     self.log.error(f"analyzer {analyzer.name} stop: {exc}")
                 analyzer.note_completed(self.clock.now_utc_s(), mode)
+        self._end_sum(mode)
         if self.metrics is not None:
             self.metrics.idle(self.identity.sut)
         if self.stream is not None and not self.ended:

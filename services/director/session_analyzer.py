@@ -151,5 +151,11 @@ class SessionAnalyzer:
                                   f"samples {watts[4]}, errors {watts[5]}, valid {watts[6]}")
 
 
-def analyzers_of(sources: Sequence[tuple[str, AnalyzerSource]]) -> list[SessionAnalyzer]:
-    return [SessionAnalyzer(i, name, source) for i, (name, source) in enumerate(sources, start=1)]
+def analyzers_of(sources: Sequence[tuple[str, AnalyzerSource]], indexes: Sequence[int] | None = None,
+                 ) -> list[SessionAnalyzer]:
+    """One per channel; ``indexes`` gives each channel's analyzer number (channels of one meter
+    share it), by default one analyzer per channel."""
+    numbers = list(indexes) if indexes is not None else list(range(1, len(sources) + 1))
+    if len(numbers) != len(sources):
+        raise ValueError("one analyzer number per channel")
+    return [SessionAnalyzer(i, name, source) for i, (name, source) in zip(numbers, sources, strict=True)]

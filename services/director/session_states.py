@@ -33,7 +33,7 @@ class State(enum.StrEnum):
 
 
 END_STATUS: dict[State, str] = {State.DONE: "success", State.FAILED: "failed", State.ABORTED: "aborted"}
-"""A session's final state -> the run's status (RunCompleted, RunStop, server.json)."""
+"""A session's final state -> the run's status (RunStop, server.json)."""
 TERMINAL = frozenset(END_STATUS)
 
 

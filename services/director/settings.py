@@ -8,6 +8,8 @@ from pathlib import Path
 from mlpower.settings import ServiceSettings
 from pydantic import Field, field_validator, model_validator
 
+from .channels import ChannelSpec, parse_channels
+
 UPSTREAM_SLEEP_S = 10.0
 """power-dev's ANALYZER_SLEEP_SECONDS: the pause inside every start (before Go) and every stop."""
 
@@ -17,8 +19,9 @@ DEBUG_SLEEP_S = 0.5
 
 class DirectorSettings(ServiceSettings):
     analyzer: str = Field(default="", validation_alias="MLPOWER_ANALYZER",
-                          description="analyzer resource(s), comma-separated: a VISA resource, serial path, "
-                                      "ptd://host:port, nvml or rapl")
+                          description="analyzer channel(s), comma-separated [name=]resource[#element]: a VISA "
+                                      "resource, serial path, ptd://host:port, nvml or rapl; several channels are "
+                                      "one SUT measurement (their sum is the SUT's power)")
     analyzer_name: str = Field(default="analyzer1", validation_alias="MLPOWER_ANALYZER_NAME",
                                pattern=r"^[A-Za-z0-9_\-]+$")
     sut: str = Field(default="sut", validation_alias="MLPOWER_SUT", pattern=r"^[A-Za-z0-9_\-]+$")
@@ -89,6 +92,12 @@ class DirectorSettings(ServiceSettings):
     @field_validator("analyzer")
     @classmethod
     def _strip(cls, value: str) -> str:
+        from .errors import ResourceError
+
+        try:
+            parse_channels(value)
+        except ResourceError as exc:
+            raise ValueError(str(exc)) from None
         return value.strip()
 
     @property
@@ -104,4 +113,9 @@ class DirectorSettings(ServiceSettings):
 
     @property
     def analyzers(self) -> tuple[str, ...]:
+        """The channels as declared (``[name=]resource[#element]``), one per entry."""
         return tuple(part.strip() for part in self.analyzer.split(",") if part.strip())
+
+    @property
+    def channels(self) -> tuple[ChannelSpec, ...]:
+        return parse_channels(self.analyzer, self.analyzer_name)

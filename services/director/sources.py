@@ -11,6 +11,7 @@ Every source (the WT310E over SCPI, PTDaemon, NVML, RAPL) is opened from one res
     "ptd://127.0.0.1:8888"               a running PTDaemon (``launch=True`` starts one first)
     "nvml", "nvml:1"                     NVML GPU board power (informative)
     "rapl", "rapl:intel-rapl:0"          Linux RAPL powercap zone (informative)
+    "<any of the above>#2"               element 2 of a multi-element meter (``channels``)
 
 A source blocks in ``read_sample`` until the analyzer's next update and raises ``AnalyzerLost``
 when the analyzer is gone (within about 2 s at 1 s updates). Values the analyzer could not
@@ -25,6 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from mlpower.director.channels import split_element
 from mlpower.director.errors import ResourceError
 from mlpower.schema import SampleFlag, SourceInfo
 
@@ -135,11 +137,15 @@ class Resource:
     host: str = ""
     port: int = 0
     index: int = 0
+    element: int | None = None  # ``#n`` after the resource: the element (channel) of a multi-element analyzer
 
 
 def parse_resource(resource: str) -> Resource:
     """Classify a resource string; a string that names no source raises ``ResourceError``."""
     text = resource.strip() if isinstance(resource, str) else ""
+    text, element = split_element(text)
+    if element is not None:
+        return dataclasses.replace(parse_resource(text), element=element)
     if not text:
         raise ResourceError("empty analyzer resource; expected e.g. TCPIP0::127.0.0.1::10001::SOCKET")
     if m := _PTD_RE.match(text):
@@ -173,6 +179,10 @@ def open_source(resource: str, **options: Any) -> AnalyzerSource:
     software meters ``interval_s``.
     """
     parsed = parse_resource(resource)
+    if parsed.element is not None:
+        if parsed.kind not in ("visa", "serial"):
+            raise ResourceError(f"{resource!r}: a {parsed.kind} source has no elements (#n)")
+        options = {**options, "element": parsed.element}
     if parsed.kind in ("visa", "serial"):
         from mlpower.director.wt310e import WT310E
 

@@ -26,6 +26,41 @@ def demo(
                          analyzer_sleep_s=sleep_s), Console())
 
 
+def runs(
+    folders: list[Path] = typer.Argument(None, help="results folders; default: MLPOWER_RESULTS_DIR and the "
+                                                     "nearest lab's results", show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="one JSON list instead of the table"),
+) -> None:
+    """List past runs: id, SUT, start (UTC), verdict, average power, efficiency, path."""
+    import json
+
+    from mlpower.lab.runs import as_json as runs_json
+    from mlpower.lab.runs import past_runs, print_runs
+    from rich.console import Console
+
+    roots = list(folders or _default_results())
+    found = past_runs(roots)
+    if as_json:
+        typer.echo(json.dumps(runs_json(found), indent=2))
+    else:
+        print_runs(Console(), found, roots)
+
+
+def _default_results() -> list[Path]:
+    from mlpower.lab.errors import LabError
+    from mlpower.lab.settings import LabSettings
+    from mlpower.lab.where import find_lab
+    from mlpower.settings import load_settings
+
+    settings = load_settings(LabSettings)
+    roots = [settings.results_dir]
+    try:
+        roots.append(find_lab(settings.workdir) / "volumes" / "results")
+    except LabError:
+        pass  # no lab here: the results folder alone
+    return roots
+
+
 @app.command("up")
 def up(
     workdir: Path = typer.Option(None, "--dir", help="lab folder (logs, volumes, state); default MLPOWER_LAB_DIR"),

@@ -4,12 +4,11 @@ was measured, the compliance verdict with the failing rules, and where the files
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlpower.analytics.check import energy_text
-from mlpower.schema import Finding, RunAnalyzed, RunSummary
+from mlpower.analytics.check import energy_text, findings_table, not_applicable_lines, verdict_line
+from mlpower.schema import RunAnalyzed, RunSummary
 from rich.console import Console
 from rich.table import Table
 
@@ -34,18 +33,9 @@ SUMMARY_ROWS: tuple[tuple[str, Any], ...] = (
 )
 
 
-def failing(findings: Sequence[Finding]) -> list[Finding]:
-    return [f for f in findings if f.status == "fail"]
-
-
 def verdict_text(analyzed: RunAnalyzed) -> str:
-    errors = [f.rule for f in failing(analyzed.findings) if f.severity == "error"]
-    warnings = [f.rule for f in failing(analyzed.findings) if f.severity == "warning"]
-    text = analyzed.verdict.upper()
-    if errors:
-        text += f" (errors: {', '.join(errors)})"
-    if warnings:
-        text += f" (warnings: {', '.join(warnings)})"
+    """The verdict as ``mlpower check`` words it (naming the failing rules), and why a demo fails."""
+    text = verdict_line(analyzed.verdict.upper(), analyzed.findings).removeprefix("verdict: ")
     if not analyzed.summary.compliant_durations:
         text += " - NON-COMPLIANT: durations shortened for a demo"
     return text
@@ -62,16 +52,6 @@ def summary_table(analyzed: RunAnalyzed) -> Table:
     return table
 
 
-def findings_table(findings: Sequence[Finding]) -> Table:
-    table = Table(title="compliance findings", title_justify="left")
-    for column in ("rule", "severity", "status", "message"):
-        table.add_column(column)
-    for finding in findings:
-        style = {"fail": "red", "pass": "green"}.get(finding.status, "yellow")
-        table.add_row(finding.rule, finding.severity, f"[{style}]{finding.status}[/{style}]", finding.message)
-    return table
-
-
 def write_report(analyzed: RunAnalyzed, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(json.loads(analyzed.model_dump_json()), indent=2) + "\n", encoding="utf-8")
@@ -81,6 +61,8 @@ def write_report(analyzed: RunAnalyzed, path: Path) -> Path:
 def print_summary(console: Console, analyzed: RunAnalyzed, paths: dict[str, Any]) -> None:
     console.print(summary_table(analyzed))
     console.print(findings_table(analyzed.findings))
+    for line in not_applicable_lines(analyzed.findings):
+        console.print(f"[dim]{line}[/]", highlight=False)
     # soft_wrap: a path or URL is never broken into lines, so it can be copied whole
     for label, value in paths.items():
         if isinstance(value, list | tuple):

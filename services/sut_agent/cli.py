@@ -11,7 +11,8 @@ import typer
 def agent(
     server: Annotated[str | None, typer.Option(help="the power-dev server, HOST[:PORT] (port 4950 by default)")] = None,
     workload: Annotated[str | None, typer.Option(
-        help="client mode: builtin:offline|server|singlestream[:cuda], or your shell command writing LoadGen "
+        help="client mode: builtin:offline, builtin:server or builtin:singlestream (each also with :cuda), "
+             "or your shell command writing LoadGen "
              "logs into $MLPOWER_LOADGEN_LOG_DIR (or the {log_dir} placeholder); bus mode: the default "
              "workload's name (a built-in or one --workloads declares)")] = None,
     workloads: Annotated[Path | None, typer.Option(
@@ -27,14 +28,14 @@ def agent(
     sut: Annotated[str | None, typer.Option(help="this SUT's name on the bus")] = None,
     bus: Annotated[bool, typer.Option("--bus", help="bus mode: serve RunWorkloadPhase commands over RabbitMQ")] = False,
     publish_events: Annotated[bool, typer.Option(
-        help="client mode: also publish workload phase events on the bus")] = False,
+        "--publish-events", help="client mode: also publish workload phase events on the bus")] = False,
     allow_clock_offset: Annotated[bool, typer.Option(
         "--allow-clock-offset", help="run even when the clock offset exceeds 400 ms (non-compliant)")] = False,
     stop_server: Annotated[bool, typer.Option(
         "--stop-server", help="ask the server to exit after this session")] = False,
     http: Annotated[bool | None, typer.Option(
-        "--http/--no-http", help="serve /healthz, /metrics and /status on MLPOWER_AGENT_HOST:MLPOWER_AGENT_HTTP_PORT "
-                                 "(default: on in bus mode, off in client mode)")] = None,
+        "--http/--no-http", help="serve /healthz, /metrics and /status on MLPOWER_AGENT_HOST, port "
+                                 "MLPOWER_AGENT_HTTP_PORT (default: on in bus mode, off in client mode)")] = None,
 ) -> None:
     from mlpower.cli import run
 

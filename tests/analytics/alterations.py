@@ -92,6 +92,25 @@ def documents_overrange(s: Path) -> None:
     (s / "documents.jsonl").write_text("\n".join(lines) + "\n")
 
 
+def documents_dead_psu(s: Path) -> None:
+    """The run's stream becomes the sum of two PSU channels, one of which carries 1 % of the power."""
+    shares = {"psu1": 0.99, "psu2": 0.01}
+    out: list[dict] = []
+    for line in (s / "documents.jsonl").read_text().splitlines():
+        doc = json.loads(line)
+        out.append(doc)
+        if doc["type"] == "run.descriptor":
+            out += [{**doc, "stream": name} for name in shares]
+            doc["source"] = {**doc["source"], "kind": "merged", "channel": 0}
+        elif doc["type"] == "run.page":
+            out += [{**doc, "stream": name, "power_w": [None if w is None else w * share for w in doc["power_w"]],
+                     "uncertainty_w": [None if u is None else u * share for u in doc["uncertainty_w"]]}
+                    for name, share in shares.items()]
+    for seq, doc in enumerate(out):
+        doc["seq"] = seq
+    (s / "documents.jsonl").write_text("".join(json.dumps(doc) + "\n" for doc in out))
+
+
 def middle(s: Path) -> float:
     begin, end = window_of(s)
     return (begin + end) / 2
@@ -180,6 +199,7 @@ FAILURES: dict[str, tuple[str, Callable[[Path], None], bool, tuple[str, ...]]] =
     "coverage": ("any", lambda s: near_middle(s, 1.6, None), True, ("inner_gaps", "uncovered", "coverage_ratio")),
     "uncertainty": ("any", replace_uncertainty, False, ("max_relative",)),
     "overrange": ("docs", documents_overrange, False, ("first_t_utc_s", "count")),
+    "channel_imbalance": ("docs", documents_dead_psu, False, ("weak", "shares", "averages_w")),
     "clock_offset": ("any", lambda s: edit_json(s, "client", shift_time_replies), False, ("max_offset_s",)),
     "min_duration": ("any", lambda s: set_detail(s, "power_end", stamp(window_of(s)[0] + 1.0)), True,
                      ("window_s", "min_duration_s")),

@@ -125,7 +125,7 @@ def real_scpi(tmp_path_factory: pytest.TempPathFactory) -> RealRun:
 @pytest.fixture(scope="session")
 def real_bus(tmp_path_factory: pytest.TempPathFactory) -> RealRun:
     """The whole lab in one process on the in-memory bus: StartRun -> director (simulator) and agent
-    (built-in LoadGen) -> run documents and RunCompleted -> analytics -> RunAnalyzed. The agent keeps
+    (built-in LoadGen) -> run documents (ending with run.stop) -> analytics -> RunAnalyzed. The agent keeps
     its LoadGen logs in the run's folder (one results folder), as the demo and the lab do."""
     from mlpower.analyzer_sim.simulator import start_simulator
     from mlpower.director.bus_edge import BusEdge

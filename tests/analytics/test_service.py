@@ -17,7 +17,7 @@ from mlpower.analytics.service import AnalyticsService
 from mlpower.analytics.settings import AnalyticsSettings
 from mlpower.analytics.store import RunStore
 from mlpower.bus import InMemoryBus
-from mlpower.schema import LiveFinding, Message, RunAnalyzed, RunCompleted, SamplePage
+from mlpower.schema import LiveFinding, Message, RunAnalyzed, RunStop, SamplePage
 from mlpower.settings import load_settings
 
 from tests.figures.helpers import wait_for as wait_for_condition
@@ -110,11 +110,13 @@ def test_documents_to_run_analyzed_table_and_api(service: AnalyticsService) -> N
         assert 'mlpower_analytics_runs_analyzed_total{verdict="fail"} 1.0' in metrics
 
 
-def test_run_completed_with_a_tree_is_checked(service: AnalyticsService, ptd_tree: Path) -> None:
+def test_a_run_stop_naming_a_tree_is_checked(service: AnalyticsService, ptd_tree: Path) -> None:
+    """Only the run.stop arrives (analytics joined after the run's other documents): the tree it
+    names is the run."""
     events = collect(service.bus, "run_analyzed.#")  # type: ignore[arg-type]
-    service.bus.publish(RunCompleted(run_id="tree-run", lab="lab", sut="sut", status="success",
-                                     output_dir=str(ptd_tree), t_utc_s=time.time()),
-                        "run_completed.lab.sut")
+    service.bus.publish(RunStop(run_id="tree-run", seq=7, status="success", output_dir=str(ptd_tree),
+                                t_utc_s=time.time()),
+                        topology.run_key("lab", "sut", "analyzer1", "tree-run"))
     analyzed = wait_for(events, RunAnalyzed)
     assert isinstance(analyzed, RunAnalyzed) and analyzed.run_id == "tree-run"
     rules = {f.rule: f.status for f in analyzed.findings}

@@ -145,3 +145,18 @@ def test_two_simulators_are_two_meters_of_one_sut() -> None:
     for reading, truth, bound in zip(readings, truths, bounds, strict=True):
         assert abs(reading - truth) <= bound
     assert abs(sum(readings) - 800.0) <= sum(bounds)
+
+
+def test_metrics_have_one_series_per_element() -> None:
+    settings = load_settings(Settings, model="WT332E", split="0.75,0.25")
+    clock = VirtualClock()
+    with start_simulator(port=0, load="constant:400", settings=settings, clock=clock) as sim:
+        clock.advance(2.0)
+        text = sim.metrics.exposition().decode()
+    for channel, truth in (("1", 300.0), ("2", 100.0)):
+        true_line = f'mlpower_sim_true_channel_power_watts{{analyzer="C2PH13047V",channel="{channel}"}} {truth}'
+        assert true_line in text
+        power = [line for line in text.splitlines()
+                 if line.startswith(f'mlpower_sim_reading_power_watts{{analyzer="C2PH13047V",channel="{channel}"}}')]
+        assert len(power) == 1 and float(power[0].split()[-1]) == pytest.approx(truth, rel=0.01)
+    assert "mlpower_sim_true_power_watts 400.0" in text

@@ -4,6 +4,8 @@ inventory generator (inventory -> manifests, Prometheus targets, kustomization).
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from .conftest import DEPLOY, DeployTools
 
@@ -52,19 +55,24 @@ def by_kind(docs: tuple[dict[str, Any], ...], kind: str) -> dict[str, dict[str, 
     return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
 
 
-@pytest.mark.parametrize("folder", [K8S / "base", OVERLAY, K8S / "examples" / "usb-analyzer"],
-                         ids=["base", "multi-sut", "usb-example"])
+OVERLAYS = sorted(path.parent for path in (K8S / "overlays").glob("*/kustomization.yaml"))
+
+
+@pytest.mark.parametrize("folder", [K8S / "base", *OVERLAYS], ids=["base", *(o.name for o in OVERLAYS)])
 def test_kustomize_output_passes_the_kubernetes_schemas(deploy_tools: DeployTools, folder: Path) -> None:
     docs = build(deploy_tools.kubectl, folder)
     assert len(docs) > 5
     for doc in docs:
         validate(doc)
+    for plugin in folder.glob("device-plugin.yaml"):  # applied on its own, next to the overlay
+        for doc in yaml.safe_load_all(plugin.read_text(encoding="utf-8")):
+            validate(doc)
 
 
 def test_the_schema_check_rejects_a_broken_manifest(deploy_tools: DeployTools) -> None:
     import kubernetes_validate
 
-    deployment = dict(by_kind(build(deploy_tools.kubectl, OVERLAY), "Deployment")["director-sim-a"])
+    deployment = dict(by_kind(build(deploy_tools.kubectl, OVERLAY), "StatefulSet")["director-sim-a"])
     broken_spec = {**deployment["spec"], "replica": 1}  # misspelt field: only a strict check sees it
     with pytest.raises(kubernetes_validate.ValidationError):
         validate({**deployment, "spec": broken_spec})
@@ -138,10 +146,143 @@ def test_prometheus_scrapes_every_service_of_the_overlay(deploy_tools: DeployToo
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# ---- policy: what a real cluster needs of every overlay ------------------------------------------
+
+def _pods(docs: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [(doc["metadata"]["name"], doc["spec"]["template"]["spec"]) for doc in docs
+            if doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet")]
+
+
+def _env_of(container: dict[str, Any]) -> dict[str, str]:
+    return {item["name"]: item.get("value", "") for item in container.get("env", [])}
+
+
+def policy_violations(docs: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> list[str]:
+    """Non-root, pinned images, requests and limits, a spool for every director, an agent server
+    for every agent, no device shared across SUTs, restricted namespaces, exposure by address."""
+    found: list[str] = []
+    services = by_kind(tuple(docs), "Service")
+    device_owners: dict[str, set[str]] = {}
+    for name, pod in _pods(docs):
+        security = pod.get("securityContext", {})
+        for container in pod["containers"]:
+            where = f"{name}/{container['name']}"
+            context = container.get("securityContext", {})
+            if not (security.get("runAsNonRoot") or context.get("runAsNonRoot")) \
+                    or 0 in (security.get("runAsUser"), context.get("runAsUser")):
+                found.append(f"{where}: may run as root")
+            if context.get("privileged") or context.get("allowPrivilegeEscalation", True):
+                found.append(f"{where}: privileged or may escalate")
+            image = container["image"]
+            repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
+            if not tag or tag == "latest":
+                found.append(f"{where}: image {image} has no immutable tag")
+            if container["image"].split("/")[-1].startswith("mlpower") and "/" not in repository:
+                found.append(f"{where}: image {image} names no registry")
+            resources = container.get("resources", {})
+            requests, limits = resources.get("requests", {}), resources.get("limits", {})
+            if not {"cpu", "memory"} <= set(requests) or "memory" not in limits:
+                found.append(f"{where}: requests (cpu, memory) and a memory limit are not all set")
+            args = container.get("args", [])
+            env = _env_of(container)
+            sut = pod.get("nodeSelector", {}).get("mlpower.io/sut") or env.get("MLPOWER_SUT", "")
+            for resource in resources.get("limits", {}):
+                if "/" in resource:
+                    device_owners.setdefault(resource, set()).add(sut)
+            if args[:1] == ["director"]:
+                doc = next(d for d in docs if d["metadata"]["name"] == name and d["kind"] != "Service")
+                claims = {t["metadata"]["name"] for t in doc["spec"].get("volumeClaimTemplates", [])}
+                spool = env.get("MLPOWER_SPOOL_DIR")
+                mounted = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+                if doc["kind"] != "StatefulSet" or not spool or mounted.get(spool) not in claims:
+                    found.append(f"{where}: director without a spool volume of its own")
+                if (doc["kind"] == "StatefulSet" and doc["spec"].get("replicas") != 1):
+                    found.append(f"{where}: more than one pod per instrument")
+            if args[:1] == ["agent"]:
+                server = env.get("MLPOWER_AGENT_SERVER", "")
+                host, _, port = server.partition(":")
+                ports = {p["port"] for p in services.get(host, {}).get("spec", {}).get("ports", [])}
+                if host != f"director-{env.get('MLPOWER_SUT')}" or int(port or 0) not in ports:
+                    found.append(f"{where}: agent without its director's power-dev address ({server!r})")
+    for resource, owners in device_owners.items():
+        if len(owners) > 1:
+            found.append(f"device resource {resource} shared by SUTs {sorted(owners)}")
+    for namespace in by_kind(tuple(docs), "Namespace").values():
+        labels = namespace["metadata"].get("labels", {})
+        if labels.get("pod-security.kubernetes.io/enforce") != "restricted":
+            found.append(f"namespace {namespace['metadata']['name']}: Pod Security not enforced as restricted")
+    admitted = {block["ipBlock"]["cidr"] for policy in by_kind(tuple(docs), "NetworkPolicy").values()
+                for rule in policy["spec"].get("ingress", []) for block in rule.get("from", []) if "ipBlock" in block}
+    for name, service in services.items():
+        kind = service["spec"].get("type", "ClusterIP")
+        if kind == "LoadBalancer" and not service["spec"].get("loadBalancerSourceRanges"):
+            found.append(f"Service {name}: a LoadBalancer open to every address")
+        if kind in ("LoadBalancer", "NodePort") and not set(service["spec"].get("loadBalancerSourceRanges", [])) \
+                <= admitted:
+            found.append(f"Service {name}: source ranges no NetworkPolicy admits")
+    return found
+
+
+@pytest.mark.parametrize("folder", OVERLAYS, ids=[o.name for o in OVERLAYS])
+def test_every_overlay_keeps_the_policy(deploy_tools: DeployTools, folder: Path) -> None:
+    docs = build(deploy_tools.kubectl, folder)
+    assert policy_violations(docs) == []
+    assert by_kind(docs, "NetworkPolicy"), "no NetworkPolicy"
+    assert any(doc["kind"] == "StatefulSet" and doc["metadata"]["name"].startswith("director-") for doc in docs)
+
+
+def _broken(docs: tuple[dict[str, Any], ...], kind: str, name: str, change: Any) -> list[dict[str, Any]]:
+    copy = [yaml.safe_load(yaml.safe_dump(doc)) for doc in docs]
+    change(next(doc for doc in copy if doc["kind"] == kind and doc["metadata"]["name"] == name))
+    return copy
+
+
+def _container0(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc["spec"]["template"]["spec"]["containers"][0]
+
+
+def _drop_env(name: str) -> Any:
+    def change(doc: dict[str, Any]) -> None:
+        _container0(doc)["env"] = [e for e in _container0(doc)["env"] if e["name"] != name]
+    return change
+
+
+BREAKAGES: dict[str, tuple[str, str, Any, str]] = {
+    "root": ("StatefulSet", "analytics",
+             lambda d: d["spec"]["template"]["spec"]["securityContext"].update(runAsUser=0), "as root"),
+    "latest": ("Deployment", "figures", lambda d: _container0(d).update(image="localhost:5000/mlpower:latest"),
+               "immutable tag"),
+    "no registry": ("Deployment", "figures", lambda d: _container0(d).update(image="mlpower:git-1"), "no registry"),
+    "no limits": ("StatefulSet", "director-gpu-b", lambda d: _container0(d)["resources"].pop("limits"), "memory limit"),
+    "no spool": ("StatefulSet", "director-gpu-b", _drop_env("MLPOWER_SPOOL_DIR"), "spool"),
+    "no agent server": ("Deployment", "sut-agent-sim-a", _drop_env("MLPOWER_AGENT_SERVER"), "power-dev address"),
+    "shared device": ("StatefulSet", "director-gpu-b", lambda d: _container0(d)["resources"]["limits"].update(
+        {"mlpower.io/usb-0b21-0025-c2ph13047v": "1"}), "shared by SUTs"),
+    "open load balancer": ("Service", "director-gpu-b-sut", lambda d: d["spec"].pop("loadBalancerSourceRanges"),
+                           "open to every address"),
+    "privileged": ("StatefulSet", "director-gpu-c",
+                   lambda d: _container0(d)["securityContext"].update(privileged=True), "privileged"),
+}
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES, ids=list(BREAKAGES))
+def test_the_policy_check_sees_each_breakage(deploy_tools: DeployTools, breakage: str) -> None:
+    kind, name, change, message = BREAKAGES[breakage]
+    violations = policy_violations(_broken(build(deploy_tools.kubectl, OVERLAY), kind, name, change))
+    assert any(message in violation for violation in violations), violations
+
+
 # ---- the generator ---------------------------------------------------------------------------
 
-def inventory(**sut: Any) -> Any:
-    return gen.Inventory.model_validate({"lab": "lab9", "namespace": "lab9", "suts": [{"name": "s1", **sut}]})
+IMAGE = {"registry": "registry.example/lab", "tag": "git-0123456789ab"}
+USB_C = {"resource": "USB0::0x0B21::0x0025::C2PH13047V::INSTR",
+         "device": {"node": "n3", "usb": {"vendor_id": "0b21", "product_id": "0025", "serial": "C2PH13047V"}}}
+PLUGIN = "registry.example/lab/generic-device-plugin:0.1.0"
+
+
+def inventory(*suts: dict[str, Any], **extra: Any) -> Any:
+    return gen.Inventory.model_validate({"lab": "lab9", "namespace": "lab9", "image": IMAGE,
+                                         "device_plugin_image": PLUGIN, "suts": list(suts), **extra})
 
 
 def docs_of(inv: Any) -> dict[tuple[str, str], dict[str, Any]]:
@@ -153,59 +294,99 @@ def container(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def env(doc: dict[str, Any]) -> dict[str, str]:
-    return {item["name"]: item.get("value", "") for item in container(doc)["env"]}
+    return _env_of(container(doc))
 
 
-def test_a_simulated_sut_gets_a_director_wired_to_its_own_simulator() -> None:
-    docs = docs_of(inventory(analyzer="simulator"))
-    assert set(docs) == {("Namespace", "lab9"), ("Service", "director-s1"), ("Deployment", "director-s1"),
-                         ("Service", "analyzer-sim-s1"), ("Deployment", "analyzer-sim-s1")}
-    director = docs[("Deployment", "director-s1")]
+SHARED_AT_SCALE = (("StatefulSet", "analytics"), ("Service", "rabbitmq-nodes"), ("ServiceAccount", "rabbitmq"),
+                   ("Role", "rabbitmq-peer-discovery"), ("RoleBinding", "rabbitmq-peer-discovery"))
+
+
+def test_a_simulated_sut_gets_a_director_statefulset_with_a_spool_and_its_own_simulator() -> None:
+    docs = docs_of(inventory({"name": "s1", "analyzer": "simulator", "agent": {}}))
+    assert set(docs) - set(SHARED_AT_SCALE) == {
+        ("Namespace", "lab9"), ("Service", "director-s1"), ("StatefulSet", "director-s1"),
+        ("Service", "analyzer-sim-s1"), ("Deployment", "analyzer-sim-s1"), ("Service", "sut-agent-s1"),
+        ("Deployment", "sut-agent-s1")}
+    director = docs[("StatefulSet", "director-s1")]
     assert env(director)["MLPOWER_ANALYZER"] == "TCPIP0::analyzer-sim-s1::10001::SOCKET"
-    assert env(director)["MLPOWER_SUT"] == "s1"
-    assert director["spec"]["strategy"] == {"type": "Recreate"}
-    assert env(docs[("Deployment", "analyzer-sim-s1")])["MLPOWER_SIM_SUT"] == "s1"
-    assert container(director)["args"] == ["director"]
+    assert env(director)["MLPOWER_SPOOL_DIR"] == "/spool"
+    assert director["spec"]["replicas"] == 1 and director["spec"]["serviceName"] == "director-s1"
+    assert director["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "spool"
+    assert {"name": "spool", "mountPath": "/spool"} in container(director)["volumeMounts"]
+    resources = container(director)["resources"]
+    assert resources["requests"] == resources["limits"]  # Guaranteed QoS for the sampler
+    assert env(docs[("Deployment", "sut-agent-s1")])["MLPOWER_AGENT_SERVER"] == "director-s1:4950"
+    assert container(docs[("Deployment", "analyzer-sim-s1")])["image"] == "mlpower-slim"
+    assert docs[("Namespace", "lab9")]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    for doc in docs.values():
+        validate(doc)
 
 
-def test_a_network_analyzer_gets_no_simulator_and_an_agent_when_declared() -> None:
-    docs = docs_of(inventory(analyzer="TCPIP0::192.0.2.7::INSTR", analyzer_name="wt1",
-                             agent={"node": "gpu1", "duration_s": 30}))
-    assert ("Deployment", "analyzer-sim-s1") not in docs
-    assert env(docs[("Deployment", "director-s1")])["MLPOWER_ANALYZER"] == "TCPIP0::192.0.2.7::INSTR"
-    agent = docs[("Deployment", "sut-agent-s1")]
-    assert container(agent)["args"] == ["agent", "--bus"]
-    assert env(agent)["MLPOWER_AGENT_DURATION_S"] == "30"
-    assert agent["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/hostname": "gpu1"}
-
-
-def test_usb_through_a_device_plugin_stays_unprivileged() -> None:
-    docs = docs_of(inventory(analyzer="USB0::1::2::3::INSTR",
-                             usb={"node": "n3", "device": "/dev/usbtmc1", "resource": "example.com/usbtmc"}))
-    pod = docs[("Deployment", "director-s1")]["spec"]["template"]["spec"]
+def test_usb_and_serial_analyzers_get_their_own_device_resources_and_groups() -> None:
+    serial = {"resource": "/dev/serial/by-id/usb-FTDI_X-if00-port0",
+              "device": {"node": "n3", "serial_path": "/dev/serial/by-id/usb-FTDI_X-if00-port0"}}
+    inv = inventory({"name": "s1", "analyzers": [USB_C, serial]})
+    director = docs_of(inv)[("StatefulSet", "director-s1")]
+    pod = director["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"kubernetes.io/hostname": "n3"}
-    assert pod["securityContext"]["supplementalGroups"] == [46]
-    assert pod["containers"][0]["resources"]["limits"]["example.com/usbtmc"] == "1"
-    assert pod["containers"][0]["securityContext"]["allowPrivilegeEscalation"] is False
+    assert pod["securityContext"]["supplementalGroups"] == [20, 46]  # dialout, plugdev
+    limits = container(director)["resources"]["limits"]
+    assert limits["mlpower.io/usb-0b21-0025-c2ph13047v"] == "1"
+    assert limits["mlpower.io/serial-n3-usb-ftdi-x-if00-port0"] == "1"
+    assert env(director)["MLPOWER_ANALYZER"] == f"{USB_C['resource']},{serial['resource']}"
+    assert container(director)["securityContext"]["allowPrivilegeEscalation"] is False
     assert not any("hostPath" in volume for volume in pod["volumes"])
-    validate(docs[("Deployment", "director-s1")])
+    plugin = gen.device_plugin(inv)
+    entries = [json.loads(arg) for arg in container(plugin)["args"][1::2] if arg.startswith("{")]
+    assert {"vendor": "0b21", "product": "0025", "serial": "C2PH13047V"} in entries[0]["groups"][0]["usb"]
+    assert entries[1]["groups"][0]["paths"] == [{"path": serial["resource"]}]
+    assert plugin["metadata"]["namespace"] == "kube-system"
+    validate(director)
+    validate(plugin)
 
 
-def test_usb_without_a_device_plugin_mounts_the_device_node_privileged() -> None:
-    docs = docs_of(inventory(analyzer="/dev/ttyUSB0",
-                             usb={"node": "n3", "device": "/dev/ttyUSB0", "access": "privileged", "group_id": 20}))
-    pod = docs[("Deployment", "director-s1")]["spec"]["template"]["spec"]
-    assert {"name": "analyzer-device", "hostPath": {"path": "/dev/ttyUSB0", "type": "CharDevice"}} in pod["volumes"]
-    assert {"name": "analyzer-device", "mountPath": "/dev/ttyUSB0"} in pod["containers"][0]["volumeMounts"]
-    assert pod["containers"][0]["securityContext"]["privileged"] is True
-    assert pod["securityContext"]["runAsUser"] == 10001 and pod["securityContext"]["supplementalGroups"] == [20]
-    validate(docs[("Deployment", "director-s1")])
+def test_an_external_sut_gets_a_restricted_way_in() -> None:
+    inv = inventory(
+        {"name": "s1", "analyzer": "TCPIP0::192.0.2.7::INSTR", "external": {"addresses": ["192.0.2.50/32"]}},
+        {"name": "s2", "analyzer": "TCPIP0::192.0.2.8::INSTR", "external": {"addresses": ["192.0.2.60/32"]}},
+        sut_service_type="NodePort")
+    docs = docs_of(inv)
+    service = docs[("Service", "director-s1-sut")]
+    assert service["spec"]["type"] == "NodePort" and service["spec"]["externalTrafficPolicy"] == "Local"
+    policy = docs[("NetworkPolicy", "director-s1-sut")]
+    assert policy["spec"]["ingress"] == [{"from": [{"ipBlock": {"cidr": "192.0.2.50/32"}}],
+                                          "ports": [{"protocol": "TCP", "port": 4950}]}]
+    broker = docs[("NetworkPolicy", "rabbitmq-from-suts")]
+    assert [block["ipBlock"]["cidr"] for block in broker["spec"]["ingress"][0]["from"]] == \
+        ["192.0.2.50/32", "192.0.2.60/32"]
+    assert docs[("Service", "rabbitmq-suts")]["spec"]["ports"][0]["port"] == 5672
+    balanced = docs_of(inventory({"name": "s1", "analyzer": "TCPIP0::192.0.2.7::INSTR",
+                                  "external": {"addresses": ["192.0.2.50/32"]}}))
+    assert balanced[("Service", "director-s1-sut")]["spec"]["loadBalancerSourceRanges"] == ["192.0.2.50/32"]
+    for doc in docs.values():
+        validate(doc)
+
+
+def test_storage_defaults_to_read_write_once_and_pins_analytics_beside_pinned_analyzers() -> None:
+    inv = inventory({"name": "s1", "analyzers": [USB_C]}, {"name": "s2", "analyzer": "simulator", "agent": {}})
+    patches = [yaml.safe_load(patch["patch"]) for patch in gen.kustomization(inv)["patches"]]
+    assert patches[0]["spec"]["accessModes"] == ["ReadWriteOnce"] and "storageClassName" not in patches[0]["spec"]
+    assert patches[1]["metadata"]["name"] == "analytics"
+    assert patches[1]["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/hostname": "n3"}
+    agent = docs_of(inv)[("Deployment", "sut-agent-s2")]["spec"]["template"]["spec"]
+    assert agent["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]["labelSelector"] == \
+        {"matchLabels": {"app.kubernetes.io/name": "analytics"}}
+    shared = inventory({"name": "s1", "analyzers": [USB_C]}, storage={"access_mode": "ReadWriteMany", "class": "nfs"})
+    patches = [yaml.safe_load(patch["patch"]) for patch in gen.kustomization(shared)["patches"]]
+    assert not any(p["kind"] == "StatefulSet" and p["metadata"]["name"] == "analytics" for p in patches)  # unpinned
+    assert patches[0]["spec"]["storageClassName"] == "nfs"
+    spool = docs_of(shared)[("StatefulSet", "director-s1")]["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert spool["storageClassName"] == "nfs"
 
 
 def test_prometheus_jobs_list_each_suts_components() -> None:
-    inv = gen.Inventory.model_validate({"lab": "l", "namespace": "l", "suts": [
-        {"name": "a", "analyzer": "simulator", "agent": {}},
-        {"name": "b", "analyzer": "TCPIP0::192.0.2.7::INSTR"}]})
+    inv = inventory({"name": "a", "analyzer": "simulator", "agent": {}},
+                    {"name": "b", "analyzer": "TCPIP0::192.0.2.7::INSTR"})
     config = gen.prometheus_config(inv, {"scrape_configs": [{"job_name": "prometheus"}]})
     jobs = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"][1:]}
     assert jobs == {"mlpower-director": ["director-a:8000", "director-b:8000"],
@@ -215,53 +396,106 @@ def test_prometheus_jobs_list_each_suts_components() -> None:
         gen.prometheus_config(inv, {"scrape_configs": [{"job_name": "mlpower-director"}]})
 
 
-def test_kustomization_names_the_lab_namespace_and_image() -> None:
-    inv = gen.Inventory.model_validate({"lab": "lab-7", "namespace": "ns7",
-                                        "image": {"name": "reg/mlpower", "tag": "1.2"},
-                                        "suts": [{"name": "a", "analyzer": "simulator"}]})
-    kustomization = gen.kustomization(inv)
-    assert kustomization["namespace"] == "ns7"
-    assert kustomization["images"] == [{"name": "mlpower", "newName": "reg/mlpower", "newTag": "1.2"}]
-    assert {"name": "mlpower-config", "behavior": "merge", "literals": ["MLPOWER_LAB=lab-7"]} in \
+def test_kustomization_names_the_lab_namespace_and_both_images() -> None:
+    kustomization = gen.kustomization(inventory({"name": "a", "analyzer": "simulator"}))
+    assert kustomization["namespace"] == "lab9"
+    assert kustomization["images"] == [
+        {"name": "mlpower", "newName": "registry.example/lab/mlpower", "newTag": "git-0123456789ab"},
+        {"name": "mlpower-slim", "newName": "registry.example/lab/mlpower-slim", "newTag": "git-0123456789ab"}]
+    assert {"name": "mlpower-config", "behavior": "merge",
+            "literals": ["MLPOWER_LAB=lab9", "MLPOWER_QUEUE_TYPE=quorum"]} in \
         kustomization["configMapGenerator"]
 
 
+HEAD = "lab: l\nnamespace: l\nimage: {registry: r.example, tag: t1}\ndevice_plugin_image: r.example/p:1\n"
+USB = ("{resource: 'USB0::0x0B21::0x0025::SN1::INSTR', "
+       "device: {node: n1, usb: {vendor_id: 0b21, product_id: '0025', serial: SN1}}}")
+
+
 @pytest.mark.parametrize("text, where", [
-    ("lab: l\nnamespace: l\nsuts: [{name: a, analyzer: simulator}, {name: a, analyzer: simulator}]", "suts"),
-    ("lab: l\nnamespace: l\nsuts: [{name: Upper, analyzer: simulator}]", "suts.0.name"),
-    ("lab: l\nnamespace: l\nsuts: [{name: a, analyzer: simulator, usb: {node: n, device: /dev/usbtmc0}}]", "suts.0"),
-    ("lab: l\nnamespace: l\nsuts: [{name: a, analyzer: simulator, colour: red}]", "suts.0.colour"),
-    ("lab: l\nnamespace: l\nsuts: []", "suts"),
-    ("lab: l\nsuts: [{name: a, analyzer: simulator}]", "namespace"),
+    (HEAD + "suts: [{name: a, analyzer: simulator}, {name: a, analyzer: simulator}]", "suts"),
+    (HEAD + "suts: [{name: Upper, analyzer: simulator}]", "suts.0.name"),
+    (HEAD + "suts: [{name: a, analyzer: simulator, colour: red}]", "suts.0.colour"),
+    (HEAD + "suts: []", "suts"),
+    ("lab: l\nimage: {registry: r.example, tag: t1}\nsuts: [{name: a, analyzer: simulator}]", "namespace"),
+    ("lab: l\nnamespace: l\nimage: {registry: r.example, tag: latest}\nsuts: [{name: a, analyzer: simulator}]",
+     "image.tag"),
+    ("lab: l\nnamespace: l\nsuts: [{name: a, analyzer: simulator}]", "image"),
+    # the old form: a device node that libusb never opens, and no serial to pick the meter by
+    (HEAD + "suts: [{name: a, analyzer: 'USB0::0x0B21::0x0025::SN1::INSTR', usb: {node: n, device: /dev/usbtmc0}}]",
+     "suts.0.analyzers.0"),
+    (HEAD + "suts: [{name: a, analyzer: 'USB0::0x0B21::0x0025::SN1::INSTR'}]", "suts.0.analyzers.0"),
+    (HEAD + "suts: [{name: a, analyzers: [{resource: 'USB0::0x0B21::0x0025::SN2::INSTR', device: "
+     "{node: n1, usb: {vendor_id: 0b21, product_id: '0025', serial: SN1}}}]}]", "suts.0.analyzers.0"),
+    (HEAD + f"suts: [{{name: a, analyzers: [{USB}]}}, {{name: b, analyzers: [{USB}]}}]", "(top)"),
+    (HEAD + "suts: [{name: a, analyzer: 'TCPIP0::192.0.2.1::INSTR'}, {name: b, analyzer: 'TCPIP0::192.0.2.1::INSTR'}]",
+     "(top)"),
+    (HEAD + "suts: [{name: a, analyzers: [{resource: /dev/ttyUSB0, device: {node: n1, serial_path: /dev/ttyUSB0}}]},"
+     " {name: b, analyzers: [{resource: /dev/ttyUSB1, device: {node: n1, serial_path: /dev/ttyUSB1}}]}]", "(top)"),
+    (HEAD + f"suts: [{{name: a, analyzers: [{USB}, {{resource: 'USB0::0x0B21::0x0025::SN3::INSTR', device: "
+     "{node: n2, usb: {vendor_id: 0b21, product_id: '0025', serial: SN3}}}]}]", "suts.0"),
+    ("lab: l\nnamespace: l\nimage: {registry: r.example, tag: t1}\n" + f"suts: [{{name: a, analyzers: [{USB}]}}]",
+     "(top)"),
+    (HEAD + "suts: [{name: a, analyzer: simulator, external: {addresses: [0.0.0.0/0]}}]", "suts.0.external.addresses"),
+    (HEAD + "suts: [{name: a, analyzer: simulator, agent: {}, external: {addresses: [192.0.2.1/32]}}]", "suts.0"),
 ])
-def test_a_bad_inventory_is_refused_with_where(tmp_path: Path, text: str, where: str) -> None:
+def test_a_bad_or_ambiguous_inventory_is_refused_with_where(tmp_path: Path, text: str, where: str) -> None:
     path = tmp_path / "inventory.yaml"
     path.write_text(text)
-    with pytest.raises(gen.InventoryError, match=rf": {where}: "):
+    with pytest.raises(gen.InventoryError, match=rf": {re.escape(where)}: "):
         gen.load_inventory(path)
     assert gen.main([str(path)]) == 2
+
+
+def test_read_write_once_results_refuse_analyzers_on_two_nodes() -> None:
+    other = {"resource": "USB0::0x0B21::0x0025::SN9::INSTR",
+             "device": {"node": "n4", "usb": {"vendor_id": "0b21", "product_id": "0025", "serial": "SN9"}}}
+    with pytest.raises(ValueError, match="ReadWriteMany"):
+        inventory({"name": "a", "analyzers": [USB_C]}, {"name": "b", "analyzers": [other]})
+    inventory({"name": "a", "analyzers": [USB_C]}, {"name": "b", "analyzers": [other]},
+              storage={"access_mode": "ReadWriteMany", "class": "nfs"})
 
 
 def test_cli_writes_the_overlay_next_to_the_inventory(tmp_path: Path, deploy_tools: DeployTools) -> None:
     overlay = tmp_path / "overlays" / "lab"
     overlay.mkdir(parents=True)
     (overlay / "inventory.yaml").write_text(
-        "lab: l\nnamespace: l\nsuts: [{name: only, analyzer: 'TCPIP0::192.0.2.9::10001::SOCKET'}]\n")
+        HEAD + "suts: [{name: only, analyzer: 'TCPIP0::192.0.2.9::10001::SOCKET'}]\n")
     shutil.copytree(K8S / "base", tmp_path / "base")
     assert gen.main([str(overlay / "inventory.yaml")]) == 0
     assert sorted(path.name for path in overlay.iterdir()) == \
-        ["inventory.yaml", "kustomization.yaml", "prometheus.yml", "suts.yaml"]
+        ["30-cluster.conf", "enabled_plugins", "inventory.yaml", "kustomization.yaml", "prometheus.yml", "suts.yaml"]
     docs = build(deploy_tools.kubectl, overlay)
-    assert set(by_kind(docs, "Deployment")) == {"director-only", "analytics", "figures", "prometheus", "grafana"}
+    assert set(by_kind(docs, "Deployment")) == {"figures", "prometheus", "grafana"}
+    assert set(by_kind(docs, "StatefulSet")) == {"director-only", "rabbitmq", "analytics"}
+    assert policy_violations(docs) == []
 
 
-def test_usb_example_patch_hands_the_device_to_one_director(deploy_tools: DeployTools) -> None:
-    docs = build(deploy_tools.kubectl, K8S / "examples" / "usb-analyzer")
-    pod = by_kind(docs, "Deployment")["director-gpu-b"]["spec"]["template"]["spec"]
-    assert pod["nodeSelector"] == {"kubernetes.io/hostname": "lab-node-2"}
-    director = pod["containers"][0]
-    assert [item["value"] for item in director["env"] if item["name"] == "MLPOWER_ANALYZER"] == \
-        ["USB0::0x0B21::0x0025::C2PH13047V::INSTR"]
-    assert director["resources"]["limits"]["squat.ai/usbtmc"] == "1"
-    assert director["securityContext"]["allowPrivilegeEscalation"] is False
-    assert "generic-device-plugin" in by_kind(docs, "DaemonSet")
+def test_the_broker_is_a_cluster_and_analytics_scales_out_as_the_inventory_says(deploy_tools: DeployTools) -> None:
+    docs = build(deploy_tools.kubectl, OVERLAY)
+    sets, scale = by_kind(docs, "StatefulSet"), gen.load_inventory(OVERLAY / "inventory.yaml").scale
+    broker, analytics = sets["rabbitmq"], sets["analytics"]
+    assert broker["spec"]["replicas"] == scale.broker_replicas == 3
+    assert analytics["spec"]["replicas"] == scale.analytics_replicas > 1
+    assert "analytics" not in by_kind(docs, "Deployment")  # the base's single one is replaced
+    broker_env = {e["name"]: e for e in _container0(broker)["env"]}
+    assert broker_env["K8S_SERVICE_NAME"]["value"] == "rabbitmq-nodes"
+    assert broker_env["RABBITMQ_ERLANG_COOKIE"]["valueFrom"]["secretKeyRef"]["name"] == "mlpower-credentials"
+    assert broker["spec"]["template"]["spec"]["serviceAccountName"] == "rabbitmq"
+    conf = by_kind(docs, "ConfigMap")
+    broker_conf = next(c for n, c in conf.items() if n.startswith("rabbitmq-config"))["data"]
+    assert "rabbit_peer_discovery_k8s" in broker_conf["30-cluster.conf"]
+    assert "rabbitmq_peer_discovery_k8s" in broker_conf["enabled_plugins"]
+    role = by_kind(docs, "Role")["rabbitmq-peer-discovery"]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["endpoints"], "verbs": ["get"]}]
+    lab_conf = next(c for n, c in conf.items() if n.startswith("mlpower-config"))["data"]
+    assert lab_conf["MLPOWER_QUEUE_TYPE"] == "quorum"
+    analytics_env = {e["name"]: e for e in _container0(analytics)["env"]}
+    assert analytics_env["MLPOWER_ANALYTICS_REPLICAS"]["value"] == str(scale.analytics_replicas)
+    assert "pod-index" in analytics_env["MLPOWER_ANALYTICS_REPLICA"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert "$(POD_NAME)" in analytics_env["MLPOWER_ANALYTICS_STORE"]["value"]  # a run table per replica
+
+
+def test_an_even_broker_cluster_is_refused() -> None:
+    with pytest.raises(ValidationError, match="even number"):
+        inventory({"name": "s1", "analyzer": "simulator"}, scale={"broker_replicas": 2})

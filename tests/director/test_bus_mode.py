@@ -1,5 +1,5 @@
 """Bus mode on the real RabbitMQ: StartRun -> RunWorkloadPhase to the agent -> WorkloadPhase events
--> RunCompleted, and the run's documents on the bus: every sample exactly once, in order. A run
+-> RunStop (the end-of-run fact), and the run's documents on the bus: every sample exactly once, in order. A run
 that fails or is aborted sends StopWorkload; a silent agent fails the run after 3 heartbeats."""
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from mlpower.director.service import DirectorService
 from mlpower.schema import (
     AgentHeartbeat,
     PhaseMark,
-    RunCompleted,
     RunStart,
     RunStop,
     RunWorkloadPhase,
@@ -96,20 +95,20 @@ def lab(rabbit_bus, unique: str, tmp_path: Path, source_factory) -> Iterator[dic
     settings = fast_settings(tmp_path, lab=lab_name, sut=sut, bus="rabbitmq", phase_timeout_s=60,
                              heartbeat_s=HEARTBEAT_S)
     documents = Inbox(rabbit_bus, topology.RUNS_EXCHANGE, (f"{lab_name}.{sut}.#",))
-    completed = Inbox(rabbit_bus, topology.EVENTS_EXCHANGE, (f"run_completed.{lab_name}.{sut}",))
+    stops = Inbox(rabbit_bus, topology.RUNS_EXCHANGE, (f"{lab_name}.{sut}.#",))  # for the run.stop documents
     service = DirectorService(settings, bus=rabbit_bus, source_factory=source_factory, serve_http=False,
                               serve_powerdev=False).start()
     events = director_events_queue(lab_name, sut).name
     yield {"service": service, "director": service.director, "bus": rabbit_bus, "lab": lab_name, "sut": sut,
-           "documents": documents, "completed": completed, "results": tmp_path}
+           "documents": documents, "stops": stops, "results": tmp_path}
     service.stop()
     documents.close()
-    completed.close()
+    stops.close()
     rabbit_bus.delete_queue(events)  # durable: it would outlive the test
 
 
-def _completed(lab: dict) -> RunCompleted:
-    return lab["completed"].next(RunCompleted)
+def _completed(lab: dict) -> RunStop:
+    return lab["stops"].next(RunStop)
 
 
 def agent(lab: dict, **options: object) -> FakeAgent:
@@ -122,18 +121,19 @@ def test_a_bus_run_carries_every_sample_exactly_once_in_order(lab: dict, unique:
     lab["bus"].publish(StartRun(sut=lab["sut"], run_id=run_id, workload="resnet", sample_interval_s=0.1),
                        topology.command_key("director", lab["sut"], lab=lab["lab"]))
     done = _completed(lab)
-    assert (done.run_id, done.status, done.lab, done.sut) == (run_id, "success", lab["lab"], lab["sut"])
+    assert (done.run_id, done.status, done.output_dir) == (run_id, "success", str(lab["results"] / run_id))
     assert [(a.mode, a.workload.name if a.workload else None) for a in fake.asks] == [("ranging", "resnet"),
                                                                                        ("testing", "resnet")]
     docs = lab["documents"].until(RunStop)
     assert [d.seq for d in docs] == list(range(len(docs))), "every document once, in order"
-    assert isinstance(docs[0], RunStart) and docs[0].run_id == run_id
+    start = docs[0]
+    assert isinstance(start, RunStart) and (start.run_id, start.lab, start.sut) == (run_id, lab["lab"], lab["sut"])
     pages = [d for d in docs if isinstance(d, SamplePage)]
     assert [p.page for p in pages] == list(range(len(pages)))
     times = [t for p in pages for t in p.t_utc_s]
     assert times == sorted(times) and len(set(times)) == len(times)
     stop = docs[-1]
-    assert isinstance(stop, RunStop) and stop.status == "success" and stop.samples == len(times)
+    assert stop == done and stop.samples == len(times)
     assert pq.read_table(lab["results"] / run_id / "samples.parquet").num_rows == len(times)
     loadgen = [(d.name, d.mode) for d in docs if isinstance(d, PhaseMark) and d.source == "loadgen"]
     assert loadgen == [("power_begin", "ranging"), ("power_end", "ranging"),
@@ -179,6 +179,7 @@ def test_stop_run_aborts_and_a_second_start_is_refused(lab: dict, unique: str) -
     lab["bus"].publish(StartRun(sut=lab["sut"], run_id=f"second-{unique}", sample_interval_s=0.1), key)
     refused = _completed(lab)
     assert refused.run_id == f"second-{unique}" and refused.status == "failed" and "refused" in refused.reason
+    assert refused.seq == 0 and not refused.output_dir  # the end of a run that never started
     lab["bus"].publish(StopRun(run_id=f"long-{unique}", reason="operator"), key)
     done = _completed(lab)
     assert (done.run_id, done.status, done.reason) == (f"long-{unique}", "aborted", "operator")
@@ -198,3 +199,19 @@ def test_an_http_run_with_a_workload_goes_through_the_agent(lab: dict, unique: s
     assert (done.run_id, done.status) == (f"http-{unique}", "success")
     assert [a.mode for a in fake.asks] == ["ranging", "testing"]
     assert http.get(f"/runs/http-{unique}").json()["status"] == "success"
+
+
+def test_a_run_stopped_over_http_tells_the_agent_to_stop_its_workload(lab: dict, unique: str) -> None:
+    from fastapi.testclient import TestClient
+
+    fake = agent(lab, hold=True)
+    http = TestClient(lab["service"].app)
+    accepted = http.post("/runs", json={"run_id": f"halt-{unique}", "workload": "resnet"})
+    assert accepted.status_code == 202
+    wait_for(lambda: fake.asks, what="the ranging ask")
+    assert http.post(f"/runs/halt-{unique}/stop").json() == {"run_id": f"halt-{unique}", "stopped": True}
+    done = _completed(lab)
+    assert (done.run_id, done.status) == (f"halt-{unique}", "aborted")
+    wait_for(lambda: fake.stops, 10, what="StopWorkload for the stopped run")
+    assert [(s.run_id, s.reason) for s in fake.stops] == [(f"halt-{unique}", "run aborted: stopped over HTTP")]
+    fake.release.set()

@@ -16,7 +16,7 @@ from mlpower.director.session import MeasurementSession, PhaseError, SessionConf
 from mlpower.director.session_states import StartPhase, State, StopPhase
 from mlpower.director.settings import DirectorSettings
 from mlpower.runstream import RunStream, read_documents
-from mlpower.schema import RunCompleted, RunStop, SamplePage, SourceInfo
+from mlpower.schema import RunStop, SamplePage, SourceInfo
 from mlpower.testing import wait_for
 
 from tests.shared.test_runstream_storage import FillsUp, RecordingBus
@@ -121,9 +121,9 @@ def test_an_interrupted_run_is_closed_as_aborted_with_its_samples(tmp_path: Path
     summary = json.loads((folder / "power" / "server.json").read_text())
     assert summary["mlpower"]["status"] == "aborted" and summary["session_name"] == "r1"
     assert "[ERROR] session aborted: director restarted" in (folder / "power" / "server.log").read_text()
-    assert [d.seq for d in bus.published[:-1]] == list(range(12))  # replayed, then the stop
-    event = bus.published[-1]
-    assert isinstance(event, RunCompleted) and event.status == "aborted" and event.output_dir == str(folder)
+    assert [d.seq for d in bus.published] == list(range(12))  # replayed, then the stop
+    event = bus.published[-1]  # the end-of-run fact, naming the folder
+    assert isinstance(event, RunStop) and event.status == "aborted" and event.output_dir == str(folder)
     assert recover_run(folder, bus) is None  # type: ignore[arg-type]  # closed once only
 
 

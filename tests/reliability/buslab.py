@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlpower.rabbitmq import RabbitMQBus
-from mlpower.schema import RunCompleted, RunStop, SamplePage
+from mlpower.schema import RunStop, SamplePage
 
 from tests.reliability.collect import RunCollector, file_documents, page_samples
 from tests.reliability.procs import (
@@ -100,7 +100,7 @@ class BusLab:
 
     def look(self) -> None:
         """Note every process of the lab's tree now (a workload lives in a session of its own)."""
-        roots = {p.pid for p in self.procs if p.alive()}
+        roots = {p.pid for p in (self.sim, *self.procs) if p.alive()}
         self.seen.update(snapshot(roots | descendants(roots)))
 
     def stop(self) -> None:
@@ -142,9 +142,9 @@ class BusLab:
         self.look()
         return found
 
-    def wait_end(self, run_id: str, timeout_s: float = 60.0) -> RunCompleted:
+    def wait_end(self, run_id: str, timeout_s: float = 60.0) -> RunStop:
         assert self.collector is not None
-        return self.collector.wait_completed(run_id, timeout_s=timeout_s)
+        return self.collector.wait_stopped(run_id, timeout_s=timeout_s)
 
     def check_exactly_once(self, run_id: str, run_dir: Path) -> int:
         """The run's documents on disk arrived on the bus each exactly once (after dedupe); its samples."""

@@ -1,5 +1,5 @@
-"""A bus consumer for the fault tests: every run document and RunCompleted of one lab, deduplicated
-by (run_id, seq) as an idempotent consumer must, with the duplicates counted."""
+"""A bus consumer for the fault tests: every run document of one lab (its run.stop is the end-of-run
+fact), deduplicated by (run_id, seq) as an idempotent consumer must, with the duplicates counted."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 from mlpower import topology
 from mlpower.bus import Bus, Delivery, Subscription
 from mlpower.runstream import read_documents
-from mlpower.schema import Message, RunCompleted, RunDocument, RunStop, SamplePage
+from mlpower.schema import Message, RunDocument, RunStop, SamplePage
 from mlpower.spool import SeqTracker
 
 from tests.reliability.procs import wait_until
@@ -20,7 +20,7 @@ from tests.reliability.procs import wait_until
 
 @dataclass
 class RunCollector:
-    """Consumes ``<lab>.#`` on the runs exchange and ``run_completed.<lab>.#`` on events.
+    """Consumes ``<lab>.#`` on the runs exchange.
 
     ``durable=True`` uses named durable queues, which keep what is published while this consumer
     is reconnecting after a broker restart; delete them with ``close(delete=True)``.
@@ -30,7 +30,7 @@ class RunCollector:
     lab: str
     durable: bool = False
     documents: dict[str, dict[int, RunDocument]] = field(default_factory=lambda: defaultdict(dict))
-    completed: dict[str, RunCompleted] = field(default_factory=dict)
+    stopped: dict[str, RunStop] = field(default_factory=dict)
     duplicates: int = 0
     _tracker: SeqTracker = field(default_factory=SeqTracker)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -39,13 +39,12 @@ class RunCollector:
 
     def start(self) -> RunCollector:
         lab = topology.segment(self.lab)
-        for exchange, pattern, handler in ((topology.RUNS_EXCHANGE, f"{lab}.#", self._on_document),
-                                           (topology.EVENTS_EXCHANGE, f"run_completed.{lab}.#", self._on_event)):
-            name = f"mlpower.test.{lab}.{exchange.rsplit('.', 1)[-1]}" if self.durable else ""
-            spec = topology.QueueSpec(name, exchange, (pattern,), durable=self.durable, exclusive=not self.durable)
-            self._subscriptions.append(self.bus.subscribe(spec, handler))
-            if name:
-                self._queues.append(name)
+        name = f"mlpower.test.{lab}.runs" if self.durable else ""
+        spec = topology.QueueSpec(name, topology.RUNS_EXCHANGE, (f"{lab}.#",), durable=self.durable,
+                                  exclusive=not self.durable)
+        self._subscriptions.append(self.bus.subscribe(spec, self._on_document))
+        if name:
+            self._queues.append(name)
         return self
 
     def _on_document(self, message: Message, delivery: Delivery) -> None:
@@ -54,20 +53,17 @@ class RunCollector:
         with self._lock:
             if self._tracker.first_time(message.run_id, message.seq):
                 self.documents[message.run_id][message.seq] = message
+                if isinstance(message, RunStop):
+                    self.stopped[message.run_id] = message
             else:
                 self.duplicates += 1
 
-    def _on_event(self, message: Message, delivery: Delivery) -> None:
-        if isinstance(message, RunCompleted):
-            with self._lock:
-                self.completed[message.run_id] = message
-
     def stop_document(self, run_id: str) -> RunStop | None:
         with self._lock:
-            return next((d for d in self.documents.get(run_id, {}).values() if isinstance(d, RunStop)), None)
+            return self.stopped.get(run_id)
 
-    def wait_completed(self, run_id: str, timeout_s: float = 20.0) -> RunCompleted:
-        found: RunCompleted = wait_until(lambda: self.completed.get(run_id), timeout_s, f"RunCompleted of {run_id}")
+    def wait_stopped(self, run_id: str, timeout_s: float = 20.0) -> RunStop:
+        found: RunStop = wait_until(lambda: self.stop_document(run_id), timeout_s, f"the run.stop of {run_id}")
         return found
 
     def wait_all(self, run_id: str, count: int, timeout_s: float = 30.0) -> dict[int, RunDocument]:

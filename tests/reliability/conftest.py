@@ -6,7 +6,7 @@ from tests.reliability.ledger import LEDGER
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not (LEDGER.faults_injected or LEDGER.inputs_fuzzed or LEDGER.samples_sent or LEDGER.crashes):
+    if not (LEDGER.faults_injected or LEDGER.inputs_fuzzed or LEDGER.samples_sent or LEDGER.crashes or LEDGER.notes):
         return
     terminalreporter.section("reliability summary")
     for line in LEDGER.lines():

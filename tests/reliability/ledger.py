@@ -18,6 +18,7 @@ class Ledger:
     samples_received: int = 0
     inputs_fuzzed: Counter[str] = field(default_factory=Counter)
     crashes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # a test's own summary lines (the soak's)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fault(self, name: str) -> None:
@@ -33,6 +34,10 @@ class Ledger:
         with self._lock:
             self.inputs_fuzzed[target] += count
 
+    def note(self, line: str) -> None:
+        with self._lock:
+            self.notes.append(line)
+
     def crash(self, what: str) -> None:
         with self._lock:
             self.crashes.append(what)
@@ -45,6 +50,7 @@ class Ledger:
             f"samples sent: {self.samples_sent}, received: {self.samples_received}",
             f"inputs fuzzed: {sum(self.inputs_fuzzed.values())} ({fuzzed})",
             f"crashes: {len(self.crashes)}" + (f" ({'; '.join(self.crashes[:5])})" if self.crashes else ""),
+            *self.notes,
         ]
 
 

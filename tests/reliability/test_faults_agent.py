@@ -79,12 +79,12 @@ def test_agent_killed_in_client_mode_aborts_the_session_and_the_next_one_complet
                 agent = start_client_agent(port, tmp_path / "client", logs, duration_s=1.5, label="killed")
                 agents.append(agent)
                 run = wait_until(lambda: _running(director, "testing"), 30, "the agent's session to reach testing")
-                time.sleep(0.5)
+                time.sleep(0.5)  # a duration under test: the kill lands inside the phase, samples already taken
                 LEDGER.fault("sut agent killed (client mode)")
                 killed = time.monotonic()
                 agent.kill(signal.SIGKILL)
                 assert agent.wait(5) == -signal.SIGKILL
-                completed = collector.wait_completed(run["run_id"], timeout_s=15)
+                completed = collector.wait_stopped(run["run_id"], timeout_s=15)
                 assert completed.status == "aborted" and "client disconnected" in completed.reason, completed
                 assert time.monotonic() - killed < 10
                 _check_aborted_run_kept(Path(completed.output_dir), collector, run["run_id"], "client disconnected")
@@ -93,7 +93,7 @@ def test_agent_killed_in_client_mode_aborts_the_session_and_the_next_one_complet
                                             name="agent2")
                 agents.append(second)
                 assert second.wait(60) == 0, second.log()[-3000:]
-                ended = [c for c in collector.completed.values() if c.run_id != run["run_id"]]
+                ended = [c for c in collector.stopped.values() if c.run_id != run["run_id"]]
                 assert len(ended) == 1 and ended[0].status == "success", ended
             finally:
                 for started in agents:
@@ -153,11 +153,11 @@ def test_agent_killed_in_bus_mode_fails_the_run_within_three_heartbeats(amqp_url
                 wait_until(lambda: _running(director, "ranging"), 30, "the bus-mode run to start ranging")
                 workload = wait_until(lambda: _children(agents[0].pid), 30, "the agent to start the workload")
                 assert len(workload) == 1, workload
-                time.sleep(0.5)
+                time.sleep(0.5)  # a duration under test: the kill lands while the workload runs
                 LEDGER.fault("sut agent killed (bus mode)")
                 killed = time.monotonic()
                 agents[0].kill(signal.SIGKILL)  # its own group only: the workload runs in a session of its own
-                completed = collector.wait_completed(run_id, timeout_s=30)
+                completed = collector.wait_stopped(run_id, timeout_s=30)
                 waited = time.monotonic() - killed
                 assert completed.status == "failed", completed
                 assert completed.reason == (f"SUT agent {sut!r} missed 3 heartbeats (no sign of life for 6 s) "
@@ -174,7 +174,7 @@ def test_agent_killed_in_bus_mode_fails_the_run_within_three_heartbeats(amqp_url
                                         {"workload": "builtin:offline", "sample_interval_s": 0.1, "modes": ["testing"],
                                          "voltage_range_v": 300, "current_range_a": 5})
                 assert status == 202, accepted
-                completed = collector.wait_completed(accepted["run_id"], timeout_s=30)
+                completed = collector.wait_stopped(accepted["run_id"], timeout_s=30)
                 assert completed.status == "success", completed.reason
                 assert "StopWorkload for run" in agents[1].log(), "the failed run's stop waited for the next agent"
             finally:

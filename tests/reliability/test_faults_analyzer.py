@@ -70,7 +70,7 @@ def test_analyzer_disappears_run_fails_fast_samples_kept_next_run_works(amqp_url
                 LEDGER.fault("analyzer disconnected mid-run")
                 injected = time.time()
                 sim_fault(sim, "disconnect", on=True)
-                completed = collector.wait_completed(run_id, timeout_s=5)
+                completed = collector.wait_stopped(run_id, timeout_s=5)
                 noticed = time.time()
                 assert completed.status == "failed"
                 assert "analyzer analyzer1 lost" in completed.reason, completed.reason
@@ -85,7 +85,7 @@ def test_analyzer_disappears_run_fails_fast_samples_kept_next_run_works(amqp_url
                                         {"phase_s": 1.0, "sample_interval_s": 0.1})
                 assert status == 202, accepted
                 next_id, next_dir = accepted["run_id"], Path(accepted["output_dir"])
-                completed = collector.wait_completed(next_id, timeout_s=15)
+                completed = collector.wait_stopped(next_id, timeout_s=15)
                 assert completed.status == "success", completed.reason
                 assert _check_samples_kept(next_dir, collector, next_id)[0] >= 10
             finally:

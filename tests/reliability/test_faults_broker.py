@@ -81,7 +81,7 @@ def test_broker_restart_mid_run_loses_and_doubles_no_page(broker: Broker, tmp_pa
                 up_at = _pages_on_disk(run_dir)
                 assert up_at > down_at, "the director must keep sampling while the broker is away"
 
-                completed = collector.wait_completed(run_id, timeout_s=30)
+                completed = collector.wait_stopped(run_id, timeout_s=30)
                 assert completed.status == "success", completed.reason
                 written = file_documents(run_dir)
                 assert isinstance(written[-1], RunStop)

@@ -68,7 +68,7 @@ def test_director_killed_mid_run_is_closed_as_aborted_on_restart(amqp_url: str, 
 
             second = start_director(env, logs, name="director2")
             try:
-                completed = collector.wait_completed(run_id, timeout_s=10)
+                completed = collector.wait_stopped(run_id, timeout_s=10)
                 assert completed.status == "aborted" and completed.reason.startswith("director restarted"), completed
                 written = file_documents(run_dir)
                 stop = written[-1]
@@ -93,7 +93,7 @@ def test_director_killed_mid_run_is_closed_as_aborted_on_restart(amqp_url: str, 
                 status, accepted = http("POST", director_url(second, "/runs"),
                                         {"phase_s": 0.5, "sample_interval_s": 0.1})
                 assert status == 202, accepted
-                assert collector.wait_completed(accepted["run_id"], timeout_s=10).status == "success"
+                assert collector.wait_stopped(accepted["run_id"], timeout_s=10).status == "success"
             finally:
                 second.stop()
             check_no_crash(second)

@@ -92,7 +92,7 @@ def test_results_disk_full_fails_the_run_and_corrupts_nothing(small_disk: Path, 
 
                 LEDGER.fault("results disk full mid-run")
                 filler = _fill(small_disk)
-                completed = collector.wait_completed(run_id, timeout_s=10)
+                completed = collector.wait_stopped(run_id, timeout_s=10)
                 assert completed.status == "failed", completed
                 assert "results disk full" in completed.reason and "No space left on device" in completed.reason, \
                     completed.reason
@@ -124,7 +124,7 @@ def test_results_disk_full_fails_the_run_and_corrupts_nothing(small_disk: Path, 
                 status, accepted = http("POST", director_url(director, "/runs"),
                                         {"phase_s": 0.5, "sample_interval_s": 0.1})
                 assert status == 202, accepted
-                again = collector.wait_completed(accepted["run_id"], timeout_s=10)
+                again = collector.wait_stopped(accepted["run_id"], timeout_s=10)
                 assert again.status == "success", again.reason
                 assert isinstance(file_documents(Path(accepted["output_dir"]))[-1], RunStop)
             finally:

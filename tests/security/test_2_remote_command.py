@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from mlpower import topology
 from mlpower.rabbitmq import RabbitMQBus
-from mlpower.schema import Message, RunCompleted, RunWorkloadPhase, StartRun, WorkloadPhase
+from mlpower.schema import Message, RunStop, RunWorkloadPhase, StartRun, WorkloadPhase
 
 from tests.director.powerdev_client import ProtocolClient
 from tests.reliability.procs import wait_until
@@ -72,9 +72,10 @@ def bus(lab: Lab) -> Iterator[RabbitMQBus]:
 
 def _listen(bus: RabbitMQBus, lab: Lab) -> queue.Queue[Message]:
     received: queue.Queue[Message] = queue.Queue()
-    patterns = (f"workload_phase.*.{lab.sut}", f"run_completed.*.{lab.sut}")
-    spec = topology.QueueSpec("", topology.EVENTS_EXCHANGE, patterns, durable=False, exclusive=True)
-    bus.subscribe(spec, lambda message, delivery: received.put(message))
+    for exchange, pattern in ((topology.EVENTS_EXCHANGE, f"workload_phase.*.{lab.sut}"),
+                              (topology.RUNS_EXCHANGE, f"*.{lab.sut}.*.*")):  # run documents: for the run.stop
+        spec = topology.QueueSpec("", exchange, (pattern,), durable=False, exclusive=True)
+        bus.subscribe(spec, lambda message, delivery: received.put(message))
     return received
 
 
@@ -119,7 +120,7 @@ def test_an_undeclared_workload_is_refused_before_anything_runs_with_the_reason(
     bus.publish(StartRun(sut=lab.sut, run_id=run_id, workload="rm-rf", sample_interval_s=1.0),
                 topology.command_key("director", lab.sut, lab=lab.lab))
     first = _next(received, run_id, WorkloadPhase)
-    completed = _next(received, run_id, RunCompleted, timeout_s=120)
+    completed = _next(received, run_id, RunStop, timeout_s=120)
     refused = first.state == "failed" and completed.status == "failed"
     LEDGER.attempt("remote command: bus", "StartRun naming an undeclared workload", refused)
     assert refused, (first, completed)

@@ -31,7 +31,6 @@ def example_of(message_type: type[s.Message], tag: str, **overrides: Any) -> Any
         s.RebuildFigures: dict(figures=("fig1",), reason="test"),
         s.WorkloadPhase: dict(run_id=tag, sut="sut", mode="testing", state="power_begin", t_utc_s=t),
         s.AgentHeartbeat: dict(run_id=tag, sut="sut", mode="testing", state="running", pid=4242, t_utc_s=t),
-        s.RunCompleted: dict(run_id=tag, lab="lab", sut="sut", status="success", t_utc_s=t),
         s.LiveFinding: dict(run_id=tag, finding=finding, t_utc_s=t),
         s.RunAnalyzed: dict(run_id=tag, summary=summary, findings=(finding,), verdict="fail", t_utc_s=t),
         s.FiguresRebuilt: dict(job_id=tag, rendered=("fig1",), t_utc_s=t),

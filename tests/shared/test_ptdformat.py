@@ -179,3 +179,14 @@ def test_channel_numbers_from_the_c_argument(device_type: int, channel: list[int
 def test_channel_arguments_that_do_not_fit_the_device_type(device_type: int, channel: list[int]) -> None:
     with pytest.raises(ValueError, match="channel|multichannel"):
         pf.channel_numbers(device_type, channel)
+
+
+def test_several_analyzers_merged_lines_parse() -> None:
+    from mlpower.ptdformat import parse_sample_line
+
+    line = ("Time,12-03-2026 12:37:26.757,Watts,240.180000,Volts,-1.000000,Amps,-1.000000,PF,-1.000000,Mark,s_testing,"
+            "Analyzer1,Time,12-03-2026 12:37:26.757,Watts,150.140000,Volts,229.610000,Amps,0.686600,PF,0.952400,"
+            "Mark,s_testing,Analyzer2,missing")
+    parsed = parse_sample_line(line)
+    assert parsed is not None and parsed.power_w == 240.18 and parsed.mark == "s_testing"
+    assert [(label, group.power_w) for label, group in parsed.channels] == [("Analyzer1", 150.14), ("Analyzer2", None)]

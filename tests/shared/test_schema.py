@@ -97,7 +97,7 @@ def test_a_workload_request_carries_typed_parameters_only() -> None:
 
 @pytest.mark.parametrize("run_id", ["../x", "a/b", "..", ".", "a b", "x" * 129, "a\x00", "/etc", "~"])
 def test_a_run_id_names_a_folder_and_is_never_a_path(run_id: str) -> None:
-    for message in (s.StopRun, s.RunCompleted, s.RunAnalyzed, s.WorkloadPhase):
+    for message in (s.StopRun, s.RunStop, s.RunAnalyzed, s.WorkloadPhase):
         fields = example_of(message, "r").model_dump()
         with pytest.raises(ValidationError):
             message(**{**fields, "run_id": run_id})

@@ -94,6 +94,7 @@ def test_topic_matching_follows_amqp_rules() -> None:
     assert topology.topic_matches(topology.runs_of_lab("my lab"), key)
     shards = [s for s in range(topology.RUN_SHARDS) if topology.topic_matches(topology.runs_of_shard("my lab", s), key)]
     assert shards == [topology.run_shard("r#1")]
+    assert not topology.topic_matches(topology.runs_of_lab("my lab"), topology.run_key("other", "s", "a", "r"))
 
 
 def test_run_stream_numbers_documents_and_replays_from_jsonl(tmp_path: Path) -> None:
