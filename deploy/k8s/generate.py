@@ -443,8 +443,12 @@ def _pod_spec(container: dict[str, Any], volumes: list[dict[str, Any]]) -> dict[
 
 
 def _container(name: str, args: list[str], env: dict[str, str], ports: dict[str, int],
-               mounts: list[dict[str, Any]], resources: dict[str, Any] | None = None) -> dict[str, Any]:
-    probe = {"httpGet": {"path": "/healthz", "port": "http"}}  # every mlpower HTTP app serves /healthz
+               mounts: list[dict[str, Any]], resources: dict[str, Any] | None = None,
+               ready_path: str = "/readyz") -> dict[str, Any]:
+    # Readiness asks /readyz (broker subscriptions, worker): a broker outage takes the pod out of
+    # its Service without a restart; liveness asks /healthz (the process serves), which every app has.
+    live = {"httpGet": {"path": "/healthz", "port": "http"}}
+    ready = {"httpGet": {"path": ready_path, "port": "http"}}
     return {
         "name": name,
         "image": "mlpower",
@@ -452,8 +456,8 @@ def _container(name: str, args: list[str], env: dict[str, str], ports: dict[str,
         "envFrom": [{"configMapRef": {"name": "mlpower-config"}}],
         "env": _env(env),
         "ports": [{"name": port_name, "containerPort": port} for port_name, port in ports.items()],
-        "readinessProbe": {**probe, "periodSeconds": 10},
-        "livenessProbe": {**probe, "initialDelaySeconds": 30, "periodSeconds": 30},
+        "readinessProbe": {**ready, "periodSeconds": 10},
+        "livenessProbe": {**live, "initialDelaySeconds": 30, "periodSeconds": 30},
         "resources": resources or {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}},
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
@@ -550,7 +554,7 @@ def simulator_manifests(sut: Sut) -> list[dict[str, Any]]:
         "MLPOWER_SIM_CONTROL_PORT": str(PORTS["sim_http"]),
         "MLPOWER_SIM_LOAD": "follow",
         "MLPOWER_SIM_SUT": sut.name,
-    }, ports, [])
+    }, ports, [], ready_path="/healthz")  # the simulator has no /readyz: serving is being ready
     container["image"] = "mlpower-slim"
     name = f"analyzer-sim-{sut.name}"
     return [_service(name, labels, ports),
@@ -805,7 +809,14 @@ def prometheus_config(inventory: Inventory, base_config: dict[str, Any]) -> dict
     clashing = [job["job_name"] for job in base_config.get("scrape_configs", []) if job["job_name"] in taken]
     if clashing:
         raise InventoryError(f"base prometheus.yml already has jobs {clashing}")
-    return {**base_config, "scrape_configs": list(base_config.get("scrape_configs", [])) + jobs}
+    # every target carries the lab's name: the dashboard's lab variable, and alerts, tell labs apart
+    # where one Prometheus or Grafana sees several
+    labelled = []
+    for job in list(base_config.get("scrape_configs", [])) + jobs:
+        statics = [{**static, "labels": {**static.get("labels", {}), "lab": inventory.lab}}
+                   for static in job.get("static_configs", [])]
+        labelled.append({**job, "static_configs": statics} if statics else job)
+    return {**base_config, "scrape_configs": labelled}
 
 
 def _results_patch(inventory: Inventory) -> dict[str, Any]:
