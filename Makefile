@@ -41,7 +41,7 @@ test-fast: dev
 
 lint: dev
 	$(BIN)/ruff check shared services tests bench deploy
-	$(BIN)/mypy shared
+	$(BIN)/mypy shared services
 
 schemas: venv
 	$(BIN)/mlpower schemas write

@@ -16,10 +16,9 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlpower import topology
-from mlpower.bus import Bus
 from mlpower.samples import SAMPLE_COLUMN_NAMES
 from mlpower.schema import (
     PhaseMark,
@@ -32,6 +31,9 @@ from mlpower.schema import (
     encode,
 )
 from mlpower.timeutil import now_utc_s
+
+if TYPE_CHECKING:  # the type only: reading a stored stream (runview, runtree) must not pull in the bus
+    from mlpower.bus import Bus
 
 log = logging.getLogger(__name__)
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)

@@ -93,6 +93,10 @@ class AnalyticsService:
         self.events_queue = events_queue or EVENTS_QUEUE
 
     # ----------------------------------------------------------------------- wiring
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        return list(self._subscriptions)
+
     def own_shard(self, index: int) -> bool:
         return len(self.runs_queues) == 1 or index % self.settings.replicas == self.settings.replica
 

@@ -263,7 +263,9 @@ def start_ptd(port: int = 0, log_path: str | Path | None = None, seed: int = 0, 
               analyzer_port: int | None = None, **extra: Any) -> PtdHandle:
     """Start a PTDaemon emulator in this process; readings from its own physics, or over SCPI from
     a WT310E (simulator) on ``analyzer_port``. Extra keywords: ``analyzer_host``, ``host``, ``console``
-    (a callable receiving console text), ``extended_log``, ``settings``, ``clock``."""
+    (a callable receiving console text), ``extended_log``, ``settings``, ``clock``, ``device_type``
+    and, for a multichannel type (48/59/61/77), ``channels``: the meter channels read, e.g.
+    ``(1, 2, 3)`` for ``-c 1,3`` (``PtdArgs.read_channels``)."""
     return PtdHandle(port=port, log_path=log_path, seed=seed, load=load, analyzer_port=analyzer_port, **extra)
 
 

@@ -120,6 +120,10 @@ class BusEdge:
         self.director.on_end(self._run_ended)
         return self
 
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        return list(self._subscriptions)
+
     def stop_workload(self, run_id: str, reason: str) -> None:
         """Ask the agent to stop ``run_id``'s workload (whether or not it still runs it)."""
         command = StopWorkload(run_id=run_id, sut=self.settings.sut, reason=reason)

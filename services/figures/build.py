@@ -160,7 +160,7 @@ def _render_cost(entry: catalogue.Entry) -> float:
 
 
 @contextlib.contextmanager
-def _renderers(workers: int, jobs: int) -> Iterator[Callable[[Job], None]]:
+def _renderers(workers: int, jobs: int) -> Iterator[Callable[[Job], object]]:
     """Yields ``submit(job)``. With several workers, figures render while later ones are still
     being computed; leaving the block waits for all of them and raises the first failure."""
     if workers <= 1 or jobs <= 1:

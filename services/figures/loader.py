@@ -98,8 +98,8 @@ def _check_structure(path: Path, content: bytes) -> None:
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = content.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"{path}:{line}: not UTF-8 text (byte {content[exc.start]:#04x})") from None
+        line_number = content.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path}:{line_number}: not UTF-8 text (byte {content[exc.start]:#04x})") from None
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

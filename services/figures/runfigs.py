@@ -161,7 +161,7 @@ def trace_figure(trace: RunTrace, look: dict[str, Any] = TRACE_LOOK) -> Any:
     ax.set_xlabel(look["x_label"])
     ax.set_ylabel(look["y_label"])
     ax.set_title(f"{trace.run_id} {trace.benchmark} {trace.scenario}".strip())
-    unique = {h.get_label(): proxies.get(h.get_label(), h) for h in handles}  # one entry per label
+    unique = {str(h.get_label()): proxies.get(str(h.get_label())) or h for h in handles}  # one entry per label
     figure.legend(
         handles=list(unique.values()), loc="outside lower center", ncol=look["legend_columns"], fontsize="small"
     )

@@ -229,6 +229,14 @@ class FiguresService:
         else:
             log.debug("figures ignores %s on %s", getattr(message, "type", "?"), delivery.routing_key)
 
+    @property
+    def worker(self) -> threading.Thread:
+        return self._thread
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        return list(self._subscriptions)
+
     def listen(self, instance: str = "default") -> None:
         """Consume run-analyzed events and rebuild commands (both queues are durable)."""
         if self.bus is None:

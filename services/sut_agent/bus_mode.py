@@ -97,6 +97,10 @@ class AgentService:
     def queue_spec(self) -> topology.QueueSpec:
         return command_queue(self.settings.sut)
 
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        return [self._subscription] if self._subscription is not None else []
+
     def start(self) -> AgentService:
         self._worker.start()
         self._beater.start()

@@ -71,10 +71,16 @@ def _agent(**flags: Any) -> None:
         registry = load_registry(settings.workloads_file)
         registry.resolve(None, settings.workload)
     serve_http = flags["bus"] if flags["http"] is None else flags["http"]
-    http = _start_http(settings, metrics, "bus" if flags["bus"] else "client", registry) if serve_http else None
+    from mlpower.readiness import subscriptions_connected
+
+    running: list[Any] = []  # the bus-mode agent once started: /readyz asks whether it consumes
+    checks = {"broker": subscriptions_connected(lambda: [s for agent in running for s in agent.subscriptions])} \
+        if flags["bus"] else {}
+    http = _start_http(settings, metrics, "bus" if flags["bus"] else "client", registry, checks) \
+        if serve_http else None
     try:
         if flags["bus"]:
-            _serve_bus(settings, metrics, registry)
+            _serve_bus(settings, metrics, registry, running)
         else:
             _client_session(settings, flags, metrics)
     finally:
@@ -82,11 +88,12 @@ def _agent(**flags: Any) -> None:
             http.stop()
 
 
-def _start_http(settings: Any, metrics: Any, mode: str, registry: Any) -> Any:
+def _start_http(settings: Any, metrics: Any, mode: str, registry: Any, checks: Any) -> Any:
     from mlpower.http_serve import HttpServer
     from mlpower.sut_agent.app import create_app
 
-    server = HttpServer(create_app(metrics, mode=mode, registry=registry), settings.http_host, settings.http_port,
+    server = HttpServer(create_app(metrics, mode=mode, registry=registry, checks=checks), settings.http_host,
+                        settings.http_port,
                         name="the agent's HTTP app", log_level=settings.log_level).start()
     typer.echo(f"agent HTTP on {server.url}", err=True)
     return server
@@ -136,7 +143,7 @@ def _client_session(settings: Any, flags: dict[str, Any], metrics: Any) -> None:
                    f"power window {r.window.duration_s:.3f} s, compliant durations: {outcome.compliant_durations}")
 
 
-def _serve_bus(settings: Any, metrics: Any, registry: Any) -> None:
+def _serve_bus(settings: Any, metrics: Any, registry: Any, running: list[Any]) -> None:
     import signal
     import threading
 
@@ -148,6 +155,7 @@ def _serve_bus(settings: Any, metrics: Any, registry: Any) -> None:
     bus = connect(settings.amqp_url, kind=settings.bus, client_name=f"agent-{settings.sut}",
                       queue_type=settings.queue_type)
     service = AgentService(settings, bus, metrics, registry).start()
+    running.append(service)
     try:
         while not stop.wait(1.0):
             pass

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 from mlpower.analyzer_sim import start_ptd, start_simulator
+from mlpower.testing import wait_for
 
 
 def _ask(port: int, line: str) -> str:
@@ -37,9 +37,13 @@ def test_set_load_changes_the_readings() -> None:
             sock.sendall(b":COMM:WAIT 1;:NUM:NORM:VAL? 3\n")
             before = float(f.readline())
             sim.set_load("constant:1500")
-            time.sleep(0.25)
-            sock.sendall(b":NUM:NORM:VAL? 3\n")
-            after = float(f.readline())
+
+            def reading() -> float:
+                sock.sendall(b":NUM:NORM:VAL? 3\n")
+                return float(f.readline())
+
+            # the next update (0.1 s) takes the new load; no fixed wait that a slow host overruns
+            after = wait_for(lambda: (w := reading()) > 1000 and w, 5, what="a reading of the new load")
         assert 248 < before < 252
         assert 1490 < after < 1510
         assert sim.model.spec == "constant:1500"

@@ -9,6 +9,7 @@ import pytest
 from mlpower import topology
 from mlpower.analyzer_sim import start_simulator
 from mlpower.schema import WorkloadPhase
+from mlpower.testing import wait_for
 
 
 @pytest.mark.rabbitmq
@@ -25,25 +26,17 @@ def test_workload_phase_events_move_the_readings_within_one_update(rabbit_bus, u
                 sock.sendall(b":NUM:NORM:VAL? 3\n")
                 return float(f.readline())
 
-            def wait_for(predicate, limit_s: float) -> float:
-                start = time.monotonic()
-                while time.monotonic() - start < limit_s:
-                    if predicate(watts()):
-                        return time.monotonic() - start
-                    time.sleep(0.02)
-                raise AssertionError(f"readings did not move within {limit_s} s")
-
-            time.sleep(update_s * 1.5)
-            assert abs(watts() - 100) < 2
+            wait_for(lambda: abs(watts() - 100) < 2, 10, what="the first idle reading", poll_s=0.02)
             for state, expected in (("started", 600), ("power_end", 100), ("power_begin", 600), ("finished", 100)):
                 event = WorkloadPhase(run_id=unique, sut=sut, mode="testing", state=state, t_utc_s=time.time())
                 sent = time.monotonic()
                 rabbit_bus.publish(event, topology.event_key(event, lab=lab))
                 # one update interval, plus the broker's delivery time
-                wait_for(lambda w, e=expected: abs(w - e) < 5, update_s + 1.0)
+                wait_for(lambda e=expected: abs(watts() - e) < 5, update_s + 1.0, what=f"{expected} W after {state}",
+                         poll_s=0.02)
                 assert time.monotonic() - sent < update_s + 1.0, state
             # another SUT's events are not ours
             other = WorkloadPhase(run_id=unique, sut="someone_else", state="started", t_utc_s=time.time())
             rabbit_bus.publish(other, topology.event_key(other, lab=lab))
-            time.sleep(update_s * 3)
+            time.sleep(update_s * 3)  # nothing may change: a negative check waits three updates, no event to wait on
             assert abs(watts() - 100) < 2

@@ -17,12 +17,19 @@ from mlpower.analyzer_sim import start_ptd, start_simulator
 from mlpower.analyzer_sim.errors import PtdArgumentError
 from mlpower.analyzer_sim.ptd import parse_ptd_args
 from mlpower.ptdformat import parse_ptd_time
+from mlpower.testing import wait_for
 
 NUM = r"-?\d+\.\d{6}"
 TS = r"\d\d-\d\d-\d{4} \d\d:\d\d:\d\d\.\d{3}"
 RL_LINE = re.compile(rf"^Time,({TS}),Watts,({NUM}),Volts,({NUM}),Amps,({NUM}),PF,({NUM})$")
 LOG_LINE = re.compile(rf"^Time,({TS}),Watts,({NUM}),Volts,({NUM}),Amps,({NUM}),PF,({NUM}),Mark,(\S+)$")
 CONSOLE_LINE = re.compile(rf"^{TS}: ")
+
+
+def samples_taken(ptd, count: int = 2) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the running measurement holds ``count`` samples (what a timed wait used to hope for)."""
+    measurement = ptd.server.measurement
+    return measurement is not None and len(measurement.samples) >= count
 
 
 class PtdClient:
@@ -81,7 +88,7 @@ def test_one_session_exactly_as_the_power_dev_server_speaks_it(tmp_path: Path) -
             assert c.cmd("SR,A,Auto") == "Range A changed"
             go = c.cmd(f"Go,1000,0,{sid}_ranging")
             assert go == "Starting untimed measurement, maximum 500000 samples at 1000ms with 0 rampup samples"
-            time.sleep(2.4)
+            wait_for(lambda: samples_taken(ptd), 15, what="two ranging samples")
             assert c.cmd("Stop") == "Stopping untimed measurement"
             assert c.cmd("RL,*,*") == "Invalid number of parameters"
             ranging = c.read_last()
@@ -96,7 +103,7 @@ def test_one_session_exactly_as_the_power_dev_server_speaks_it(tmp_path: Path) -
             assert c.cmd(f"SR,A,{float(max_amps) * 1.1}") == "Range A changed"
             assert c.cmd("RR") == "Ranges,0,2.000000,0,300.000000"  # the next hardware ranges up
             assert c.cmd(f"Go,1000,0,{sid}_testing").startswith("Starting untimed measurement")
-            time.sleep(2.4)
+            wait_for(lambda: samples_taken(ptd), 15, what="two testing samples")
             testing_watts = c.cmd("Watts")
             uncertainty = c.cmd("Uncertainty").split(",")
             assert testing_watts.startswith("Watts,") and uncertainty[0] == "Uncertainty"
@@ -113,8 +120,13 @@ def test_one_session_exactly_as_the_power_dev_server_speaks_it(tmp_path: Path) -
             assert c.cmd("Stop") == "Error: no measurement to stop"
         finally:
             c.close()
-        time.sleep(0.3)
-        console = "\n".join(ptd.console_lines)
+
+        def padded() -> str:  # the padding after the last "Completed test" is written as the client leaves
+            text = "\n".join(ptd.console_lines)
+            ends = [m.end() for m in re.finditer(rf"^{TS}: Completed test$", text, re.M)]
+            return text if ends and len(text) - ends[-1] >= 9 * 1024 else ""
+
+        console = wait_for(padded, 10, what="the console padding after the last Completed test")
 
     # the console lines the checker looks for, and the padding after each "Completed test" (quirk Q1)
     assert re.search(rf"^{TS}: Uncertainty checking for YokogawaWT310 is activated$", console, re.M)
@@ -144,7 +156,7 @@ def test_ptd_reads_a_simulated_wt310e_over_scpi() -> None:
             assert sim.instrument.settings.voltage_range_v == 300 and sim.instrument.settings.current_range_a == 2
             assert c.cmd("RR") == "Ranges,0,2.000000,0,300.000000"
             c.cmd("Go,1000,0,remote")
-            time.sleep(2.3)
+            wait_for(lambda: samples_taken(ptd), 15, what="two samples of the simulated meter")
             assert abs(float(c.cmd("Watts").split(",")[1]) - 400) < 3
             c.cmd("Stop")
         finally:
@@ -196,14 +208,14 @@ def test_mlpower_ptd_runs_as_the_servers_ptd_binary_and_exits_on_sigterm(tmp_pat
     proc = subprocess.Popen([sys.executable, "-m", "mlpower.analyzer_sim", "ptd", "-l", str(log), "-p", str(port),
                              "49", "/dev/usbtmc0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.monotonic() + 30
-        while True:  # the server's own start-up probe: retry every 0.1 s
+        def connected() -> PtdClient | None:  # the server's own start-up probe: connect until it answers
+            assert proc.poll() is None, "mlpower ptd exited"
             try:
-                c = PtdClient(port)
-                break
+                return PtdClient(port)
             except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
+                return None
+
+        c = wait_for(connected, 30, what="mlpower ptd to listen", poll_s=0.1)
         assert c.cmd("Hello") == "Hello, PTDaemon here!"
         c.close()
         proc.send_signal(signal.SIGTERM)

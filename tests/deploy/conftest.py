@@ -25,7 +25,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from mlpower.testing import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -144,29 +144,26 @@ class PrometheusServer:
 
     def wait_for(self, expr: str, timeout_s: float = 15.0) -> list[dict[str, Any]]:
         """Poll until the expression returns data; its result, or AssertionError at the timeout."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            result = self.query(expr)
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no data for {expr!r} after {timeout_s} s")
-            time.sleep(0.25)
+        found: list[dict[str, Any]] = wait_for(lambda: self.query(expr), timeout_s, what=f"data for {expr!r}",
+                                               poll_s=0.25)
+        return found
 
     def targets(self) -> list[dict[str, Any]]:
         return list(self.client.get("/api/v1/targets").json()["data"]["activeTargets"])
 
     def wait_for_targets(self, timeout_s: float = 15.0) -> None:
         """Wait until every configured target has been scraped successfully."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            targets = self.targets()
-            if targets and all(target["health"] == "up" for target in targets):
-                return
-            if time.monotonic() > deadline:
-                down = {t["scrapeUrl"]: t.get("lastError") or t["health"] for t in targets if t["health"] != "up"}
-                raise AssertionError(f"targets not up after {timeout_s} s: {down}")
-            time.sleep(0.25)
+        seen: list[dict[str, Any]] = []
+
+        def all_up() -> bool:
+            seen[:] = self.targets()
+            return bool(seen) and all(target["health"] == "up" for target in seen)
+
+        try:
+            wait_for(all_up, timeout_s, what="every target up", poll_s=0.25)
+        except AssertionError as exc:
+            down = {t["scrapeUrl"]: t.get("lastError") or t["health"] for t in seen if t["health"] != "up"}
+            raise AssertionError(f"targets not up after {timeout_s} s: {down}") from exc
 
     def rules(self) -> list[dict[str, Any]]:
         groups = self.client.get("/api/v1/rules").json()["data"]["groups"]
@@ -187,16 +184,19 @@ def _start_prometheus(binary: Path, workdir: Path, scrape_targets: Mapping[str, 
         stdout=log, stderr=subprocess.STDOUT)
     client = httpx.Client(base_url=f"http://{address}", timeout=5.0)
     server = PrometheusServer(f"http://{address}", config_path, config, process, client)
-    deadline = time.monotonic() + 20.0
-    while time.monotonic() < deadline:
+    def ready_or_exited() -> str:
         if process.poll() is not None:
-            break
+            return "exited"
         try:
-            if client.get("/-/ready").status_code == 200:
-                return server
+            return "ready" if client.get("/-/ready").status_code == 200 else ""
         except httpx.TransportError:
-            pass
-        time.sleep(0.1)
+            return ""
+
+    try:
+        if wait_for(ready_or_exited, 20.0, what="prometheus to be ready", poll_s=0.1) == "ready":
+            return server
+    except AssertionError:
+        pass
     _stop(server)
     raise RuntimeError(f"prometheus did not become ready:\n{(workdir / 'prometheus.log').read_text()[-3000:]}")
 

@@ -17,12 +17,12 @@ import fcntl
 import os
 import re
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from mlpower.testing import wait_for
 
 from .conftest import ROOT
 
@@ -79,17 +79,17 @@ def _holders(path: Path) -> set[int]:
 def docker_lock() -> Iterator[None]:
     LOCK_PATH.touch(exist_ok=True)
     with LOCK_PATH.open("a") as handle:
-        deadline = time.monotonic() + LOCK_WAIT_S
-        while True:
+        def locked() -> bool:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                return True
             except BlockingIOError:
-                if _holders(LOCK_PATH) & _ancestors():
-                    break  # our caller holds it for us (flock /tmp/mlpower-docker.lock make test)
-                if time.monotonic() > deadline:
-                    pytest.fail(f"{LOCK_PATH} held by pid(s) {sorted(_holders(LOCK_PATH))} for {LOCK_WAIT_S:.0f} s")
-                time.sleep(2)
+                return bool(_holders(LOCK_PATH) & _ancestors())  # our caller holds it for us (flock ... make test)
+
+        try:
+            wait_for(locked, LOCK_WAIT_S, what=str(LOCK_PATH), poll_s=2)
+        except AssertionError:
+            pytest.fail(f"{LOCK_PATH} held by pid(s) {sorted(_holders(LOCK_PATH))} for {LOCK_WAIT_S:.0f} s")
         yield
 
 

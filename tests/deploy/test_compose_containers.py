@@ -15,6 +15,7 @@ random, in a temporary env file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -30,6 +31,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from mlpower.testing import wait_for
 
 from .compose_lab import env_file_with_secrets
 from .conftest import DEPLOY, ROOT, DeployTools
@@ -188,13 +190,16 @@ def test_the_compose_lab_runs_a_measurement_in_containers(compose_lab: ComposeLa
         assert figures, "the figures service lists no figure"
 
         # Prometheus, in its container, scrapes every mlpower container (and RabbitMQ, and itself)
-        prometheus, deadline = lab.url("prometheus"), time.monotonic() + 60
-        while True:
+        prometheus, jobs = lab.url("prometheus"), {}
+
+        def all_up() -> bool:
+            nonlocal jobs
             up = http.get(f"{prometheus}/api/v1/query", params={"query": "up"}).json()["data"]["result"]
             jobs = {series["metric"]["job"]: series["value"][1] for series in up}
-            if set(jobs) == SCRAPE_JOBS and set(jobs.values()) == {"1"} or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+            return set(jobs) == SCRAPE_JOBS and set(jobs.values()) == {"1"}
+
+        with contextlib.suppress(AssertionError):  # the assertion below names the jobs that are not up
+            wait_for(all_up, 60, what="every scrape job up", poll_s=1)
         assert set(jobs) == SCRAPE_JOBS and all(value == "1" for value in jobs.values()), jobs
         samples = {"query": "mlpower_analyzer_samples_total{service='director'}"}
         power = http.get(f"{prometheus}/api/v1/query", params=samples).json()["data"]["result"]

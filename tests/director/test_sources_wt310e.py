@@ -203,9 +203,9 @@ def test_lost_when_the_meter_hangs(sim: object) -> None:
         src.read_sample()
         sim.faults.stall(5.0)  # type: ignore[attr-defined]
         t0 = time.monotonic()
-        with pytest.raises(AnalyzerLost, match="no sample within 1.9 s"):
+        with pytest.raises(AnalyzerLost, match="no sample within 1.9 s"):  # the source's own deadline ...
             src.read_sample()
-        assert time.monotonic() - t0 < 2.0
+        assert time.monotonic() - t0 < 5.0  # ... not the meter's return after its 5 s stall (a busy host adds time)
         sim.faults.clear()  # type: ignore[attr-defined]
 
 
@@ -410,6 +410,8 @@ def test_connection_dropped_between_samples_is_lost_at_once(sim: object) -> None
         sim.faults.drop_connection()  # type: ignore[attr-defined]
         wait_for(src.transport._socket_closed, 5, what="the simulator to drop the connection")
         t0 = time.monotonic()
-        with pytest.raises(AnalyzerLost):
+        with pytest.raises(AnalyzerLost) as lost:
             src.read_sample()
-        assert time.monotonic() - t0 < 1.5  # at once: not after the 1.9 s read timeout
+        # at once: the closed socket is the reason, not the 1.9 s read timeout (a reason, not a stopwatch)
+        assert "no sample within" not in str(lost.value), lost.value
+        assert time.monotonic() - t0 < 1.9 * 2

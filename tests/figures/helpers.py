@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mlpower import testing
 from mlpower.figures.service import FiguresService
 
 
@@ -18,10 +18,5 @@ def service_over_built(built: dict[str, Any], data_dir: Path, root: Path, **kwar
 
 
 def wait_for(condition: Callable[[], Any], timeout_s: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+    """``mlpower.testing.wait_for`` with the figures suites' longer default timeout."""
+    return testing.wait_for(condition, timeout_s, what=what, poll_s=0.05)

@@ -16,6 +16,7 @@ from mlpower.lab.run_client import lab_run
 from mlpower.lab.settings import LabSettings
 from mlpower.schema import RunAnalyzed
 from mlpower.settings import load_settings
+from mlpower.testing import wait_for
 from rich.console import Console
 
 from tests.deploy.compose_lab import env_file_with_secrets
@@ -85,14 +86,17 @@ def test_a_measurement_on_the_local_lab_reaches_analytics_figures_and_every_dash
     # Some expressions only have data while a run is in progress (an alert on a silent analyzer
     # during a run): poll all of them during the run and for a while after it.
     pending = {query.expr: query for query in dashboard_queries() + rule_queries()}
-    deadline = None
-    while pending and (deadline is None or time.monotonic() < deadline):
+    after_run: list[float] = []  # when the run was seen to end: polling goes on for 20 s after it
+
+    def all_had_data() -> bool:
         for expr in list(pending):
             if prometheus.query(expr):
                 del pending[expr]
-        if deadline is None and not runner.is_alive():
-            deadline = time.monotonic() + 20
-        time.sleep(0.5)
+        if not after_run and not runner.is_alive():
+            after_run.append(time.monotonic())
+        return not pending or bool(after_run and time.monotonic() - after_run[0] >= 20)
+
+    wait_for(all_had_data, 900, what="every dashboard and rule expression to have data", poll_s=0.5)
     runner.join(timeout=300)
     assert "error" not in outcome, outcome.get("error")
     analyzed = outcome["analyzed"]

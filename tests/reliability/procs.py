@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -133,18 +132,21 @@ def start_mlpower(name: str, args: list[str], *, env: dict[str, str], log_dir: P
     if ready is None:
         return proc
     pattern = re.compile(ready)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = pattern.search(proc.log())
-        if found:
-            proc.info.update({k: v for k, v in found.groupdict().items() if v is not None})
-            return proc
-        if not proc.alive():
+
+    def ready_line() -> re.Match[str] | None:
+        if not proc.alive() and not pattern.search(proc.log()):
             raise AssertionError(f"{name} exited ({proc.popen.returncode}) before it was ready:\n{proc.log()[-3000:]}")
-        if time.monotonic() >= deadline:
+        return pattern.search(proc.log())
+
+    try:
+        found = wait_for(ready_line, timeout_s, what=f"{name} to be ready", poll_s=0.05)
+    except AssertionError as exc:
+        if proc.alive():
             proc.stop()
-            raise AssertionError(f"{name} not ready after {timeout_s:g} s:\n{proc.log()[-3000:]}")
-        time.sleep(0.05)
+            raise AssertionError(f"{name} not ready after {timeout_s:g} s:\n{proc.log()[-3000:]}") from exc
+        raise
+    proc.info.update({k: v for k, v in found.groupdict().items() if v is not None})
+    return proc
 
 
 SIM_READY = r"listening on [^:\s]+:(?P<port>\d+)[\s\S]*control on http://[^:\s]+:(?P<control>\d+)"

@@ -80,7 +80,7 @@ def test_agent_killed_in_client_mode_aborts_the_session_and_the_next_one_complet
                 agent = start_client_agent(port, tmp_path / "client", logs, duration_s=1.5, label="killed")
                 agents.append(agent)
                 run = wait_until(lambda: _running(director, "testing"), 30, "the agent's session to reach testing")
-                time.sleep(0.5)
+                time.sleep(0.5)  # a duration under test: the kill lands inside the phase, samples already taken
                 LEDGER.fault("sut agent killed (client mode)")
                 killed = time.monotonic()
                 agent.kill(signal.SIGKILL)
@@ -154,7 +154,7 @@ def test_agent_killed_in_bus_mode_fails_the_run_within_three_heartbeats(amqp_url
                 wait_until(lambda: _running(director, "ranging"), 30, "the bus-mode run to start ranging")
                 workload = wait_until(lambda: _children(agents[0].pid), 30, "the agent to start the workload")
                 assert len(workload) == 1, workload
-                time.sleep(0.5)
+                time.sleep(0.5)  # a duration under test: the kill lands while the workload runs
                 LEDGER.fault("sut agent killed (bus mode)")
                 killed = time.monotonic()
                 agents[0].kill(signal.SIGKILL)  # its own group only: the workload runs in a session of its own

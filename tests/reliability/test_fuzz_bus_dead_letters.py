@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import queue
-import time
 
 import pika
 import pytest
@@ -19,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mlpower import schema, topology
 from mlpower.rabbitmq import REASON_HEADER
+from mlpower.testing import wait_for
 
 from tests.reliability.ledger import LEDGER
 from tests.shared.examples import example_of
@@ -71,15 +71,18 @@ def test_junk_and_wrong_versions_are_all_dead_lettered(rabbit_bus: object, amqp_
         rabbit_bus.publish(good, f"{unique}.good")
         assert received.get(timeout=20) == good  # the consumer carried on past every bad one
         dead: dict[str, str] = {}
-        deadline = time.monotonic() + 20
-        while len(dead) < len(bodies) and time.monotonic() < deadline:
-            method, properties, _ = tap.basic_get(queue=tap_queue, auto_ack=True)
-            if method is None:
-                time.sleep(0.05)
-                continue
-            if method.routing_key.startswith(f"{unique}.bad."):
-                assert method.routing_key not in dead, f"{method.routing_key} dead-lettered twice"
-                dead[method.routing_key] = str((properties.headers or {}).get(REASON_HEADER, ""))
+
+        def all_dead() -> bool:  # takes what the tap holds now; true once every bad body is there
+            while len(dead) < len(bodies):
+                method, properties, _ = tap.basic_get(queue=tap_queue, auto_ack=True)
+                if method is None:
+                    return False
+                if method.routing_key.startswith(f"{unique}.bad."):
+                    assert method.routing_key not in dead, f"{method.routing_key} dead-lettered twice"
+                    dead[method.routing_key] = str((properties.headers or {}).get(REASON_HEADER, ""))
+            return True
+
+        wait_for(all_dead, 20, what=f"{len(bodies)} dead letters", poll_s=0.05)
         LEDGER.fuzzed("bus dead-letter (broker)", len(bodies))
         assert sorted(dead) == sorted(f"{unique}.bad.{i}" for i in range(len(bodies)))
         assert all(reason.startswith("decode:") for reason in dead.values()), set(dead.values())

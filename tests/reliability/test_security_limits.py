@@ -19,6 +19,7 @@ from mlpower.director.settings import DirectorSettings
 from mlpower.figures.settings import FiguresSettings
 from mlpower.http_limits import MAX_BODY_BYTES
 from mlpower.settings import PROJECT_ROOT, load_settings
+from mlpower.testing import wait_for
 
 from tests.director.fakes import FakeSource
 from tests.director.powerdev_client import ProtocolClient
@@ -134,8 +135,6 @@ def test_one_session_at_a_time(director: DirectorService) -> None:
     assert httpx.get(f"{base}/status", timeout=5).json()["run"]["run_id"] == run_id
     stopped = httpx.post(f"{base}/runs/{run_id}/stop", timeout=10)
     assert stopped.status_code == 200
-    deadline = time.monotonic() + 10
-    while director.director.active is not None and not director.director.active.ended:
-        assert time.monotonic() < deadline, "the stopped run did not end"
-        time.sleep(0.05)
+    wait_for(lambda: director.director.active is None or director.director.active.ended, 10,
+             what="the stopped run to end")
     assert httpx.post(f"{base}/runs", json={"phase_s": 30}, timeout=10).status_code == 202  # free again

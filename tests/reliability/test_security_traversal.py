@@ -103,7 +103,7 @@ def test_powerdev_downloads_refuse_traversal_and_leave_the_file_system_alone(lab
     sid, client = lab.sid, lab.client
     assert client.download(sid, "power/server.json").startswith(b"{")  # the session's own file
     os.replace(lab.root / "results" / sid / "power" / "link.txt", lab.root / "results" / sid / "run_1" / "spl.txt")
-    time.sleep(0.01)
+    time.sleep(0.01)  # coarse file-system clocks: a later write must show as a new st_mtime_ns in _tree
     before = _tree(lab.root)
     attempts = [
         f"download,{sid},../../outside/secret.txt",

@@ -20,6 +20,7 @@ from mlpower.schema import (
     SamplePage,
     encode,
 )
+from mlpower.testing import wait_for
 
 from tests.shared.examples import example_of
 
@@ -95,10 +96,12 @@ def test_undecodable_message_is_dead_lettered_and_consumer_carries_on(bus: Bus, 
         [(got, _)] = _take(received, 1)
         assert got == good
         dead: list = []
-        deadline = time.monotonic() + 10
-        while len(dead) < 2 and time.monotonic() < deadline:
-            dead += [d for d in bus.dead_letters() if d.routing_key.startswith(unique)]
-            time.sleep(0.05)
+
+        def both_dead() -> bool:  # dead_letters() takes what it returns: gather until both are in
+            dead.extend(d for d in bus.dead_letters() if d.routing_key.startswith(unique))
+            return len(dead) >= 2
+
+        wait_for(both_dead, 10, what="two dead letters", poll_s=0.05)
         assert sorted(d.routing_key for d in dead) == [f"{unique}.bad", f"{unique}.old"]
         reasons = {d.routing_key: d.reason for d in dead}
         assert "not JSON" in reasons[f"{unique}.bad"]
@@ -123,11 +126,9 @@ def test_handler_failure_is_dead_lettered_and_consumer_carries_on(bus: Bus, uniq
         bus.publish(message, f"{unique}.poison")
         bus.publish(message, f"{unique}.fine")
         assert _take(received, 1) == [message]
-        deadline, dead = time.monotonic() + 10, []
-        while not dead and time.monotonic() < deadline:
-            dead = [d for d in bus.dead_letters() if d.routing_key == f"{unique}.poison"]
-            time.sleep(0.05)
-        assert dead and "cannot handle this one" in dead[0].reason
+        dead = wait_for(lambda: [d for d in bus.dead_letters() if d.routing_key == f"{unique}.poison"], 10,
+                        what="the poison message's dead letter", poll_s=0.05)
+        assert "cannot handle this one" in dead[0].reason
     finally:
         subscription.close()
 
