@@ -5,6 +5,11 @@ Jobs are serialised because they write into the same folders and the machine has
 job with nothing to re-render finishes in milliseconds (``build.build`` is incremental). Each
 finished job is announced with a ``FiguresRebuilt`` event when a bus is attached. A run-analyzed
 event also renders that run's own figures when its ``documents.jsonl`` is under the results folder.
+
+Replicas: several figures services may share the results volume. Their events and commands come
+from shared durable queues (each message to one replica), and a build holds its output folder's
+lock (``build._folder_lock``), so a rebuild asked of two replicas at once is rendered by one; the
+other finds the figures up to date.
 """
 
 from __future__ import annotations
