@@ -100,7 +100,7 @@ def _run(options: DemoOptions, console: Console, bus: Bus, lab_options: LabOptio
                          scenario=SCENARIOS[options.scenario],
                          workload=WorkloadRequest(name=f"builtin:{options.scenario}", duration_s=options.duration_s),
                          sample_interval_s=options.sample_interval_s),
-                topology.command_key("director", lab_options.sut),
+                topology.command_key("director", lab_options.sut, lab=lab_options.lab),
             )
             LiveView(console, progress).follow(lambda: progress.analyzed is not None or progress.failed,
                                                options.timeout_s, f"run {run_id}")

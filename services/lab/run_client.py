@@ -110,7 +110,7 @@ class _Listener:
         from mlpower.rabbitmq import RabbitMQBus
 
         try:
-            self.bus = RabbitMQBus(url, client_name="mlpower-lab-run")
+            self.bus = RabbitMQBus(url, client_name="mlpower-lab-run", lab=lab)
             self.subscriptions = [
                 self.bus.subscribe(topology.QueueSpec("", exchange, (pattern,), durable=False, exclusive=True),
                                    lambda message, _delivery: progress.update(message))
