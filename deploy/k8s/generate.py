@@ -15,6 +15,14 @@ all. The files are written next to the inventory: ``kustomization.yaml``, ``suts
 ``prometheus.yml`` and, when an analyzer has a device, ``device-plugin.yaml`` (applied on its
 own, into kube-system).
 
+The lab's shared services scale as the inventory's ``scale`` says (defaults shown in
+overlays/multi-sut/inventory.yaml): RabbitMQ as a StatefulSet of ``broker_replicas`` nodes that
+find each other through the Kubernetes API (rabbitmq_peer_discovery_k8s, a headless Service,
+a Role that may read its endpoints; the Erlang cookie from the credentials Secret) with the run
+documents and control queues as ``queue_type`` (quorum: replicated, a node may go), and analytics
+as a StatefulSet of ``analytics_replicas`` pods (each knows its index from the pod-index label and
+keeps its own run table) sharing the lab's runs through the run shards.
+
 Refused: two SUTs (or two entries) on one instrument, a USB analyzer without its vendor, product
 and serial, numbered serial paths where one node has several serial analyzers, a director on
 several nodes, ``latest`` images, and ReadWriteOnce results with analyzers on several nodes.
@@ -69,6 +77,10 @@ DEVICE_PLUGIN_NAMESPACE = "kube-system"
 DEVICE_PLUGIN_FILE = "device-plugin.yaml"
 RESULTS_CLAIM = "mlpower-results"
 RESULTS_ANCHOR = "analytics"  # with ReadWriteOnce results, every pod that mounts them runs beside it
+RUN_SHARDS = 8  # mlpower.topology.RUN_SHARDS: the most analytics replicas that can share a lab's runs
+BROKER_NODES_SERVICE = "rabbitmq-nodes"  # headless: each node's stable name, for peer discovery and clustering
+BROKER_CLUSTER_CONF = "30-cluster.conf"
+BROKER_PLUGINS = "enabled_plugins"
 SPOOL_DIR = "/spool"
 # Requests equal to limits: Guaranteed QoS for the timing-critical sampler.
 DIRECTOR_RESOURCES = {"cpu": "500m", "memory": "512Mi"}
@@ -286,6 +298,23 @@ class Storage(BaseModel):
     spool_size: str = Field(default="1Gi", pattern=QUANTITY)
 
 
+class Scale(BaseModel):
+    """How the lab's shared services scale: deploy/README.md (sizing a lab) says how to choose."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    broker_replicas: int = Field(default=3, ge=1, le=7, description="RabbitMQ nodes: odd, 3 survive one's loss")
+    analytics_replicas: int = Field(default=2, ge=1, le=RUN_SHARDS,
+                                    description="analytics pods sharing the lab's runs (at most the run shards)")
+    queue_type: Literal["classic", "quorum"] = Field(default="quorum", description="MLPOWER_QUEUE_TYPE")
+
+    @field_validator("broker_replicas")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError("an even number of RabbitMQ nodes survives no more losses than one node fewer")
+        return value
+
+
 class Inventory(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     lab: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
@@ -297,6 +326,7 @@ class Inventory(BaseModel):
                                                         "needed once an analyzer has a device")
     sut_service_type: Literal["LoadBalancer", "NodePort"] = Field(
         default="LoadBalancer", description="how SUT machines outside the cluster reach power-dev and AMQP")
+    scale: Scale = Scale()
     suts: list[Sut] = Field(min_length=1)
 
     @field_validator("suts")
@@ -413,8 +443,12 @@ def _pod_spec(container: dict[str, Any], volumes: list[dict[str, Any]]) -> dict[
 
 
 def _container(name: str, args: list[str], env: dict[str, str], ports: dict[str, int],
-               mounts: list[dict[str, Any]], resources: dict[str, Any] | None = None) -> dict[str, Any]:
-    probe = {"httpGet": {"path": "/healthz", "port": "http"}}  # every mlpower HTTP app serves /healthz
+               mounts: list[dict[str, Any]], resources: dict[str, Any] | None = None,
+               ready_path: str = "/readyz") -> dict[str, Any]:
+    # Readiness asks /readyz (broker subscriptions, worker): a broker outage takes the pod out of
+    # its Service without a restart; liveness asks /healthz (the process serves), which every app has.
+    live = {"httpGet": {"path": "/healthz", "port": "http"}}
+    ready = {"httpGet": {"path": ready_path, "port": "http"}}
     return {
         "name": name,
         "image": "mlpower",
@@ -422,8 +456,8 @@ def _container(name: str, args: list[str], env: dict[str, str], ports: dict[str,
         "envFrom": [{"configMapRef": {"name": "mlpower-config"}}],
         "env": _env(env),
         "ports": [{"name": port_name, "containerPort": port} for port_name, port in ports.items()],
-        "readinessProbe": {**probe, "periodSeconds": 10},
-        "livenessProbe": {**probe, "initialDelaySeconds": 30, "periodSeconds": 30},
+        "readinessProbe": {**ready, "periodSeconds": 10},
+        "livenessProbe": {**live, "initialDelaySeconds": 30, "periodSeconds": 30},
         "resources": resources or {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}},
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
@@ -520,7 +554,7 @@ def simulator_manifests(sut: Sut) -> list[dict[str, Any]]:
         "MLPOWER_SIM_CONTROL_PORT": str(PORTS["sim_http"]),
         "MLPOWER_SIM_LOAD": "follow",
         "MLPOWER_SIM_SUT": sut.name,
-    }, ports, [])
+    }, ports, [], ready_path="/healthz")  # the simulator has no /readyz: serving is being ready
     container["image"] = "mlpower-slim"
     name = f"analyzer-sim-{sut.name}"
     return [_service(name, labels, ports),
@@ -612,7 +646,110 @@ def namespace_manifest(inventory: Inventory) -> dict[str, Any]:
 
 def manifests(inventory: Inventory) -> list[dict[str, Any]]:
     return [namespace_manifest(inventory)] + [doc for sut in inventory.suts for doc in sut_manifests(sut, inventory)] \
-        + broker_manifests(inventory)
+        + broker_manifests(inventory) + broker_cluster_manifests(inventory) + [analytics_statefulset(inventory)]
+
+
+# ---- the shared services at scale ------------------------------------------------------------
+
+
+def broker_cluster_manifests(inventory: Inventory) -> list[dict[str, Any]]:
+    """The broker's nodes find each other: a headless Service naming each pod, and the right to
+    read its endpoints (what rabbitmq_peer_discovery_k8s asks the API for)."""
+    name = "rabbitmq"
+    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "cluster"}
+    return [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": BROKER_NODES_SERVICE, "labels": labels},
+         "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
+                  "selector": {"app.kubernetes.io/name": name},
+                  "ports": [{"name": "epmd", "port": 4369, "targetPort": "epmd"},
+                            {"name": "cluster", "port": 25672, "targetPort": "cluster"}]}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "labels": labels}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "rabbitmq-peer-discovery", "labels": labels},
+         "rules": [{"apiGroups": [""], "resources": ["endpoints"], "verbs": ["get"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "rabbitmq-peer-discovery", "labels": labels},
+         "subjects": [{"kind": "ServiceAccount", "name": name}],
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "rabbitmq-peer-discovery"}},
+    ]
+
+
+def broker_cluster_conf(inventory: Inventory) -> str:
+    suffix = f".{BROKER_NODES_SERVICE}.{inventory.namespace}.svc.cluster.local"
+    return "\n".join([
+        "# The lab's RabbitMQ nodes find each other through the Kubernetes API (generated: the inventory's scale).",
+        "cluster_formation.peer_discovery_backend = rabbit_peer_discovery_k8s",
+        "cluster_formation.k8s.host = kubernetes.default.svc.cluster.local",
+        "cluster_formation.k8s.address_type = hostname",
+        f"cluster_formation.k8s.service_name = {BROKER_NODES_SERVICE}",
+        f"cluster_formation.k8s.hostname_suffix = {suffix}",
+        "cluster_formation.node_cleanup.only_log_warning = true",
+        "# a node cut off from the majority stops serving rather than diverging",
+        "cluster_partition_handling = pause_minority",
+        "# analytics acknowledges a run's documents once the run is analysed: a run may take hours",
+        "consumer_timeout = 86400000",
+        "",
+    ])
+
+
+BROKER_PLUGINS_TEXT = "[rabbitmq_management,rabbitmq_prometheus,rabbitmq_peer_discovery_k8s].\n"
+
+
+def _broker_patch(inventory: Inventory) -> dict[str, Any]:
+    namespace_env = {"name": "MY_POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
+    pod_env = {"name": "MY_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    patch = {
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "rabbitmq"},
+        "spec": {"replicas": inventory.scale.broker_replicas, "podManagementPolicy": "Parallel",
+                 "template": {"spec": {
+                     "serviceAccountName": "rabbitmq", "automountServiceAccountToken": True,
+                     "containers": [{
+                         "name": "rabbitmq",
+                         "env": [pod_env, namespace_env,
+                                 {"name": "RABBITMQ_USE_LONGNAME", "value": "true"},
+                                 {"name": "RABBITMQ_NODENAME", "value": "rabbit@$(MY_POD_NAME)."
+                                  f"{BROKER_NODES_SERVICE}.$(MY_POD_NAMESPACE).svc.cluster.local"},
+                                 {"name": "K8S_SERVICE_NAME", "value": BROKER_NODES_SERVICE},
+                                 # the nodes' shared secret, from the operator's Secret (README)
+                                 {"name": "RABBITMQ_ERLANG_COOKIE", "valueFrom": {
+                                     "secretKeyRef": {"name": CREDENTIALS, "key": "rabbitmq-erlang-cookie"}}}],
+                         "ports": [{"name": "epmd", "containerPort": 4369},
+                                   {"name": "cluster", "containerPort": 25672}],
+                         "volumeMounts": [
+                             {"name": "config", "mountPath": f"/etc/rabbitmq/conf.d/{BROKER_CLUSTER_CONF}",
+                              "subPath": BROKER_CLUSTER_CONF, "readOnly": True},
+                             {"name": "config", "mountPath": f"/etc/rabbitmq/{BROKER_PLUGINS}",
+                              "subPath": BROKER_PLUGINS, "readOnly": True}],
+                     }]}}}}
+    return {"patch": yaml.safe_dump(patch, sort_keys=False)}
+
+
+def analytics_statefulset(inventory: Inventory) -> dict[str, Any]:
+    """The base's analytics Deployment as a StatefulSet of ``analytics_replicas`` pods: each learns its
+    index from the pod-index label (replica i of n consumes its run shards first) and keeps its own
+    run table beside the others' on the results volume."""
+    base = next(doc for doc in yaml.safe_load_all((BASE / "analytics.yaml").read_text(encoding="utf-8"))
+                if doc["kind"] == "Deployment")
+    template = json.loads(json.dumps(base["spec"]["template"]))
+    container = template["spec"]["containers"][0]
+    container["env"] = container.get("env", []) + [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "MLPOWER_ANALYTICS_REPLICAS", "value": str(inventory.scale.analytics_replicas)},
+        {"name": "MLPOWER_ANALYTICS_REPLICA",
+         "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}},
+        {"name": "MLPOWER_ANALYTICS_STORE", "value": "/results/analytics/runs-$(POD_NAME).parquet"},
+    ]
+    return {"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": RESULTS_ANCHOR, "labels": {"app.kubernetes.io/name": RESULTS_ANCHOR,
+                                                             "app.kubernetes.io/part-of": "mlpower"}},
+            "spec": {"serviceName": RESULTS_ANCHOR, "replicas": inventory.scale.analytics_replicas,
+                     "podManagementPolicy": "Parallel", "selector": base["spec"]["selector"], "template": template}}
+
+
+def _delete_base_analytics() -> dict[str, Any]:
+    # replaced by analytics_statefulset (a patch cannot change a resource's kind)
+    patch = {"$patch": "delete", "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": RESULTS_ANCHOR}}
+    return {"patch": yaml.safe_dump(patch, sort_keys=False)}
 
 
 def device_plugin(inventory: Inventory) -> dict[str, Any] | None:
@@ -672,7 +809,14 @@ def prometheus_config(inventory: Inventory, base_config: dict[str, Any]) -> dict
     clashing = [job["job_name"] for job in base_config.get("scrape_configs", []) if job["job_name"] in taken]
     if clashing:
         raise InventoryError(f"base prometheus.yml already has jobs {clashing}")
-    return {**base_config, "scrape_configs": list(base_config.get("scrape_configs", [])) + jobs}
+    # every target carries the lab's name: the dashboard's lab variable, and alerts, tell labs apart
+    # where one Prometheus or Grafana sees several
+    labelled = []
+    for job in list(base_config.get("scrape_configs", [])) + jobs:
+        statics = [{**static, "labels": {**static.get("labels", {}), "lab": inventory.lab}}
+                   for static in job.get("static_configs", [])]
+        labelled.append({**job, "static_configs": statics} if statics else job)
+    return {**base_config, "scrape_configs": labelled}
 
 
 def _results_patch(inventory: Inventory) -> dict[str, Any]:
@@ -687,7 +831,7 @@ def _results_patch(inventory: Inventory) -> dict[str, Any]:
 
 def _anchor_patch(node: str) -> dict[str, Any]:
     # ReadWriteOnce results and analyzers pinned to a node: the results' anchor (analytics) goes there too
-    patch = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": RESULTS_ANCHOR},
+    patch = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": RESULTS_ANCHOR},
              "spec": {"template": {"spec": {"nodeSelector": {"kubernetes.io/hostname": node}}}}}
     return {"patch": yaml.safe_dump(patch, sort_keys=False)}
 
@@ -696,6 +840,7 @@ def kustomization(inventory: Inventory) -> dict[str, Any]:
     patches = [_results_patch(inventory)]
     if inventory.results_node is not None:
         patches.append(_anchor_patch(inventory.results_node))
+    patches += [_delete_base_analytics(), _broker_patch(inventory)]
     return {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
@@ -704,8 +849,10 @@ def kustomization(inventory: Inventory) -> dict[str, Any]:
         "images": [{"name": name, "newName": f"{inventory.image.registry}/{name}", "newTag": inventory.image.tag}
                    for name in ("mlpower", "mlpower-slim")],
         "configMapGenerator": [
-            {"name": "mlpower-config", "behavior": "merge", "literals": [f"MLPOWER_LAB={inventory.lab}"]},
+            {"name": "mlpower-config", "behavior": "merge",
+             "literals": [f"MLPOWER_LAB={inventory.lab}", f"MLPOWER_QUEUE_TYPE={inventory.scale.queue_type}"]},
             {"name": "prometheus-config", "behavior": "merge", "files": ["prometheus.yml"]},
+            {"name": "rabbitmq-config", "behavior": "merge", "files": [BROKER_CLUSTER_CONF, BROKER_PLUGINS]},
         ],
         "patches": patches,
     }
@@ -723,6 +870,8 @@ def render(inventory: Inventory, inventory_name: str = "inventory.yaml") -> dict
         "kustomization.yaml": header + _dump_all([kustomization(inventory)]),
         "suts.yaml": header + _dump_all(manifests(inventory)),
         "prometheus.yml": header + _dump_all([prometheus_config(inventory, base_config)]),
+        BROKER_CLUSTER_CONF: header + broker_cluster_conf(inventory),
+        BROKER_PLUGINS: f"%% {header.strip().lstrip('# ')}\n" + BROKER_PLUGINS_TEXT,
     }
     plugin = device_plugin(inventory)
     if plugin is not None:

@@ -11,6 +11,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import Response
 from mlpower.http_limits import BodyLimit
 from mlpower.http_refusals import refusals
+from mlpower.readiness import add_readyz, subscriptions_connected
 
 from .service import AnalyticsService
 
@@ -28,6 +29,9 @@ def create_app(service: AnalyticsService) -> FastAPI:
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "runs": len(service.store), "table": str(service.store.path)}
+
+    # ready while it consumes run documents and events (its own shards' queues at least)
+    add_readyz(app, {"broker": subscriptions_connected(lambda: service.subscriptions)})
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -145,10 +145,6 @@ class Integration:
     elapsed_s: float = 0.0
     energies: list[Energy] = field(default_factory=lambda: [Energy()])
 
-    @property
-    def wh(self) -> float:
-        return self.energies[0].wh
-
 
 @dataclass(frozen=True)
 class PhysicsOptions:

@@ -153,10 +153,9 @@ class SimulatorHandle:
         from mlpower.analyzer_sim import follow
 
         if self._bus is None:
-            from mlpower.bus import connect
+            from mlpower.bus import connect_service
 
-            self._bus = connect(self.settings.amqp_url, kind=self.settings.bus, client_name="mlpower-sim",
-                                    queue_type=self.settings.queue_type)
+            self._bus = connect_service(self.settings, client_name="mlpower-sim")
             self._own_bus = True
         self._subscription = follow.subscribe(self._bus, self.model, self._lab, self._sut)
 
@@ -263,7 +262,9 @@ def start_ptd(port: int = 0, log_path: str | Path | None = None, seed: int = 0, 
               analyzer_port: int | None = None, **extra: Any) -> PtdHandle:
     """Start a PTDaemon emulator in this process; readings from its own physics, or over SCPI from
     a WT310E (simulator) on ``analyzer_port``. Extra keywords: ``analyzer_host``, ``host``, ``console``
-    (a callable receiving console text), ``extended_log``, ``settings``, ``clock``."""
+    (a callable receiving console text), ``extended_log``, ``settings``, ``clock``, ``device_type``
+    and, for a multichannel type (48/59/61/77), ``channels``: the meter channels read, e.g.
+    ``(1, 2, 3)`` for ``-c 1,3`` (``PtdArgs.read_channels``)."""
     return PtdHandle(port=port, log_path=log_path, seed=seed, load=load, analyzer_port=analyzer_port, **extra)
 
 

@@ -9,6 +9,7 @@ are refused.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ from mlpower.errors import MlpowerError
 from mlpower.http_auth import bearer_guard
 from mlpower.http_limits import BodyLimit
 from mlpower.http_refusals import refusals
+from mlpower.readiness import Check, add_readyz
 from mlpower.schema import WorkloadField
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -61,7 +63,8 @@ class RunAccepted(BaseModel):
     via: Literal["timed", "agent"]
 
 
-def create_app(director: Director, *, api_token: str = "") -> FastAPI:
+def create_app(director: Director, *, api_token: str = "",
+               checks: Mapping[str, Check] | None = None) -> FastAPI:
     app = FastAPI(title="mlpower director", version="1", description=__doc__, responses=refusals(413, 422))
     app.add_middleware(BodyLimit)
     control = [Depends(bearer_guard(api_token))]
@@ -69,6 +72,8 @@ def create_app(director: Director, *, api_token: str = "") -> FastAPI:
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    add_readyz(app, checks or {})
 
     @app.get("/metrics")
     def metrics() -> Response:

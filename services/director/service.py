@@ -13,6 +13,7 @@ import threading
 
 from mlpower.bus import Bus
 from mlpower.http_serve import HttpServer
+from mlpower.readiness import subscriptions_connected
 
 from .bus_edge import BusEdge
 from .director import Director, SourceFactory
@@ -43,7 +44,11 @@ class DirectorService:
             ntp_command=settings.ntp_command, cleanup_deletes=settings.cleanup_deletes,
             on_stop_requested=self._stop_requested.set,
         ) if serve_powerdev else None
-        self.app = create_app(self.director, api_token=settings.api_token)
+        # ready while the bus edge consumes its commands and events (a director without a bus
+        # is ready once it serves)
+        checks = {"broker": subscriptions_connected(lambda: self.bus_edge.subscriptions)} \
+            if self.bus_edge is not None else {}
+        self.app = create_app(self.director, api_token=settings.api_token, checks=checks)
         # launching PTDaemon for a probe every few seconds would fight the real sessions: not probed
         self._prober = threading.Thread(target=self._probe_loop, name="analyzer-probe", daemon=True)
         self._serve_http = serve_http

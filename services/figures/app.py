@@ -22,6 +22,7 @@ from mlpower.figures.service import FiguresService
 from mlpower.http_auth import bearer_guard
 from mlpower.http_limits import BodyLimit
 from mlpower.http_refusals import refusals
+from mlpower.readiness import add_readyz, subscriptions_connected, thread_alive
 from pydantic import BaseModel, ConfigDict
 
 MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml", "json": "application/json"}
@@ -42,7 +43,13 @@ def create_app(service: FiguresService, *, api_token: str = "") -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> dict[str, object]:
-        return {"status": "ok", "worker_alive": service._thread.is_alive()}
+        return {"status": "ok", "worker_alive": service.worker.is_alive()}
+
+    # ready while its build worker runs and, when it listens on the bus, while it consumes
+    checks = {"worker": thread_alive(lambda: service.worker)}
+    if service.bus is not None:
+        checks["broker"] = subscriptions_connected(lambda: service.subscriptions)
+    add_readyz(app, checks)
 
     @app.get("/metrics")
     def metrics() -> Response:

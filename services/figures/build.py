@@ -10,6 +10,7 @@ outputs and returns without reading a table or importing matplotlib.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -34,6 +35,7 @@ from mlpower.figures.typed import typed_bytes
 log = logging.getLogger(__name__)
 
 MANIFEST = ".manifest.json"
+LOCK_FILE = ".build.lock"  # held while a build reads and writes the folder (_folder_lock)
 OUTPUT_SUFFIXES = (".png", ".svg", ".json")
 # The modules whose source decides what a figure looks like; a change to any re-renders everything.
 CODE_MODULES = (
@@ -200,6 +202,35 @@ def build(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = BuildReport(job_id=job_id or uuid.uuid4().hex[:12], mode=mode, out_dir=str(out_dir))
+    with _folder_lock(out_dir):
+        _build_locked(report, entries, out_dir, Path(data_dir), mode, workers, force)
+    report.seconds = time.perf_counter() - started
+    log.info(
+        "figures build %s (%s): rendered %s, unchanged %s in %.2f s",
+        report.job_id,
+        mode,
+        report.rendered,
+        report.unchanged,
+        report.seconds,
+    )
+    return report
+
+
+@contextlib.contextmanager
+def _folder_lock(out_dir: Path) -> Iterator[None]:
+    """One build at a time per output folder, across threads, processes and replicas sharing the
+    folder (flock on the results volume): the next build then finds the figures the previous one
+    rendered up to date and renders nothing again."""
+    with open(out_dir / LOCK_FILE, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _build_locked(report: BuildReport, entries: list[Any], out_dir: Path, data_dir: Path, mode: str,
+                  workers: int | None, force: bool) -> None:
     digests = input_digests(entries, Path(data_dir), mode)
     manifest = read_manifest(out_dir)
     stale = [
@@ -231,13 +262,3 @@ def build(
             }
         _write_manifest(out_dir, manifest)
         report.rendered = [e.name for e in stale]
-    report.seconds = time.perf_counter() - started
-    log.info(
-        "figures build %s (%s): rendered %s, unchanged %s in %.2f s",
-        report.job_id,
-        mode,
-        report.rendered,
-        report.unchanged,
-        report.seconds,
-    )
-    return report

@@ -5,6 +5,11 @@ Jobs are serialised because they write into the same folders and the machine has
 job with nothing to re-render finishes in milliseconds (``build.build`` is incremental). Each
 finished job is announced with a ``FiguresRebuilt`` event when a bus is attached. A run-analyzed
 event also renders that run's own figures when its ``documents.jsonl`` is under the results folder.
+
+Replicas: several figures services may share the results volume. Their events and commands come
+from shared durable queues (each message to one replica), and a build holds its output folder's
+lock (``build._folder_lock``), so a rebuild asked of two replicas at once is rendered by one; the
+other finds the figures up to date.
 """
 
 from __future__ import annotations
@@ -229,13 +234,23 @@ class FiguresService:
         else:
             log.debug("figures ignores %s on %s", getattr(message, "type", "?"), delivery.routing_key)
 
+    @property
+    def worker(self) -> threading.Thread:
+        return self._thread
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        return list(self._subscriptions)
+
     def listen(self, instance: str = "default") -> None:
         """Consume run-analyzed events and rebuild commands (both queues are durable)."""
         if self.bus is None:
             raise MlpowerError("the figures service has no bus to listen on")
-        events = topology.service_queue("figures", topology.EVENTS_EXCHANGE, ("run_analyzed.#",))
+        events = topology.service_queue("figures", topology.EVENTS_EXCHANGE,
+                                        (topology.event_pattern("run_analyzed", self.lab),), lab=self.lab)
         commands = topology.service_queue(
-            "figures", topology.COMMANDS_EXCHANGE, (topology.command_key("figures", instance),)
+            "figures", topology.COMMANDS_EXCHANGE, (topology.command_key("figures", instance, lab=self.lab),),
+            lab=self.lab,
         )
         self._subscriptions = [
             self.bus.subscribe(events, self.on_message),

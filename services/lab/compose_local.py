@@ -179,7 +179,8 @@ def local_services(config: Mapping[str, Any], workdir: Path, secret_values: Mapp
         env = {key: setting(key, str(value)) for key, value in (service.get("environment") or {}).items()}
         env.update(overrides or {})
         test = (service.get("healthcheck") or {}).get("test", [])
-        urls = re.findall(r"http://127\.0\.0\.1:\d+/healthz", shift_ports(" ".join(test), ports, port_offset))
+        probe = shift_ports(" ".join(test), ports, port_offset)
+        urls = re.findall(r"http://127\.0\.0\.1:\d+/(?:healthz|readyz)", probe)
         local[name] = LocalService(name, ["mlpower", *service["command"]], env, urls[0] if urls else None,
                                    [dep for dep in service.get("depends_on", {}) if dep in ours])
     return local

@@ -71,10 +71,16 @@ def _agent(**flags: Any) -> None:
         registry = load_registry(settings.workloads_file)
         registry.resolve(None, settings.workload)
     serve_http = flags["bus"] if flags["http"] is None else flags["http"]
-    http = _start_http(settings, metrics, "bus" if flags["bus"] else "client", registry) if serve_http else None
+    from mlpower.readiness import subscriptions_connected
+
+    running: list[Any] = []  # the bus-mode agent once started: /readyz asks whether it consumes
+    checks = {"broker": subscriptions_connected(lambda: [s for agent in running for s in agent.subscriptions])} \
+        if flags["bus"] else {}
+    http = _start_http(settings, metrics, "bus" if flags["bus"] else "client", registry, checks) \
+        if serve_http else None
     try:
         if flags["bus"]:
-            _serve_bus(settings, metrics, registry)
+            _serve_bus(settings, metrics, registry, running)
         else:
             _client_session(settings, flags, metrics)
     finally:
@@ -82,11 +88,12 @@ def _agent(**flags: Any) -> None:
             http.stop()
 
 
-def _start_http(settings: Any, metrics: Any, mode: str, registry: Any) -> Any:
+def _start_http(settings: Any, metrics: Any, mode: str, registry: Any, checks: Any) -> Any:
     from mlpower.http_serve import HttpServer
     from mlpower.sut_agent.app import create_app
 
-    server = HttpServer(create_app(metrics, mode=mode, registry=registry), settings.http_host, settings.http_port,
+    server = HttpServer(create_app(metrics, mode=mode, registry=registry, checks=checks), settings.http_host,
+                        settings.http_port,
                         name="the agent's HTTP app", log_level=settings.log_level).start()
     typer.echo(f"agent HTTP on {server.url}", err=True)
     return server
@@ -99,7 +106,7 @@ def _interrupt(*_: object) -> None:
 def _client_session(settings: Any, flags: dict[str, Any], metrics: Any) -> None:
     import signal
 
-    from mlpower.bus import connect
+    from mlpower.bus import connect_service
     from mlpower.sut_agent.powerdev_client import DEFAULT_PORT, ClientOptions, run_client_session
     from mlpower.sut_agent.settings import split_address
     from mlpower.sut_agent.workloads import parse_workload
@@ -117,8 +124,7 @@ def _client_session(settings: Any, flags: dict[str, Any], metrics: Any) -> None:
     )
     bus = None
     if flags["publish_events"]:
-        bus = connect(settings.amqp_url, kind=settings.bus, client_name=f"agent-{settings.sut}",
-                      queue_type=settings.queue_type)
+        bus = connect_service(settings, client_name=f"agent-{settings.sut}")
     try:
         def publish(event: Any) -> None:
             metrics.observe_phase(event)
@@ -136,18 +142,18 @@ def _client_session(settings: Any, flags: dict[str, Any], metrics: Any) -> None:
                    f"power window {r.window.duration_s:.3f} s, compliant durations: {outcome.compliant_durations}")
 
 
-def _serve_bus(settings: Any, metrics: Any, registry: Any) -> None:
+def _serve_bus(settings: Any, metrics: Any, registry: Any, running: list[Any]) -> None:
     import signal
     import threading
 
-    from mlpower.bus import connect
+    from mlpower.bus import connect_service
     from mlpower.sut_agent.bus_mode import AgentService
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    bus = connect(settings.amqp_url, kind=settings.bus, client_name=f"agent-{settings.sut}",
-                      queue_type=settings.queue_type)
+    bus = connect_service(settings, client_name=f"agent-{settings.sut}")
     service = AgentService(settings, bus, metrics, registry).start()
+    running.append(service)
     try:
         while not stop.wait(1.0):
             pass

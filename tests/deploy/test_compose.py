@@ -219,7 +219,9 @@ def test_prometheus_scrapes_every_http_service_of_the_lab(compose: dict[str, Any
         # the port each health check probes is the one Prometheus scrapes
         assert host in compose["services"]
         if host != "rabbitmq":
-            assert f":{port}/healthz" in " ".join(compose["services"][host]["healthcheck"]["test"])
+            probe = " ".join(compose["services"][host]["healthcheck"]["test"])
+            # readiness where the service has it (broker and worker), else its health
+            assert f":{port}/{'healthz' if host == 'analyzer-sim' else 'readyz'}" in probe
 
 
 @pytest.mark.parametrize("service", MLPOWER_SERVICES)
@@ -263,7 +265,7 @@ def test_local_services_run_the_compose_commands_with_loopback_hosts(deploy_tool
     assert director.argv == ["mlpower", "director"]
     assert director.env["MLPOWER_ANALYZER"] == "TCPIP0::127.0.0.1::10001::SOCKET"
     assert director.env["MLPOWER_RESULTS_DIR"] == str(tmp_path / "volumes" / "results")
-    assert director.health_url == "http://127.0.0.1:8000/healthz"
+    assert director.health_url == "http://127.0.0.1:8000/readyz"
     assert services["lab-run"].env["MLPOWER_DIRECTOR_URL"] == "http://127.0.0.1:8000"
     # The image carries the public results (package data), so nothing is mounted for them.
     assert "MLPOWER_DATA_DIR" not in services["figures"].env

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from .conftest import DEPLOY, DeployTools
 
@@ -247,7 +248,7 @@ def _drop_env(name: str) -> Any:
 
 
 BREAKAGES: dict[str, tuple[str, str, Any, str]] = {
-    "root": ("Deployment", "analytics",
+    "root": ("StatefulSet", "analytics",
              lambda d: d["spec"]["template"]["spec"]["securityContext"].update(runAsUser=0), "as root"),
     "latest": ("Deployment", "figures", lambda d: _container0(d).update(image="localhost:5000/mlpower:latest"),
                "immutable tag"),
@@ -296,11 +297,16 @@ def env(doc: dict[str, Any]) -> dict[str, str]:
     return _env_of(container(doc))
 
 
+SHARED_AT_SCALE = (("StatefulSet", "analytics"), ("Service", "rabbitmq-nodes"), ("ServiceAccount", "rabbitmq"),
+                   ("Role", "rabbitmq-peer-discovery"), ("RoleBinding", "rabbitmq-peer-discovery"))
+
+
 def test_a_simulated_sut_gets_a_director_statefulset_with_a_spool_and_its_own_simulator() -> None:
     docs = docs_of(inventory({"name": "s1", "analyzer": "simulator", "agent": {}}))
-    assert set(docs) == {("Namespace", "lab9"), ("Service", "director-s1"), ("StatefulSet", "director-s1"),
-                         ("Service", "analyzer-sim-s1"), ("Deployment", "analyzer-sim-s1"),
-                         ("Service", "sut-agent-s1"), ("Deployment", "sut-agent-s1")}
+    assert set(docs) - set(SHARED_AT_SCALE) == {
+        ("Namespace", "lab9"), ("Service", "director-s1"), ("StatefulSet", "director-s1"),
+        ("Service", "analyzer-sim-s1"), ("Deployment", "analyzer-sim-s1"), ("Service", "sut-agent-s1"),
+        ("Deployment", "sut-agent-s1")}
     director = docs[("StatefulSet", "director-s1")]
     assert env(director)["MLPOWER_ANALYZER"] == "TCPIP0::analyzer-sim-s1::10001::SOCKET"
     assert env(director)["MLPOWER_SPOOL_DIR"] == "/spool"
@@ -372,7 +378,8 @@ def test_storage_defaults_to_read_write_once_and_pins_analytics_beside_pinned_an
         {"matchLabels": {"app.kubernetes.io/name": "analytics"}}
     shared = inventory({"name": "s1", "analyzers": [USB_C]}, storage={"access_mode": "ReadWriteMany", "class": "nfs"})
     patches = [yaml.safe_load(patch["patch"]) for patch in gen.kustomization(shared)["patches"]]
-    assert len(patches) == 1 and patches[0]["spec"]["storageClassName"] == "nfs"
+    assert not any(p["kind"] == "StatefulSet" and p["metadata"]["name"] == "analytics" for p in patches)  # unpinned
+    assert patches[0]["spec"]["storageClassName"] == "nfs"
     spool = docs_of(shared)[("StatefulSet", "director-s1")]["spec"]["volumeClaimTemplates"][0]["spec"]
     assert spool["storageClassName"] == "nfs"
 
@@ -382,6 +389,7 @@ def test_prometheus_jobs_list_each_suts_components() -> None:
                     {"name": "b", "analyzer": "TCPIP0::192.0.2.7::INSTR"})
     config = gen.prometheus_config(inv, {"scrape_configs": [{"job_name": "prometheus"}]})
     jobs = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"][1:]}
+    assert all(job["static_configs"][0]["labels"]["lab"] == "lab9" for job in config["scrape_configs"][1:])
     assert jobs == {"mlpower-director": ["director-a:8000", "director-b:8000"],
                     "mlpower-analyzer-sim": ["analyzer-sim-a:8003"],
                     "mlpower-sut-agent": ["sut-agent-a:8004"]}
@@ -395,7 +403,8 @@ def test_kustomization_names_the_lab_namespace_and_both_images() -> None:
     assert kustomization["images"] == [
         {"name": "mlpower", "newName": "registry.example/lab/mlpower", "newTag": "git-0123456789ab"},
         {"name": "mlpower-slim", "newName": "registry.example/lab/mlpower-slim", "newTag": "git-0123456789ab"}]
-    assert {"name": "mlpower-config", "behavior": "merge", "literals": ["MLPOWER_LAB=lab9"]} in \
+    assert {"name": "mlpower-config", "behavior": "merge",
+            "literals": ["MLPOWER_LAB=lab9", "MLPOWER_QUEUE_TYPE=quorum"]} in \
         kustomization["configMapGenerator"]
 
 
@@ -456,8 +465,38 @@ def test_cli_writes_the_overlay_next_to_the_inventory(tmp_path: Path, deploy_too
     shutil.copytree(K8S / "base", tmp_path / "base")
     assert gen.main([str(overlay / "inventory.yaml")]) == 0
     assert sorted(path.name for path in overlay.iterdir()) == \
-        ["inventory.yaml", "kustomization.yaml", "prometheus.yml", "suts.yaml"]
+        ["30-cluster.conf", "enabled_plugins", "inventory.yaml", "kustomization.yaml", "prometheus.yml", "suts.yaml"]
     docs = build(deploy_tools.kubectl, overlay)
-    assert set(by_kind(docs, "Deployment")) == {"analytics", "figures", "prometheus", "grafana"}
-    assert set(by_kind(docs, "StatefulSet")) == {"director-only", "rabbitmq"}
+    assert set(by_kind(docs, "Deployment")) == {"figures", "prometheus", "grafana"}
+    assert set(by_kind(docs, "StatefulSet")) == {"director-only", "rabbitmq", "analytics"}
     assert policy_violations(docs) == []
+
+
+def test_the_broker_is_a_cluster_and_analytics_scales_out_as_the_inventory_says(deploy_tools: DeployTools) -> None:
+    docs = build(deploy_tools.kubectl, OVERLAY)
+    sets, scale = by_kind(docs, "StatefulSet"), gen.load_inventory(OVERLAY / "inventory.yaml").scale
+    broker, analytics = sets["rabbitmq"], sets["analytics"]
+    assert broker["spec"]["replicas"] == scale.broker_replicas == 3
+    assert analytics["spec"]["replicas"] == scale.analytics_replicas > 1
+    assert "analytics" not in by_kind(docs, "Deployment")  # the base's single one is replaced
+    broker_env = {e["name"]: e for e in _container0(broker)["env"]}
+    assert broker_env["K8S_SERVICE_NAME"]["value"] == "rabbitmq-nodes"
+    assert broker_env["RABBITMQ_ERLANG_COOKIE"]["valueFrom"]["secretKeyRef"]["name"] == "mlpower-credentials"
+    assert broker["spec"]["template"]["spec"]["serviceAccountName"] == "rabbitmq"
+    conf = by_kind(docs, "ConfigMap")
+    broker_conf = next(c for n, c in conf.items() if n.startswith("rabbitmq-config"))["data"]
+    assert "rabbit_peer_discovery_k8s" in broker_conf["30-cluster.conf"]
+    assert "rabbitmq_peer_discovery_k8s" in broker_conf["enabled_plugins"]
+    role = by_kind(docs, "Role")["rabbitmq-peer-discovery"]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["endpoints"], "verbs": ["get"]}]
+    lab_conf = next(c for n, c in conf.items() if n.startswith("mlpower-config"))["data"]
+    assert lab_conf["MLPOWER_QUEUE_TYPE"] == "quorum"
+    analytics_env = {e["name"]: e for e in _container0(analytics)["env"]}
+    assert analytics_env["MLPOWER_ANALYTICS_REPLICAS"]["value"] == str(scale.analytics_replicas)
+    assert "pod-index" in analytics_env["MLPOWER_ANALYTICS_REPLICA"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert "$(POD_NAME)" in analytics_env["MLPOWER_ANALYTICS_STORE"]["value"]  # a run table per replica
+
+
+def test_an_even_broker_cluster_is_refused() -> None:
+    with pytest.raises(ValidationError, match="even number"):
+        inventory({"name": "s1", "analyzer": "simulator"}, scale={"broker_replicas": 2})
