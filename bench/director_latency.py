@@ -75,7 +75,7 @@ def run(seconds: float, page_samples: int, amqp_url: str) -> dict[str, Any]:
         sources.append(source)
         return source
 
-    bus = connect(settings.amqp_url, client_name="bench-director")
+    bus = connect(settings.amqp_url, lab=settings.lab, dead_letter=settings.dead_letter, client_name="bench-director")
     on_bus: list[tuple[float, int]] = []  # (arrival time, samples in the page)
     listener = bus.subscribe(
         topology.QueueSpec("", topology.RUNS_EXCHANGE, (f"{settings.lab}.bench.#",), durable=False, exclusive=True),

@@ -174,7 +174,7 @@ def serve_publisher(args: argparse.Namespace) -> None:
     lock = threading.Lock()
 
     def publish(indices: list[int]) -> None:
-        bus = connect(os.environ["AMQP_URL"], client_name="bench-standins")
+        bus = connect(os.environ["AMQP_URL"], lab=args.lab, client_name="bench-standins")
         streams = [StandIn(bus, args.lab, i, args.run_prefix, args.rate_hz, t0) for i in indices]  # before t0
         sent, late_s, tick = 0, 0.0, 1
         while True:
@@ -212,7 +212,7 @@ def serve_replica(args: argparse.Namespace) -> None:
     """An analytics replica: the real service on the real bus, noting what it handled and when."""
     from mlpower.analytics.service import AnalyticsService
     from mlpower.analytics.settings import AnalyticsSettings
-    from mlpower.bus import connect
+    from mlpower.bus import connect_service
     from mlpower.settings import load_settings
 
     latencies: list[np.ndarray] = []
@@ -231,7 +231,7 @@ def serve_replica(args: argparse.Namespace) -> None:
     settings = load_settings(AnalyticsSettings, lab=args.lab, replica=args.replica, replicas=args.replicas,
                              standby_s=args.standby_s, results_dir=Path(args.report).parent,
                              store_path=Path(args.report).with_suffix(".parquet"))
-    bus = connect(settings.amqp_url, client_name=f"bench-analytics-{args.replica}")
+    bus = connect_service(settings, client_name=f"bench-analytics-{args.replica}")
     service = Timed(settings, bus)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -7,7 +7,9 @@ Contract, identical for both adapters (tests/shared/test_bus_contract.py runs it
 * ``subscribe`` consumes a queue (declared from a ``QueueSpec``) on a background thread, in
   order, and acks a message only after the handler returned.
 * A body that does not decode, or a handler that raises, is dead-lettered with the reason and
-  the consumer carries on.
+  the consumer carries on. A bus belongs to one lab: it dead-letters into that lab's bounded
+  dead-letter queue (``topology.dead_letter_queue``) and reads only that one. The in-memory
+  adapter keeps the length bound; message age (the TTL) is the broker's.
 * ``Subscription.abort()`` behaves like a crashed consumer: an unacked message is redelivered
   to the next consumer of the queue with ``redelivered=True``.
 * A queue whose spec says ``ack="handler"`` leaves each handled message unacknowledged until the
@@ -22,14 +24,18 @@ import dataclasses
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mlpower import topology
 from mlpower.logtext import client_text
 from mlpower.schema import DecodeError, Message, decode, encode
+
+if TYPE_CHECKING:
+    from mlpower.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +88,12 @@ class Bus(Protocol):
     def declare(self, spec: topology.QueueSpec) -> None:
         """Create the queue and its bindings now, so messages published before a consumer starts are kept."""
 
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        """Take up to ``limit`` messages off the dead-letter queue (for inspection tools and tests)."""
+    def dead_letters(self, limit: int = 100, *, keep: bool = False) -> list[DeadLetter]:
+        """Take up to ``limit`` messages off this lab's dead-letter queue, oldest first (for
+        ``mlpower deadletters`` and tests); ``keep`` leaves them there, only showing them."""
+
+    def dead_letter_depth(self) -> int:
+        """How many messages wait in this lab's dead-letter queue."""
 
     def purge(self, queue_name: str) -> None: ...
 
@@ -222,9 +232,10 @@ class _MemorySubscription:
 class InMemoryBus:
     """The embedded default for single-process runs and unit tests: same contract, no broker."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, lab: str = "lab", dead_letter: topology.DeadLetterPolicy | None = None) -> None:
+        self.lab = lab
         self._queues: dict[str, _MemoryQueue] = {}
-        self._dead: queue.Queue[DeadLetter] = queue.Queue()
+        self._dead: deque[DeadLetter] = deque(maxlen=(dead_letter or topology.DeadLetterPolicy()).max_messages)
         self._lock = threading.Lock()
         self._anonymous = 0
 
@@ -264,16 +275,21 @@ class InMemoryBus:
         self._declare(spec)
 
     def _dead_letter(self, envelope: _Envelope, reason: str) -> None:
-        self._dead.put(DeadLetter(envelope.body, reason, envelope.exchange, envelope.routing_key))
+        self._dead.append(DeadLetter(envelope.body, reason, envelope.exchange, envelope.routing_key))
 
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+    def dead_letters(self, limit: int = 100, *, keep: bool = False) -> list[DeadLetter]:
+        if keep:
+            return list(self._dead)[:limit]
         taken: list[DeadLetter] = []
         while len(taken) < limit:
             try:
-                taken.append(self._dead.get_nowait())
-            except queue.Empty:
+                taken.append(self._dead.popleft())  # deque operations are atomic: no lock needed
+            except IndexError:
                 break
         return taken
+
+    def dead_letter_depth(self) -> int:
+        return len(self._dead)
 
     def purge(self, queue_name: str) -> None:
         q = self._queues.get(queue_name)
@@ -287,16 +303,26 @@ class InMemoryBus:
                 subscription.close()
 
 
-def connect(url: str, *, kind: str = "rabbitmq", client_name: str = "mlpower",
-            spool_path: Path | None = None, queue_type: str = "classic") -> Bus:
+def connect(url: str, *, lab: str, kind: str = "rabbitmq", client_name: str = "mlpower",
+            spool_path: Path | None = None, queue_type: str = "classic",
+            dead_letter: topology.DeadLetterPolicy | None = None) -> Bus:
     """The bus a service's settings ask for: ``rabbitmq`` (``url`` is an AMQP URL) or ``memory``.
 
+    ``lab``: whose dead-letter queue this bus declares, feeds and reads (``MLPOWER_LAB``).
     ``spool_path``: where RabbitMQ publishes wait while the broker is away (memory when None).
     ``queue_type``: ``classic`` or ``quorum`` (replicated over a cluster's nodes) for the durable
     queues this bus declares (``MLPOWER_QUEUE_TYPE``).
     """
     if kind == "memory":
-        return InMemoryBus()
+        return InMemoryBus(lab=lab, dead_letter=dead_letter)
     from mlpower.rabbitmq import RabbitMQBus  # the only module that imports pika
 
-    return RabbitMQBus(url, client_name=client_name, spool_path=spool_path, queue_type=queue_type)
+    return RabbitMQBus(url, client_name=client_name, spool_path=spool_path, queue_type=queue_type, lab=lab,
+                       dead_letter=dead_letter)
+
+
+def connect_service(settings: ServiceSettings, *, client_name: str, spool_path: Path | None = None) -> Bus:
+    """The bus of a service: its settings name the broker, the lab, the queue type and the
+    dead-letter bounds, so every service of a lab declares the same things the same way."""
+    return connect(settings.amqp_url, kind=settings.bus, lab=settings.lab, client_name=client_name,
+                   spool_path=spool_path, queue_type=settings.queue_type, dead_letter=settings.dead_letter)

@@ -7,9 +7,11 @@ subscription's consumer thread. Both reconnect with capped exponential backoff.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("pika").setLevel(logging.WARNING)
 
 REASON_HEADER = "x-mlpower-reason"
+PRECONDITION_FAILED = 406
 _RECOVERABLE = (
     pika.exceptions.AMQPConnectionError,
     pika.exceptions.AMQPChannelError,
@@ -66,45 +69,110 @@ def _parameters(url: str, client_name: str, heartbeat: int | None) -> pika.URLPa
     return params
 
 
-def declare_topology(channel: Any, queue_type: str = "classic") -> None:
+class TopologyMismatch(BusError):
+    """The broker holds a queue or exchange of this name declared with other arguments.
+
+    RabbitMQ refuses such a redeclare (PRECONDITION_FAILED) and no retry can change that, so it is
+    not retried: the message names the queue and how to clear it.
+    """
+
+
+@dataclass(frozen=True)
+class LabTopology:
+    """What one bus declares besides its queues: the exchanges and its lab's dead-letter path."""
+
+    lab: str = "lab"
+    dead_letter: topology.DeadLetterPolicy = topology.DeadLetterPolicy()
+    queue_type: str = "classic"  # of the durable shared queues (MLPOWER_QUEUE_TYPE)
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return topology.dead_letter_exchange(self.lab)
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return topology.dead_letter_queue(self.lab)
+
+
+def _mismatch(kind: str, name: str, exc: Exception) -> TopologyMismatch:
+    return TopologyMismatch(
+        f"the broker already has {kind} {name!r} with other arguments ({exc}); it was declared by an older "
+        f"mlpower or with other MLPOWER_DEAD_LETTER_* settings: delete it (rabbitmqctl delete_queue {name} "
+        f"-p <vhost>) or use the same settings as the services that declared it")
+
+
+def _declare(kind: str, name: str, declare: Any) -> Any:
+    try:
+        return declare()
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == PRECONDITION_FAILED:
+            raise _mismatch(kind, name, exc) from None
+        raise
+
+
+def declare_topology(channel: Any, lab: LabTopology) -> None:
     for exchange in topology.TOPIC_EXCHANGES:
-        channel.exchange_declare(exchange=exchange, exchange_type="topic", durable=True)
-    channel.exchange_declare(exchange=topology.DEAD_LETTER_EXCHANGE, exchange_type="fanout", durable=True)
+        _declare("exchange", exchange,
+                 functools.partial(channel.exchange_declare, exchange=exchange, exchange_type="topic", durable=True))
+    _declare("exchange", lab.dead_letter_exchange, lambda: channel.exchange_declare(
+        exchange=lab.dead_letter_exchange, exchange_type="fanout", durable=True))
     # of the bus's type too: a classic queue lives on one node, and while that node is down
     # declaring it fails, which would keep every client of the cluster from (re)connecting
-    arguments = {"x-queue-type": queue_type} if queue_type != "classic" else None
-    channel.queue_declare(queue=topology.DEAD_LETTER_QUEUE, durable=True, arguments=arguments)
-    channel.queue_bind(queue=topology.DEAD_LETTER_QUEUE, exchange=topology.DEAD_LETTER_EXCHANGE)
+    arguments = lab.dead_letter.arguments()
+    if lab.queue_type != "classic":
+        arguments["x-queue-type"] = lab.queue_type
+    _declare("queue", lab.dead_letter_queue, lambda: channel.queue_declare(
+        queue=lab.dead_letter_queue, durable=True, arguments=arguments))
+    channel.queue_bind(queue=lab.dead_letter_queue, exchange=lab.dead_letter_exchange)
 
 
 QUEUE_TYPES = ("classic", "quorum")
 
 
-def queue_arguments(spec: topology.QueueSpec, queue_type: str = "classic") -> dict[str, object]:
-    """What a queue is declared with: its dead-letter path, one active consumer where the spec asks,
-    and the bus's queue type for durable shared queues (exclusive ones are always classic: a
+def queue_arguments(spec: topology.QueueSpec, lab: LabTopology) -> dict[str, object]:
+    """What a queue is declared with: its lab's dead-letter path, one active consumer where the spec
+    asks, and the bus's queue type for durable shared queues (exclusive ones are always classic: a
     quorum queue cannot be exclusive, and a listener's queue dies with it anyway)."""
-    arguments: dict[str, object] = {"x-dead-letter-exchange": topology.DEAD_LETTER_EXCHANGE}
+    arguments: dict[str, object] = {"x-dead-letter-exchange": lab.dead_letter_exchange}
     if spec.single_active_consumer:
         arguments["x-single-active-consumer"] = True
-    if queue_type != "classic" and spec.durable and not spec.exclusive:
-        arguments["x-queue-type"] = queue_type
+    if lab.queue_type != "classic" and spec.durable and not spec.exclusive:
+        arguments["x-queue-type"] = lab.queue_type
     return {**arguments, **spec.arguments}
 
 
-def declare_queue(channel: Any, spec: topology.QueueSpec, queue_type: str = "classic") -> str:
-    arguments = queue_arguments(spec, queue_type)
-    result = channel.queue_declare(
+def declare_queue(channel: Any, spec: topology.QueueSpec, lab: LabTopology) -> str:
+    arguments = queue_arguments(spec, lab)
+    result = _declare("queue", spec.name, lambda: channel.queue_declare(
         queue=spec.name,
         durable=spec.durable and not spec.exclusive,
         exclusive=spec.exclusive,
         auto_delete=spec.exclusive,
         arguments=arguments,
-    )
+    ))
     name: str = result.method.queue
     for pattern in spec.patterns:
         channel.queue_bind(queue=name, exchange=spec.exchange, routing_key=pattern)
     return name
+
+
+def _dead_letter_of(method: Any, properties: Any, body: bytes) -> DeadLetter:
+    """The reason our consumers set, else the broker's own (``x-death``: rejected, expired, maxlen)."""
+    headers = dict(properties.headers or {})
+    reason = _text(headers.get(REASON_HEADER))
+    exchange = _text(headers.get("x-mlpower-exchange", method.exchange))
+    if not reason:
+        deaths = headers.get("x-death") or [{}]
+        death = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
+        reason = f"broker: {_text(death.get('reason', 'rejected'))} in {_text(death.get('queue', '?'))}"
+        exchange = _text(death.get("exchange", exchange))
+    return DeadLetter(body, reason, exchange, method.routing_key)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
 
 
 class _Backoff:
@@ -129,6 +197,7 @@ class _RabbitSubscription:
         self._stop = threading.Event()
         self._crash = threading.Event()
         self._ready = threading.Event()
+        self._failure: BusError | None = None
         self._connection: Any = None
         self._channel: Any = None
         self._consuming = False
@@ -137,6 +206,9 @@ class _RabbitSubscription:
         if not self._ready.wait(timeout=15):
             self.close()
             raise BusError(f"could not start consuming {spec.name!r} from {bus.url_for_logs}")
+        if self._failure is not None:
+            self.close()
+            raise self._failure
 
     def _run(self) -> None:
         backoff = _Backoff()
@@ -144,6 +216,11 @@ class _RabbitSubscription:
             try:
                 self._consume()
                 backoff.reset()
+            except TopologyMismatch as exc:  # no retry can fix it: tell the subscriber and stop
+                log.error("consumer of %s: %s", self._spec.name, exc)
+                self._failure = exc
+                self._ready.set()
+                break
             except _RECOVERABLE as exc:
                 self._consuming = False
                 if self._stop.is_set():
@@ -156,8 +233,8 @@ class _RabbitSubscription:
         self._connection = pika.BlockingConnection(_parameters(self._bus.url, self._bus.client_name, None))
         channel = self._channel = self._connection.channel()
         channel.confirm_delivery()
-        declare_topology(channel, self._bus.queue_type)
-        name = declare_queue(channel, self._spec, self._bus.queue_type)
+        declare_topology(channel, self._bus.topology)
+        name = declare_queue(channel, self._spec, self._bus.topology)
         self.queue_name = name
         channel.basic_qos(prefetch_count=self._spec.prefetch)
         channel.basic_consume(queue=name, on_message_callback=self._on_message, auto_ack=False)
@@ -189,7 +266,7 @@ class _RabbitSubscription:
         if reason is not None:
             headers = {**delivery.headers, REASON_HEADER: reason[:1000], "x-mlpower-exchange": method.exchange}
             channel.basic_publish(
-                exchange=topology.DEAD_LETTER_EXCHANGE,
+                exchange=self._bus.topology.dead_letter_exchange,
                 routing_key=method.routing_key,
                 body=body,
                 properties=pika.BasicProperties(delivery_mode=2, headers=headers),
@@ -224,10 +301,12 @@ class _RabbitSubscription:
 
 class RabbitMQBus:
     def __init__(self, url: str, *, client_name: str = "mlpower", publish_timeout_s: float = 30.0,
-                 spool_path: Path | None = None, queue_type: str = "classic") -> None:
+                 spool_path: Path | None = None, queue_type: str = "classic", lab: str = "lab",
+                 dead_letter: topology.DeadLetterPolicy | None = None) -> None:
         if queue_type not in QUEUE_TYPES:
             raise BusError(f"queue type {queue_type!r} is not one of {', '.join(QUEUE_TYPES)}")
         self.url = url
+        self.topology = LabTopology(lab, dead_letter or topology.DeadLetterPolicy(), queue_type)
         self.client_name = client_name
         self.queue_type = queue_type
         self.publish_timeout_s = publish_timeout_s
@@ -258,7 +337,10 @@ class RabbitMQBus:
             self._connection = pika.BlockingConnection(_parameters(self.url, self.client_name, 0))
             channel = self._connection.channel()
             channel.confirm_delivery()
-            declare_topology(channel, self.queue_type)
+            declare_topology(channel, self.topology)
+        except TopologyMismatch:
+            self._close_after_refusal()
+            raise
         except _RECOVERABLE as exc:
             self._connection = self._channel = None
             raise BusError(f"RabbitMQ at {self.url_for_logs} does not answer: {exc}") from exc
@@ -274,6 +356,9 @@ class RabbitMQBus:
                     return action(self._ensure_channel())
                 except pika.exceptions.UnroutableError:
                     return None  # no queue bound: nobody asked for it, which is not a failure
+                except TopologyMismatch:
+                    self._channel = None
+                    raise
                 except (*_RECOVERABLE, BusError) as exc:
                     self._channel = None
                     if time.monotonic() >= deadline:
@@ -296,6 +381,8 @@ class RabbitMQBus:
                 try:
                     self._publish_now(item)
                     return
+                except TopologyMismatch:
+                    raise
                 except (*_RECOVERABLE, BusError) as exc:
                     self._channel = None
                     log.warning("publish to %s/%s failed (%s); spooling until the broker is back",
@@ -345,30 +432,50 @@ class RabbitMQBus:
         return not len(self._spool)
 
     def declare(self, spec: topology.QueueSpec) -> None:
-        self._with_channel(f"declare {spec.name}", lambda ch: declare_queue(ch, spec, self.queue_type))
+        self._with_channel(f"declare {spec.name}", lambda ch: declare_queue(ch, spec, self.topology))
 
     def subscribe(self, spec: topology.QueueSpec, handler: Handler) -> _RabbitSubscription:
         subscription = _RabbitSubscription(self, spec, handler)
         self._subscriptions.append(subscription)
         return subscription
 
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+    def dead_letters(self, limit: int = 100, *, keep: bool = False) -> list[DeadLetter]:
         def take(channel: Any) -> list[DeadLetter]:
             taken: list[DeadLetter] = []
+            last_tag = None
             while len(taken) < limit:
-                method, properties, body = channel.basic_get(queue=topology.DEAD_LETTER_QUEUE, auto_ack=True)
+                method, properties, body = channel.basic_get(queue=self.topology.dead_letter_queue, auto_ack=not keep)
                 if method is None:
                     break
-                headers = dict(properties.headers or {})
-                reason = headers.get(REASON_HEADER)
-                if isinstance(reason, bytes):
-                    reason = reason.decode("utf-8", "replace")
-                exchange = headers.get("x-mlpower-exchange", method.exchange)
-                taken.append(DeadLetter(body, str(reason or "rejected"), str(exchange), method.routing_key))
+                last_tag = method.delivery_tag
+                taken.append(_dead_letter_of(method, properties, body))
+            if keep and last_tag is not None:  # back where they were: shown, not taken
+                channel.basic_nack(delivery_tag=last_tag, multiple=True, requeue=True)
+                # The broker requeues after it answers; wait (briefly) until it counts them again, so
+                # whoever looks next finds them, as "shown, not taken" promises.
+                deadline = time.monotonic() + 5.0
+                while time.monotonic() < deadline:
+                    queue = channel.queue_declare(queue=self.topology.dead_letter_queue, passive=True)
+                    if queue.method.message_count >= len(taken):
+                        break
+                    time.sleep(0.01)
             return taken
 
         result: list[DeadLetter] = self._with_channel("read dead letters", take)
         return result
+
+    def dead_letter_depth(self) -> int:
+        """Messages waiting in this lab's dead-letter queue (a passive declare: changes nothing).
+
+        One attempt, no retries: a metrics scrape asks, and must not wait out a broker outage.
+        """
+        with self._lock:
+            try:
+                result = self._ensure_channel().queue_declare(queue=self.topology.dead_letter_queue, passive=True)
+            except _RECOVERABLE as exc:
+                self._channel = None
+                raise BusError(f"cannot count dead letters at {self.url_for_logs}: {exc}") from exc
+        return int(result.method.message_count)
 
     def purge(self, queue_name: str) -> None:
         def purge(channel: Any) -> None:
@@ -394,6 +501,14 @@ class RabbitMQBus:
 
     def delete_queue(self, queue_name: str) -> None:
         self._with_channel(f"delete {queue_name}", lambda ch: ch.queue_delete(queue=queue_name))
+
+    def _close_after_refusal(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except _RECOVERABLE:
+                pass
 
     def close(self) -> None:
         for subscription in self._subscriptions:

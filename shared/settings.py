@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from mlpower.errors import SettingsError
 from mlpower.secrets import PLACEHOLDER_HINT, is_placeholder
+from mlpower.topology import DeadLetterPolicy
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -42,6 +43,16 @@ class ServiceSettings(BaseSettings):
     # quorum: the durable queues (run documents, commands, events) are replicated over the
     # broker cluster's nodes and survive one; a queue keeps the type it was first declared with
     queue_type: Literal["classic", "quorum"] = Field(default="classic", validation_alias="MLPOWER_QUEUE_TYPE")
+    # The lab's dead-letter queue is bounded: the oldest message goes first. Every service of a lab
+    # must use the same values (the broker refuses a queue redeclared with other bounds).
+    dead_letter_max_messages: int = Field(default=10_000, ge=1, le=10_000_000,
+                                          validation_alias="MLPOWER_DEAD_LETTER_MAX_MESSAGES")
+    dead_letter_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0, le=365 * 24 * 3600.0,
+                                     validation_alias="MLPOWER_DEAD_LETTER_TTL_S")
+
+    @property
+    def dead_letter(self) -> DeadLetterPolicy:
+        return DeadLetterPolicy(self.dead_letter_max_messages, self.dead_letter_ttl_s)
 
     @field_validator("amqp_url")
     @classmethod

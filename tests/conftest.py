@@ -57,6 +57,6 @@ def unique() -> str:
 def rabbit_bus(amqp_url: str) -> Iterator[object]:
     from mlpower.rabbitmq import RabbitMQBus
 
-    bus = RabbitMQBus(amqp_url, client_name="pytest")
+    bus = RabbitMQBus(amqp_url, client_name="pytest", lab="pytest")
     yield bus
     bus.close()

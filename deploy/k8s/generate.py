@@ -809,7 +809,14 @@ def prometheus_config(inventory: Inventory, base_config: dict[str, Any]) -> dict
     clashing = [job["job_name"] for job in base_config.get("scrape_configs", []) if job["job_name"] in taken]
     if clashing:
         raise InventoryError(f"base prometheus.yml already has jobs {clashing}")
-    return {**base_config, "scrape_configs": list(base_config.get("scrape_configs", [])) + jobs}
+    # every target carries the lab's name: the dashboard's lab variable, and alerts, tell labs apart
+    # where one Prometheus or Grafana sees several
+    labelled = []
+    for job in list(base_config.get("scrape_configs", [])) + jobs:
+        statics = [{**static, "labels": {**static.get("labels", {}), "lab": inventory.lab}}
+                   for static in job.get("static_configs", [])]
+        labelled.append({**job, "static_configs": statics} if statics else job)
+    return {**base_config, "scrape_configs": labelled}
 
 
 def _results_patch(inventory: Inventory) -> dict[str, Any]:

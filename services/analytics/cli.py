@@ -19,7 +19,7 @@ def _serve() -> None:
     import signal
     import threading
 
-    from mlpower.bus import connect
+    from mlpower.bus import connect_service
     from mlpower.cli import setup_logging
     from mlpower.http_serve import HttpServer
     from mlpower.settings import load_settings
@@ -30,8 +30,7 @@ def _serve() -> None:
 
     settings = load_settings(AnalyticsSettings)
     setup_logging(settings.log_level)
-    bus = connect(settings.amqp_url, kind=settings.bus, client_name="mlpower-analytics",
-                  queue_type=settings.queue_type)
+    bus = connect_service(settings, client_name="mlpower-analytics")
     service = AnalyticsService(settings, bus)
     # the HTTP server runs in a thread (see mlpower.http_serve): this thread owns the signals and the order of stopping
     stop = threading.Event()

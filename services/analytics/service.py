@@ -6,9 +6,9 @@ A run's verdict is ``rules.evaluate`` over its ``RunView`` (the run's output fol
 for that folder. Live findings are early warnings published as ``LiveFinding`` and served by the
 API; the verdict is the rules' over the whole run.
 
-Consumes the run documents of its lab from the run shards (``mlpower.analytics.runs.<lab>.sNN``,
-see ``topology``) and the events exchange (``mlpower.analytics.events``: ``WorkloadPhase`` whose detail
-states the agent's clock offset). Documents are handled idempotently by (run_id, seq); a run's
+Consumes the run documents of its lab from the run shards (``mlpower.<lab>.analytics.runs.sNN``,
+see ``topology``) and the events exchange (``mlpower.<lab>.analytics.events``: ``WorkloadPhase`` whose
+detail states the agent's clock offset). Documents are handled idempotently by (run_id, seq); a run's
 ``run.stop`` (the one end-of-run fact, naming the output folder) triggers its analysis.
 
 Replicas: several analytics processes share a lab's runs through the shards, each shard delivered
@@ -58,7 +58,15 @@ from .summary import summarize
 
 log = logging.getLogger(__name__)
 
-EVENTS_QUEUE = topology.service_queue("analytics", topology.EVENTS_EXCHANGE, ("workload_phase.#",))
+EVENTS = ("workload_phase",)
+
+
+def lab_events_queue(lab: str) -> topology.QueueSpec:
+    """``mlpower.<lab>.analytics.events``: this lab's workload-phase events only."""
+    return topology.service_queue("analytics", topology.EVENTS_EXCHANGE,
+                                  tuple(topology.event_pattern(name, lab) for name in EVENTS), lab=lab)
+
+
 KEEP_FINISHED_RUNS = 32  # documents of recent runs, so that a redelivered run.stop finds them
 
 
@@ -87,10 +95,11 @@ class AnalyticsService:
         self._subscriptions: list[Subscription] = []
         self._stopping = threading.Event()
         self._standby: threading.Thread | None = None
-        # Tests and labs sharing a broker pass their own (exclusive, lab-scoped) queue instead of the shards.
+        # Tests pass their own (exclusive) queue instead of the shards; labs sharing a broker are
+        # apart by the lab's name in every queue and binding.
         self.runs_queues = (runs_queue,) if runs_queue is not None else topology.run_shard_queues("analytics",
                                                                                                    settings.lab)
-        self.events_queue = events_queue or EVENTS_QUEUE
+        self.events_queue = events_queue or lab_events_queue(settings.lab)
 
     # ----------------------------------------------------------------------- wiring
     @property

@@ -153,10 +153,9 @@ class SimulatorHandle:
         from mlpower.analyzer_sim import follow
 
         if self._bus is None:
-            from mlpower.bus import connect
+            from mlpower.bus import connect_service
 
-            self._bus = connect(self.settings.amqp_url, kind=self.settings.bus, client_name="mlpower-sim",
-                                    queue_type=self.settings.queue_type)
+            self._bus = connect_service(self.settings, client_name="mlpower-sim")
             self._own_bus = True
         self._subscription = follow.subscribe(self._bus, self.model, self._lab, self._sut)
 

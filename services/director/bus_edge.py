@@ -59,18 +59,17 @@ EVENTS_EXPIRES_MS = 86_400_000
 """The events queue of a director that is gone for a day (a test's, a lab torn down) is deleted."""
 
 
-def command_queue(sut: str) -> topology.QueueSpec:
-    key = topology.command_key("director", sut)
-    return topology.service_queue(f"director-{sut}", topology.COMMANDS_EXCHANGE, (key,))
+def command_queue(lab: str, sut: str) -> topology.QueueSpec:
+    key = topology.command_key("director", sut, lab=lab)
+    return topology.service_queue(f"director-{sut}", topology.COMMANDS_EXCHANGE, (key,), lab=lab)
 
 
 def events_queue(lab: str, sut: str) -> topology.QueueSpec:
     # durable, not exclusive: events the agent publishes while this director's consumer is away
     # (a broker restart, a director restart) wait for it instead of being dropped unrouted
-    where = f"{topology.segment(lab)}.{topology.segment(sut)}"
-    return topology.QueueSpec(f"mlpower.director-{topology.segment(lab)}-{topology.segment(sut)}.events",
-                              topology.EVENTS_EXCHANGE, (f"workload_phase.{where}", f"agent_heartbeat.{where}"),
-                              arguments={"x-message-ttl": EVENTS_TTL_MS, "x-expires": EVENTS_EXPIRES_MS})
+    patterns = tuple(topology.event_pattern(name, lab, sut) for name in ("workload_phase", "agent_heartbeat"))
+    return topology.service_queue(f"director-{sut}", topology.EVENTS_EXCHANGE, patterns, lab=lab,
+                                  arguments={"x-message-ttl": EVENTS_TTL_MS, "x-expires": EVENTS_EXPIRES_MS})
 
 
 def plan_of(command: StartRun) -> RunPlan:
@@ -115,7 +114,8 @@ class BusEdge:
         events = events_queue(self.settings.lab, self.settings.sut)
         self._events = self.bus.subscribe(events, self._on_event)
         self._subscriptions.append(self._events)
-        self._subscriptions.append(self.bus.subscribe(command_queue(self.settings.sut), self._on_command))
+        commands = command_queue(self.settings.lab, self.settings.sut)
+        self._subscriptions.append(self.bus.subscribe(commands, self._on_command))
         self.director.agent = self
         self.director.on_end(self._run_ended)
         return self
@@ -128,7 +128,7 @@ class BusEdge:
         """Ask the agent to stop ``run_id``'s workload (whether or not it still runs it)."""
         command = StopWorkload(run_id=run_id, sut=self.settings.sut, reason=reason)
         try:
-            self.bus.publish(command, topology.command_key("agent", self.settings.sut))
+            self.bus.publish(command, topology.command_key("agent", self.settings.sut, lab=self.settings.lab))
         except MlpowerError as exc:
             log.error("could not send StopWorkload for %s: %s", run_id, exc)
 
@@ -197,7 +197,7 @@ class BusEdge:
             self._asked.add(session.run_id)
         ask = RunWorkloadPhase(run_id=session.run_id, sut=self.settings.sut, mode=mode, workload=workload.request,
                                settings=workload.settings)
-        self.bus.publish(ask, topology.command_key("agent", self.settings.sut))
+        self.bus.publish(ask, topology.command_key("agent", self.settings.sut, lab=self.settings.lab))
         if session.ended and session.status != "success":  # it ended as we asked: its end saw no ask yet
             self.stop_workload(session.run_id, f"run {session.status}: {session.status_reason}")
         deadline = clock.monotonic_s() + self.phase_timeout_s  # the clock, not a sum of polls that run late

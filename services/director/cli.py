@@ -31,7 +31,7 @@ def director(
         import signal
         import threading
 
-        from mlpower.bus import connect
+        from mlpower.bus import connect_service
         from mlpower.cli import setup_logging
         from mlpower.settings import load_settings
 
@@ -45,8 +45,8 @@ def director(
             overrides["bus_mode"] = False
         settings = load_settings(DirectorSettings, **overrides)
         setup_logging(settings.log_level)
-        bus = None if no_bus else connect(settings.amqp_url, kind=settings.bus, client_name=f"director-{settings.sut}",
-                                        spool_path=settings.spool_path, queue_type=settings.queue_type)
+        bus = None if no_bus else connect_service(settings, client_name=f"director-{settings.sut}",
+                                                  spool_path=settings.spool_path)
         service = DirectorService(settings, bus=bus)
         stopping = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):

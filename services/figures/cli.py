@@ -177,7 +177,7 @@ def serve_command(
         import signal
         import threading
 
-        from mlpower.bus import connect
+        from mlpower.bus import connect_service
         from mlpower.cli import setup_logging
         from mlpower.http_serve import HttpServer
 
@@ -190,8 +190,7 @@ def serve_command(
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-        bus = None if no_bus else connect(settings.amqp_url, kind=settings.bus, client_name="mlpower-figures",
-                                                 queue_type=settings.queue_type)
+        bus = None if no_bus else connect_service(settings, client_name="mlpower-figures")
         service = FiguresService(
             settings.data_dir,
             settings.out_root,

@@ -246,9 +246,11 @@ class FiguresService:
         """Consume run-analyzed events and rebuild commands (both queues are durable)."""
         if self.bus is None:
             raise MlpowerError("the figures service has no bus to listen on")
-        events = topology.service_queue("figures", topology.EVENTS_EXCHANGE, ("run_analyzed.#",))
+        events = topology.service_queue("figures", topology.EVENTS_EXCHANGE,
+                                        (topology.event_pattern("run_analyzed", self.lab),), lab=self.lab)
         commands = topology.service_queue(
-            "figures", topology.COMMANDS_EXCHANGE, (topology.command_key("figures", instance),)
+            "figures", topology.COMMANDS_EXCHANGE, (topology.command_key("figures", instance, lab=self.lab),),
+            lab=self.lab,
         )
         self._subscriptions = [
             self.bus.subscribe(events, self.on_message),

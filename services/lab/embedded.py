@@ -30,7 +30,6 @@ class LabOptions:
     data_dir: Path = DEFAULT_DATA_DIR
     seed: int = 0
     http: bool = False  # serve the director's control API and /metrics on a free loopback port
-    queue_suffix: str = ""  # lab-scoped durable queues when several labs share one broker (tests)
 
 
 @dataclass
@@ -56,8 +55,8 @@ class EmbeddedLab:
     def analyzer_resource(self) -> str:
         return f"TCPIP0::127.0.0.1::{self.simulator.port}::SOCKET"
 
-    def _queue(self, service: str, exchange: str, patterns: tuple[str, ...] = ("#",)) -> topology.QueueSpec:
-        return topology.service_queue(f"{service}{self.options.queue_suffix}", exchange, patterns)
+    def _queue(self, service: str, exchange: str, patterns: tuple[str, ...]) -> topology.QueueSpec:
+        return topology.service_queue(service, exchange, patterns, lab=self.options.lab)
 
     def start(self) -> EmbeddedLab:
         from mlpower.analytics.service import AnalyticsService
@@ -77,10 +76,6 @@ class EmbeddedLab:
             self.analytics = AnalyticsService(
                 load_settings(AnalyticsSettings, **common, http_port=0),
                 self.bus,
-                runs_queue=self._queue("analytics", topology.RUNS_EXCHANGE,
-                                       (topology.runs_of_lab(o.lab),)),
-                events_queue=self._queue("analytics", topology.EVENTS_EXCHANGE,
-                                         (f"workload_phase.{o.lab}.*",)),
             )
             self.analytics.start()
             stack.callback(self.analytics.stop)
@@ -89,7 +84,8 @@ class EmbeddedLab:
                                           bus=self.bus, lab=o.lab)
             stack.callback(self.figures.close)
             figures_events = self.bus.subscribe(
-                self._queue("figures", topology.EVENTS_EXCHANGE, (f"run_analyzed.{o.lab}.*",)), self.figures.on_message)
+                self._queue("figures", topology.EVENTS_EXCHANGE, (topology.event_pattern("run_analyzed", o.lab),)),
+                self.figures.on_message)
             stack.callback(figures_events.close)
 
             self.simulator = start_simulator(

@@ -3,7 +3,7 @@
 In-process wiring (what ``mlpower.lab`` calls):
 
 * bus mode: ``AgentService(settings, bus).start()`` ... ``.close()`` (``bus_mode.py``) consumes
-  ``RunWorkloadPhase`` on ``command_key("agent", sut)`` and publishes ``WorkloadPhase`` events;
+  ``RunWorkloadPhase`` on ``command_key("agent", sut, lab=lab)`` and publishes ``WorkloadPhase`` events;
 * power-dev client mode: ``run_client_session(ClientOptions(host=..., port=..., out_dir=...),
   parse_workload("builtin:offline"), publish)`` (``powerdev_client.py``) against any power-dev v3
   server, writing ``<out_dir>/<session>/{power,ranging,run_1}``;

@@ -55,8 +55,9 @@ class _Current:
     pid: int | None = None
 
 
-def command_queue(sut: str) -> topology.QueueSpec:
-    return topology.service_queue(f"agent-{sut}", topology.COMMANDS_EXCHANGE, (topology.command_key("agent", sut),))
+def command_queue(lab: str, sut: str) -> topology.QueueSpec:
+    return topology.service_queue(f"agent-{sut}", topology.COMMANDS_EXCHANGE,
+                                  (topology.command_key("agent", sut, lab=lab),), lab=lab)
 
 
 def director_clock_offset(settings: Settings) -> clock.ClockOffset:
@@ -95,7 +96,7 @@ class AgentService:
 
     @property
     def queue_spec(self) -> topology.QueueSpec:
-        return command_queue(self.settings.sut)
+        return command_queue(self.settings.lab, self.settings.sut)
 
     @property
     def subscriptions(self) -> list[Subscription]:

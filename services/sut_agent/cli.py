@@ -106,7 +106,7 @@ def _interrupt(*_: object) -> None:
 def _client_session(settings: Any, flags: dict[str, Any], metrics: Any) -> None:
     import signal
 
-    from mlpower.bus import connect
+    from mlpower.bus import connect_service
     from mlpower.sut_agent.powerdev_client import DEFAULT_PORT, ClientOptions, run_client_session
     from mlpower.sut_agent.settings import split_address
     from mlpower.sut_agent.workloads import parse_workload
@@ -124,8 +124,7 @@ def _client_session(settings: Any, flags: dict[str, Any], metrics: Any) -> None:
     )
     bus = None
     if flags["publish_events"]:
-        bus = connect(settings.amqp_url, kind=settings.bus, client_name=f"agent-{settings.sut}",
-                      queue_type=settings.queue_type)
+        bus = connect_service(settings, client_name=f"agent-{settings.sut}")
     try:
         def publish(event: Any) -> None:
             metrics.observe_phase(event)
@@ -147,13 +146,12 @@ def _serve_bus(settings: Any, metrics: Any, registry: Any, running: list[Any]) -
     import signal
     import threading
 
-    from mlpower.bus import connect
+    from mlpower.bus import connect_service
     from mlpower.sut_agent.bus_mode import AgentService
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    bus = connect(settings.amqp_url, kind=settings.bus, client_name=f"agent-{settings.sut}",
-                      queue_type=settings.queue_type)
+    bus = connect_service(settings, client_name=f"agent-{settings.sut}")
     service = AgentService(settings, bus, metrics, registry).start()
     running.append(service)
     try:

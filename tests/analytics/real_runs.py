@@ -150,7 +150,7 @@ def real_bus(tmp_path_factory: pytest.TempPathFactory) -> RealRun:
             try:
                 bus.publish(StartRun(sut="sut", run_id="lab-run", scenario="Offline", workload="builtin:offline",
                                      sample_interval_s=1.0, settings={"duration_s": 8.0}),
-                            topology.command_key("director", "sut"))
+                            topology.command_key("director", "sut", lab="lab"))
                 analyzed = analytics.wait("lab-run", timeout_s=240)
             finally:
                 agent.close()

@@ -28,6 +28,7 @@ GRAFANA_VARIABLES = {
     "__range": "5m",
     "sut": ".*",
     "analyzer": ".*",
+    "lab": ".*",
 }
 _VARIABLE = re.compile(r"\$\{?(\w+)\}?")
 # "<vector> <comparison> <number>" at the end of an alert expression (see alerts.yml's header).
@@ -79,6 +80,14 @@ def dashboard_queries() -> list[Query]:
                 if selector:
                     queries.append(Query(f"{name}: variable {variable['name']}", substitute(selector)))
     return queries
+
+
+def annotation_queries() -> list[Query]:
+    """The dashboards' Prometheus annotations (run phases, firing alerts): they must parse, but
+    may rightly return nothing (no alert fires in a healthy lab)."""
+    return [Query(f"{name}: annotation {annotation['name']}", substitute(annotation["expr"]))
+            for name, dashboard in load_dashboards().items()
+            for annotation in dashboard.get("annotations", {}).get("list", []) if annotation.get("expr")]
 
 
 def load_rules(path: Path = ALERT_RULES) -> list[dict[str, Any]]:

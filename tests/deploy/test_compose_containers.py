@@ -140,8 +140,11 @@ def _check_grafana_files() -> None:
     assert folder in mounts, f"the dashboard provider reads {folder}, which compose does not mount"
     home = compose["services"]["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     dashboard = json.loads((mounts[folder] / Path(home).name).read_text(encoding="utf-8"))
+    # panels name the dashboard's datasource variable, whose default is the provisioned datasource
+    variables = {variable["name"]: variable for variable in dashboard["templating"]["list"]}
+    default = variables["datasource"]["current"]["value"]
     uids = {panel.get("datasource", {}).get("uid") for panel in dashboard["panels"] if panel.get("datasource")}
-    assert uids == {source["uid"]}, uids
+    assert uids == {"${datasource}"} and default == source["uid"], (uids, default)
     assert home.startswith(folder + "/")
 
 

@@ -23,7 +23,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from .conftest import DEPLOY, PromQLError
 from .metrics_contract import METRICS_MODULES, PENDING, REQUIRED_METRICS
-from .promql import dashboard_queries, load_dashboards, load_rules, metric_names, rule_queries, substitute
+from .promql import (
+    annotation_queries,
+    dashboard_queries,
+    load_dashboards,
+    load_rules,
+    metric_names,
+    rule_queries,
+    substitute,
+)
 
 PROVISIONING = DEPLOY / "grafana" / "provisioning"
 
@@ -41,11 +49,30 @@ def test_provisioning_points_the_dashboards_at_the_provisioned_datasource() -> N
     assert dashboards, "no dashboard JSON"
     for name, dashboard in dashboards.items():
         assert dashboard["uid"] and dashboard["title"], name
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        # one datasource variable, defaulting to the provisioned Prometheus; every query uses it
+        source = variables["datasource"]
+        assert source["type"] == "datasource" and source["query"] == "prometheus"
+        assert source["current"]["value"] in uids
         for panel in all_panels(dashboard):
-            assert panel["datasource"]["uid"] in uids, (name, panel["title"])
+            assert panel["datasource"]["uid"] == "${datasource}", (name, panel["title"])
             assert panel["targets"], (name, panel["title"])
             for target in panel["targets"]:
-                assert target["datasource"]["uid"] in uids and target["expr"].strip()
+                assert target["datasource"]["uid"] == "${datasource}" and target["expr"].strip()
+        for item in [*variables.values(), *dashboard["annotations"]["list"]]:
+            if item.get("type") != "datasource" and item.get("builtIn") != 1:
+                assert item["datasource"]["uid"] == "${datasource}", (name, item["name"])
+
+
+def test_every_query_follows_the_lab_variable_and_phases_and_alerts_are_annotated() -> None:
+    for name, dashboard in load_dashboards().items():
+        assert "lab" in {v["name"] for v in dashboard["templating"]["list"]}, name
+        for panel in all_panels(dashboard):
+            for target in panel["targets"]:
+                assert 'lab=~"$lab"' in target["expr"], (name, panel["title"])
+        annotations = {a["name"]: a["expr"] for a in dashboard["annotations"]["list"] if a.get("expr")}
+        assert any("mlpower_run_info" in expr and "phase" in expr for expr in annotations.values()), name
+        assert any(expr.startswith("ALERTS{") for expr in annotations.values()), name
 
 
 def test_panels_do_not_overlap() -> None:
@@ -179,7 +206,7 @@ def test_every_expression_parses_and_returns_data(prometheus_server: Any,
                               "sut-agent:8004": exporters["sut_agent"].address})
     queries = dashboard_queries() + rule_queries()
     raw_alerts = [rule["expr"] for rule in load_rules()]
-    for expr in [query.expr for query in queries] + raw_alerts:
+    for expr in [query.expr for query in queries + annotation_queries()] + raw_alerts:
         prom.query(expr)  # PromQLError when it does not parse
     with pytest.raises(PromQLError):
         prom.query("sum by (sut (mlpower_analyzer_power_watts)")

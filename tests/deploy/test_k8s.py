@@ -389,6 +389,7 @@ def test_prometheus_jobs_list_each_suts_components() -> None:
                     {"name": "b", "analyzer": "TCPIP0::192.0.2.7::INSTR"})
     config = gen.prometheus_config(inv, {"scrape_configs": [{"job_name": "prometheus"}]})
     jobs = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"][1:]}
+    assert all(job["static_configs"][0]["labels"]["lab"] == "lab9" for job in config["scrape_configs"][1:])
     assert jobs == {"mlpower-director": ["director-a:8000", "director-b:8000"],
                     "mlpower-analyzer-sim": ["analyzer-sim-a:8003"],
                     "mlpower-sut-agent": ["sut-agent-a:8004"]}

@@ -49,7 +49,7 @@ class FakeAgent:
             self.release.set()
         self.asks: list[RunWorkloadPhase] = []
         self.stops: list[StopWorkload] = []
-        spec = topology.QueueSpec("", topology.COMMANDS_EXCHANGE, (topology.command_key("agent", sut),),
+        spec = topology.QueueSpec("", topology.COMMANDS_EXCHANGE, (topology.command_key("agent", sut, lab=lab),),
                                   durable=False, exclusive=True)
         self.subscription = bus.subscribe(spec, self._on_command)
 
@@ -119,7 +119,7 @@ def test_a_bus_run_carries_every_sample_exactly_once_in_order(lab: dict, unique:
     fake = agent(lab)
     run_id = f"bus-{unique}"
     lab["bus"].publish(StartRun(sut=lab["sut"], run_id=run_id, workload="resnet", sample_interval_s=0.1),
-                       topology.command_key("director", lab["sut"]))
+                       topology.command_key("director", lab["sut"], lab=lab["lab"]))
     done = _completed(lab)
     assert (done.run_id, done.status, done.output_dir) == (run_id, "success", str(lab["results"] / run_id))
     assert [(a.mode, a.workload.name if a.workload else None) for a in fake.asks] == [("ranging", "resnet"),
@@ -147,7 +147,7 @@ def test_a_bus_run_carries_every_sample_exactly_once_in_order(lab: dict, unique:
 def test_a_failed_workload_fails_the_run(lab: dict, unique: str) -> None:
     fake = agent(lab, outcome="failed", samples=1)
     lab["bus"].publish(StartRun(sut=lab["sut"], run_id=f"fail-{unique}", sample_interval_s=0.1),
-                       topology.command_key("director", lab["sut"]))
+                       topology.command_key("director", lab["sut"], lab=lab["lab"]))
     done = _completed(lab)
     assert done.status == "failed" and "workload failed in ranging" in done.reason
     wait_for(lambda: fake.stops, 10, what="StopWorkload for the failed run")
@@ -158,7 +158,7 @@ def test_a_failed_workload_fails_the_run(lab: dict, unique: str) -> None:
 def test_a_silent_agent_fails_the_run_after_three_missed_heartbeats(lab: dict, unique: str) -> None:
     fake = agent(lab, outcome="silent")
     lab["bus"].publish(StartRun(sut=lab["sut"], run_id=f"quiet-{unique}", sample_interval_s=0.1),
-                       topology.command_key("director", lab["sut"]))
+                       topology.command_key("director", lab["sut"], lab=lab["lab"]))
     wait_for(lambda: fake.asks, 10, what="the ranging ask")
     asked = time.monotonic()
     done = _completed(lab)
@@ -173,7 +173,7 @@ def test_a_silent_agent_fails_the_run_after_three_missed_heartbeats(lab: dict, u
 
 def test_stop_run_aborts_and_a_second_start_is_refused(lab: dict, unique: str) -> None:
     fake = agent(lab, hold=True)
-    key = topology.command_key("director", lab["sut"])
+    key = topology.command_key("director", lab["sut"], lab=lab["lab"])
     lab["bus"].publish(StartRun(sut=lab["sut"], run_id=f"long-{unique}", sample_interval_s=0.1), key)
     wait_for(lambda: fake.asks, what="the first run to ask the agent for ranging")
     lab["bus"].publish(StartRun(sut=lab["sut"], run_id=f"second-{unique}", sample_interval_s=0.1), key)

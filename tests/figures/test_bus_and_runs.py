@@ -57,7 +57,7 @@ def test_run_analyzed_on_the_memory_bus(built, data_dir: Path, tmp_path: Path) -
         assert placement["key_values"]["n_public"] > 10 and placement["key_values"]["run_efficiency"] == 40.0
 
         command = RebuildFigures(figures=("fig9",), mode="corrected", reason="test")
-        bus.publish(command, topology.command_key("figures", "default"))
+        bus.publish(command, topology.command_key("figures", "default", lab="memlab"))
         rebuilt = events.get(timeout=60)
         assert rebuilt.mode == "corrected" and rebuilt.rendered == ("fig9",)
         assert bus.dead_letters() == []
@@ -75,20 +75,14 @@ def test_rebuild_command_and_run_analyzed_on_rabbitmq(
     )
     try:
         events = _listen_for_rebuilt(rabbit_bus, unique)
-        # The events queue is durable and shared: run-analyzed events other tests left there are old news.
-        events_queue = topology.service_queue("figures", topology.EVENTS_EXCHANGE, ("run_analyzed.#",))
-        rabbit_bus.declare(events_queue)
-        rabbit_bus.purge(events_queue.name)
         service.listen(instance=unique)
         command = RebuildFigures(figures=("fig2", "fig11b"), mode="paper")
-        rabbit_bus.publish(command, topology.command_key("figures", unique))
+        rabbit_bus.publish(command, topology.command_key("figures", unique, lab=unique))
         rebuilt = events.get(timeout=60)
-        while service.jobs[rebuilt.job_id].trigger != "command":  # a concurrent lab's run_analyzed job
-            rebuilt = events.get(timeout=60)
+        assert service.jobs[rebuilt.job_id].trigger == "command"  # the lab's own queue: no other lab's job
         assert rebuilt.rendered == () and set(rebuilt.unchanged) == {"fig2", "fig11b"}
         message = _analyzed(f"run-{unique}", unique)
         rabbit_bus.publish(message, topology.event_key(message))
-        # Other labs' events may share the durable queue; wait for the job of this run.
         wait_for(
             lambda: any(j.run_id == f"run-{unique}" and j.state == "done" for j in service.jobs.values()),
             60,

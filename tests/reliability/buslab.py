@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlpower import topology
 from mlpower.rabbitmq import RabbitMQBus
 from mlpower.schema import RunStop, SamplePage
 
@@ -36,7 +35,7 @@ from tests.reliability.procs import (
 )
 
 LOADGEN = "mlpower.sut_agent.loadgen_runner"
-AGENT_READY = r"listening on mlpower\.agent-"
+AGENT_READY = r"listening on mlpower\.[^.]+\.agent-"
 
 
 def _cmdline(pid: int) -> str:
@@ -68,7 +67,7 @@ class BusLab:
 
     def start(self) -> BusLab:
         self._ports = {"powerdev": free_port(), "http": free_port()}
-        self._bus = RabbitMQBus(self.broker.url, client_name="buslab-collector")
+        self._bus = RabbitMQBus(self.broker.url, client_name="buslab-collector", lab=self.lab)
         self.collector = RunCollector(self._bus, self.lab, durable=True).start()
         self.start_director()
         self.start_agent()
@@ -112,7 +111,7 @@ class BusLab:
         if self._bus is not None:
             for name in (f"agent-{self.sut}", f"director-{self.sut}"):
                 try:
-                    self._bus.delete_queue(topology.service_queue(name, topology.COMMANDS_EXCHANGE).name)
+                    self._bus.delete_queue(f"mlpower.{self.lab}.{name}.commands")
                 except Exception:  # the private node goes with the test anyway
                     pass
             self._bus.close()

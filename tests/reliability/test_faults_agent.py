@@ -19,7 +19,6 @@ from typing import Any
 
 import polars as pl
 import pytest
-from mlpower import topology
 from mlpower.director.bus_edge import events_queue as director_events_queue
 from mlpower.rabbitmq import RabbitMQBus
 from mlpower.schema import RunStop
@@ -146,7 +145,7 @@ def test_agent_killed_in_bus_mode_fails_the_run_within_three_heartbeats(amqp_url
             agents: list[Proc] = []
             try:
                 agents.append(start_mlpower("agent-bus", ["agent", "--bus"], env=agent_env, log_dir=logs,
-                                            ready=r"listening on mlpower\.agent-"))
+                                            ready=r"listening on mlpower\.[^.]+\.agent-"))
                 status, accepted = http("POST", director_url(director, "/runs"),
                                         {"workload": "builtin:offline", "sample_interval_s": 0.1})
                 assert status == 202 and accepted["via"] == "agent", accepted
@@ -170,7 +169,7 @@ def test_agent_killed_in_bus_mode_fails_the_run_within_three_heartbeats(amqp_url
 
                 agent_env["MLPOWER_AGENT_DURATION_S"] = "1"
                 agents.append(start_mlpower("agent-bus2", ["agent", "--bus"], env=agent_env, log_dir=logs,
-                                            ready=r"listening on mlpower\.agent-"))
+                                            ready=r"listening on mlpower\.[^.]+\.agent-"))
                 status, accepted = http("POST", director_url(director, "/runs"),
                                         {"workload": "builtin:offline", "sample_interval_s": 0.1, "modes": ["testing"],
                                          "voltage_range_v": 300, "current_range_a": 5})
@@ -183,7 +182,7 @@ def test_agent_killed_in_bus_mode_fails_the_run_within_three_heartbeats(amqp_url
                     agent.stop()
                 director.stop()
                 for name in (f"agent-{sut}", f"director-{sut}"):  # this test's durable command queues
-                    bus.delete_queue(topology.service_queue(name, topology.COMMANDS_EXCHANGE).name)
+                    bus.delete_queue(f"mlpower.{lab}.{name}.commands")
                 bus.delete_queue(director_events_queue(lab, sut).name)
             check_no_crash(director, agents[-1])
     finally:

@@ -59,7 +59,7 @@ def test_junk_and_wrong_versions_are_all_dead_lettered(rabbit_bus: object, amqp_
     tap_connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     tap = tap_connection.channel()
     tap_queue = tap.queue_declare(queue="", exclusive=True).method.queue
-    tap.queue_bind(queue=tap_queue, exchange=topology.DEAD_LETTER_EXCHANGE)
+    tap.queue_bind(queue=tap_queue, exchange=rabbit_bus.topology.dead_letter_exchange)
     received: queue.Queue[schema.Message] = queue.Queue()
     spec = topology.QueueSpec(name="", exchange=topology.EVENTS_EXCHANGE, patterns=(f"{unique}.#",),
                               durable=False, exclusive=True)

@@ -41,6 +41,7 @@ RUNS = int(os.environ.get("MLPOWER_SOAK_RUNS", "20"))
 SEED = int(os.environ.get("MLPOWER_SOAK_SEED", "1414"))
 BUDGET_S = 600.0
 FAULTS = ("broker restart", "agent kill", "analyzer drop", "director restart")
+STOPPED = ("analyzer drop", "director restart")  # the run ends while the agent still runs its workload
 
 
 @pytest.fixture
@@ -86,6 +87,13 @@ def inject(lab: BusLab, fault: str) -> None:
         lab.start_director()  # closes the killed run (aborted) and tells the agent to stop its workload
 
 
+def told_to_stop(lab: BusLab, run_id: str) -> bool:
+    """The agent's log says StopWorkload found this run's workload running and stopped it."""
+    assert lab.agent is not None
+    return any(line.endswith(": stopping its workload") and f"StopWorkload for run '{run_id}'" in line
+               for line in lab.agent.log().splitlines())
+
+
 def recover(lab: BusLab, fault: str) -> None:
     if fault == "agent kill":
         lab.start_agent()
@@ -99,7 +107,7 @@ def test_soak_of_bus_mode_runs_each_with_one_fault(broker: Broker, tmp_path: Pat
     ended: Counter[str] = Counter()
     samples = 0
     with simulator(tmp_path / "logs") as sim:
-        lab = BusLab(broker, sim, tmp_path, f"lab{unique}", f"sut{unique}", heartbeat_s=1.0, workload_s=4.0)
+        lab = BusLab(broker, sim, tmp_path, f"lab{unique}", f"sut{unique}", heartbeat_s=1.0, workload_s=8.0)
         try:
             lab.start()
             for number, fault in enumerate(faults, 1):
@@ -116,6 +124,9 @@ def test_soak_of_bus_mode_runs_each_with_one_fault(broker: Broker, tmp_path: Pat
                 wait_until(lambda run_id=run_id: not [line for line in left_alive(lab.seen)  # type: ignore[misc]
                                                       if LOADGEN in line and run_id in line],
                            15, f"run {number}'s workload to end with its run")
+                if fault in STOPPED:  # the workload (8 s) did not just run out: StopWorkload ended it
+                    wait_until(lambda run_id=run_id: told_to_stop(lab, run_id), 15,  # type: ignore[misc]
+                               f"run {number}: the agent to stop the workload on StopWorkload")
                 recover(lab, fault)
             elapsed_s = time.monotonic() - began
         finally:

@@ -65,7 +65,7 @@ def test_the_director_refuses_a_shell_workload_with_422_before_opening_a_session
 @pytest.fixture
 def bus(lab: Lab) -> Iterator[RabbitMQBus]:
     """The bus as an attacker holding the lab's own broker account would use it."""
-    connection = RabbitMQBus(lab.amqp_url, client_name="attacker")
+    connection = RabbitMQBus(lab.amqp_url, lab=lab.lab, client_name="attacker")
     yield connection
     connection.close()
 
@@ -73,7 +73,7 @@ def bus(lab: Lab) -> Iterator[RabbitMQBus]:
 def _listen(bus: RabbitMQBus, lab: Lab) -> queue.Queue[Message]:
     received: queue.Queue[Message] = queue.Queue()
     for exchange, pattern in ((topology.EVENTS_EXCHANGE, f"workload_phase.*.{lab.sut}"),
-                              (topology.RUNS_EXCHANGE, f"*.{lab.sut}.*.*")):  # run documents: for the run.stop
+                              (topology.RUNS_EXCHANGE, f"*.{lab.sut}.#")):  # run documents: for the run.stop
         spec = topology.QueueSpec("", exchange, (pattern,), durable=False, exclusive=True)
         bus.subscribe(spec, lambda message, delivery: received.put(message))
     return received
@@ -92,7 +92,8 @@ def _next(received: queue.Queue[Message], run_id: str, kind: type, timeout_s: fl
 
 def test_a_shell_command_on_the_bus_runs_nothing(lab: Lab, bus: RabbitMQBus, measured: dict[str, Any]) -> None:
     received = _listen(bus, lab)
-    agent_key, director_key = topology.command_key("agent", lab.sut), topology.command_key("director", lab.sut)
+    agent_key = topology.command_key("agent", lab.sut, lab=lab.lab)
+    director_key = topology.command_key("director", lab.sut, lab=lab.lab)
     for text in shell_texts(str(lab.marker)):
         for kind, key in (("cmd.run_workload_phase", agent_key), ("cmd.start_run", director_key)):
             body = {"v": 1, "type": kind, "sut": lab.sut, "workload": text}
@@ -117,7 +118,7 @@ def test_an_undeclared_workload_is_refused_before_anything_runs_with_the_reason(
     received = _listen(bus, lab)
     run_id = f"unknown-{uuid.uuid4().hex[:6]}"
     bus.publish(StartRun(sut=lab.sut, run_id=run_id, workload="rm-rf", sample_interval_s=1.0),
-                topology.command_key("director", lab.sut))
+                topology.command_key("director", lab.sut, lab=lab.lab))
     first = _next(received, run_id, WorkloadPhase)
     completed = _next(received, run_id, RunStop, timeout_s=120)
     refused = first.state == "failed" and completed.status == "failed"

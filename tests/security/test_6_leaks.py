@@ -67,7 +67,7 @@ def _processes(lab: Lab) -> list[tuple[str, bytes]]:
 
 def _benchmark_environment(lab: Lab) -> bytes:
     """Run the declared ``environ`` workload through the agent, as the director would ask it."""
-    bus = RabbitMQBus(lab.amqp_url, client_name="security-suite")
+    bus = RabbitMQBus(lab.amqp_url, lab=lab.lab, client_name="security-suite")
     received: queue.Queue[Message] = queue.Queue()
     spec = topology.QueueSpec("", topology.EVENTS_EXCHANGE, (f"workload_phase.*.{lab.sut}",), durable=False,
                               exclusive=True)
@@ -75,7 +75,7 @@ def _benchmark_environment(lab: Lab) -> bytes:
     run_id = f"environ-{uuid.uuid4().hex[:6]}"
     try:
         bus.publish(RunWorkloadPhase(run_id=run_id, sut=lab.sut, mode="ranging", workload="environ"),
-                    topology.command_key("agent", lab.sut))
+                    topology.command_key("agent", lab.sut, lab=lab.lab))
 
         def ended() -> bool:
             try:
@@ -99,9 +99,9 @@ def _send_escapes(lab: Lab) -> None:
         sock.sendall(ESCAPE.encode() + b"\n*IDN?\n")
         sock.recv(100)
     lab.http("PUT", "sim-control", "/load", token=lab.token, json={"spec": ESCAPE})
-    bus = RabbitMQBus(lab.amqp_url, client_name="security-suite")
+    bus = RabbitMQBus(lab.amqp_url, lab=lab.lab, client_name="security-suite")
     try:
-        key = topology.command_key("agent", lab.sut)
+        key = topology.command_key("agent", lab.sut, lab=lab.lab)
         raw = {"v": 1, "type": "cmd.run_workload_phase", "run_id": ESCAPE + "x" * 500, "sut": lab.sut,
                "mode": "ranging", "workload": "nope"}
         bus.publish_raw(topology.COMMANDS_EXCHANGE, key, json.dumps(raw).encode())  # past the schema: refused

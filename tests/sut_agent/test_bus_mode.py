@@ -56,7 +56,7 @@ def test_a_phase_command_produces_events_in_order(rabbit_bus: object, agent_even
     service, received = agent_events
     command = RunWorkloadPhase(run_id=f"run{unique}", sut=f"sut{unique}", mode="testing",
                                workload=WorkloadRequest(name="builtin:offline", duration_s=1.0))
-    rabbit_bus.publish(command, topology.command_key("agent", f"sut{unique}"))  # type: ignore[attr-defined]
+    rabbit_bus.publish(command, topology.command_key("agent", f"sut{unique}", lab=f"lab{unique}"))  # type: ignore[attr-defined]
     events = take(received, 4)
     assert [e.state for e in events] == ["started", "power_begin", "power_end", "finished"]
     assert {(e.run_id, e.mode) for e in events} == {(f"run{unique}", "testing")}
@@ -70,7 +70,7 @@ def test_a_failing_workload_publishes_failed(rabbit_bus: object, agent_events: A
                                              unique: str) -> None:
     _, received = agent_events
     command = RunWorkloadPhase(run_id=f"bad{unique}", sut=f"sut{unique}", mode="ranging", workload="oom")
-    rabbit_bus.publish(command, topology.command_key("agent", f"sut{unique}"))  # type: ignore[attr-defined]
+    rabbit_bus.publish(command, topology.command_key("agent", f"sut{unique}", lab=f"lab{unique}"))  # type: ignore[attr-defined]
     started, failed = take(received, 2)
     assert (started.state, failed.state, failed.mode) == ("started", "failed", "ranging")
     detail = json.loads(failed.detail)
@@ -88,7 +88,7 @@ def test_an_undeclared_workload_or_parameter_is_refused_before_anything_runs(
         rabbit_bus: object, agent_events: Agent, unique: str, workload: WorkloadRequest, reason: str) -> None:
     _, received = agent_events
     command = RunWorkloadPhase(run_id=f"x{unique}", sut=f"sut{unique}", mode="testing", workload=workload)
-    rabbit_bus.publish(command, topology.command_key("agent", f"sut{unique}"))  # type: ignore[attr-defined]
+    rabbit_bus.publish(command, topology.command_key("agent", f"sut{unique}", lab=f"lab{unique}"))  # type: ignore[attr-defined]
     (failed,) = take(received, 1)  # no "started": nothing ran
     assert failed.state == "failed"
     error = json.loads(failed.detail)["error"]
@@ -100,7 +100,7 @@ def test_a_shell_command_on_the_bus_runs_nothing(rabbit_bus: object, agent_event
     """Raw JSON past the schema: undecodable, so dead-lettered; the agent never sees it."""
     service, received = agent_events
     marker = tmp_path / f"PWNED-{unique}"
-    key = topology.command_key("agent", f"sut{unique}")
+    key = topology.command_key("agent", f"sut{unique}", lab=f"lab{unique}")
     for text in (f"touch {marker}", f"builtin:offline; touch {marker}", f"$(touch {marker})"):
         body = json.dumps({"v": 1, "type": "cmd.run_workload_phase", "run_id": f"evil{unique}", "sut": f"sut{unique}",
                            "mode": "testing", "workload": text}).encode()
@@ -134,7 +134,7 @@ def test_the_simulator_follows_the_loadgen_window(rabbit_bus: object, agent_even
         try:
             command = RunWorkloadPhase(run_id=f"f{unique}", sut=f"sut{unique}", mode="testing",
                                        workload=WorkloadRequest(name="builtin:singlestream", duration_s=2.0))
-            rabbit_bus.publish(command, topology.command_key("agent", f"sut{unique}"))  # type: ignore[attr-defined]
+            rabbit_bus.publish(command, topology.command_key("agent", f"sut{unique}", lab=f"lab{unique}"))  # type: ignore[attr-defined]
             started, begin, end, finished = take(received, 4)
             # the simulator's own consumer sees power_end/finished too: back to idle, then a few idle samples
             wait_for(lambda: readings and readings[-1][1] <= 101, 10, what="the load back at idle")

@@ -35,7 +35,7 @@ class Agent:
     beats: queue.Queue[AgentHeartbeat]
 
     def send(self, message: Message) -> None:
-        self.bus.publish(message, topology.command_key("agent", self.sut))  # type: ignore[attr-defined]
+        self.bus.publish(message, topology.command_key("agent", self.sut, lab=self.service.settings.lab))  # type: ignore[attr-defined]
 
     def next_event(self, timeout_s: float = 30.0) -> WorkloadPhase:
         return self.events.get(timeout=timeout_s)
