@@ -104,11 +104,11 @@ def _run(options: DemoOptions, console: Console, bus: Bus, lab_options: LabOptio
             )
             LiveView(console, progress).follow(lambda: progress.analyzed is not None or progress.failed,
                                                options.timeout_s, f"run {run_id}")
-            if progress.analyzed is None:
-                stop = progress.stopped
-                raise LabError(f"run {run_id} {stop.status if stop else 'failed'}: "
-                               f"{(stop.reason if stop else '') or 'the director gave no reason'}")
+            stop = progress.stopped
+            if progress.failed and stop is not None:
+                raise LabError(f"run {run_id} {stop.status}: {stop.reason or 'the director gave no reason'}")
             analyzed = progress.analyzed
+            assert analyzed is not None
             console.print("rendering the run's figures ...")
             figure_files = _wait_for_figures(lab, run_id, options.figures_timeout_s)
     finally:

@@ -47,12 +47,25 @@ class Progress:
     updates: int = 0  # how many messages of this run were folded in
     on_update: Callable[[Progress], None] | None = field(default=None, repr=False)
     _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
+    _early: list[Message] = field(default_factory=list, repr=False)
 
     def follows(self, run_id: str) -> bool:
-        return not self.run_id or run_id == self.run_id
+        return run_id == self.run_id
+
+    def follow(self, run_id: str) -> None:
+        """Follow ``run_id`` from now on, with what arrived of it before its id was known (a listener
+        starts before the run, so that it misses nothing; other runs' messages are dropped)."""
+        with self._changed:
+            self.run_id, early, self._early = run_id, self._early, []
+        for message in early:
+            self.update(message)
 
     def update(self, message: Message) -> None:
         with self._changed:
+            if not self.run_id:
+                if len(self._early) < 10_000:
+                    self._early.append(message)
+                return
             run_id = getattr(message, "run_id", "")
             if not self.follows(run_id):
                 return

@@ -37,6 +37,7 @@ from mlpower.settings import load_settings
 from rich.console import Console
 
 FIGURES_WAIT_S = 120.0  # run figures are drawn after the analysis; a slow machine takes a while
+ANALYSIS_WAIT_S = 120.0  # after the director ended a run well, analytics has this long to publish its analysis
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,22 @@ def _call(service: str, url: str, *, body: dict[str, Any] | None = None, token: 
     except urllib.error.HTTPError as exc:
         if missing_ok and exc.code == 404:
             return None
-        detail = exc.read(500).decode(errors="replace").strip()
-        raise LabError(f"the {service} refused {request.method} {url}: HTTP {exc.code} {detail}") from None
+        raise LabError(f"the {service} refused {request.method} {url}: HTTP {exc.code} {_detail(exc)}") from None
     except (OSError, ValueError) as exc:  # refused, reset, timed out, or not JSON: it is not answering
         reason = getattr(exc, "reason", None) or exc
         raise LabError(f"the {service} at {url} does not answer ({reason}): is the lab up?") from None
+
+
+def _detail(exc: urllib.error.HTTPError) -> str:
+    """The service's own words for a refusal (FastAPI's ``detail``), on one line."""
+    text = exc.read(2000).decode(errors="replace").strip()
+    try:
+        detail = json.loads(text).get("detail", text)
+    except (ValueError, AttributeError):
+        detail = text
+    if isinstance(detail, list):  # a validation error: each problem's message
+        detail = "; ".join(str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in detail)
+    return " ".join(str(detail).split())[:500]
 
 
 def lab_settings(workdir: Path | None = None) -> tuple[LabSettings, Path | None]:
@@ -126,7 +138,7 @@ def lab_run(console: Console, *, workload: str = "builtin:offline", scenario: st
         accepted = _call("director", f"{settings.director_url}/runs", token=token,
                          body={"workload": workload, "scenario": scenario, "benchmark": "resnet-numpy (built-in)"})
         run_id = accepted["run_id"]
-        progress.run_id = run_id
+        progress.follow(run_id)
         console.print(f"run {run_id} started via {accepted['via']}; results in {accepted['output_dir']}",
                       soft_wrap=True, highlight=False)
         watch = _Watch(settings, run_id, progress)
@@ -135,10 +147,13 @@ def lab_run(console: Console, *, workload: str = "builtin:offline", scenario: st
             timeout_s, f"run {run_id}", check=watch.check, check_every_s=poll_s)
     finally:
         listener.close()
-    analyzed = progress.analyzed
-    if analyzed is None:
-        stop = progress.stopped
-        raise LabError(watch.failure or _failed(run_id, stop.status if stop else "failed", stop.reason if stop else ""))
+    # a run the director ended without success fails lab run, even when analytics analyzed what there was
+    stop, analyzed = progress.stopped, progress.analyzed
+    if progress.failed and stop is not None:
+        raise LabError(_failed(run_id, stop.status, stop.reason))
+    if watch.failure is not None:
+        raise LabError(watch.failure)
+    assert analyzed is not None
     return _conclude(console, settings, token, analyzed, accepted["output_dir"])
 
 
@@ -152,6 +167,7 @@ class _Watch:
     def __init__(self, settings: LabSettings, run_id: str, progress: Progress) -> None:
         self.settings, self.run_id, self.progress = settings, run_id, progress
         self.failure: str | None = None
+        self.ended_at: float | None = None
 
     def check(self) -> None:
         status = _call("director", f"{self.settings.director_url}/runs/{self.run_id}", missing_ok=True) or {}
@@ -163,6 +179,11 @@ class _Watch:
             analyzed = _call("analytics", f"{self.settings.analytics_url}/runs/{self.run_id}", missing_ok=True)
             if analyzed is not None:
                 self.progress.update(RunAnalyzed.model_validate(analyzed))
+                return
+            self.ended_at = self.ended_at or time.monotonic()
+            if time.monotonic() - self.ended_at > ANALYSIS_WAIT_S:
+                self.failure = (f"run {self.run_id} ended {ANALYSIS_WAIT_S:.0f} s ago and analytics at "
+                                f"{self.settings.analytics_url} has not analyzed it: is the lab's broker up?")
 
 
 def _conclude(console: Console, settings: LabSettings, token: str, analyzed: RunAnalyzed,

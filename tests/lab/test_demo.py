@@ -76,3 +76,15 @@ def test_progress_follows_its_run_and_never_shows_a_flagged_sample_as_power() ->
     assert progress.elapsed_s() == 2.0
     assert "testing" in progress.line() and "250.0 W" in progress.line()
     assert len(progress.line()) < 80
+
+
+def test_progress_started_before_its_run_keeps_that_runs_early_messages_only() -> None:
+    progress = Progress()  # lab run listens before the director names the run
+    progress.update(example_of(RunStart, "earlier", t_utc_s=1.0))
+    progress.update(example_of(RunStart, "r2", t_utc_s=100.0))
+    progress.update(example_of(SamplePage, "earlier", t_utc_s=[2.0, 3.0], power_w=[1.0, 1.0], flags=[0, 0]))
+    assert progress.updates == 0 and progress.samples == 0
+    progress.follow("r2")
+    progress.update(example_of(SamplePage, "r2", t_utc_s=[101.0, 102.0], power_w=[300.0, 300.0], flags=[0, 0]))
+    assert progress.started_utc_s == 100.0 and progress.samples == 2 and progress.last_power_w == 300.0
+    assert progress.updates == 2

@@ -103,6 +103,18 @@ def test_lab_run_shows_the_run_live_says_where_its_files_are_and_exits_by_the_ve
 
 
 @pytest.mark.slow
+def test_a_workload_the_lab_refuses_ends_lab_run_with_the_reason(lab: Path, tmp_path: Path) -> None:
+    """Refused at once (HTTP 422) or failed in ranging by the agent: one line, the reason, exit status 2."""
+    done = subprocess.run([sys.executable, "-m", "mlpower", "lab", "run", "--workload", "builtin:bogus"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mlpower: error: "), done.stderr
+    assert "unknown workload 'builtin:bogus'" in lines[0], lines[0]
+    assert re.search(r"the director refused POST \S+: HTTP 422|run \S+ failed: ", lines[0]), lines[0]
+
+
+@pytest.mark.slow
 def test_a_run_the_director_aborts_ends_lab_run_with_the_directors_reason(lab: Path) -> None:
     console = Console(record=True, width=80)
     outcome: dict[str, object] = {}

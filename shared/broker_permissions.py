@@ -1,0 +1,87 @@
+"""Least privilege on the broker: what each service may configure, write and read, as RabbitMQ
+permission patterns (``rabbitmqctl set_permissions -p <vhost> <user> <configure> <write> <read>``).
+
+One table, derived from the topology's names: each service configures the shared exchanges
+(every client declares them, ``rabbitmq.declare_topology``) and its own queues only; it writes to
+the exchanges it publishes to and to its own queues (a binding needs write on the queue); it
+reads the exchanges its queues are bound to and its own queues. So the SUT agent cannot publish
+run documents, the simulator cannot send commands, and no service can consume another's queue.
+
+RabbitMQ's rules: declaring a queue or exchange needs *configure* on it, binding needs *write* on
+the queue and *read* on the exchange, publishing needs *write* on the exchange, consuming needs
+*read* on the queue, and a queue with a dead-letter exchange needs *write* on that exchange
+(every mlpower queue dead-letters to ``mlpower.dlx``). Patterns are matched against the whole
+resource name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mlpower import topology
+
+SERVICES = ("director", "sut_agent", "analytics", "figures", "analyzer_sim")
+
+_EXCHANGE = {"runs": topology.RUNS_EXCHANGE, "commands": topology.COMMANDS_EXCHANGE,
+             "events": topology.EVENTS_EXCHANGE}
+_SERVER_NAMED = r"amq\.gen-[A-Za-z0-9_\-]+"  # an exclusive listener's queue, named by the broker
+
+
+@dataclass(frozen=True)
+class Permissions:
+    configure: str
+    write: str
+    read: str
+
+    def matches(self, kind: str, name: str) -> bool:
+        return re.fullmatch(getattr(self, kind), name) is not None
+
+
+@dataclass(frozen=True)
+class _Grant:
+    queues: tuple[str, ...]      # patterns of the service's own queues
+    publishes: tuple[str, ...]   # exchanges (by short name) it publishes to
+    binds: tuple[str, ...]       # exchanges its queues are bound to
+
+
+def _grants(lab: str, sut: str) -> dict[str, _Grant]:
+    lab_word, sut_word = re.escape(topology.segment(lab)), re.escape(topology.segment(sut))
+    return {
+        "director": _Grant((rf"mlpower\.director-{sut_word}\.commands",
+                            rf"mlpower\.director-{lab_word}-{sut_word}\.events"),
+                           ("runs", "events", "commands"), ("commands", "events")),
+        "sut_agent": _Grant((rf"mlpower\.agent-{sut_word}\.commands",), ("events",), ("commands",)),
+        "analytics": _Grant((rf"mlpower\.analytics\.runs\.{lab_word}\.s[0-9]+", r"mlpower\.analytics\.events"),
+                            ("events",), ("runs", "events")),
+        "figures": _Grant((r"mlpower\.figures\.events", r"mlpower\.figures\.commands"), ("events",),
+                          ("events", "commands")),
+        "analyzer_sim": _Grant((_SERVER_NAMED,), (), ("events",)),
+    }
+
+
+def _anchored(patterns: list[str]) -> str:
+    return "^(" + "|".join(patterns) + ")$"
+
+
+PER_SUT = ("director", "sut_agent")
+
+
+def permissions(service: str, *, lab: str, sut: str = "") -> Permissions:
+    """The permission patterns of ``service`` in lab ``lab`` (the director and the agent: of SUT ``sut``)."""
+    if service not in SERVICES:
+        raise KeyError(f"unknown service {service!r}: one of {', '.join(SERVICES)}")
+    if service in PER_SUT and not sut:
+        raise ValueError(f"the {service}'s permissions are per SUT: name it")
+    grants = _grants(lab, sut or "_")
+    grant = grants[service]
+    shared = [re.escape(name) for name in (*_EXCHANGE.values(), topology.DEAD_LETTER_EXCHANGE)]
+    dead_letters = re.escape(topology.DEAD_LETTER_QUEUE)
+    return Permissions(
+        configure=_anchored([*shared, dead_letters, *grant.queues]),
+        # the dead-letter exchange: declaring a queue that dead-letters there needs write on it
+        write=_anchored([dead_letters, re.escape(topology.DEAD_LETTER_EXCHANGE),
+                         *(re.escape(_EXCHANGE[e]) for e in grant.publishes), *grant.queues]),
+        read=_anchored([re.escape(topology.DEAD_LETTER_EXCHANGE), *(re.escape(_EXCHANGE[e]) for e in grant.binds),
+                        *grant.queues]),
+    )
