@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow
 
 
 def own_queues(service: str, lab: str, sut: str) -> list[topology.QueueSpec]:
+    """What each service really consumes: its own modules' queue specs."""
     return {
         "director": [director_commands(lab, sut), director_events(lab, sut)],
         "sut_agent": [agent_commands(lab, sut)],
