@@ -10,13 +10,14 @@ run documents, the simulator cannot send commands, and no service can consume an
 RabbitMQ's rules: declaring a queue or exchange needs *configure* on it, binding needs *write* on
 the queue and *read* on the exchange, publishing needs *write* on the exchange, consuming needs
 *read* on the queue, and a queue with a dead-letter exchange needs *write* on that exchange
-(every mlpower queue dead-letters to ``mlpower.dlx``). Patterns are matched against the whole
+(every mlpower queue dead-letters to its lab's ``mlpower.<lab>.dlx``). Patterns are matched against the whole
 resource name.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 
 from mlpower import topology
@@ -45,16 +46,20 @@ class _Grant:
     binds: tuple[str, ...]       # exchanges its queues are bound to
 
 
+def _queue(lab: str, service: str, short: str) -> str:
+    """A service's durable queue, as ``topology.service_queue`` names it: ``mlpower.<lab>.<service>.<short>``."""
+    return re.escape(f"mlpower.{topology.segment(lab)}.{topology.segment(service)}.{short}")
+
+
 def _grants(lab: str, sut: str) -> dict[str, _Grant]:
-    lab_word, sut_word = re.escape(topology.segment(lab)), re.escape(topology.segment(sut))
+    director, agent = f"director-{sut}", f"agent-{sut}"
     return {
-        "director": _Grant((rf"mlpower\.director-{sut_word}\.commands",
-                            rf"mlpower\.director-{lab_word}-{sut_word}\.events"),
+        "director": _Grant((_queue(lab, director, "commands"), _queue(lab, director, "events")),
                            ("runs", "events", "commands"), ("commands", "events")),
-        "sut_agent": _Grant((rf"mlpower\.agent-{sut_word}\.commands",), ("events",), ("commands",)),
-        "analytics": _Grant((rf"mlpower\.analytics\.runs\.{lab_word}\.s[0-9]+", r"mlpower\.analytics\.events"),
+        "sut_agent": _Grant((_queue(lab, agent, "commands"),), ("events",), ("commands",)),
+        "analytics": _Grant((_queue(lab, "analytics", "runs") + r"\.s[0-9]+", _queue(lab, "analytics", "events")),
                             ("events",), ("runs", "events")),
-        "figures": _Grant((r"mlpower\.figures\.events", r"mlpower\.figures\.commands"), ("events",),
+        "figures": _Grant((_queue(lab, "figures", "events"), _queue(lab, "figures", "commands")), ("events",),
                           ("events", "commands")),
         "analyzer_sim": _Grant((_SERVER_NAMED,), (), ("events",)),
     }
@@ -75,13 +80,40 @@ def permissions(service: str, *, lab: str, sut: str = "") -> Permissions:
         raise ValueError(f"the {service}'s permissions are per SUT: name it")
     grants = _grants(lab, sut or "_")
     grant = grants[service]
-    shared = [re.escape(name) for name in (*_EXCHANGE.values(), topology.DEAD_LETTER_EXCHANGE)]
-    dead_letters = re.escape(topology.DEAD_LETTER_QUEUE)
+    dlx = re.escape(topology.dead_letter_exchange(lab))  # the lab's own dead-letter path
+    shared = [*(re.escape(name) for name in _EXCHANGE.values()), dlx]
+    dead_letters = re.escape(topology.dead_letter_queue(lab))
     return Permissions(
         configure=_anchored([*shared, dead_letters, *grant.queues]),
         # the dead-letter exchange: declaring a queue that dead-letters there needs write on it
-        write=_anchored([dead_letters, re.escape(topology.DEAD_LETTER_EXCHANGE),
+        write=_anchored([dead_letters, dlx,
                          *(re.escape(_EXCHANGE[e]) for e in grant.publishes), *grant.queues]),
-        read=_anchored([re.escape(topology.DEAD_LETTER_EXCHANGE), *(re.escape(_EXCHANGE[e]) for e in grant.binds),
+        read=_anchored([dlx, *(re.escape(_EXCHANGE[e]) for e in grant.binds),
                         *grant.queues]),
     )
+
+
+def accounts(lab: str, suts: list[str]) -> dict[str, Permissions]:
+    """Every broker account of a lab, by the name its URL goes under in the Kubernetes Secret
+    (``amqp-url-<name>``): one director and one agent per SUT, analytics, figures, the simulator."""
+    found = {f"director-{sut}": permissions("director", lab=lab, sut=sut) for sut in suts}
+    found |= {f"sut-agent-{sut}": permissions("sut_agent", lab=lab, sut=sut) for sut in suts}
+    found |= {"analytics": permissions("analytics", lab=lab), "figures": permissions("figures", lab=lab),
+              "analyzer-sim": permissions("analyzer_sim", lab=lab)}
+    return found
+
+
+def rabbitmqctl_commands(lab: str, suts: list[str], vhost: str = "/") -> list[str]:
+    """``set_permissions`` lines for an operator (after ``rabbitmqctl add_user <name>``, which reads
+    the password from its standard input), the user named ``mlpower-<lab>-<account>``."""
+    return [f"rabbitmqctl set_permissions -p {shlex.quote(vhost)} {shlex.quote(f'mlpower-{lab}-{name}')} "
+            f"{shlex.quote(granted.configure)} {shlex.quote(granted.write)} {shlex.quote(granted.read)}"
+            for name, granted in accounts(lab, suts).items()]
+
+
+if __name__ == "__main__":  # python -m mlpower.broker_permissions <lab> <sut>...
+    import sys
+
+    if len(sys.argv) < 2:
+        sys.exit("usage: python -m mlpower.broker_permissions <lab> [<sut> ...]")
+    print("\n".join(rabbitmqctl_commands(sys.argv[1], sys.argv[2:])))

@@ -127,6 +127,11 @@ class PtdChannelSource:
     def set_ranges(self, voltage_range_v: float | None, current_range_a: float | None) -> None:
         self.owner.set_ranges(self.channel, voltage_range_v, current_range_a)
 
+    @property
+    def applied_ranges(self) -> tuple[float | None, float | None]:
+        """The ranges PTDaemon was set to for all its channels (hardware ranges; None: auto)."""
+        return self.owner.ptd.ranges
+
     def start(self, mark: str) -> None:
         self.owner.start(mark)
 

@@ -214,3 +214,26 @@ def test_mlpower_check_passes_with_every_channel_judged(run: MultiRun) -> None:
     assert {f"stream {name}" for name in run.truth_w} <= set(status["coverage"].evidence["records_checked"])
     share = run.truth_w["psu1"] / sum(run.truth_w.values())
     assert status["channel_imbalance"].evidence["shares"]["psu1"] == pytest.approx(share, abs=0.02)
+
+
+def test_each_channel_gets_the_testing_ranges_of_its_own_ranging_maxima(run: MultiRun) -> None:
+    from mlpower.director.ranges import testing_ranges
+    from mlpower.director.sources import Reading
+
+    server = json.loads((run.director / "power" / "server.json").read_text())
+    table = pl.read_parquet(run.director / "samples.parquet").filter(pl.col("mode") == "ranging")
+    own = {}
+    for analyzer in server["mlpower"]["analyzers"]:
+        rows = table.filter(pl.col("stream") == analyzer["name"]).to_dicts()
+        readings = [Reading(**{k: r[k] for k in ("t_utc_s", "power_w", "voltage_v", "current_a", "power_factor",
+                                                 "voltage_range_v", "current_range_a", "uncertainty_w", "flags")})
+                    for r in rows]
+        own[analyzer["name"]] = testing_ranges(readings, model=analyzer["model"] or "WT310E")
+    ranges = {a["name"]: tuple(a["ranges"]["testing"]) for a in server["mlpower"]["analyzers"]}
+    if run.layout == "one_ptd77":  # one PTDaemon, one range setting: the one that holds every channel
+        assert len(set(ranges.values())) == 1
+        assert all(r[0] >= o[0] and r[1] >= o[1] for r, o in zip(ranges.values(), own.values(), strict=True))
+    else:
+        assert ranges == own
+    if run.layout == "one_wt333e":  # 180 W and 72 W on one meter: different current ranges per element
+        assert ranges["psu1"][1] > ranges["psu3"][1]

@@ -13,12 +13,12 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import pika
 import pytest
 from mlpower import topology
-from mlpower.analytics.service import EVENTS_QUEUE as ANALYTICS_EVENTS
+from mlpower.analytics.service import lab_events_queue
 from mlpower.analyzer_sim.follow import follow_queue
 from mlpower.broker_permissions import SERVICES, permissions
 from mlpower.director.bus_edge import command_queue as director_commands
 from mlpower.director.bus_edge import events_queue as director_events
-from mlpower.rabbitmq import RabbitMQBus, declare_queue, declare_topology
+from mlpower.rabbitmq import LabTopology, RabbitMQBus, declare_queue, declare_topology
 from mlpower.sut_agent.bus_mode import command_queue as agent_commands
 from mlpower.testing import wait_for
 from pika.exceptions import ChannelClosedByBroker
@@ -28,13 +28,15 @@ pytestmark = pytest.mark.slow
 
 
 def own_queues(service: str, lab: str, sut: str) -> list[topology.QueueSpec]:
+    """What each service really consumes: its own modules' queue specs."""
     return {
-        "director": [director_commands(sut), director_events(lab, sut)],
-        "sut_agent": [agent_commands(sut)],
-        "analytics": [*topology.run_shard_queues("analytics", lab), ANALYTICS_EVENTS],
-        "figures": [topology.service_queue("figures", topology.EVENTS_EXCHANGE, ("run_analyzed.#",)),
+        "director": [director_commands(lab, sut), director_events(lab, sut)],
+        "sut_agent": [agent_commands(lab, sut)],
+        "analytics": [*topology.run_shard_queues("analytics", lab), lab_events_queue(lab)],
+        "figures": [topology.service_queue("figures", topology.EVENTS_EXCHANGE,
+                                           (topology.event_pattern("run_analyzed", lab),), lab=lab),
                     topology.service_queue("figures", topology.COMMANDS_EXCHANGE,
-                                           (topology.command_key("figures", "default"),))],
+                                           (topology.command_key("figures", "default", lab=lab),), lab=lab)],
         "analyzer_sim": [follow_queue(lab, sut)],
     }[service]
 
@@ -88,9 +90,9 @@ def test_each_service_can_do_its_own_work(service_user: Callable[[str, str, str]
     connection, channel = _channel(url)
     declared = []
     try:
-        declare_topology(channel)
+        declare_topology(channel, LabTopology(lab))
         for spec in own_queues(service, lab, sut):
-            name = declare_queue(channel, spec)
+            name = declare_queue(channel, spec, LabTopology(lab))
             declared.append(name)
             tag = channel.basic_consume(queue=name, on_message_callback=lambda *_: None, auto_ack=False)
             channel.basic_cancel(tag)
@@ -99,7 +101,7 @@ def test_each_service_can_do_its_own_work(service_user: Callable[[str, str, str]
     finally:
         connection.close()
     # and the service's own bus, as that user, consumes its queue
-    bus = RabbitMQBus(url, client_name=f"pytest-{service}")
+    bus = RabbitMQBus(url, client_name=f"pytest-{service}", lab=lab)
     subscription = bus.subscribe(own_queues(service, lab, sut)[0], lambda message, delivery: None)
     try:
         wait_for(lambda: subscription.connected, what=f"the {service}'s subscription")
@@ -130,11 +132,11 @@ def test_nothing_of_another_service(service_user: Callable[[str, str, str], str]
                                     service: str, action: str, target: str) -> None:
     lab, sut = f"lab{unique}", f"sut{unique}"
     other = topology.run_shard_queues("analytics", lab)[0] if target == "analytics" \
-        else director_commands(f"other{unique}")
+        else director_commands(lab, f"other{unique}")
     admin, admin_channel = _channel(amqp_url)
     if action == "consume":
-        declare_topology(admin_channel)
-        declare_queue(admin_channel, other)  # it exists: only the permission stands in the way
+        declare_topology(admin_channel, LabTopology(lab))
+        declare_queue(admin_channel, other, LabTopology(lab))  # it exists: only the permission stands in the way
     connection, channel = _channel(service_user(service, lab, sut))
     try:
         with pytest.raises(ChannelClosedByBroker) as refused:
@@ -157,5 +159,6 @@ def test_per_sut_services_need_their_sut_and_unknown_services_have_none() -> Non
     with pytest.raises(KeyError):
         permissions("grafana", lab="l")
     agent = permissions("sut_agent", lab="l", sut="gpu.a")  # a dot is no wildcard: the name is escaped
-    assert agent.matches("read", "mlpower.agent-gpu_a.commands")
-    assert not agent.matches("read", "mlpower.agent-gpuXa.commands")
+    assert agent.matches("read", "mlpower.l.agent-gpu_a.commands")
+    assert not agent.matches("read", "mlpower.l.agent-gpuXa.commands")
+    assert not agent.matches("read", "mlpower.other.agent-gpu_a.commands")  # another lab's
