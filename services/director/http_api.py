@@ -71,7 +71,12 @@ def create_app(director: Director, *, api_token: str = "",
     control = [Depends(bearer_guard(api_token))]
 
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
+    def healthz() -> dict[str, Any]:
+        # alive either way (200); "degraded" says the analyzer could not be opened at start-up or
+        # at the last idle probe, and why, so a lab is not told "ok" with an unusable meter
+        problems = dict(director.analyzer_problems)
+        if problems:
+            return {"status": "degraded", "analyzers": problems}
         return {"status": "ok"}
 
     add_readyz(app, checks or {})
