@@ -29,6 +29,7 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("demo", "mlpower.lab.cli:demo", "Run a complete measurement in one process and print its summary."),
     ("lab", "mlpower.lab.cli:app", "Start, use and stop a lab of separate processes on RabbitMQ."),
     ("runs", "mlpower.lab.cli:runs", "List past runs: id, SUT, start, verdict, power, efficiency, path."),
+    ("deadletters", "mlpower.deadletters_cli:deadletters", "Show or drain the lab's dead letters, with their reasons."),
     ("schemas", "mlpower.schema_cli:app", "Write or check the committed JSON Schemas of the messages."),
 )
 

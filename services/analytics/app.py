@@ -35,6 +35,7 @@ def create_app(service: AnalyticsService) -> FastAPI:
 
     @app.get("/metrics")
     def metrics() -> Response:
+        service.count_dead_letters()
         return Response(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/runs")

@@ -103,6 +103,8 @@ class LiveChecker:
         if not page.t_utc_s:
             return False
         latest = max(page.t_utc_s[0], page.t_utc_s[-1])
+        if self._judged_until_s == -math.inf:
+            self._judged_until_s = page.t_utc_s[0]  # the first clean page starts the count; the screen judges it
         due = latest >= self._judged_until_s + self.every_s or self._suspicious(page)
         if due:
             self._judged_until_s = latest

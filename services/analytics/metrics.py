@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from .live import LIVE_SEVERITIES
 
@@ -17,6 +17,11 @@ class AnalyticsMetrics:
                                      ["sut", "rule", "severity"], registry=self.registry)
         self.runs_analyzed = Counter("mlpower_analytics_runs_analyzed_total", "RunAnalyzed events published",
                                      ["verdict"], registry=self.registry)
+
+        # The lab's dead-letter queue, counted at each scrape (alert MlpowerDeadLetters); NaN while
+        # the broker cannot say.
+        self.dead_letters = Gauge("mlpower_dead_letter_messages", "messages waiting in the lab's dead-letter queue",
+                                  ["lab"], registry=self.registry)
 
     def known_sut(self, sut: str) -> None:
         """Start every live rule's counter of this SUT at zero (idempotent)."""

@@ -58,8 +58,37 @@ def sources(side: str) -> CheckFn:
     return check
 
 
+def analyzer_sequences(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """``ptd_messages`` per analyzer: power-dev lists analyzer 1's exchanges, then analyzer 2's
+    (§3.5), each beginning with its ``Hello``; one analyzer's list is one sequence."""
+    sequences: list[list[dict[str, Any]]] = []
+    for message in messages:
+        if str(message.get("cmd")) == "Hello" or not sequences:
+            sequences.append([])
+        sequences[-1].append(message)
+    return sequences or [[]]
+
+
 def ptd_messages(view: RunView, options: CheckOptions, v: Verdicts) -> Finding:
-    messages = required_json(view, "server").get("ptd_messages") or []
+    """Each analyzer's sequence on its own (with several analyzers, the 'third Stop' and the range
+    restore of PD-CHK 3 are about one PTDaemon's exchange, not the concatenation of several)."""
+    sequences = analyzer_sequences(required_json(view, "server").get("ptd_messages") or [])
+    passed: Finding | None = None
+    for number, messages in enumerate(sequences, start=1):
+        finding = _ptd_sequence(messages, v)
+        if finding.status != "pass":
+            if len(sequences) > 1:
+                return v.failed(f"analyzer {number}: {finding.message}", analyzer=number, **finding.evidence)
+            return finding
+        passed = passed or finding
+    assert passed is not None
+    if len(sequences) > 1:
+        return v.passed(f"{len(sequences)} analyzers, each with its PTD commands and replies as expected",
+                        analyzers=len(sequences), **passed.evidence)
+    return passed
+
+
+def _ptd_sequence(messages: list[dict[str, Any]], v: Verdicts) -> Finding:
     identify = next((m for m in messages if str(m.get("cmd")) == "Identify"), None)
     if identify is None or not identify.get("reply"):
         return v.failed("no reply to Identify in power/server.json ptd_messages")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from mlpower import topology
 from mlpower.bus import Bus, Delivery, Subscription
-from mlpower.errors import InputError
+from mlpower.errors import InputError, MlpowerError
 from mlpower.runview import RunView
 from mlpower.schema import (
     Finding,
@@ -224,6 +224,18 @@ class AnalyticsService:
         self.bus.publish(message, topology.event_key(message))
         log.info("run %s analysed: %s, %s W", run_id, message.verdict, message.summary.avg_power_w)
         return message
+
+    def count_dead_letters(self) -> int | None:
+        """Put the depth of this lab's dead-letter queue on the gauge (NaN when the broker cannot say)."""
+        gauge = self.metrics.dead_letters.labels(lab=self.settings.lab)
+        try:
+            depth = self.bus.dead_letter_depth()
+        except MlpowerError as exc:
+            log.warning("cannot count the dead letters: %s", exc)
+            gauge.set(float("nan"))
+            return None
+        gauge.set(depth)
+        return depth
 
     def live_findings(self, run_id: str) -> list[Finding] | None:
         with self._lock:

@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 
 def director(
     analyzer: Annotated[str, typer.Option(
-        "--analyzer", "-a", help="analyzer resource(s), comma-separated (TCPIP0::host::10001::SOCKET, /dev/ttyUSB0, "
-                                 "ptd://host:8888, nvml, rapl); default MLPOWER_ANALYZER")] = "",
+        "--analyzer", "-a", help="channels, comma-separated [name=]resource[#element]: TCPIP0::host::10001::SOCKET, "
+                                 "/dev/ttyUSB0, ptd://host:8888, nvml, rapl; default MLPOWER_ANALYZER")] = "",
     port: Annotated[int | None, typer.Option("--port", "-p", help="power-dev TCP port (default 4950)")] = None,
     http_port: Annotated[int | None, typer.Option("--http-port", help="HTTP API port (default 8000)")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="results folder (MLPOWER_RESULTS_DIR)")] = None,

@@ -21,12 +21,15 @@ from typing import Any
 
 from mlpower.bus import Bus
 from mlpower.errors import MlpowerError
+from mlpower.ptdformat import MULTICHANNEL_DEVICE_TYPES
 from mlpower.timeutil import SYSTEM_CLOCK, Clock
 
 from .channels import ChannelSpec, analyzer_indexes
 from .errors import DirectorError
 from .metrics import DirectorMetrics
 from .outputs import session_id
+from .ptd_channels import MultiChannelPtd, PtdChannelSource
+from .ptd_source import PtdSource
 from .run_plan import AgentWorkload, PhaseRunner, RunPlan, TimedPhases, TimedWorkload
 from .session import MeasurementSession, SessionConfig, SessionIdentity
 from .session_analyzer import ServerLog
@@ -65,8 +68,9 @@ class Director:
         self._listeners: list[Callable[[MeasurementSession], None]] = []
         self._drivers: list[threading.Thread] = []
 
-    def open_source(self, resource: str, interval_s: float) -> AnalyzerSource:
-        """The configured source, asked to update at the session's sample interval."""
+    def open_source(self, resource: str, interval_s: float, channels: tuple[int, ...] = ()) -> AnalyzerSource:
+        """The configured source, asked to update at the session's sample interval; ``channels``: the
+        channels a multichannel PTDaemon reads (its device type and ``-c <first>,<count>``)."""
         kind = parse_resource(resource).kind
         options: dict[str, Any] = {}
         if kind in ("visa", "serial"):
@@ -81,21 +85,30 @@ class Director:
                                interface_flag=self.settings.ptd_interface_flag)
                 if self.settings.ptd_command:
                     options["ptd_command"] = self.settings.ptd_command
+            if channels:
+                device_type = self.settings.ptd_device_type
+                options.update(device_type=device_type if device_type in MULTICHANNEL_DEVICE_TYPES else 77,
+                               channel=(min(channels), max(channels) - min(channels) + 1))
         return open_source(resource, **options)
 
     def _open_channels(self, channels: tuple[ChannelSpec, ...], interval_s: float) -> list[AnalyzerSource]:
         """A source per channel. Elements of one WT3xx meter (several channels on one VISA or serial
         resource) share one connection (``wt300_elements``): the meter has one item list and one update."""
-        shared: dict[str, list[ElementSource]] = {}
+        shared: dict[str, list[ElementSource] | list[PtdChannelSource]] = {}
         if self._source_factory == self.open_source:
             groups: dict[str, list[int]] = {}
             for channel in channels:
                 groups.setdefault(channel.resource, []).append(channel.element)
             for resource, elements in groups.items():
-                if len(elements) > 1 and parse_resource(resource).kind in ("visa", "serial"):
+                kind = parse_resource(resource).kind
+                if len(elements) > 1 and kind in ("visa", "serial"):
                     driver = self.open_source(resource, interval_s)
                     assert isinstance(driver, WT310E)
                     shared[resource] = MultiElementMeter(driver, tuple(elements)).sources()
+                elif len(elements) > 1 and kind == "ptd":
+                    ptd = self.open_source(resource, interval_s, channels=tuple(elements))
+                    assert isinstance(ptd, PtdSource)
+                    shared[resource] = MultiChannelPtd(ptd, tuple(elements)).sources()
         return [shared[c.resource].pop(0) if c.resource in shared else self._source_factory(c.address, interval_s)
                 for c in channels]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 
-from mlpower.ptdformat import PtdFormatError, SampleLine, parse_sample_line, parse_value
+from mlpower.ptdformat import PtdFormatError, SampleGroup, SampleLine, parse_sample_line, parse_value
 from mlpower.schema import SampleFlag
 
 from . import ranges as rng
@@ -139,10 +139,13 @@ def parse_data_line(line: str) -> SampleLine | None:
         raise ReplyParseError(exc.reason, exc.raw) from None
 
 
-def reading_of(sample: SampleLine, ranges: tuple[float | None, float | None], crest_factor: str | int) -> Reading:
+def reading_of(sample: SampleLine, ranges: tuple[float | None, float | None], crest_factor: str | int,
+               group: SampleGroup | None = None) -> Reading:
     """A data-log sample as a ``Reading``: PTD's "not available" is MISSING, values beyond the fixed
-    ranges OVERRANGE; with fixed ranges the director adds each sample's datasheet uncertainty."""
-    values = {k: parse_value(getattr(sample.total, k)) for k in ("watts", "volts", "amps", "pf")}
+    ranges OVERRANGE; with fixed ranges the director adds each sample's datasheet uncertainty.
+    ``group``: one channel's group of a multichannel line (default: the line's first group)."""
+    group = sample.total if group is None else group
+    values = {k: parse_value(getattr(group, k)) for k in ("watts", "volts", "amps", "pf")}
     flags = SampleFlag.OK
     if any(v is None for v in values.values()):
         flags |= SampleFlag.MISSING

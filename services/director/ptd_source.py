@@ -164,6 +164,7 @@ class PtdSource:
         self._measuring = False
         self._restored = False
         self._pending: deque[SampleLine] = deque()
+        self._polled: list[str] = []  # RL lines read live during the measurement (RL polling)
         self._tail = DataLogTail(self.data_log) if self.data_log is not None else None
 
     # ------------------------------------------------------------------ process and connection
@@ -342,6 +343,7 @@ class PtdSource:
         self.mode = mode or ("testing" if mark.endswith("testing") else "ranging")
         self.mark = mark
         self._pending.clear()
+        self._polled = []
         if self._tail is not None:
             self._tail.open()
         reply = self.command(f"Go,{self.interval_ms},0,{mark}")
@@ -363,7 +365,8 @@ class PtdSource:
                 self._pending.append(sample)
 
     def _poll_rl(self) -> None:
-        reply = self.command("RL", live=True)
+        # a multichannel PTDaemon gives every channel's group only to RL,*,* (RL: the sum group alone)
+        reply = self.command("RL,*,*" if self.channel else "RL", live=True)
         n = parse_rl_header(reply)
         for _ in range(n):
             line = self._read_data_line()
@@ -371,6 +374,7 @@ class PtdSource:
             if sample is None:
                 raise ReplyParseError("RL data line is not a sample", line)
             self._pending.append(sample)
+            self._polled.append(line)  # RL answers each sample once: spl.txt needs the ones read live too
 
     def _read_data_line(self) -> str:
         conn = self._check_alive()
@@ -382,6 +386,15 @@ class PtdSource:
 
     def read_sample(self) -> Reading:
         """The next sample of the running measurement (data-log tail, or RL polls)."""
+        return reading_of(self.read_line(), self._ranges, self.config.crest_factor)
+
+    @property
+    def ranges(self) -> tuple[float | None, float | None]:
+        """The ranges set (None: auto), which each sample's uncertainty is computed on."""
+        return self._ranges
+
+    def read_line(self) -> SampleLine:
+        """The next sample line of the running measurement (a multichannel line with its groups)."""
         self._check_alive()
         if not self._measuring:
             raise AnalyzerError(f"{self.address}: no measurement running (call start first)")
@@ -402,7 +415,7 @@ class PtdSource:
                 self._lost = f"{self.address}: no sample from PTDaemon within {budget:g} s"
                 raise AnalyzerLost(self._lost)
             time.sleep(0.02 if self.data_log is not None else min(0.25, self.interval_s / 2))
-        return reading_of(self._pending.popleft(), self._ranges, self.config.crest_factor)
+        return self._pending.popleft()
 
     def stop(self) -> None:
         """End the measurement with power-dev's sequence for the mode; results in ``last_stop``."""
@@ -418,7 +431,7 @@ class PtdSource:
                 n = parse_rl_header(reply)
             else:
                 n = parse_rl_header(self.command("RL"))
-            result.rl_lines = [self._read_data_line() for _ in range(n)]
+            result.rl_lines = [*self._polled, *(self._read_data_line() for _ in range(n))]
             result.uncertainty = self.command("Uncertainty")
             result.watts = self.command("Watts")
         finally:

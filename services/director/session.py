@@ -338,6 +338,9 @@ class MeasurementSession:
                 analyzer.source.set_ranges(volts, amps)
             except RangeError as exc:
                 raise PhaseError(str(exc), RefusedRange("current", (str(amps),))) from exc
+        for analyzer, asked in zip(self.analyzers, ranges, strict=True):
+            # a multichannel PTDaemon sets one range for its channels once all have asked: record what it set
+            volts, amps = getattr(analyzer.source, "applied_ranges", None) or asked
             analyzer.ranges[mode] = (volts, amps)
             analyzer.note_ranges(self.clock.now_utc_s(), volts, amps)
 

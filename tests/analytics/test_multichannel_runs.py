@@ -5,6 +5,7 @@ the bus and in the files, and analytics' totals, per-channel figures and rules."
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from contextlib import ExitStack
@@ -43,7 +44,7 @@ class MultiRun:
     layout: str = ""
 
 
-def _agent_session(analyzer: str, base: Path, truth_w: dict[str, float]) -> MultiRun:
+def _agent_session(analyzer: str, base: Path, truth_w: dict[str, float], **director: object) -> MultiRun:
     from mlpower.director.director import Director
     from mlpower.director.powerdev_server import PowerDevServer
     from mlpower.director.settings import DirectorSettings
@@ -53,7 +54,7 @@ def _agent_session(analyzer: str, base: Path, truth_w: dict[str, float]) -> Mult
     try:
         settings = load_settings(DirectorSettings, analyzer=analyzer, host="127.0.0.1", powerdev_port=0, http_port=0,
                                  results_dir=base / "director", analyzer_sleep_s=0.5, sample_interval_s=1.0,
-                                 bus_mode=False, bus="memory")
+                                 bus_mode=False, bus="memory", **director)
         server = PowerDevServer(Director(settings, bus=analytics.bus), host="127.0.0.1", port=0).start()
         try:
             out = base / "agent"
@@ -98,7 +99,34 @@ def _one_wt333e(base: Path) -> MultiRun:
         return _agent_session(analyzer, base, truth)
 
 
-LAYOUTS = {"two_wt310e": _two_wt310e, "one_wt333e": _one_wt333e}
+def _two_ptd(base: Path) -> MultiRun:
+    """Two PTDaemons (power-dev's analyzerCount 2), each on its WT310E."""
+    from mlpower.analyzer_sim.simulator import start_ptd
+
+    with ExitStack() as stack:
+        ptds = {name: stack.enter_context(start_ptd(port=0, log_path=base / f"{name}.log", load=f"constant:{watts}",
+                                                    seed=i))
+                for i, (name, watts) in enumerate(PSU_W.items())}
+        analyzer = ",".join(f"{name}=ptd://127.0.0.1:{ptd.port}" for name, ptd in ptds.items())
+        return _agent_session(analyzer, base, dict(PSU_W))
+
+
+def _one_ptd77(base: Path) -> MultiRun:
+    """One multichannel PTDaemon (device type 77, -c 1,3) on a WT333E, a channel per element, launched
+    by the director per session as power-dev launches it (its simulated meter set by the environment)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    analyzer = ",".join(f"psu{k}=ptd://127.0.0.1:{port}#{k}" for k in (1, 2, 3))
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in {"MLPOWER_SIM_MODEL": "WT333E", "MLPOWER_SIM_SPLIT": ",".join(map(str, SPLIT)),
+                            "MLPOWER_SIM_LOAD": f"constant:{SUT_W}"}.items():
+            env.setenv(name, value)
+        return _agent_session(analyzer, base, {f"psu{k}": SUT_W * share for k, share in enumerate(SPLIT, start=1)},
+                              ptd_launch=True, ptd_device_type=77, ptd_device_port="wt333e")
+
+
+LAYOUTS = {"two_wt310e": _two_wt310e, "one_wt333e": _one_wt333e, "two_ptd": _two_ptd, "one_ptd77": _one_ptd77}
 
 
 @pytest.fixture(scope="module", params=list(LAYOUTS))
@@ -118,14 +146,14 @@ def test_the_agent_completes_and_downloads_the_whole_tree(run: MultiRun) -> None
     assert files == LAYOUT
     server = json.loads((run.client / "power" / "server.json").read_text())
     assert [a["name"] for a in server["mlpower"]["analyzers"]] == list(run.truth_w)
-    meters = 2 if run.layout == "two_wt310e" else 1
+    meters = 2 if run.layout.startswith("two") else 1
     assert len(server["ptd_config"]) == meters  # one entry per analyzer, as power-dev writes
     for i in range(1, meters + 1):
         assert (run.director / "power" / f"ptd_logs_analyzer_{i}.txt").is_file()
     assert not (run.director / "power" / f"ptd_logs_analyzer_{meters + 1}.txt").exists()
     assert (run.client / "run_1" / "ptd_out.txt").read_text().count("Analyzer ") == meters
     line = next(x for x in (run.client / "run_1" / "spl.txt").read_text().splitlines() if x)
-    if run.layout == "two_wt310e":  # the sum, then each analyzer's own line
+    if meters == 2:  # the sum, then each analyzer's own line
         assert ",Analyzer1,Time," in line and ",Analyzer2,Time," in line
         assert (run.director / "run_1" / "spl_analyzer_2.txt").is_file()
     else:  # one meter: PTD's multichannel line, the sum group then Ch<k> groups
@@ -144,10 +172,14 @@ def test_the_merged_stream_is_the_sum_of_the_channels_everywhere(run: MultiRun) 
     assert by_time["total"]
     for t, watts in by_time["total"].items():
         # the first channel's samples are the timebase; each other's nearest within half an interval is summed
-        parts = [by_time[first][t]] + [by_time[o][min(by_time[o], key=lambda u: abs(u - t))]  # noqa: B023
-                                       for o in others]
-        assert watts == pytest.approx(sum(parts))
+        nearest = [min(by_time[o], key=lambda u: abs(u - t)) for o in others]  # noqa: B023
+        if watts is None:  # the missing-part rule: an analyzer (own clock) had no sample near enough
+            assert any(abs(u - t) > 0.5 for u in nearest), t
+            continue
+        assert watts == pytest.approx(by_time[first][t] + sum(by_time[o][u] for o, u in zip(others, nearest,
+                                                                                               strict=True)))
         assert unc[t] is not None and 0 < unc[t] < 0.01 * watts
+    assert sum(w is not None for w in by_time["total"].values()) >= 0.8 * len(by_time["total"])
     view = _view(run)
     assert view.power_stream() == "total" and view.channel_streams() == list(run.truth_w)
 
@@ -182,3 +214,26 @@ def test_mlpower_check_passes_with_every_channel_judged(run: MultiRun) -> None:
     assert {f"stream {name}" for name in run.truth_w} <= set(status["coverage"].evidence["records_checked"])
     share = run.truth_w["psu1"] / sum(run.truth_w.values())
     assert status["channel_imbalance"].evidence["shares"]["psu1"] == pytest.approx(share, abs=0.02)
+
+
+def test_each_channel_gets_the_testing_ranges_of_its_own_ranging_maxima(run: MultiRun) -> None:
+    from mlpower.director.ranges import testing_ranges
+    from mlpower.director.sources import Reading
+
+    server = json.loads((run.director / "power" / "server.json").read_text())
+    table = pl.read_parquet(run.director / "samples.parquet").filter(pl.col("mode") == "ranging")
+    own = {}
+    for analyzer in server["mlpower"]["analyzers"]:
+        rows = table.filter(pl.col("stream") == analyzer["name"]).to_dicts()
+        readings = [Reading(**{k: r[k] for k in ("t_utc_s", "power_w", "voltage_v", "current_a", "power_factor",
+                                                 "voltage_range_v", "current_range_a", "uncertainty_w", "flags")})
+                    for r in rows]
+        own[analyzer["name"]] = testing_ranges(readings, model=analyzer["model"] or "WT310E")
+    ranges = {a["name"]: tuple(a["ranges"]["testing"]) for a in server["mlpower"]["analyzers"]}
+    if run.layout == "one_ptd77":  # one PTDaemon, one range setting: the one that holds every channel
+        assert len(set(ranges.values())) == 1
+        assert all(r[0] >= o[0] and r[1] >= o[1] for r, o in zip(ranges.values(), own.values(), strict=True))
+    else:
+        assert ranges == own
+    if run.layout == "one_wt333e":  # 180 W and 72 W on one meter: different current ranges per element
+        assert ranges["psu1"][1] > ranges["psu3"][1]

@@ -26,6 +26,8 @@ REQUIRED_METRICS: dict[str, tuple[str, str, frozenset[str]]] = {
     "mlpower_run_info": ("director", "gauge", frozenset({"run_id", "sut", "benchmark", "scenario", "phase"})),
     # live compliance findings by rule and severity ("error" | "warning")
     "mlpower_live_findings_total": ("analytics", "counter", frozenset({"sut", "rule", "severity"})),
+    # messages waiting in the lab's dead-letter queue (alert MlpowerDeadLetters)
+    "mlpower_dead_letter_messages": ("analytics", "gauge", frozenset({"lab"})),
     # director <-> SUT clock offset as the agent measures it
     "mlpower_clock_offset_seconds": ("sut_agent", "gauge", frozenset({"sut"})),
 }

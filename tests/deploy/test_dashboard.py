@@ -139,7 +139,7 @@ def test_services_expose_the_metrics_the_dashboards_read(service: str) -> None:
 # Both severities, because the alert rules select each one.
 LABEL_VALUES = {"sut": ["sut1"], "analyzer": ["analyzer1"], "channel": ["1"], "phase": ["testing"],
                 "run_id": ["run1"], "benchmark": ["resnet50"], "scenario": ["Offline"], "rule": ["sample_gap"],
-                "severity": ["warning", "error"]}
+                "severity": ["warning", "error"], "lab": ["lab1"]}
 
 
 class StandInExporter:

@@ -49,6 +49,8 @@ MUTATIONS = {
     "clock offset 500 ms": ("(abs(mlpower_clock_offset_seconds)) > 0.4", "(abs(mlpower_clock_offset_seconds)) > 0.5",
                             "MlpowerClockOffsetHigh"),
     "service down without RabbitMQ": ('up{job=~"mlpower-.*|rabbitmq"}', 'up{job=~"mlpower-.*"}', "MlpowerServiceDown"),
+    "dead letters from 5 on": ("(mlpower_dead_letter_messages) > 0", "(mlpower_dead_letter_messages) > 4",
+                               "MlpowerDeadLetters"),
 }
 
 

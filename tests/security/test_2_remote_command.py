@@ -73,7 +73,7 @@ def bus(lab: Lab) -> Iterator[RabbitMQBus]:
 def _listen(bus: RabbitMQBus, lab: Lab) -> queue.Queue[Message]:
     received: queue.Queue[Message] = queue.Queue()
     for exchange, pattern in ((topology.EVENTS_EXCHANGE, f"workload_phase.*.{lab.sut}"),
-                              (topology.RUNS_EXCHANGE, f"*.{lab.sut}.*.*")):  # run documents: for the run.stop
+                              (topology.RUNS_EXCHANGE, f"*.{lab.sut}.#")):  # run documents: for the run.stop
         spec = topology.QueueSpec("", exchange, (pattern,), durable=False, exclusive=True)
         bus.subscribe(spec, lambda message, delivery: received.put(message))
     return received
