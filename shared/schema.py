@@ -490,6 +490,8 @@ def decode(body: bytes | str) -> Message:
         raw = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DecodeError(f"not JSON: {exc}") from exc
+    except RecursionError:  # '[[[[...' deeper than Python's stack: a hostile body, never a consumer's crash
+        raise DecodeError("not JSON: nested too deeply") from None
     if isinstance(raw, dict) and raw.get("v", SCHEMA_VERSION) != SCHEMA_VERSION:
         raise DecodeError(f"schema version {raw.get('v')!r} is not {SCHEMA_VERSION}")
     try:
