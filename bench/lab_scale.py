@@ -293,7 +293,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     lab = f"scale{uuid.uuid4().hex[:8]}"
     prefix = f"r{uuid.uuid4().hex[:6]}"
     work = Path(tempfile.mkdtemp(prefix="lab_scale-"))
-    bus = RabbitMQBus(amqp_url, client_name="bench-lab-scale")
+    bus = RabbitMQBus(amqp_url, client_name="bench-lab-scale", lab=lab)
     shards = [q.name for q in topology.run_shard_queues("analytics", lab)]
     env = {"AMQP_URL": amqp_url, "PYTHONUNBUFFERED": "1"}
     me = [sys.executable, "-m", "bench.lab_scale"]
@@ -346,7 +346,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 p.kill()
         for replica in replicas:
             replica.kill()
-        for name in shards:
+        from mlpower.analytics.service import lab_events_queue
+
+        # the benchmark's lab leaves nothing behind on the broker
+        for name in (*shards, lab_events_queue(lab).name, topology.dead_letter_queue(lab)):
             bus.delete_queue(name)
         bus.close()
 

@@ -17,6 +17,7 @@ resource name.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 
 from mlpower import topology
@@ -90,3 +91,29 @@ def permissions(service: str, *, lab: str, sut: str = "") -> Permissions:
         read=_anchored([dlx, *(re.escape(_EXCHANGE[e]) for e in grant.binds),
                         *grant.queues]),
     )
+
+
+def accounts(lab: str, suts: list[str]) -> dict[str, Permissions]:
+    """Every broker account of a lab, by the name its URL goes under in the Kubernetes Secret
+    (``amqp-url-<name>``): one director and one agent per SUT, analytics, figures, the simulator."""
+    found = {f"director-{sut}": permissions("director", lab=lab, sut=sut) for sut in suts}
+    found |= {f"sut-agent-{sut}": permissions("sut_agent", lab=lab, sut=sut) for sut in suts}
+    found |= {"analytics": permissions("analytics", lab=lab), "figures": permissions("figures", lab=lab),
+              "analyzer-sim": permissions("analyzer_sim", lab=lab)}
+    return found
+
+
+def rabbitmqctl_commands(lab: str, suts: list[str], vhost: str = "/") -> list[str]:
+    """``set_permissions`` lines for an operator (after ``rabbitmqctl add_user <name>``, which reads
+    the password from its standard input), the user named ``mlpower-<lab>-<account>``."""
+    return [f"rabbitmqctl set_permissions -p {shlex.quote(vhost)} {shlex.quote(f'mlpower-{lab}-{name}')} "
+            f"{shlex.quote(granted.configure)} {shlex.quote(granted.write)} {shlex.quote(granted.read)}"
+            for name, granted in accounts(lab, suts).items()]
+
+
+if __name__ == "__main__":  # python -m mlpower.broker_permissions <lab> <sut>...
+    import sys
+
+    if len(sys.argv) < 2:
+        sys.exit("usage: python -m mlpower.broker_permissions <lab> [<sut> ...]")
+    print("\n".join(rabbitmqctl_commands(sys.argv[1], sys.argv[2:])))

@@ -109,6 +109,12 @@ class Samples:
         return int(self.t_utc_s.size)
 
     @functools.cached_property
+    def memo(self) -> dict[tuple[Any, ...], Any]:
+        """Results computed from these (immutable) samples, kept with them: several rules and the
+        summary of one run ask for the same coverage of the same window."""
+        return {}
+
+    @functools.cached_property
     def _usable(self) -> np.ndarray:
         return usable_mask(self.power_w, self.flags)
 

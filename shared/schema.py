@@ -203,6 +203,10 @@ class SamplePage(RunDocument):
     @model_validator(mode="after")
     def _columns_have_equal_length(self) -> SamplePage:
         n = len(self.t_utc_s)
+        # every page is checked: the common case in one comparison chain, the loop only to say which
+        if n == len(self.power_w) == len(self.voltage_v) == len(self.current_a) == len(self.power_factor) \
+                == len(self.voltage_range_v) == len(self.current_range_a) == len(self.uncertainty_w) == len(self.flags):
+            return self
         for column in SAMPLE_COLUMNS[1:]:
             if len(getattr(self, column.name)) != n:
                 raise ValueError(f"column {column.name} has {len(getattr(self, column.name))} rows, t_utc_s {n}")
@@ -210,6 +214,12 @@ class SamplePage(RunDocument):
 
     def __len__(self) -> int:
         return len(self.t_utc_s)
+
+
+# _columns_have_equal_length names the columns for speed: it must name them all
+if tuple(c.name for c in SAMPLE_COLUMNS) != ("t_utc_s", "power_w", "voltage_v", "current_a", "power_factor",
+                                              "voltage_range_v", "current_range_a", "uncertainty_w", "flags"):
+    raise RuntimeError("SAMPLE_COLUMNS changed: update SamplePage._columns_have_equal_length")
 
 
 MarkName = Literal[

@@ -98,7 +98,17 @@ def coverage(samples: Samples, begin_utc_s: float, end_utc_s: float, interval_s:
     """The coverage of ``[begin, end]`` by ``samples`` (sorted, as ``Samples`` keeps them).
 
     ``energy=False``: the coverage rule's question only (``energy_j`` and ``energy_trapezoid_j``
-    are None), for live analytics, which asks it over the whole run on every page."""
+    are None), for live analytics, which asks it over the whole run on every page.
+    Computed once per samples and arguments: the rules and the summary of one run ask alike."""
+    key = ("coverage", begin_utc_s, end_utc_s, interval_s, tolerance, energy)
+    found: Coverage | None = samples.memo.get(key)
+    if found is None:
+        found = samples.memo[key] = _coverage(samples, begin_utc_s, end_utc_s, interval_s, tolerance, energy)
+    return found
+
+
+def _coverage(samples: Samples, begin_utc_s: float, end_utc_s: float, interval_s: float, tolerance: float,
+              energy: bool) -> Coverage:
     tolerance_s = tolerance * interval_s
     t = samples.t_utc_s
     previous = np.concatenate(([-np.inf], t[:-1]))[:t.size]  # no samples: none before them either

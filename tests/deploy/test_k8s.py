@@ -185,6 +185,8 @@ def policy_violations(docs: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -
                 found.append(f"{where}: requests (cpu, memory) and a memory limit are not all set")
             args = container.get("args", [])
             env = _env_of(container)
+            if image.rsplit("/", 1)[-1].startswith("mlpower") and ("AMQP_URL" in env or "AMQP_URL_FILE" not in env):
+                found.append(f"{where}: the broker URL is not a file of its own (AMQP_URL_FILE)")
             sut = pod.get("nodeSelector", {}).get("mlpower.io/sut") or env.get("MLPOWER_SUT", "")
             for resource in resources.get("limits", {}):
                 if "/" in resource:
@@ -260,6 +262,8 @@ BREAKAGES: dict[str, tuple[str, str, Any, str]] = {
         {"mlpower.io/usb-0b21-0025-c2ph13047v": "1"}), "shared by SUTs"),
     "open load balancer": ("Service", "director-gpu-b-sut", lambda d: d["spec"].pop("loadBalancerSourceRanges"),
                            "open to every address"),
+    "broker password in a variable": ("Deployment", "figures", lambda d: _container0(d)["env"].append(
+        {"name": "AMQP_URL", "value": "amqp://u:p@rabbitmq:5672/%2F"}), "AMQP_URL_FILE"),
     "privileged": ("StatefulSet", "director-gpu-c",
                    lambda d: _container0(d)["securityContext"].update(privileged=True), "privileged"),
 }
@@ -500,3 +504,27 @@ def test_the_broker_is_a_cluster_and_analytics_scales_out_as_the_inventory_says(
 def test_an_even_broker_cluster_is_refused() -> None:
     with pytest.raises(ValidationError, match="even number"):
         inventory({"name": "s1", "analyzer": "simulator"}, scale={"broker_replicas": 2})
+
+
+def test_every_broker_account_of_the_lab_has_its_own_secret_key(deploy_tools: DeployTools) -> None:
+    """One URL per account of mlpower.broker_permissions (one director and agent per SUT, ...), each
+    mounted by exactly the pods of that account, so each can log in with only its own rights."""
+    from mlpower.broker_permissions import accounts
+
+    docs = build(deploy_tools.kubectl, OVERLAY)
+    inv = gen.load_inventory(OVERLAY / "inventory.yaml")
+    mounted: dict[str, set[str]] = {}
+    for name, pod in _pods(docs):
+        for volume in pod.get("volumes", []):
+            for item in volume.get("secret", {}).get("items", []):
+                if item["key"].startswith("amqp-url-"):
+                    mounted.setdefault(item["key"].removeprefix("amqp-url-"), set()).add(name)
+    suts = [sut.name for sut in inv.suts]
+    expected = set(accounts(inv.lab, suts))
+    # only the SUTs with an in-cluster agent mount an agent's URL; outside SUTs use theirs on the SUT
+    used = {name for name in expected if not name.startswith("sut-agent-")
+            or any(sut.agent and name == f"sut-agent-{sut.name}" for sut in inv.suts)}
+    assert set(mounted) == used, set(mounted) ^ used
+    for account, pods in mounted.items():
+        if account.startswith(("director-", "sut-agent-")):
+            assert pods == {account}, (account, pods)

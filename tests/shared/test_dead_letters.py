@@ -47,7 +47,8 @@ def _poison(bus: RabbitMQBus, lab: str, count: int) -> None:
     try:
         for i in range(count):
             bus.publish_raw(topology.RUNS_EXCHANGE, f"{lab}.sut.sim.bad{i}", f"not json {i} {ESCAPE}".encode())
-        wait_for(lambda: bus.dead_letter_depth() == min(count, 3), 30, what=f"{count} dead letters")
+        last = f"{lab}.sut.sim.bad{count - 1}"  # in order: once the last is there, every one was handled
+        wait_for(lambda: last in {d.routing_key for d in bus.dead_letters(keep=True)}, 30, what=f"{count} dead letters")
     finally:
         subscription.close()
 

@@ -113,12 +113,12 @@ def test_a_run_on_quorum_queues_completes_when_a_node_dies_with_every_sample_onc
     a, b, c = cluster
     lab = f"quorum{uuid.uuid4().hex[:6]}"
     # the run shards are declared through node c, so their leaders are there: the node that dies
-    declarer = RabbitMQBus(c.url, client_name="declarer", queue_type="quorum")
+    declarer = RabbitMQBus(c.url, client_name="declarer", queue_type="quorum", lab=lab)
     for spec in topology.run_shard_queues("analytics", lab):
         declarer.declare(spec)
     declarer.close()
-    consumer_bus = RabbitMQBus(b.url, client_name="analytics", queue_type="quorum")
-    publisher_bus = RabbitMQBus(a.url, client_name="director", queue_type="quorum")
+    consumer_bus = RabbitMQBus(b.url, client_name="analytics", queue_type="quorum", lab=lab)
+    publisher_bus = RabbitMQBus(a.url, client_name="director", queue_type="quorum", lab=lab)
     settings = load_settings(AnalyticsSettings, lab=lab, amqp_url=b.url, queue_type="quorum",
                              store_path=c.folder.parent / "runs.parquet")
     service = AnalyticsService(settings, consumer_bus)
