@@ -8,7 +8,8 @@ from mlpower.schema import ChannelSummary, RunSummary
 
 def summary(total: float | None, **channels: float) -> RunSummary:
     return RunSummary(run_id="r1", source="s", method="m", avg_power_w=total,
-                      channels=tuple(ChannelSummary(name=n, source="wt310e", avg_power_w=w) for n, w in channels.items()))
+                      channels=tuple(ChannelSummary(name=n, source="wt310e", avg_power_w=w)
+                                     for n, w in channels.items()))
 
 
 def test_each_channel_and_the_total_are_shown_and_stale_channels_removed() -> None:
