@@ -20,7 +20,8 @@ from mlpower.errors import MlpowerError
 # (name, "module:attribute", help). An attribute that is a Typer app becomes a command group.
 SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("sim", "mlpower.analyzer_sim.cli:sim", "Run the WT310E simulator: SCPI on a TCP port (and a pty)."),
-    ("ptd", "mlpower.analyzer_sim.cli:ptd", "Run the PTDaemon emulator (accepts PTDaemon's own flags)."),
+    ("ptd", "mlpower.analyzer_sim.cli:ptd", "Run the PTDaemon emulator: PTDaemon's own flags, listed by "
+            "'mlpower ptd -h'."),
     ("director", "mlpower.director.cli:director", "Run the director: analyzer control and the power-dev server."),
     ("agent", "mlpower.sut_agent.cli:agent", "Run the SUT agent: workloads in ranging and testing mode."),
     ("analytics", "mlpower.analytics.cli:analytics", "Run the analytics service (energy, efficiency, compliance)."),

@@ -72,7 +72,7 @@ def parse_detail(text: str, path: str = "mlperf_log_detail.txt") -> DetailLog:
             try:
                 record = json.loads(line[len(MLLOG_PREFIX):])
                 values.setdefault(str(record["key"]), record.get("value"))
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            except (json.JSONDecodeError, KeyError, TypeError, RecursionError) as exc:
                 problems.append(f"{path}:{number}: unreadable :::MLLOG line ({exc})")
     return DetailLog(path, begin, end, values, tuple(problems))
 

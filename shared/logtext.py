@@ -19,3 +19,12 @@ def client_text(value: str | bytes, limit: int = DEFAULT_LIMIT) -> str:
     escaped = "".join(ch if " " <= ch <= "~" and ch != "\\" else ch.encode("unicode_escape").decode("ascii")
                       for ch in kept)
     return f"'{escaped}'" + (f" (+{rest} more characters)" if rest > 0 else "")
+
+
+def terminal_text(value: str) -> str:
+    """Text from a file or a message, whole, safe to print on a terminal: control characters (an ANSI
+    escape sequence, a carriage return that would overwrite a line) written as Python escapes. Unlike
+    ``client_text`` it is neither quoted nor cut; printable non-ASCII characters stay as they are.
+    With rich, print it as a ``rich.text.Text`` (never inside markup): ``[/]`` in a crafted file
+    would otherwise break the output, and ``:x:`` would turn into an emoji."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(value))

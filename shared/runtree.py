@@ -170,6 +170,8 @@ def read_json(path: Path) -> Any:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from exc
+    except RecursionError:  # a crafted '{"a":{"a":...' deeper than the stack
+        raise InputError(f"{path}: not JSON: nested too deeply") from None
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -177,6 +179,30 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InputError(f"{path}: not a JSON object")
     return data
+
+
+def _not_readable(root: Path, relative: str) -> str:
+    """Why the tree's file ``relative`` is not read ("" when it is): missing, not a regular file, or
+    a link that leaves the run folder. A crafted tree (``spl.txt -> /etc/passwd``) must never make
+    a finding quote a file from outside it."""
+    path = root / relative
+    if not path.is_file():
+        return f"{relative}: missing"
+    try:
+        inside = path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):
+        inside = False
+    return "" if inside else f"{relative}: a link out of the run folder; not read"
+
+
+def _text_of(root: Path, relative: str, errors: dict[str, str]) -> str | None:
+    """An optional file's text, or None: missing, or refused (the reason kept in ``errors``)."""
+    refused = _not_readable(root, relative)
+    if refused:
+        if not refused.endswith(": missing"):
+            errors[relative] = refused
+        return None
+    return (root / relative).read_text(encoding="utf-8", errors="replace")
 
 
 def _read_mode(root: Path, name: str, folder: str) -> ModeDir:
@@ -188,8 +214,9 @@ def _read_mode(root: Path, name: str, folder: str) -> ModeDir:
         ("spl.txt", lambda p: parse_spl(p.read_text(encoding="utf-8", errors="replace"), str(p)), "spl"),
     ):
         relative = f"{folder}/{filename}"
-        if not (base / filename).is_file():
-            mode.errors[relative] = f"{relative}: missing"
+        refused = _not_readable(root, relative)
+        if refused:
+            mode.errors[relative] = refused
             continue
         try:
             setattr(mode, attribute, reader(base / filename))
@@ -200,10 +227,11 @@ def _read_mode(root: Path, name: str, folder: str) -> ModeDir:
 
 def read_tree(path: Path) -> RunTree:
     root = find_run_root(Path(path))
-    tree = RunTree(root, present=frozenset(p for p in REQUIRED_PATHS if (root / p).is_file()))
+    tree = RunTree(root, present=frozenset(p for p in REQUIRED_PATHS if not _not_readable(root, p)))
     for relative, attribute in (("power/client.json", "client"), ("power/server.json", "server")):
-        if not (root / relative).is_file():
-            tree.errors[relative] = f"{relative}: missing"
+        refused = _not_readable(root, relative)
+        if refused:
+            tree.errors[relative] = refused
             continue
         try:
             setattr(tree, attribute, _read_json(root / relative))
@@ -211,14 +239,16 @@ def read_tree(path: Path) -> RunTree:
             tree.errors[relative] = str(exc)
     for name, folder in MODE_DIRS.items():
         tree.modes[name] = _read_mode(root, name, folder)
-    logs = root / "power" / "ptd_logs.txt"
-    if logs.is_file():
-        tree.ptd_logs = logs.read_text(encoding="utf-8", errors="replace").splitlines()
-    out = root / "run_1" / "ptd_out.txt"
-    if out.is_file():
-        tree.ptd_out = out.read_text(encoding="utf-8", errors="replace")
+    texts = {relative: _text_of(root, relative, tree.errors)
+             for relative in ("power/ptd_logs.txt", "run_1/ptd_out.txt")}
+    if texts["power/ptd_logs.txt"] is not None:
+        tree.ptd_logs = texts["power/ptd_logs.txt"].splitlines()
+    tree.ptd_out = texts["run_1/ptd_out.txt"]
     for relative in DOCUMENT_PATHS:
-        if (root / relative).is_file():
+        refused = _not_readable(root, relative)
+        if refused and not refused.endswith(": missing"):
+            tree.errors[relative] = refused
+        if not refused:
             try:
                 tree.documents = list(read_documents(root / relative))
             except (ValueError, OSError) as exc:

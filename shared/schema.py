@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import json
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -79,6 +79,13 @@ WORKLOAD_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
 WorkloadName = Annotated[str, Field(pattern=WORKLOAD_NAME_PATTERN, description=(
     "a workload the SUT agent's own configuration declares (MLPOWER_AGENT_WORKLOADS), or a built-in: "
     "builtin:offline|server|singlestream[:cuda]; never a command"))]
+
+
+BUILTIN_WORKLOADS = tuple(f"builtin:{scenario}{device}" for device in ("", ":cuda")
+                          for scenario in ("offline", "server", "singlestream"))
+"""The SUT agent's built-in workloads, by name: a ``builtin:`` name outside these is refused on arrival."""
+
+SCENARIOS: tuple[str, ...] = get_args(Scenario)
 
 
 class WorkloadRequest(SchemaModel):
@@ -483,6 +490,8 @@ def decode(body: bytes | str) -> Message:
         raw = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DecodeError(f"not JSON: {exc}") from exc
+    except RecursionError:  # '[[[[...' deeper than Python's stack: a hostile body, never a consumer's crash
+        raise DecodeError("not JSON: nested too deeply") from None
     if isinstance(raw, dict) and raw.get("v", SCHEMA_VERSION) != SCHEMA_VERSION:
         raise DecodeError(f"schema version {raw.get('v')!r} is not {SCHEMA_VERSION}")
     try:

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlpower.errors import InputError
+from mlpower.logtext import terminal_text
 from mlpower.runtree import read_json
 from mlpower.runview import KIND_NAMES, RunView
 from mlpower.schema import Finding, RunSummary
 from pydantic import BaseModel, ConfigDict
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .findings import CheckOptions, verdict_of
 from .rules import RULES, Rule, evaluate
@@ -80,15 +82,17 @@ def failures_first(findings: Iterable[Finding]) -> list[Finding]:
 
 
 def findings_table(findings: Iterable[Finding], title: str = "compliance findings") -> Table:
-    """The rules that applied, failures first, in a table that fits 80 columns (messages fold)."""
-    table = Table(title=title, title_justify="left")
+    """The rules that applied, failures first, in a table that fits 80 columns (messages fold).
+    A message quotes the run's files, so it is shown as plain text, never read as rich markup."""
+    table = Table(title=Text(terminal_text(title)), title_justify="left")
     table.add_column("rule", overflow="fold", max_width=24)
     table.add_column("", no_wrap=True)
     table.add_column("finding", overflow="fold", ratio=1)
     for finding in failures_first(findings):
         status = shown_status(finding)
         if status != "n/a":
-            table.add_row(finding.rule, f"[{_STYLE[status]}]{status}[/]", finding.message)
+            table.add_row(Text(terminal_text(finding.rule)), f"[{_STYLE[status]}]{status}[/]",
+                          Text(terminal_text(finding.message)))
     return table
 
 
@@ -113,10 +117,10 @@ def verdict_line(verdict: str, findings: Iterable[Finding]) -> str:
 
 
 def render_table(report: CheckReport, console: Console) -> None:
-    console.print(f"{KIND_NAMES.get(report.kind, report.kind)}: {report.kind_evidence}")
+    console.print(Text(terminal_text(f"{KIND_NAMES.get(report.kind, report.kind)}: {report.kind_evidence}")))
     console.print(findings_table(report.findings, title=f"mlpower check {report.run_dir}"))
     for line in not_applicable_lines(report.findings):
-        console.print(f"[dim]{line}[/]", highlight=False)
+        console.print(Text(terminal_text(line), style="dim"), highlight=False)
     s = report.summary
     if s is not None and s.avg_power_w is not None:
         uncertainty = f" ± {s.avg_power_uncertainty_w:.3f}" if s.avg_power_uncertainty_w is not None else ""
@@ -124,7 +128,7 @@ def render_table(report: CheckReport, console: Console) -> None:
         console.print(f"average power {s.avg_power_w:.3f}{uncertainty} W over {s.window_s:.3f} s "
                       f"({s.samples_in_window} samples, {s.flagged_samples_in_window} flagged), energy "
                       f"{energy_text(s)}; performance {s.performance} {s.performance_unit}; efficiency {efficiency}")
-        console.print(f"[dim]{s.method}; {s.source}[/]")
+        console.print(Text(terminal_text(f"{s.method}; {s.source}"), style="dim"))
     colour = "green" if report.verdict == "pass" else "red"
     console.print(f"[bold {colour}]{verdict_line(report.verdict, report.findings)}[/]")
 

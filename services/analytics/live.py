@@ -34,6 +34,9 @@ from .rules import LIVE_RULES, evaluate_live
 from .sample_checks import CLOCK_OFFSET_LIMIT_S, UNCERTAINTY_LIMIT, recorded_clock_offsets
 
 DEFAULT_EVERY_S = 10.0  # clean pages: the whole window is judged once per 10 s of stream time
+# What the screen of every page covers completely (a sample that is not usable, an uncertainty over
+# the limit or unknown): on a clean page these rules cannot newly fail, only marks move their window.
+SCREENED_RULES = frozenset({"flagged_samples", "overrange", "uncertainty"})
 
 # Facts only a live stream shows, and their severities.
 STREAM_RULES: dict[str, str] = {"live_lost_pages": "warning", "live_clock_offset": "error"}
@@ -83,9 +86,15 @@ class LiveChecker:
                 out += self.clock_offset(offset, where)
         if isinstance(document, SamplePage):
             out += self._pages(document)
-        if (isinstance(document, PhaseMark) and self._window_moved()) or \
-                (isinstance(document, SamplePage) and self._due(document)):
-            for finding in evaluate_live(self.view, self.options, skip=self.reported):
+        skip: set[str] | None = None
+        if isinstance(document, PhaseMark) and self._window_moved():
+            skip = self.reported
+        elif isinstance(document, SamplePage):
+            due = self._due(document)
+            # a clean page's samples can fail no rule the screen covers: only the whole window's are asked
+            skip = None if due is None else self.reported if due else self.reported | SCREENED_RULES
+        if skip is not None:
+            for finding in evaluate_live(self.view, self.options, skip=skip):
                 if finding.status == "fail":
                     out += self._report(finding)
         return out
@@ -98,17 +107,21 @@ class LiveChecker:
         self._judged_window = window
         return moved
 
-    def _due(self, page: SamplePage) -> bool:
-        """Whether to evaluate the rules now: a suspicious page, or ``every_s`` since the last time."""
+    def _due(self, page: SamplePage) -> bool | None:
+        """Whether to evaluate the rules now: True (every rule) for a suspicious page, False (the
+        whole window's rules) once ``every_s`` since the last time, None (not now) otherwise."""
         if not page.t_utc_s:
-            return False
+            return None
         latest = max(page.t_utc_s[0], page.t_utc_s[-1])
         if self._judged_until_s == -math.inf:
             self._judged_until_s = page.t_utc_s[0]  # the first clean page starts the count; the screen judges it
-        due = latest >= self._judged_until_s + self.every_s or self._suspicious(page)
-        if due:
+        if self._suspicious(page):
             self._judged_until_s = latest
-        return due
+            return True
+        if latest >= self._judged_until_s + self.every_s:
+            self._judged_until_s = latest
+            return False
+        return None
 
     def _suspicious(self, page: SamplePage) -> bool:
         """Whether a page holds anything a live rule could fail on. It runs on every page, so it works

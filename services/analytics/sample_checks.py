@@ -262,7 +262,7 @@ def clock_offset_in(text: str) -> float | None:
         try:
             value = json.loads(text).get("clock_offset_s")
             return float(value) if value is not None else None
-        except (ValueError, AttributeError, TypeError):
+        except (ValueError, AttributeError, TypeError, RecursionError):
             return None
     return None
 

@@ -221,6 +221,7 @@ class AnalyticsService:
             run.analyzed = True
         self.store.put(message)
         self.metrics.runs_analyzed.labels(verdict=message.verdict).inc()
+        self.metrics.analyzed(run.sut, message.summary)
         self.bus.publish(message, topology.event_key(message))
         log.info("run %s analysed: %s, %s W", run_id, message.verdict, message.summary.avg_power_w)
         return message

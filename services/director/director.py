@@ -58,6 +58,8 @@ class Director:
         self.bus = bus
         self.clock = clock
         self.metrics = metrics or DirectorMetrics(settings.sample_interval_s)
+        # analyzer name -> why the last probe could not open it (empty: every one opened); /healthz
+        self.analyzer_problems: dict[str, str] = {}
         self.agent: PhaseRunner | None = None
         """Runs ``AgentWorkload`` modes: the bus edge, while it is connected."""
         self._timed = TimedPhases()
@@ -148,6 +150,7 @@ class Director:
                                          server_log=server_log, messages=messages, on_end=self._ended,
                                          clock=self.clock, analyzer_indexes=analyzer_indexes(channels))
             session.open()
+            self.analyzer_problems.clear()  # every analyzer just opened
             self.active = self.last = session
             return session
 
@@ -170,8 +173,12 @@ class Director:
                     finally:
                         source.close()
                 except Exception as exc:  # any failure to open is the answer "down", never a crash
-                    log.info("analyzer %s does not answer the probe: %s", name, exc)
+                    if name not in self.analyzer_problems:  # said once, not every probe
+                        log.warning("analyzer %s (%s) cannot be opened: %s", name, resource, exc)
                     found[name] = False
+                    self.analyzer_problems[name] = " ".join(str(exc).split())[:300] or type(exc).__name__
+                else:
+                    self.analyzer_problems.pop(name, None)
                 self.metrics.set_analyzer_up(name, self.settings.sut, found[name])
         return found
 

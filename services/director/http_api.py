@@ -33,8 +33,9 @@ class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     run_id: str = Field(default="", pattern=r"^[A-Za-z0-9_\-]{0,128}$")
-    benchmark: str = ""
-    scenario: str = ""
+    # labels in server.json, the run stream and the run-info metric: short, one line, no control characters
+    benchmark: str = Field(default="", max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$")
+    scenario: str = Field(default="", max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")
     modes: tuple[Literal["ranging", "testing"], ...] = ("ranging", "testing")
     sample_interval_s: float | None = Field(default=None, ge=0.1, le=60)
     phase_s: float = Field(default=10.0, gt=0, le=86400, description="timed run: seconds per mode")
@@ -70,7 +71,12 @@ def create_app(director: Director, *, api_token: str = "",
     control = [Depends(bearer_guard(api_token))]
 
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
+    def healthz() -> dict[str, Any]:
+        # alive either way (200); "degraded" says the analyzer could not be opened at start-up or
+        # at the last idle probe, and why, so a lab is not told "ok" with an unusable meter
+        problems = dict(director.analyzer_problems)
+        if problems:
+            return {"status": "degraded", "analyzers": problems}
         return {"status": "ok"}
 
     add_readyz(app, checks or {})

@@ -74,6 +74,10 @@ SESSION_EVENTS: dict[tuple[str, ...], Event] = {
 """``session,<sid>,<words>`` -> the event; ``start,testing,<volts>,<amps>`` carries manual ranges."""
 
 
+REASON_MAX = 300
+"""Characters of a refusal's reason in an ``Error: <reason>`` reply (one line, never a traceback)."""
+
+
 def reply_for(exc: Exception) -> str:
     """The documented reply for what a command raised."""
     if isinstance(exc, PhaseError):
@@ -83,7 +87,10 @@ def reply_for(exc: Exception) -> str:
         return "Error"
     if isinstance(exc, Busy):
         return f"Error: busy: {exc}"
-    return "Error: exception"
+    if isinstance(exc, MlpowerError):  # our own messages are fit for a user: say why, on one printable line
+        reason = "".join(ch if " " <= ch <= "~" else "?" for ch in " ".join(str(exc).split()))
+        return f"Error: {reason[:REASON_MAX]}"
+    return "Error: exception"  # a malformed argument (ValueError, IndexError): upstream's reply
 
 
 @dataclass(eq=False)

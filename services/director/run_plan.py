@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mlpower.schema import WorkloadRequest
+from mlpower.schema import BUILTIN_WORKLOADS, SCENARIOS, WorkloadRequest
 
 from .errors import DirectorError
 from .session_states import MODES, Abort, Fail, ManualRanges, Mode
@@ -67,6 +67,12 @@ class RunPlan:
             raise PlanError("testing without ranging needs voltage_range_v and current_range_a")
         if list(self.modes) != sorted(self.modes, key=MODES.index):
             raise PlanError("ranging comes before testing")
+        if self.scenario and self.scenario not in SCENARIOS:
+            raise PlanError(f"unknown scenario {self.scenario!r}: one of {', '.join(SCENARIOS)}")
+        request = self.workload.request if isinstance(self.workload, AgentWorkload) else None
+        if request is not None and request.name.lower().startswith("builtin:") \
+                and request.name.lower() not in BUILTIN_WORKLOADS:
+            raise PlanError(f"unknown built-in workload {request.name!r}: one of {', '.join(BUILTIN_WORKLOADS)}")
 
 
 class PhaseRunner(Protocol):

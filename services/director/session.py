@@ -18,6 +18,7 @@ far are kept. Time comes from the session's ``Clock``, so tests run the analyzer
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -212,11 +213,13 @@ class MeasurementSession:
                 self.log.info(f"analyzer {analyzer.index} ({analyzer.name}): {analyzer.identity}")
         except MlpowerError:
             self._close_sources()
+            self._remove_unstarted_folder()
             raise
         try:
             self.stream = self._open_stream(self.analyzers[0])
         except OSError as exc:
             self._close_sources()
+            self._remove_unstarted_folder()
             raise DirectorError(storage_reason(exc, "documents.jsonl")) from exc
         if self.stream.log_error is not None:  # the disk filled before the run began
             self.stream.stop("failed", self.stream.log_error, output_dir=str(self.dir))
@@ -235,6 +238,10 @@ class MeasurementSession:
                                else "informative")
             self.stream.descriptor(stream=TOTAL_STREAM, source=total, sample_interval_s=self.config.sample_interval_s)
         self._set_metrics_run("idle")
+
+    def _remove_unstarted_folder(self) -> None:
+        """A session that never started leaves nothing behind: ``open`` made this folder a moment ago."""
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def _open_stream(self, first: SessionAnalyzer) -> RunStream:
         return RunStream(self.bus, {

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from mlpower.analytics.check import energy_text, findings_table, not_applicable_lines, verdict_line
+from mlpower.logtext import terminal_text
 from mlpower.schema import RunAnalyzed, RunSummary
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 def _number(value: float | None, unit: str, digits: int = 2) -> str:
@@ -47,7 +49,7 @@ def summary_table(analyzed: RunAnalyzed) -> Table:
     table.add_column("what", style="bold")
     table.add_column("value")
     for label, render in SUMMARY_ROWS:
-        table.add_row(label, str(render(summary)))
+        table.add_row(label, Text(terminal_text(str(render(summary)))))  # values from the bus: plain text
     table.add_row("compliance verdict", verdict_text(analyzed))
     return table
 
@@ -62,7 +64,7 @@ def print_summary(console: Console, analyzed: RunAnalyzed, paths: dict[str, Any]
     console.print(summary_table(analyzed))
     console.print(findings_table(analyzed.findings))
     for line in not_applicable_lines(analyzed.findings):
-        console.print(f"[dim]{line}[/]", highlight=False)
+        console.print(Text(terminal_text(line), style="dim"), highlight=False)
     # soft_wrap: a path or URL is never broken into lines, so it can be copied whole
     for label, value in paths.items():
         if isinstance(value, list | tuple):

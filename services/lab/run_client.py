@@ -188,15 +188,14 @@ class _Watch:
 
 def _conclude(console: Console, settings: LabSettings, token: str, analyzed: RunAnalyzed,
               run_dir: str) -> RunOutcome:
-    report_path = _write_report_beside(analyzed, Path(run_dir))
+    report_path, not_written = _write_report_beside(analyzed, Path(run_dir))
     rebuild = _call("figures service", f"{settings.figures_url}/rebuild", token=token,
                     body={"figures": [], "mode": "paper"})
     job = _wait_figures_job(settings, rebuild["job_id"])
     run_figures = _run_figures(settings, analyzed.run_id)
     print_summary(console, analyzed, {
         "run tree": run_dir,
-        "compliance report": report_path or f"{settings.analytics_url}/runs/{analyzed.run_id} "
-                                            "(the run tree is not on this machine)",
+        "compliance report": report_path or f"{settings.analytics_url}/runs/{analyzed.run_id} ({not_written})",
         "run figures": [f"{settings.figures_url}{path}" for path in run_figures.values()] or ["(none rendered)"],
         "figures rebuilt": f"{len(job.get('rendered', []))} rendered, {len(job.get('unchanged', []))} unchanged "
                            f"({settings.figures_url}/figures)",
@@ -204,14 +203,15 @@ def _conclude(console: Console, settings: LabSettings, token: str, analyzed: Run
     return RunOutcome(analyzed, run_dir, report_path, run_figures)
 
 
-def _write_report_beside(analyzed: RunAnalyzed, run_dir: Path) -> Path | None:
-    """``compliance.json`` in the run tree when the tree is on this machine (a local or compose lab)."""
+def _write_report_beside(analyzed: RunAnalyzed, run_dir: Path) -> tuple[Path | None, str]:
+    """``compliance.json`` in the run tree when the tree is on this machine (a local or compose lab);
+    else why not, and the analysis stays on the analytics service."""
     if not run_dir.is_dir():
-        return None
+        return None, "the run tree is not on this machine"
     try:
-        return write_report(analyzed, run_dir / "compliance.json")
-    except OSError:
-        return None
+        return write_report(analyzed, run_dir / "compliance.json"), ""
+    except OSError as exc:
+        return None, f"not written into the run tree: {exc.strerror}"
 
 
 def _wait_figures_job(settings: LabSettings, job_id: str) -> dict[str, Any]:

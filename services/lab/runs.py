@@ -15,14 +15,18 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mlpower.confine import PathRefused, open_confined
+from mlpower.logtext import terminal_text
 from mlpower.schema import RunAnalyzed, RunStart, decode
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 DOCUMENTS = "documents.jsonl"
 ANALYSIS = "compliance.json"
 SERVER_JSON = Path("power") / "server.json"
 MAX_DEPTH = 3  # results/<run>, results/demo/<run>, .lab/volumes/results/<run>
+MAX_READ_BYTES = 4 * 1024 * 1024  # server.json and compliance.json are a few KiB; a bigger one is not ours
 
 
 @dataclass(frozen=True)
@@ -41,44 +45,59 @@ class PastRun:
     def when_utc(self) -> str:
         if self.started_utc_s is None:
             return "-"
-        return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(self.started_utc_s))
+        try:
+            return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(self.started_utc_s))
+        except (OverflowError, ValueError, OSError):  # a crafted start time (1e300, nan): no date to show
+            return "-"
 
 
 def run_folders(root: Path, depth: int = MAX_DEPTH) -> Iterable[Path]:
-    if not root.is_dir() or depth < 0:
+    """Run folders at most ``depth`` below ``root``; a folder that cannot be read is passed over
+    (``mlpower runs /`` meets /proc's and other users' folders), never the end of the listing."""
+    try:
+        if not root.is_dir() or depth < 0:
+            return
+        if (root / DOCUMENTS).is_file():
+            yield root
+            return
+        children = sorted(p for p in root.iterdir() if not p.is_symlink() and p.is_dir())
+    except OSError:
         return
-    if (root / DOCUMENTS).is_file():
-        yield root
-        return
-    for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
+    for child in children:
         yield from run_folders(child, depth - 1)
 
 
-def _first_document(path: Path) -> RunStart | None:
+def _read(folder: Path, relative: str | Path, limit: int = MAX_READ_BYTES) -> bytes:
+    """A run's own file, at most ``limit`` bytes: never a link out of the folder (a crafted tree's
+    ``compliance.json -> /dev/zero`` or ``-> ~/.ssh/...``), a device or a FIFO."""
+    with open_confined(folder, relative, what="run file") as handle:
+        return bytes(handle.read(limit))
+
+
+def _first_document(folder: Path) -> RunStart | None:
     try:
-        with path.open(encoding="utf-8") as handle:
-            message = decode(handle.readline(1_000_000).encode())
-    except (OSError, ValueError):
+        message = decode(_read(folder, DOCUMENTS, 1_000_000).split(b"\n", 1)[0])
+    except (OSError, ValueError, PathRefused):
         return None
     return message if isinstance(message, RunStart) else None
 
 
 def _status(folder: Path) -> str:
     try:
-        return str(json.loads((folder / SERVER_JSON).read_text(encoding="utf-8"))["mlpower"]["status"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return str(json.loads(_read(folder, SERVER_JSON))["mlpower"]["status"])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, PathRefused):
         return "unknown"
 
 
 def _analysis(folder: Path) -> RunAnalyzed | None:
     try:
-        return RunAnalyzed.model_validate_json((folder / ANALYSIS).read_bytes())
-    except (OSError, ValueError):
+        return RunAnalyzed.model_validate_json(_read(folder, ANALYSIS))
+    except (OSError, ValueError, PathRefused):
         return None
 
 
 def read_run(folder: Path) -> PastRun:
-    start, analyzed = _first_document(folder / DOCUMENTS), _analysis(folder)
+    start, analyzed = _first_document(folder), _analysis(folder)
     status = _status(folder)
     summary = analyzed.summary if analyzed is not None else None
     verdict = analyzed.verdict if analyzed is not None else "not analyzed"
@@ -126,9 +145,16 @@ def runs_table(runs: list[PastRun]) -> Table:
         verdict = run.verdict if run.status in ("success", "unknown") else f"{run.status} run"
         power = f"{run.avg_power_w:,.1f} W" if run.avg_power_w is not None else "-"
         efficiency = f"{run.efficiency:.4g} {run.efficiency_unit}" if run.efficiency is not None else "-"
-        table.add_row(f"[bold]{run.run_id}[/]\n{run.when_utc}\n[dim]{_short(run.path)}[/]", run.sut,
-                      f"[{style}]{verdict}[/]", power, efficiency)
+        # every text from a run tree is plain text: a crafted sut or folder name ("[/]", ":x:") neither
+        # breaks the table nor styles it, and control characters are shown escaped
+        first = Text.assemble((terminal_text(run.run_id), "bold"), f"\n{run.when_utc}\n",
+                              (terminal_text(_short(run.path)), "dim"))
+        table.add_row(first, _cell(run.sut), Text(terminal_text(verdict), style=style), power, _cell(efficiency))
     return table
+
+
+def _cell(text: str) -> Text:
+    return Text(terminal_text(text))
 
 
 def _short(path: str) -> str:
@@ -141,6 +167,6 @@ def _short(path: str) -> str:
 
 def print_runs(console: Console, runs: list[PastRun], roots: list[Path]) -> None:
     if not runs:
-        console.print(f"no runs under {', '.join(str(r) for r in roots)}", soft_wrap=True)
+        console.print(Text(terminal_text(f"no runs under {', '.join(str(r) for r in roots)}")), soft_wrap=True)
         return
     console.print(runs_table(runs))

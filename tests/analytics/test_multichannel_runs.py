@@ -52,9 +52,10 @@ def _agent_session(analyzer: str, base: Path, truth_w: dict[str, float], **direc
 
     analytics = Analytics(base)
     try:
-        settings = load_settings(DirectorSettings, analyzer=analyzer, host="127.0.0.1", powerdev_port=0, http_port=0,
-                                 results_dir=base / "director", analyzer_sleep_s=0.5, sample_interval_s=1.0,
-                                 bus_mode=False, bus="memory", **director)
+        settings = load_settings(DirectorSettings, **{
+            "analyzer": analyzer, "host": "127.0.0.1", "powerdev_port": 0, "http_port": 0,
+            "results_dir": base / "director", "analyzer_sleep_s": 0.5, "sample_interval_s": 1.0, "bus_mode": False,
+            "bus": "memory", **director})
         server = PowerDevServer(Director(settings, bus=analytics.bus), host="127.0.0.1", port=0).start()
         try:
             out = base / "agent"
@@ -108,7 +109,9 @@ def _two_ptd(base: Path) -> MultiRun:
                                                     seed=i))
                 for i, (name, watts) in enumerate(PSU_W.items())}
         analyzer = ",".join(f"{name}=ptd://127.0.0.1:{ptd.port}" for name, ptd in ptds.items())
-        return _agent_session(analyzer, base, dict(PSU_W))
+        # PTDaemon's first sample after a range change may have no value (the meter's range switch): a
+        # sleep longer than that before Go keeps it out of the measurement, as power-dev's 10 s do
+        return _agent_session(analyzer, base, dict(PSU_W), analyzer_sleep_s=2.0)
 
 
 def _one_ptd77(base: Path) -> MultiRun:
@@ -123,7 +126,7 @@ def _one_ptd77(base: Path) -> MultiRun:
                             "MLPOWER_SIM_LOAD": f"constant:{SUT_W}"}.items():
             env.setenv(name, value)
         return _agent_session(analyzer, base, {f"psu{k}": SUT_W * share for k, share in enumerate(SPLIT, start=1)},
-                              ptd_launch=True, ptd_device_type=77, ptd_device_port="wt333e")
+                              ptd_launch=True, ptd_device_type=77, ptd_device_port="wt333e", analyzer_sleep_s=2.0)
 
 
 LAYOUTS = {"two_wt310e": _two_wt310e, "one_wt333e": _one_wt333e, "two_ptd": _two_ptd, "one_ptd77": _one_ptd77}

@@ -178,9 +178,13 @@ def test_the_compose_lab_runs_a_measurement_in_containers(compose_lab: ComposeLa
     assert match, f"lab-run said:\n{output[-4000:]}\n{lab.logs()}"
     run_id, run_dir = match.groups()
     assert run_dir == f"/results/{run_id}", run_dir
-    # a demo-length run is non-compliant: lab-run reports it (and may say so with its exit status)
-    assert run.returncode == 0 or "fail" in output.lower(), output[-4000:]
+    # a demo-length run is non-compliant: lab-run judges it FAIL and says so with exit status 1
+    assert run.returncode == 1 and "verdict FAIL" in output, output[-4000:]
     assert "figures rebuilt:" in output
+    # the demo's live line, moving during the run, and where the run's files are
+    assert re.search(r"testing\s+load: .*?\b[1-9]\d* samples, \d+ flagged", output), output[-4000:]
+    assert f"compliance report: {run_dir}/compliance.json" in output, output[-4000:]
+    assert re.search(rf"/runs/{re.escape(run_id)}/figures/trace\.png", output), output[-4000:]
 
     with httpx.Client(timeout=10) as http:
         analyzed = http.get(f"{lab.url('analytics')}/runs/{run_id}").json()

@@ -75,6 +75,10 @@ def test_stop_aborts_a_run_and_bad_requests_are_refused(client: TestClient) -> N
     assert client.post("/runs", json={"run_id": "../x"}, headers=AUTH).status_code == 422
     assert client.post("/runs", json={"modes": ["testing"]}, headers=AUTH).status_code == 422
     assert client.post("/runs", json={"nonsense": 1}, headers=AUTH).status_code == 422
+    # labels that go into server.json and the run-info metric: bounded, one line
+    for label in ({"benchmark": "b" * 129}, {"scenario": "s" * 65}, {"benchmark": "x\ny"}, {"scenario": "\x1b[2J"}):
+        assert client.post("/runs", json=label, headers=AUTH).status_code == 422, label
+    assert not client.get("/status").json()["busy"]
 
 
 def test_without_a_token_control_is_open(director: Director) -> None:

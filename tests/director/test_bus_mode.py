@@ -215,3 +215,19 @@ def test_a_run_stopped_over_http_tells_the_agent_to_stop_its_workload(lab: dict,
     wait_for(lambda: fake.stops, 10, what="StopWorkload for the stopped run")
     assert [(s.run_id, s.reason) for s in fake.stops] == [(f"halt-{unique}", "run aborted: stopped over HTTP")]
     fake.release.set()
+
+
+@pytest.mark.parametrize("ask, reason", [
+    ({"workload": "builtin:bogus"}, "unknown built-in workload 'builtin:bogus'"),
+    ({"workload": "resnet", "scenario": "Nonsense"}, "unknown scenario 'Nonsense'"),
+])
+def test_what_cannot_be_measured_is_refused_on_arrival_with_the_reason(lab: dict, unique: str, ask: dict,
+                                                                       reason: str) -> None:
+    fake = agent(lab)
+    run_id = f"refused-{unique}"
+    lab["bus"].publish(StartRun(sut=lab["sut"], run_id=run_id, sample_interval_s=0.1, **ask),
+                       topology.command_key("director", lab["sut"], lab=lab["lab"]))
+    refused = _completed(lab)
+    assert (refused.run_id, refused.status, refused.seq) == (run_id, "failed", 0)
+    assert refused.reason.startswith("refused: ") and reason in refused.reason, refused.reason
+    assert fake.asks == [] and not (lab["results"] / run_id).exists()  # no phase, no folder

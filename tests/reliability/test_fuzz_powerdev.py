@@ -38,7 +38,7 @@ REPLY_FORMS = [re.compile(p) for p in (
     r"OK", r"OK [A-Za-z0-9_\-]+,[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
     r"\d+\.\d+(e[+-]\d+)?",  # time: Python str(float)
     r"Error", r"Error: invalid label", r"Error: unknown session", r"Error Unknown session command",
-    r"Error: exception", r"Error setting (voltage|current) range: \[.*\]", r"Error: busy: .+",
+    r"Error: exception", r"Error: [ -~]{1,300}", r"Error setting (voltage|current) range: \[.*\]", r"Error: busy: .+",
 )]
 SID = "{sid}"  # replaced by the sid of the connection's last successful `new`
 LABELS = itertools.count()  # a fresh label per `new`: session ids have one-second resolution

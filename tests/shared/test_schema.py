@@ -103,3 +103,10 @@ def test_a_run_id_names_a_folder_and_is_never_a_path(run_id: str) -> None:
             message(**{**fields, "run_id": run_id})
     with pytest.raises(ValidationError):
         s.StartRun(sut="s", run_id=run_id)
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"v":1,"type":"cmd.stop_workload","reason":' + b"[" * 100_000])
+def test_a_body_nested_deeper_than_the_stack_is_a_decode_error_not_a_crash(body: bytes) -> None:
+    # a RecursionError out of decode would escape the consumer's dead-letter handling
+    with pytest.raises(s.DecodeError, match="nested too deeply"):
+        s.decode(body)
