@@ -7,9 +7,9 @@ password (``RABBITMQ_PASSWORD``). A placeholder (``change-me...``) is refused, n
 example file's values are never read: ``deploy/.env.example`` carries none worth keeping.
 
 The broker account: by default (``MLPOWER_LAB_BROKER_ACCOUNT=create``) the lab gets its own
-RabbitMQ user, ``mlpower-<lab>``, with that password and rights on the ``mlpower.*`` exchanges and
-queues of ``AMQP_URL``'s virtual host only, made with ``rabbitmqctl`` (which manages a broker on
-this machine; the password goes through its standard input, never its command line). The
+RabbitMQ user, ``mlpower-<lab>-<digest>`` (``broker_user``), with that password and rights on the
+``mlpower.*`` exchanges and queues of ``AMQP_URL``'s virtual host only, made with ``rabbitmqctl``
+(which manages a broker on this machine; the password goes through its standard input, never its command line). The
 services then log in as that user, reading the URL from a 0600 file (``AMQP_URL_FILE``), so the
 administrator account of ``AMQP_URL`` reaches none of them. ``lab down`` deletes the user. With
 ``MLPOWER_LAB_BROKER_ACCOUNT=given`` the services use ``AMQP_URL``'s own account instead (a
@@ -18,6 +18,7 @@ remote broker, or one you manage yourself).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -97,8 +98,14 @@ def _chosen(name: str, given: Mapping[str, str], stored: Path) -> str:
     return read_secret(stored) or new_secret()
 
 
-def _broker_user(lab: str) -> str:
-    return f"mlpower-{lab}"
+def broker_user(lab: str, admin_url: str, workdir: Path) -> str:
+    """``mlpower-<lab>-<8 hex>``: the lab's name for people, and a digest of the virtual host and the
+    lab folder, because broker users are broker-wide. Two labs of one name (each engineer's default
+    ``lab``, in their own vhost or checkout) would otherwise share one user: the second ``lab up``
+    would change the first's password and either ``lab down`` would delete the other's account
+    (and with it, close its services' connections)."""
+    digest = hashlib.sha256(f"{_vhost(admin_url)}\0{workdir.resolve()}".encode()).hexdigest()[:8]
+    return f"mlpower-{lab}-{digest}"
 
 
 def _is_loopback(host: str) -> bool:
@@ -167,7 +174,8 @@ def ensure(workdir: Path, *, lab: str, admin_url: str, account: str, rabbitmqctl
         parts = urlsplit(admin_url)
         user, password, url, created = unquote(parts.username or ""), unquote(parts.password or ""), admin_url, False
     else:
-        user, password = _broker_user(lab), _chosen("RABBITMQ_PASSWORD", given, folder / BROKER_PASSWORD_FILE)
+        user = broker_user(lab, admin_url, workdir)
+        password = _chosen("RABBITMQ_PASSWORD", given, folder / BROKER_PASSWORD_FILE)
         create_broker_user(shlex.split(rabbitmqctl), admin_url, user, password)
         url, created = _with_account(admin_url, user, password), True
         write_secret(folder / BROKER_PASSWORD_FILE, password)
