@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from mlpower.broker_permissions import Permissions, accounts
+from mlpower.secrets import PLACEHOLDER_HINT, is_placeholder
 
 HASHING = "rabbit_password_hashing_sha256"
 SALT_BYTES = 4  # RabbitMQ's own salt length
@@ -87,6 +88,8 @@ def _account(url: str, source: str) -> tuple[str, str, str]:
         user = password = ""
     if not user or not password:
         raise DefinitionsError(f"{source}: not an amqp://user:password@host/vhost URL")
+    if is_placeholder(password):  # a broker reachable from outside the cluster must never learn 'change-me'
+        raise DefinitionsError(f"{source}: its password {PLACEHOLDER_HINT}")
     path = parts.path
     return user, password, unquote(path[1:]) if len(path) > 1 else "/"
 
@@ -127,6 +130,8 @@ def from_folder(folder: Path, lab: str, suts: list[str]) -> dict[str, Any]:
                        administrator=True)
     if not admin.name or not admin.password:
         raise DefinitionsError(f"{folder}: {ADMIN_USER_FILE} and {ADMIN_PASSWORD_FILE} must not be empty")
+    if is_placeholder(admin.password):
+        raise DefinitionsError(f"{folder / ADMIN_PASSWORD_FILE} {PLACEHOLDER_HINT}")
     if admin.name in {user.name for user in users}:
         raise DefinitionsError(f"the administrator {admin.name} cannot also be a service's user")
     return definitions([admin, *users], vhost)

@@ -142,9 +142,14 @@ def lab_run(console: Console, *, workload: str = "builtin:offline", scenario: st
         console.print(f"run {run_id} started via {accepted['via']}; results in {accepted['output_dir']}",
                       soft_wrap=True, highlight=False)
         watch = _Watch(settings, run_id, progress)
-        LiveView(console, progress).follow(
-            lambda: progress.analyzed is not None or progress.failed or watch.failure is not None,
-            timeout_s, f"run {run_id}", check=watch.check, check_every_s=poll_s)
+        try:
+            LiveView(console, progress).follow(
+                lambda: progress.analyzed is not None or progress.failed or watch.failure is not None,
+                timeout_s, f"run {run_id}", check=watch.check, check_every_s=poll_s)
+        except KeyboardInterrupt:  # Ctrl-C stops the measurement, not only this view of it
+            raise LabError(f"run {run_id} {_stop(settings, token, run_id)}: lab run was interrupted") from None
+        except LabError as exc:  # given up waiting: a run left going would hold the lab's SUT and meter
+            raise LabError(f"{exc}; run {run_id} {_stop(settings, token, run_id)}") from None
     finally:
         listener.close()
     # a run the director ended without success fails lab run, even when analytics analyzed what there was
@@ -155,6 +160,15 @@ def lab_run(console: Console, *, workload: str = "builtin:offline", scenario: st
         raise LabError(watch.failure)
     assert analyzed is not None
     return _conclude(console, settings, token, analyzed, accepted["output_dir"])
+
+
+def _stop(settings: LabSettings, token: str, run_id: str) -> str:
+    """Stop the run in the lab (the director ends its workload too); says how that went."""
+    try:
+        done = _call("director", f"{settings.director_url}/runs/{run_id}/stop", token=token, body={}, timeout_s=5)
+    except LabError as exc:
+        return f"may still be running (stopping it failed: {exc})"
+    return "stopped" if done and done.get("stopped") else "had already ended"
 
 
 def _failed(run_id: str, status: str, reason: str) -> str:

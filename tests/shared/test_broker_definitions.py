@@ -184,3 +184,15 @@ def test_loaded_definitions_give_each_service_its_work_and_403_elsewhere(
             channel.queue_delete(name)
     finally:
         admin.close()
+
+
+@pytest.mark.parametrize("file, text", [("amqp-url-figures", "amqp://u-figures:change-me@rabbitmq:5672/%2F"),
+                                        ("rabbitmq-password", "<password>")])
+def test_a_placeholder_password_is_refused_naming_the_file_not_the_value(tmp_path: Path, file: str,
+                                                                          text: str) -> None:
+    lab, suts = "lab1", ["a"]
+    _secrets_folder(tmp_path, "amqp://x@rabbitmq:5672/%2F", lab, suts, "u")
+    (tmp_path / file).write_text(text)
+    with pytest.raises(bd.DefinitionsError, match="placeholder") as bad:
+        bd.from_folder(tmp_path, lab, suts)
+    assert file in str(bad.value) and "change-me" not in str(bad.value) and "<password>" not in str(bad.value)
