@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from mlpower.broker_permissions import accounts
 from mlpower.lab import credentials, procs
 from mlpower.lab.errors import LabError
 from mlpower.lab.local_lab import _with_credentials, plan
@@ -111,8 +112,18 @@ def test_secrets_are_random_stored_0600_and_reused(tmp_path: Path, rabbitmqctl: 
     rights = [credentials.BROKER_PERMISSION] * 3
     assert made[1]["args"] == ["-q", "set_permissions", "-p", "lab/vhost", user, *rights]
     assert all(first.broker_password not in " ".join(call["args"]) for call in _calls(calls))  # type: ignore[arg-type]
+    # each service's own user: the table's rights, a fresh password of its own (the latest lab up's), by stdin only
+    table = accounts("lab1", ["sut1"])
+    assert first.service_accounts == tuple(table)
+    for name, rights in table.items():
+        own = next(c for c in reversed(_calls(calls)) if c["args"] == ["-q", "add_user", f"{user}-{name}"])
+        assert own["stdin"] not in (first.broker_password, "") and own["stdin"] in \
+            first.service_url_path(name).read_text()
+        assert {"args": ["-q", "set_permissions", "-p", "lab/vhost", f"{user}-{name}", rights.configure,
+                         rights.write, rights.read], "stdin": ""} in _calls(calls)
     assert credentials.forget_broker_user(tmp_path) == user
-    assert _calls(calls)[-1]["args"] == ["-q", "delete_user", user]
+    deleted = [c["args"][-1] for c in _calls(calls) if c["args"][:2] == ["-q", "delete_user"]]
+    assert sorted(deleted) == sorted([user, *(f"{user}-{name}" for name in table)]) and deleted[-1] == user
     assert credentials.forget_broker_user(tmp_path) is None
 
 
@@ -146,7 +157,11 @@ def test_services_read_the_broker_url_from_a_file_and_inherit_no_credential(
     creds = credentials.ensure(tmp_path / "lab", lab="l", admin_url=ADMIN, account="create",
                                rabbitmqctl=rabbitmqctl[0], given={})
     service = _with_credentials(plan(settings, secrets=SECRETS)["analytics"], creds)
-    assert "AMQP_URL" not in service.env and service.env["AMQP_URL_FILE"] == str(creds.amqp_url_path.resolve())
+    own = creds.folder / "amqp_url_analytics"
+    assert "AMQP_URL" not in service.env and service.env["AMQP_URL_FILE"] == str(own.resolve())
+    assert "-analytics:" in own.read_text() and stat.S_IMODE(own.stat().st_mode) == 0o600
+    director = _with_credentials(plan(settings, secrets=SECRETS)["director"], creds)
+    assert director.env["AMQP_URL_FILE"].endswith("amqp_url_director-sut1")
     assert service.env["MLPOWER_API_TOKEN_FILE"].endswith("secrets/mlpower_api_token")
     monkeypatch.setenv("AMQP_URL", ADMIN)
     monkeypatch.setenv("MLPOWER_API_TOKEN", "tok-of-the-shell-0123456789")
