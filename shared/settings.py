@@ -102,7 +102,9 @@ def load_settings(settings_cls: type[S], **overrides: object) -> S:
         return settings_cls(**values)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field_name = str(first["loc"][0]) if first.get("loc") else "?"
+        if not first.get("loc"):  # a check across settings: its message names the variables itself
+            raise SettingsError(f"invalid settings: {first.get('msg')}") from exc
+        field_name = str(first["loc"][0])
         field = settings_cls.model_fields.get(field_name)
         alias = field.validation_alias if field is not None and isinstance(field.validation_alias, str) else field_name
         name = str(alias).upper()

@@ -48,6 +48,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import yaml
+from mlpower.broker_permissions import accounts
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 HERE = Path(__file__).resolve().parent
@@ -81,6 +82,8 @@ RUN_SHARDS = 8  # mlpower.topology.RUN_SHARDS: the most analytics replicas that 
 BROKER_NODES_SERVICE = "rabbitmq-nodes"  # headless: each node's stable name, for peer discovery and clustering
 BROKER_CLUSTER_CONF = "30-cluster.conf"
 BROKER_PLUGINS = "enabled_plugins"
+BROKER_DEFINITIONS_CONF = "40-definitions.conf"
+BROKER_DEFINITIONS_DIR = "/etc/rabbitmq/definitions"  # an in-memory emptyDir the init container fills
 SPOOL_DIR = "/spool"
 # Requests equal to limits: Guaranteed QoS for the timing-critical sampler.
 DIRECTOR_RESOURCES = {"cpu": "500m", "memory": "512Mi"}
@@ -698,6 +701,40 @@ def broker_cluster_conf(inventory: Inventory) -> str:
 BROKER_PLUGINS_TEXT = "[rabbitmq_management,rabbitmq_prometheus,rabbitmq_peer_discovery_k8s].\n"
 
 
+def broker_definitions_conf(inventory: Inventory) -> str:
+    return "\n".join([
+        "# Every account's user and permissions (mlpower.broker_permissions), made at pod start by the",
+        "# broker-definitions init container from the operator's Secret: hashes only, in memory.",
+        f"load_definitions = {BROKER_DEFINITIONS_DIR}/definitions.json",
+        "",
+    ])
+
+
+def broker_secret_items(inventory: Inventory) -> list[dict[str, str]]:
+    """What the broker's init container reads of the operator's Secret: the administrator and every
+    account's URL (SUTs outside the cluster too: their agents log in with theirs)."""
+    names = ["rabbitmq-user", "rabbitmq-password",
+             *(f"amqp-url-{account}" for account in accounts(inventory.lab, [sut.name for sut in inventory.suts]))]
+    return [{"key": name, "path": name} for name in names]
+
+
+def _definitions_init(inventory: Inventory) -> dict[str, Any]:
+    """Writes the broker's definitions before it starts, from the Secret's URLs (so a user's password
+    is the one in its service's URL, and a rotated Secret takes effect at the next pod start)."""
+    suts = [arg for sut in inventory.suts for arg in ("--sut", sut.name)]
+    return {
+        "name": "broker-definitions",
+        "image": "mlpower-slim",
+        "command": ["python", "-m", "mlpower.broker_definitions", "--lab", inventory.lab, *suts,
+                    "--secrets", SECRETS_DIR, "--out", f"{BROKER_DEFINITIONS_DIR}/definitions.json"],
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "broker-credentials", "mountPath": SECRETS_DIR, "readOnly": True},
+                         {"name": "definitions", "mountPath": BROKER_DEFINITIONS_DIR}],
+    }
+
+
 def _broker_patch(inventory: Inventory) -> dict[str, Any]:
     namespace_env = {"name": "MY_POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
     pod_env = {"name": "MY_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
@@ -706,6 +743,7 @@ def _broker_patch(inventory: Inventory) -> dict[str, Any]:
         "spec": {"replicas": inventory.scale.broker_replicas, "podManagementPolicy": "Parallel",
                  "template": {"spec": {
                      "serviceAccountName": "rabbitmq", "automountServiceAccountToken": True,
+                     "initContainers": [_definitions_init(inventory)],
                      "containers": [{
                          "name": "rabbitmq",
                          "env": [pod_env, namespace_env,
@@ -722,8 +760,16 @@ def _broker_patch(inventory: Inventory) -> dict[str, Any]:
                              {"name": "config", "mountPath": f"/etc/rabbitmq/conf.d/{BROKER_CLUSTER_CONF}",
                               "subPath": BROKER_CLUSTER_CONF, "readOnly": True},
                              {"name": "config", "mountPath": f"/etc/rabbitmq/{BROKER_PLUGINS}",
-                              "subPath": BROKER_PLUGINS, "readOnly": True}],
-                     }]}}}}
+                              "subPath": BROKER_PLUGINS, "readOnly": True},
+                             {"name": "config", "mountPath": f"/etc/rabbitmq/conf.d/{BROKER_DEFINITIONS_CONF}",
+                              "subPath": BROKER_DEFINITIONS_CONF, "readOnly": True},
+                             {"name": "definitions", "mountPath": BROKER_DEFINITIONS_DIR, "readOnly": True}],
+                     }],
+                     "volumes": [
+                         {"name": "broker-credentials", "secret": {"secretName": CREDENTIALS, "defaultMode": 0o400,
+                                                                   "items": broker_secret_items(inventory)}},
+                         {"name": "definitions", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}],
+                 }}}}
     return {"patch": yaml.safe_dump(patch, sort_keys=False)}
 
 
@@ -855,7 +901,8 @@ def kustomization(inventory: Inventory) -> dict[str, Any]:
             {"name": "mlpower-config", "behavior": "merge",
              "literals": [f"MLPOWER_LAB={inventory.lab}", f"MLPOWER_QUEUE_TYPE={inventory.scale.queue_type}"]},
             {"name": "prometheus-config", "behavior": "merge", "files": ["prometheus.yml"]},
-            {"name": "rabbitmq-config", "behavior": "merge", "files": [BROKER_CLUSTER_CONF, BROKER_PLUGINS]},
+            {"name": "rabbitmq-config", "behavior": "merge", "files": [BROKER_CLUSTER_CONF, BROKER_PLUGINS,
+                                                                          BROKER_DEFINITIONS_CONF]},
         ],
         "patches": patches,
     }
@@ -875,6 +922,7 @@ def render(inventory: Inventory, inventory_name: str = "inventory.yaml") -> dict
         "prometheus.yml": header + _dump_all([prometheus_config(inventory, base_config)]),
         BROKER_CLUSTER_CONF: header + broker_cluster_conf(inventory),
         BROKER_PLUGINS: f"%% {header.strip().lstrip('# ')}\n" + BROKER_PLUGINS_TEXT,
+        BROKER_DEFINITIONS_CONF: header + broker_definitions_conf(inventory),
     }
     plugin = device_plugin(inventory)
     if plugin is not None:

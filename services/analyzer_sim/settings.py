@@ -26,8 +26,9 @@ class Settings(ServiceSettings):
     sut: str = Field(default="*", validation_alias="MLPOWER_SIM_SUT", pattern=r"^(\*|[A-Za-z0-9_\-]+)$",
                      description="the SUT whose workload phases the follow load listens to; * = any")
 
-    model: str = Field(default="WT310E", validation_alias="MLPOWER_SIM_MODEL",
-                       description="WT310E (1 element), WT332E (2) or WT333E (3); other names act as a WT310E")
+    model: str = Field(default="WT310E", validation_alias="MLPOWER_SIM_MODEL", pattern=r"^[A-Za-z0-9_\-]{1,32}$",
+                       description="WT310E (1 element), WT332E (2) or WT333E (3); other names act as a WT310E "
+                       "(the name goes into *IDN?, so no commas, spaces or newlines)")
     # How the SUT's load divides over its PSUs, and which PSUs this meter's elements measure
     # (mlpower.analyzer_sim.split): e.g. two WT310Es on one SUT: both --split 0.5,0.5, --psus 1 / 2.
     split: str = Field(default="", validation_alias="MLPOWER_SIM_SPLIT", pattern=r"^[0-9.eE+\-, ]*$",

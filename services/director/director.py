@@ -157,16 +157,24 @@ class Director:
     def probe_analyzers(self) -> dict[str, bool] | None:
         """Between runs: open and close each analyzer, so ``mlpower_analyzer_up`` tells the truth when
         no session reads it. None when a session runs (its samples keep the gauge current)."""
-        resources = self.settings.analyzers
-        names = [self.settings.analyzer_name] if len(resources) == 1 else \
-            [f"{self.settings.analyzer_name}_{i}" for i in range(1, len(resources) + 1)]
+        # one probe per analyzer (the channels on one resource are one meter or one PTDaemon); its
+        # answer is each of its channels' (the gauge is per channel name, as a session sets it)
+        groups: dict[str, list[ChannelSpec]] = {}
+        for channel in self.settings.channels:
+            groups.setdefault(channel.resource, []).append(channel)
         found: dict[str, bool] = {}
         with self._lock:  # a session cannot open the instrument while the probe holds it
             if self.busy:
                 return None
-            for name, resource in zip(names, resources, strict=True):
+            for resource, members in groups.items():
+                name = members[0].name
                 try:
-                    source = self._source_factory(resource, self.settings.sample_interval_s)
+                    if len(members) > 1 and self._source_factory == self.open_source:
+                        elements = tuple(c.element for c in members)
+                        source = self.open_source(resource, self.settings.sample_interval_s,
+                                                  channels=elements if parse_resource(resource).kind == "ptd" else ())
+                    else:
+                        source = self._source_factory(members[0].address, self.settings.sample_interval_s)
                     try:
                         source.open()
                         found[name] = True
@@ -179,7 +187,14 @@ class Director:
                     self.analyzer_problems[name] = " ".join(str(exc).split())[:300] or type(exc).__name__
                 else:
                     self.analyzer_problems.pop(name, None)
-                self.metrics.set_analyzer_up(name, self.settings.sut, found[name])
+                for channel in members:
+                    found[channel.name] = found[name]
+                    if channel.name != name:
+                        if name in self.analyzer_problems:
+                            self.analyzer_problems[channel.name] = self.analyzer_problems[name]
+                        else:
+                            self.analyzer_problems.pop(channel.name, None)
+                    self.metrics.set_analyzer_up(channel.name, self.settings.sut, found[name])
         return found
 
     @property

@@ -81,11 +81,13 @@ def _console_of(group: list[SessionAnalyzer]) -> str:
     """One analyzer's console: PTDaemon's own, or the director's lines of its channels in time order."""
     if len(group) == 1 or group[0].ptd is not None:
         return group[0].console_text()
-    seen: dict[str, None] = {}
+    # the same message from several elements within the same second (start-up, a range set on all) once
+    seen: dict[tuple[str, str], str] = {}
     for analyzer in group:
         for line in analyzer.console_text().splitlines(keepends=True):
-            seen.setdefault(line, None)
-    return "".join(sorted(seen, key=_console_time))
+            stamp, _, message = line.partition(": ")
+            seen.setdefault((stamp[:19], message), line)
+    return "".join(sorted(seen.values(), key=_console_time))
 
 
 def _console_time(line: str) -> float:

@@ -7,17 +7,23 @@ password (``RABBITMQ_PASSWORD``). A placeholder (``change-me...``) is refused, n
 example file's values are never read: ``deploy/.env.example`` carries none worth keeping.
 
 The broker account: by default (``MLPOWER_LAB_BROKER_ACCOUNT=create``) the lab gets its own
-RabbitMQ user, ``mlpower-<lab>``, with that password and rights on the ``mlpower.*`` exchanges and
-queues of ``AMQP_URL``'s virtual host only, made with ``rabbitmqctl`` (which manages a broker on
-this machine; the password goes through its standard input, never its command line). The
+RabbitMQ user, ``mlpower-<lab>-<digest>`` (``broker_user``), with that password and rights on the
+``mlpower.*`` exchanges and queues of ``AMQP_URL``'s virtual host only, made with ``rabbitmqctl``
+(which manages a broker on this machine; the password goes through its standard input, never its command line). The
 services then log in as that user, reading the URL from a 0600 file (``AMQP_URL_FILE``), so the
 administrator account of ``AMQP_URL`` reaches none of them. ``lab down`` deletes the user. With
 ``MLPOWER_LAB_BROKER_ACCOUNT=given`` the services use ``AMQP_URL``'s own account instead (a
 remote broker, or one you manage yourself).
+
+Each service then gets a user of its own besides (``<lab user>-<account>``, the accounts of
+``mlpower.broker_permissions``: its director and agent of the lab's SUT, analytics, figures, the
+simulator), with a fresh random password at each ``lab up`` and only the table's rights, its URL
+in its own 0600 file (``amqp_url_<account>``); the lab's user stays the operator's (``lab run``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -27,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from mlpower.broker_permissions import Permissions, accounts
 from mlpower.lab.errors import LabError
 from mlpower.secrets import is_placeholder, new_secret
 
@@ -49,6 +56,7 @@ class LabCredentials:
     amqp_url: str  # what the services log in with
     folder: Path
     created_user: bool  # lab up made broker_user (lab down deletes it)
+    service_accounts: tuple[str, ...] = ()  # the services' own users lab up made, by account
 
     @property
     def token_path(self) -> Path:
@@ -61,6 +69,11 @@ class LabCredentials:
     @property
     def password_path(self) -> Path:
         return self.folder / BROKER_PASSWORD_FILE
+
+    def service_url_path(self, account: str) -> Path:
+        """A service's own broker URL file; the lab's URL where it has none (the given account)."""
+        own = self.folder / f"{AMQP_URL_FILE}_{account}"
+        return own if account in self.service_accounts else self.amqp_url_path
 
 
 def secrets_folder(workdir: Path) -> Path:
@@ -97,8 +110,14 @@ def _chosen(name: str, given: Mapping[str, str], stored: Path) -> str:
     return read_secret(stored) or new_secret()
 
 
-def _broker_user(lab: str) -> str:
-    return f"mlpower-{lab}"
+def broker_user(lab: str, admin_url: str, workdir: Path) -> str:
+    """``mlpower-<lab>-<8 hex>``: the lab's name for people, and a digest of the virtual host and the
+    lab folder, because broker users are broker-wide. Two labs of one name (each engineer's default
+    ``lab``, in their own vhost or checkout) would otherwise share one user: the second ``lab up``
+    would change the first's password and either ``lab down`` would delete the other's account
+    (and with it, close its services' connections)."""
+    digest = hashlib.sha256(f"{_vhost(admin_url)}\0{workdir.resolve()}".encode()).hexdigest()[:8]
+    return f"mlpower-{lab}-{digest}"
 
 
 def _is_loopback(host: str) -> bool:
@@ -132,8 +151,10 @@ def _ctl_error(result: subprocess.CompletedProcess[str]) -> str:
     return lines[-1] if lines else f"exit status {result.returncode}"
 
 
-def create_broker_user(command: list[str], admin_url: str, user: str, password: str) -> None:
-    """The lab's own RabbitMQ user with ``password`` (made, or its password set) and rights on the vhost."""
+def create_broker_user(command: list[str], admin_url: str, user: str, password: str,
+                       rights: Permissions | None = None) -> None:
+    """A RabbitMQ user with ``password`` (made, or its password set) and ``rights`` on the vhost (by
+    default the lab user's: every mlpower.* name)."""
     host = urlsplit(admin_url).hostname or ""
     if not _is_loopback(host):
         raise LabError(f"the broker at {host} is not on this machine: rabbitmqctl cannot make the lab's user there; "
@@ -146,8 +167,9 @@ def create_broker_user(command: list[str], admin_url: str, user: str, password: 
         if changed.returncode != 0:
             raise LabError(f"rabbitmqctl change_password {user}: {_ctl_error(changed)}")
     vhost = _vhost(admin_url)
-    granted = _rabbitmqctl(command, ["-q", "set_permissions", "-p", vhost, user, BROKER_PERMISSION,
-                                     BROKER_PERMISSION, BROKER_PERMISSION])
+    rights = rights or Permissions(BROKER_PERMISSION, BROKER_PERMISSION, BROKER_PERMISSION)
+    granted = _rabbitmqctl(command, ["-q", "set_permissions", "-p", vhost, user, rights.configure, rights.write,
+                                     rights.read])
     if granted.returncode != 0:
         raise LabError(f"rabbitmqctl set_permissions -p {vhost} {user}: {_ctl_error(granted)}")
 
@@ -159,23 +181,34 @@ def delete_broker_user(command: list[str], user: str) -> None:
 
 
 def ensure(workdir: Path, *, lab: str, admin_url: str, account: str, rabbitmqctl: str,
-           given: Mapping[str, str]) -> LabCredentials:
-    """The lab's token and broker account, stored under ``workdir/secrets`` (0700, files 0600)."""
+           given: Mapping[str, str], sut: str = "sut1") -> LabCredentials:
+    """The lab's token and broker accounts, stored under ``workdir/secrets`` (0700, files 0600)."""
     folder = secrets_folder(workdir)
     token = _chosen("MLPOWER_API_TOKEN", given, folder / TOKEN_FILE)
+    made: tuple[str, ...] = ()
     if account == "given":
         parts = urlsplit(admin_url)
         user, password, url, created = unquote(parts.username or ""), unquote(parts.password or ""), admin_url, False
     else:
-        user, password = _broker_user(lab), _chosen("RABBITMQ_PASSWORD", given, folder / BROKER_PASSWORD_FILE)
-        create_broker_user(shlex.split(rabbitmqctl), admin_url, user, password)
-        url, created = _with_account(admin_url, user, password), True
+        command = shlex.split(rabbitmqctl)
+        user = broker_user(lab, admin_url, workdir)
+        password = _chosen("RABBITMQ_PASSWORD", given, folder / BROKER_PASSWORD_FILE)
+        users = [user]
+        state = workdir / BROKER_STATE_FILE
+        try:
+            create_broker_user(command, admin_url, user, password)
+            for name, rights in accounts(lab, [sut]).items():
+                own_user, own_password = f"{user}-{name}", new_secret()
+                users.append(own_user)
+                create_broker_user(command, admin_url, own_user, own_password, rights)
+                write_secret(folder / f"{AMQP_URL_FILE}_{name}", _with_account(admin_url, own_user, own_password))
+        finally:  # whatever was made, lab down (or the failed lab up) deletes
+            state.write_text(json.dumps({"user": user, "users": users, "rabbitmqctl": rabbitmqctl}), encoding="utf-8")
+        url, created, made = _with_account(admin_url, user, password), True, tuple(accounts(lab, [sut]))
         write_secret(folder / BROKER_PASSWORD_FILE, password)
-        (workdir / BROKER_STATE_FILE).write_text(json.dumps({"user": user, "rabbitmqctl": rabbitmqctl}),
-                                                 encoding="utf-8")
     write_secret(folder / TOKEN_FILE, token)
     write_secret(folder / AMQP_URL_FILE, url)
-    return LabCredentials(token, user, password, url, folder, created)
+    return LabCredentials(token, user, password, url, folder, created, made)
 
 
 def forget_broker_user(workdir: Path) -> str | None:
@@ -184,6 +217,7 @@ def forget_broker_user(workdir: Path) -> str | None:
     if not state.is_file():
         return None
     recorded = json.loads(state.read_text(encoding="utf-8"))
-    delete_broker_user(shlex.split(recorded["rabbitmqctl"]), recorded["user"])
+    for user in reversed(recorded.get("users") or [recorded["user"]]):
+        delete_broker_user(shlex.split(recorded["rabbitmqctl"]), user)
     state.unlink()
     return str(recorded["user"])

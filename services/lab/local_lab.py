@@ -54,10 +54,17 @@ def plan(settings: LabSettings, env_file: Path | None = None, *, secrets: dict[s
     return {name: service for name, service in services.items() if name not in ONE_SHOT}
 
 
+def broker_account(service: LocalService) -> str:
+    """The compose service's account in ``mlpower.broker_permissions`` (per SUT: the director's and the agent's)."""
+    sut = service.env.get("MLPOWER_SUT") or service.env.get("MLPOWER_SIM_SUT", "")
+    return f"{service.name}-{sut}" if service.name in ("director", "sut-agent") else service.name
+
+
 def _with_credentials(service: LocalService, creds: LabCredentials) -> LocalService:
-    """The broker URL from its 0600 file instead of a variable (and never the admin account of AMQP_URL)."""
+    """The service's own broker URL from its 0600 file instead of a variable (never the admin
+    account of AMQP_URL, nor another service's rights)."""
     env = {key: value for key, value in service.env.items() if key != "AMQP_URL"}
-    env["AMQP_URL_FILE"] = str(creds.amqp_url_path.resolve())
+    env["AMQP_URL_FILE"] = str(creds.service_url_path(broker_account(service)).resolve())
     return LocalService(service.name, service.argv, env, service.health_url, service.depends_on)
 
 
@@ -73,7 +80,8 @@ def lab_up(workdir: Path | None = None, env_file: Path | None = None) -> Iterato
     creds: LabCredentials | None = None
     try:
         creds = credentials.ensure(settings.workdir, lab=settings.lab, admin_url=settings.amqp_url,
-                                   account=settings.broker_account, rabbitmqctl=settings.rabbitmqctl, given=given)
+                                   account=settings.broker_account, rabbitmqctl=settings.rabbitmqctl, given=given,
+                                   sut=given.get("MLPOWER_SUT") or settings.sut)
         secrets = {"MLPOWER_API_TOKEN": creds.api_token, "RABBITMQ_USER": creds.broker_user,
                    "RABBITMQ_PASSWORD": creds.broker_password or "unused"}
         for service in plan(settings, env_file, secrets=secrets, bind_address=bind_address).values():
@@ -116,7 +124,9 @@ def _how_to_use(settings: LabSettings, creds: LabCredentials, count: int) -> Ite
            f"{creds.token_path})\" ...; 'mlpower lab run' finds it there")
     account = (f"the lab's own user {creds.broker_user}, password in {creds.password_path} (mode 0600)"
                if creds.created_user else f"AMQP_URL's own account ({creds.broker_user})")
-    yield f"broker: {account}; the services read their URL from {creds.amqp_url_path}"
+    own = (f"each service logs in as its own user with only its rights, URL in {creds.folder}/amqp_url_<account>"
+           if creds.service_accounts else f"the services read their URL from {creds.amqp_url_path}")
+    yield f"broker: {account}; {own}"
     yield f"lab up: {count} services; 'mlpower lab run' starts a measurement, 'mlpower lab down' stops them"
 
 

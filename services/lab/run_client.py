@@ -142,9 +142,17 @@ def lab_run(console: Console, *, workload: str = "builtin:offline", scenario: st
         console.print(f"run {run_id} started via {accepted['via']}; results in {accepted['output_dir']}",
                       soft_wrap=True, highlight=False)
         watch = _Watch(settings, run_id, progress)
-        LiveView(console, progress).follow(
-            lambda: progress.analyzed is not None or progress.failed or watch.failure is not None,
-            timeout_s, f"run {run_id}", check=watch.check, check_every_s=poll_s)
+        try:
+            # an analysis alone does not end the wait: it comes on the events queue and may overtake
+            # the director's RunStop on the runs queue, and an aborted run gets analyzed too
+            LiveView(console, progress).follow(
+                lambda: (progress.analyzed is not None and (progress.stopped is not None or watch.ended_ok))
+                or progress.failed or watch.failure is not None,
+                timeout_s, f"run {run_id}", check=watch.check, check_every_s=poll_s)
+        except KeyboardInterrupt:  # Ctrl-C stops the measurement, not only this view of it
+            raise LabError(f"run {run_id} {_stop(settings, token, run_id)}: lab run was interrupted") from None
+        except LabError as exc:  # given up waiting: a run left going would hold the lab's SUT and meter
+            raise LabError(f"{exc}; run {run_id} {_stop(settings, token, run_id)}") from None
     finally:
         listener.close()
     # a run the director ended without success fails lab run, even when analytics analyzed what there was
@@ -157,6 +165,15 @@ def lab_run(console: Console, *, workload: str = "builtin:offline", scenario: st
     return _conclude(console, settings, token, analyzed, accepted["output_dir"])
 
 
+def _stop(settings: LabSettings, token: str, run_id: str) -> str:
+    """Stop the run in the lab (the director ends its workload too); says how that went."""
+    try:
+        done = _call("director", f"{settings.director_url}/runs/{run_id}/stop", token=token, body={}, timeout_s=5)
+    except LabError as exc:
+        return f"may still be running (stopping it failed: {exc})"
+    return "stopped" if done and done.get("stopped") else "had already ended"
+
+
 def _failed(run_id: str, status: str, reason: str) -> str:
     return f"run {run_id} {status}: {reason or 'the director gave no reason'}"
 
@@ -167,6 +184,7 @@ class _Watch:
     def __init__(self, settings: LabSettings, run_id: str, progress: Progress) -> None:
         self.settings, self.run_id, self.progress = settings, run_id, progress
         self.failure: str | None = None
+        self.ended_ok = False  # the director said the run ended with success (the bus may not have)
         self.ended_at: float | None = None
 
     def check(self) -> None:
@@ -176,6 +194,7 @@ class _Watch:
                 self.failure = _failed(self.run_id, status["status"], status.get("reason", ""))
                 return
             # ended well: analytics has it, or will; ask it too, in case the bus missed its event
+            self.ended_ok = True
             analyzed = _call("analytics", f"{self.settings.analytics_url}/runs/{self.run_id}", missing_ok=True)
             if analyzed is not None:
                 self.progress.update(RunAnalyzed.model_validate(analyzed))

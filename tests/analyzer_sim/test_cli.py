@@ -47,3 +47,17 @@ def test_a_load_outside_the_traces_folder_or_not_finite_is_refused_without_quoti
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mlpower: error: invalid setting MLPOWER_SIM_LOAD"), lines
     assert "root:" not in result.stderr and "PATH=" not in result.stderr and "daemon:" not in result.stderr
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--model", "WT333E", "--split", "0.5"], "mlpower: error: invalid settings: Value error, MLPOWER_SIM_MODEL/"),
+    (["--model", "WT333E,x\nEVIL"], "mlpower: error: invalid setting MLPOWER_SIM_MODEL: String should match"),
+])
+def test_settings_that_do_not_fit_name_their_variables_in_one_line(args: list[str], expected: str) -> None:
+    # a check across settings has no one variable: it used to say "invalid setting ?"; a model name
+    # goes into *IDN?, so one with a comma or a newline would forge the meter's identity
+    done = subprocess.run([sys.executable, "-m", "mlpower", "sim", "--port", "0", "--control-port", "-1", *args],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), done.stderr

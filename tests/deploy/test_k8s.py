@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,7 @@ def policy_violations(docs: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -
                 ports = {p["port"] for p in services.get(host, {}).get("spec", {}).get("ports", [])}
                 if host != f"director-{env.get('MLPOWER_SUT')}" or int(port or 0) not in ports:
                     found.append(f"{where}: agent without its director's power-dev address ({server!r})")
+    found += literal_secrets(docs)
     for resource, owners in device_owners.items():
         if len(owners) > 1:
             found.append(f"device resource {resource} shared by SUTs {sorted(owners)}")
@@ -223,6 +225,52 @@ def policy_violations(docs: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -
                 <= admitted:
             found.append(f"Service {name}: source ranges no NetworkPolicy admits")
     return found
+
+
+BROKER_URL_WITH_PASSWORD = re.compile(r"amqps?://[^\s:/@]*:[^\s@]+@")
+SECRET_NAMES = re.compile(r"PASS|PASSWORD|TOKEN|COOKIE|SECRET", re.I)
+
+
+def _strings(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _strings(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _strings(value, f"{path}[{index}]")
+    elif isinstance(node, str):
+        yield path, node
+
+
+def literal_secrets(docs: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> list[str]:
+    """No credential written into a manifest: no broker URL with a password anywhere, no literal value
+    for a variable named like a secret, no generated Secret (the operator creates mlpower-credentials)."""
+    found = []
+    for doc in docs:
+        where = f"{doc['kind']} {doc['metadata']['name']}"
+        if doc["kind"] == "Secret":
+            found.append(f"{where}: a Secret in the manifests (the operator creates it)")
+        for path, text in _strings(doc, ""):
+            if BROKER_URL_WITH_PASSWORD.search(text):
+                found.append(f"{where}{path}: a literal broker password")
+        for _, pod in _pods([doc]):
+            for container in pod.get("containers", []) + pod.get("initContainers", []):
+                for item in container.get("env", []):
+                    # a *_FILE variable names where the secret is, which is the point
+                    if SECRET_NAMES.search(item["name"]) and not item["name"].endswith("_FILE") and item.get("value"):
+                        found.append(f"{where}/{container['name']}: {item['name']} has a literal value")
+    return found
+
+
+@pytest.mark.parametrize("folder", OVERLAYS, ids=[o.name for o in OVERLAYS])
+def test_no_manifest_carries_a_literal_broker_password(deploy_tools: DeployTools, folder: Path) -> None:
+    docs = build(deploy_tools.kubectl, folder)
+    assert literal_secrets(docs) == []
+    for path in folder.iterdir():  # the generated files themselves, patches as text included
+        assert not BROKER_URL_WITH_PASSWORD.search(path.read_text(encoding="utf-8")), path
+    rabbitmq = by_kind(docs, "StatefulSet")["rabbitmq"]["spec"]["template"]["spec"]
+    rabbitmq_env = {e["name"]: e for e in rabbitmq["containers"][0]["env"]}
+    assert "value" not in rabbitmq_env["RABBITMQ_DEFAULT_PASS"], "the administrator's password from the Secret"
 
 
 @pytest.mark.parametrize("folder", OVERLAYS, ids=[o.name for o in OVERLAYS])
@@ -264,6 +312,10 @@ BREAKAGES: dict[str, tuple[str, str, Any, str]] = {
                            "open to every address"),
     "broker password in a variable": ("Deployment", "figures", lambda d: _container0(d)["env"].append(
         {"name": "AMQP_URL", "value": "amqp://u:p@rabbitmq:5672/%2F"}), "AMQP_URL_FILE"),
+    "literal broker password": ("StatefulSet", "rabbitmq", lambda d: _container0(d)["env"].append(
+        {"name": "RABBITMQ_DEFAULT_PASS", "value": "hunter2hunter2"}), "literal value"),
+    "broker URL in an argument": ("Deployment", "figures", lambda d: _container0(d)["args"].append(
+        "amqp://mlpower:hunter2@rabbitmq:5672/%2F"), "literal broker password"),
     "privileged": ("StatefulSet", "director-gpu-c",
                    lambda d: _container0(d)["securityContext"].update(privileged=True), "privileged"),
 }
@@ -469,7 +521,8 @@ def test_cli_writes_the_overlay_next_to_the_inventory(tmp_path: Path, deploy_too
     shutil.copytree(K8S / "base", tmp_path / "base")
     assert gen.main([str(overlay / "inventory.yaml")]) == 0
     assert sorted(path.name for path in overlay.iterdir()) == \
-        ["30-cluster.conf", "enabled_plugins", "inventory.yaml", "kustomization.yaml", "prometheus.yml", "suts.yaml"]
+        ["30-cluster.conf", "40-definitions.conf", "enabled_plugins", "inventory.yaml", "kustomization.yaml",
+         "prometheus.yml", "suts.yaml"]
     docs = build(deploy_tools.kubectl, overlay)
     assert set(by_kind(docs, "Deployment")) == {"figures", "prometheus", "grafana"}
     assert set(by_kind(docs, "StatefulSet")) == {"director-only", "rabbitmq", "analytics"}
@@ -517,7 +570,7 @@ def test_every_broker_account_of_the_lab_has_its_own_secret_key(deploy_tools: De
     for name, pod in _pods(docs):
         for volume in pod.get("volumes", []):
             for item in volume.get("secret", {}).get("items", []):
-                if item["key"].startswith("amqp-url-"):
+                if item["key"].startswith("amqp-url-") and name != "rabbitmq":  # the broker's: below
                     mounted.setdefault(item["key"].removeprefix("amqp-url-"), set()).add(name)
     suts = [sut.name for sut in inv.suts]
     expected = set(accounts(inv.lab, suts))
@@ -528,3 +581,43 @@ def test_every_broker_account_of_the_lab_has_its_own_secret_key(deploy_tools: De
     for account, pods in mounted.items():
         if account.startswith(("director-", "sut-agent-")):
             assert pods == {account}, (account, pods)
+    # the broker's init container reads every account's URL, outside SUTs' too, to make their users
+    broker = by_kind(docs, "StatefulSet")["rabbitmq"]["spec"]["template"]["spec"]
+    keys = {item["key"] for volume in broker["volumes"] for item in volume.get("secret", {}).get("items", [])}
+    assert keys == {"rabbitmq-user", "rabbitmq-password", *(f"amqp-url-{name}" for name in expected)}
+    init = broker["initContainers"][0]
+    assert init["command"][:3] == ["python", "-m", "mlpower.broker_definitions"]
+    assert init["image"].rsplit("/", 1)[-1].startswith("mlpower-slim:")
+
+
+def test_the_broker_init_container_makes_definitions_from_the_secret(deploy_tools: DeployTools,
+                                                                     tmp_path: Path) -> None:
+    """What the init container runs, on a folder laid out as its Secret volume: the definitions the
+    broker's 40-definitions.conf loads, with every account of the lab."""
+    from mlpower.broker_definitions import hash_matches, main
+    from mlpower.broker_permissions import accounts
+
+    docs = build(deploy_tools.kubectl, OVERLAY)
+    inv = gen.load_inventory(OVERLAY / "inventory.yaml")
+    broker = by_kind(docs, "StatefulSet")["rabbitmq"]["spec"]["template"]["spec"]
+    folder = tmp_path / "secret"
+    folder.mkdir()
+    keys = [item["key"] for volume in broker["volumes"] for item in volume.get("secret", {}).get("items", [])]
+    for key in keys:
+        value = "admin" if key == "rabbitmq-user" else "pw-" + key
+        if key.startswith("amqp-url-"):
+            value = f"amqp://mlpower-{inv.lab}-{key.removeprefix('amqp-url-')}:pw-{key}@rabbitmq:5672/%2F"
+        (folder / key).write_text(value)
+    command = broker["initContainers"][0]["command"]
+    out = command.index("--out")
+    args = command[3:]
+    args[args.index(gen.SECRETS_DIR)] = str(folder)
+    args[out - 2] = str(tmp_path / "definitions.json")
+    assert main(args) == 0
+    document = json.loads((tmp_path / "definitions.json").read_text())
+    users = {user["name"]: user for user in document["users"]}
+    assert set(users) == {"admin", *(f"mlpower-{inv.lab}-{a}" for a in accounts(inv.lab, [s.name for s in inv.suts]))}
+    assert hash_matches("pw-amqp-url-figures", users[f"mlpower-{inv.lab}-figures"]["password_hash"])
+    conf = (OVERLAY / gen.BROKER_DEFINITIONS_CONF).read_text()
+    mounted = {m["mountPath"] for m in broker["containers"][0]["volumeMounts"]}
+    assert f"load_definitions = {command[out + 1]}" in conf and gen.BROKER_DEFINITIONS_DIR in mounted

@@ -42,3 +42,22 @@ def test_software_meters_have_no_elements() -> None:
 
     with pytest.raises(ResourceError, match="no elements"):
         open_source("nvml#2")
+
+
+def test_the_idle_probe_opens_each_analyzer_once_and_answers_for_its_channels(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from mlpower.analyzer_sim.settings import Settings
+    from mlpower.analyzer_sim.simulator import start_simulator
+    from mlpower.director.director import Director
+
+    from .conftest import fast_settings
+
+    wt333e = load_settings(Settings, model="WT333E")
+    with start_simulator(port=0, settings=wt333e) as meter, start_simulator(port=0) as single:
+        three = ",".join(f"psu{k}=TCPIP0::127.0.0.1::{meter.port}::SOCKET#{k}" for k in (1, 2, 3))
+        analyzer = f"{three},psu4=TCPIP0::127.0.0.1::{single.port}::SOCKET"
+        director = Director(fast_settings(tmp_path, analyzer=analyzer))
+        assert director.probe_analyzers() == {"psu1": True, "psu2": True, "psu3": True, "psu4": True}
+        single.stop()
+        found = director.probe_analyzers()
+    assert found == {"psu1": True, "psu2": True, "psu3": True, "psu4": False}
+    assert set(director.analyzer_problems) == {"psu4"}

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from mlpower.broker_permissions import accounts
 from mlpower.lab import credentials, procs
 from mlpower.lab.errors import LabError
 from mlpower.lab.local_lab import _with_credentials, plan
@@ -97,7 +98,9 @@ def test_secrets_are_random_stored_0600_and_reused(tmp_path: Path, rabbitmqctl: 
     assert stat.S_IMODE(first.folder.stat().st_mode) == 0o700
     for path in (first.token_path, first.password_path, first.amqp_url_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert first.amqp_url == f"amqp://mlpower-lab1:{first.broker_password}@127.0.0.1:5672/lab%2Fvhost"
+    user = credentials.broker_user("lab1", ADMIN, tmp_path)
+    assert user.startswith("mlpower-lab1-") and len(user) == len("mlpower-lab1-") + 8
+    assert first.amqp_url == f"amqp://{user}:{first.broker_password}@127.0.0.1:5672/lab%2Fvhost"
     assert first.amqp_url_path.read_text() == first.amqp_url and first.created_user
     again = credentials.ensure(tmp_path, lab="lab1", admin_url=ADMIN, account="create", rabbitmqctl=ctl, given={})
     assert (again.api_token, again.broker_password) == (first.api_token, first.broker_password)
@@ -105,12 +108,22 @@ def test_secrets_are_random_stored_0600_and_reused(tmp_path: Path, rabbitmqctl: 
                                 given={"MLPOWER_API_TOKEN": "tok-chosen-by-the-user-0001"})
     assert chosen.api_token == "tok-chosen-by-the-user-0001" and chosen.token_path.read_text() == chosen.api_token
     made = _calls(calls)[:2]
-    assert made[0] == {"args": ["-q", "add_user", "mlpower-lab1"], "stdin": first.broker_password}
+    assert made[0] == {"args": ["-q", "add_user", user], "stdin": first.broker_password}
     rights = [credentials.BROKER_PERMISSION] * 3
-    assert made[1]["args"] == ["-q", "set_permissions", "-p", "lab/vhost", "mlpower-lab1", *rights]
+    assert made[1]["args"] == ["-q", "set_permissions", "-p", "lab/vhost", user, *rights]
     assert all(first.broker_password not in " ".join(call["args"]) for call in _calls(calls))  # type: ignore[arg-type]
-    assert credentials.forget_broker_user(tmp_path) == "mlpower-lab1"
-    assert _calls(calls)[-1]["args"] == ["-q", "delete_user", "mlpower-lab1"]
+    # each service's own user: the table's rights, a fresh password of its own (the latest lab up's), by stdin only
+    table = accounts("lab1", ["sut1"])
+    assert first.service_accounts == tuple(table)
+    for name, rights in table.items():
+        own = next(c for c in reversed(_calls(calls)) if c["args"] == ["-q", "add_user", f"{user}-{name}"])
+        assert own["stdin"] not in (first.broker_password, "") and own["stdin"] in \
+            first.service_url_path(name).read_text()
+        assert {"args": ["-q", "set_permissions", "-p", "lab/vhost", f"{user}-{name}", rights.configure,
+                         rights.write, rights.read], "stdin": ""} in _calls(calls)
+    assert credentials.forget_broker_user(tmp_path) == user
+    deleted = [c["args"][-1] for c in _calls(calls) if c["args"][:2] == ["-q", "delete_user"]]
+    assert sorted(deleted) == sorted([user, *(f"{user}-{name}" for name in table)]) and deleted[-1] == user
     assert credentials.forget_broker_user(tmp_path) is None
 
 
@@ -124,7 +137,8 @@ def test_an_existing_broker_user_gets_the_password_through_stdin(tmp_path: Path,
     creds = credentials.ensure(tmp_path, lab="l2", admin_url=ADMIN, account="create", rabbitmqctl=str(exists),
                                given={})
     args = [call["args"] for call in _calls(calls)]
-    assert args[1] == ["-q", "change_password", "mlpower-l2"] and _calls(calls)[1]["stdin"] == creds.broker_password
+    assert args[1] == ["-q", "change_password", creds.broker_user]
+    assert _calls(calls)[1]["stdin"] == creds.broker_password
 
 
 def test_a_remote_broker_needs_the_given_account(tmp_path: Path, rabbitmqctl: tuple[str, Path]) -> None:
@@ -143,7 +157,11 @@ def test_services_read_the_broker_url_from_a_file_and_inherit_no_credential(
     creds = credentials.ensure(tmp_path / "lab", lab="l", admin_url=ADMIN, account="create",
                                rabbitmqctl=rabbitmqctl[0], given={})
     service = _with_credentials(plan(settings, secrets=SECRETS)["analytics"], creds)
-    assert "AMQP_URL" not in service.env and service.env["AMQP_URL_FILE"] == str(creds.amqp_url_path.resolve())
+    own = creds.folder / "amqp_url_analytics"
+    assert "AMQP_URL" not in service.env and service.env["AMQP_URL_FILE"] == str(own.resolve())
+    assert "-analytics:" in own.read_text() and stat.S_IMODE(own.stat().st_mode) == 0o600
+    director = _with_credentials(plan(settings, secrets=SECRETS)["director"], creds)
+    assert director.env["AMQP_URL_FILE"].endswith("amqp_url_director-sut1")
     assert service.env["MLPOWER_API_TOKEN_FILE"].endswith("secrets/mlpower_api_token")
     monkeypatch.setenv("AMQP_URL", ADMIN)
     monkeypatch.setenv("MLPOWER_API_TOKEN", "tok-of-the-shell-0123456789")
@@ -155,3 +173,13 @@ def test_services_read_the_broker_url_from_a_file_and_inherit_no_credential(
     seen = json.loads(out.read_text())
     assert "AMQP_URL" not in seen and "MLPOWER_API_TOKEN" not in seen and seen["KEPT"] == "yes"
     assert seen["AMQP_URL_FILE"] == service.env["AMQP_URL_FILE"]
+
+
+def test_two_labs_of_one_name_never_share_a_broker_user(tmp_path: Path) -> None:
+    # broker users are broker-wide: every engineer's default lab is called "lab", in a vhost and a
+    # folder of its own; one lab down must not delete (and disconnect) another lab's account
+    here, there = tmp_path / "a" / ".lab", tmp_path / "b" / ".lab"
+    users = {credentials.broker_user("lab", url, folder) for url in (ADMIN, "amqp://u:p@127.0.0.1:5672/other")
+             for folder in (here, there)}
+    assert len(users) == 4 and all(user.startswith("mlpower-lab-") for user in users)
+    assert credentials.broker_user("lab", ADMIN, here) == credentials.broker_user("lab", ADMIN, here)  # lab up again

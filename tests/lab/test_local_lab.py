@@ -4,13 +4,17 @@ rebuilt figures, and every PromQL expression of the dashboards and alert rules r
 
 from __future__ import annotations
 
+import json
 import secrets
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
+from mlpower.broker_permissions import accounts
 from mlpower.lab.local_lab import lab_down, lab_up, plan
 from mlpower.lab.run_client import lab_run
 from mlpower.lab.settings import LabSettings
@@ -61,6 +65,13 @@ def running_lab(tmp_path: Path, amqp_url: str, unique: str, monkeypatch: pytest.
     try:
         lines = list(lab_up())
         assert lines[-1].startswith("lab up: 5 services")
+        # every service logged in as its own user (broker_permissions' rights), none as the lab's
+        state = json.loads((tmp_path / "lab" / "broker.json").read_text())
+        vhost = unquote(urlsplit(amqp_url).path[1:]) or "/"
+        listed = subprocess.run(["rabbitmqctl", "-q", "list_connections", "-p", vhost, "user"], capture_output=True,
+                                text=True, timeout=60, check=True).stdout.split()
+        wanted = {f"{state['user']}-{account}" for account in accounts(f"lab{unique}", [f"sut{unique}"])}
+        assert wanted <= set(listed) and state["user"] not in listed, (wanted, listed)
         yield tmp_path / "lab"
     finally:
         stopped = list(lab_down())

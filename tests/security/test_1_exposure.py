@@ -76,7 +76,7 @@ def test_secrets_are_real_random_and_readable_by_their_owner_only(lab: Lab) -> N
     assert lab.token != lab.broker_password
     assert (lab.workdir / ".gitignore").read_text().strip().endswith("*")
     assert ".lab/" in (PROJECT_ROOT / ".gitignore").read_text().splitlines()
-    assert f"mlpower-{lab.lab}:" in lab.amqp_url and "guest" not in lab.amqp_url
+    assert f"mlpower-{lab.lab}-" in lab.amqp_url and "guest" not in lab.amqp_url
 
 
 @pytest.mark.parametrize("variable, value", [
