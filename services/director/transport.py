@@ -253,10 +253,42 @@ class VisaTransport(Transport):
     def clear_input(self) -> None:
         if self._inst is None:
             return
+        sock = self._raw_socket()
+        if sock is not None:
+            # pyvisa-py's clear() of a SOCKET session reads until the socket would block, and a peer
+            # that closed never blocks (recv returns b'' at EOF): it spun forever, holding the
+            # director's instrument lock, on a meter that closed the connection (e.g. at its limit)
+            self._drain(sock)
+            try:
+                session = self._inst.visalib.sessions[self._inst.session]
+                session._pending_buffer.clear()
+            except Exception:  # noqa: BLE001 - another backend or session type keeps no buffer
+                pass
+            return
         try:
             self._inst.clear()
         except Exception as exc:  # noqa: BLE001 - best effort; the next read reports a real loss
             log.debug("%s: clear failed: %s", self.address, exc)
+
+    def _drain(self, sock: socket.socket, limit_bytes: int = 1 << 20) -> None:
+        """Discard what the meter sent and nobody read; a closed connection is a lost analyzer."""
+        timeout, drained = sock.gettimeout(), 0
+        try:
+            sock.settimeout(0.0)
+            while drained < limit_bytes:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise AnalyzerLost(f"{self.address}: connection closed by the analyzer")
+                drained += len(chunk)
+        except (BlockingIOError, InterruptedError):
+            pass  # nothing more waiting: cleared
+        except OSError as exc:
+            raise AnalyzerLost(f"{self.address}: connection lost: {exc.strerror or exc}") from exc
+        finally:
+            try:
+                sock.settimeout(timeout)
+            except OSError:
+                pass
 
     def _close_rm(self) -> None:
         if self._rm is not None:

@@ -415,3 +415,45 @@ def test_connection_dropped_between_samples_is_lost_at_once(sim: object) -> None
         # at once: the closed socket is the reason, not the 1.9 s read timeout (a reason, not a stopwatch)
         assert "no sample within" not in str(lost.value), lost.value
         assert time.monotonic() - t0 < 1.9 * 2
+
+
+def test_a_meter_that_closes_the_connection_at_once_is_lost_not_a_hang() -> None:
+    """A meter at its connection limit accepts and closes. pyvisa-py's clear() then spun forever on
+    EOF while the director held its instrument lock, so every power-dev `new` hung after a flood."""
+    import socket
+
+    from mlpower.director.transport import VisaTransport
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted = threading.Event()
+
+    def accept_and_close() -> None:
+        conn, _ = listener.accept()
+        conn.close()
+        accepted.set()
+
+    threading.Thread(target=accept_and_close, daemon=True).start()
+    transport = VisaTransport(f"TCPIP0::127.0.0.1::{port}::SOCKET", timeout_s=2.0)
+    outcome: dict[str, BaseException | None] = {}
+
+    def clear_after_close() -> None:
+        try:
+            transport.open()
+            assert accepted.wait(5)
+            wait_for(lambda: transport._socket_closed(), 5, what="the meter's close to arrive")
+            transport.clear_input()
+            outcome["error"] = None
+        except BaseException as exc:  # the assertion below reads it
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=clear_after_close, daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    try:
+        assert not worker.is_alive(), "clear_input hung on a connection the meter closed"
+        assert isinstance(outcome["error"], AnalyzerLost), outcome
+        assert "closed by the analyzer" in str(outcome["error"])
+    finally:
+        transport.close()
+        listener.close()
