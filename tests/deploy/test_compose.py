@@ -238,7 +238,7 @@ def test_environment_names_are_settings_the_service_reads(compose: dict[str, Any
 
     classes = [value for value in vars(module).values()
                if isinstance(value, type) and issubclass(value, ServiceSettings)]
-    aliases = {"MLPOWER_API_TOKEN_FILE"}  # the *_FILE form of MLPOWER_API_TOKEN (shared/settings.py)
+    aliases = {"MLPOWER_API_TOKEN_FILE", "AMQP_URL_FILE"}  # *_FILE forms of secrets (shared/settings.py)
     for settings_class in [ServiceSettings, *classes]:
         aliases |= {field.validation_alias for field in settings_class.model_fields.values()
                     if isinstance(field.validation_alias, str)}
