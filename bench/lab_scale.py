@@ -1,12 +1,13 @@
 """A lab at scale: N SUT streams on the real RabbitMQ, K analytics replicas with live rules on.
 
     .venv/bin/python -m bench.lab_scale --suts N --rate-hz R --seconds S --analytics-replicas K
-                                        [--page-interval-s 0.5] [--publishers P] [--json FILE]
+                                        [--page-interval-s 1.0] [--publishers P] [--json FILE] [--path-only]
 
 The streams are stand-ins, not simulators with directors: each is a real ``RunStream`` (the code
 path the director publishes with: numbering, routing key with its run shard, publisher confirms)
 publishing real ``SamplePage`` documents of R samples per second, a page every
-``--page-interval-s``, between LoadGen-style ``power_begin``/``power_end`` marks. Samples are
+``--page-interval-s`` (default: the director's page interval, 1 s; at most the director's 50
+samples a page), between LoadGen-style ``power_begin``/``power_end`` marks. Samples are
 "read" on a fixed schedule in real time: a sample's ``t_utc_s`` is its read time. The streams run
 in ``--publishers`` processes (about 50 streams each). The analytics replicas are K processes
 running the real ``AnalyticsService`` on the real bus (run shards, live rules, the run table),
@@ -21,7 +22,7 @@ count; the broker: its whole process, which other users of the same broker add t
 peak queue depth (messages ready on the lab's run shards, sampled every 0.2 s) and
 ``analytics_samples_per_s``: the analytics path
 (decode, run view, live rules, and the rules and summary at run.stop) in one process on pre-built
-pages of the same shape, samples per CPU second.
+pages of the same shape, samples per CPU second (``--path-only``: that measurement alone, no broker).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from typing import Any
 
 import numpy as np
 from mlpower import topology
+from mlpower.director.settings import DirectorSettings
 from mlpower.runstream import RunStream
 from mlpower.schema import RunDocument, SamplePage, SourceInfo, decode, encode
 
@@ -51,6 +53,10 @@ STANDIN = ("stand-in streams: real RunStream publishing real SamplePage document
 STREAMS_PER_PUBLISHER = 50
 STREAMS_PER_THREAD = 10
 DEPTH_POLL_S = 0.2
+# The stand-ins page as the real director does by default (its recorder: a page at least every
+# page_interval_s or page_max_samples, whichever comes first), so the pages have the real shape.
+DIRECTOR_PAGE_INTERVAL_S: float = DirectorSettings.model_fields["page_interval_s"].default
+DIRECTOR_PAGE_MAX_SAMPLES: int = DirectorSettings.model_fields["page_max_samples"].default
 
 
 # --------------------------------------------------------------------------- what a stand-in SUT publishes
@@ -88,8 +94,8 @@ class StandIn:
         while self.t0_utc_s + self.next_sample / self.rate_hz <= last:
             times.append(self.t0_utc_s + self.next_sample / self.rate_hz)
             self.next_sample += 1
-        if times:
-            self.stream.page("standin", **page_columns(times, self.index))
+        for lo in range(0, len(times), DIRECTOR_PAGE_MAX_SAMPLES):
+            self.stream.page("standin", **page_columns(times[lo:lo + DIRECTOR_PAGE_MAX_SAMPLES], self.index))
         return len(times)
 
     def finish(self, end_utc_s: float) -> None:
@@ -107,7 +113,7 @@ def prebuilt_run(run_id: str, rate_hz: float, seconds: float, page_interval_s: f
                                   source=SourceInfo(kind="simulator")))
     docs.append(stream.mark("testing_begin", mode="testing", t_utc_s=t0))
     docs.append(stream.mark("power_begin", mode="testing", t_utc_s=t0 + 1e-3, source="loadgen"))
-    per_page = max(1, round(rate_hz * page_interval_s))
+    per_page = min(max(1, round(rate_hz * page_interval_s)), DIRECTOR_PAGE_MAX_SAMPLES)
     total = int(rate_hz * seconds)
     for lo in range(1, total + 1, per_page):
         times = [t0 + k / rate_hz for k in range(lo, min(total, lo + per_page - 1) + 1)]
@@ -413,10 +419,13 @@ def main() -> None:
     parser.add_argument("--rate-hz", type=float, default=10.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--analytics-replicas", type=int, default=2)
-    parser.add_argument("--page-interval-s", type=float, default=0.5)
+    parser.add_argument("--page-interval-s", type=float, default=DIRECTOR_PAGE_INTERVAL_S,
+                        help="a page every this often (default: the director's, %(default)s s)")
     parser.add_argument("--publishers", type=int, default=0, help="stand-in processes (0: one per 50 streams)")
     parser.add_argument("--drain-s", type=float, default=60.0, help="how long to wait for the last analyses")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--path-only", action="store_true",
+                        help="measure only the in-process analytics path (no broker, no processes)")
     # a stand-in publisher process (started by the coordinator)
     parser.add_argument("--role-publisher", action="store_true", help=argparse.SUPPRESS)
     for name, kind in (("--lab", str), ("--run-prefix", str), ("--first-sut", int), ("--count", int),
@@ -426,7 +435,14 @@ def main() -> None:
     if args.role_publisher:
         serve_publisher(args)
         return
-    result = measure(args)
+    if args.path_only:
+        path = analytics_path(args.suts, args.rate_hz, args.seconds, args.page_interval_s)
+        result = {"suts": args.suts, "rate_hz": args.rate_hz, "seconds": args.seconds,
+                  "page_interval_s": args.page_interval_s, "analytics_samples_per_s": round(path["samples_per_cpu_s"]),
+                  "analytics_path": path, "load_average_1min": os.getloadavg()[0],
+                  "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    else:
+        result = measure(args)
     text = json.dumps(result, indent=2)
     if args.json is not None:
         args.json.write_text(text + "\n", encoding="utf-8")

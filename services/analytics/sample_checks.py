@@ -111,8 +111,10 @@ def coverage(view: RunView, options: CheckOptions, v: Verdicts) -> Finding:
     sources += view.channel_samples()  # each PSU's own record is checked too
     judged = []
     for source in sources:
+        # live, an open window changes with every page: its energy is not asked. A closed window is
+        # the one the rules and the summary at run.stop judge: computed in full once, reused then.
         found = coverage_of(source.samples, window.begin_utc_s, window.end_utc_s, source.interval_s,
-                            energy=not options.live)
+                            energy=not (options.live and window.open))
         problems = []
         if found.short:
             problems.append(f"{source.where} covers {found.ratio:.1%} of the testing window ({found.covered_s:.1f} s "

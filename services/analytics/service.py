@@ -197,7 +197,7 @@ class AnalyticsService:
         for finding in findings:
             self.metrics.live_findings.labels(sut=run.sut, rule=finding.rule, severity=finding.severity).inc()
             message = LiveFinding(run_id=run.run_id, sut=run.sut, finding=finding, t_utc_s=now_utc_s())
-            self.bus.publish(message, topology.event_key(message, lab=run.lab))
+            self.bus.publish(message, topology.event_key(message, lab=run.lab or self.settings.lab))
 
     def analyze(self, run_id: str, folder: Path | None = None) -> RunAnalyzed:
         """Summary + findings + verdict of one run, published and stored."""
@@ -222,7 +222,7 @@ class AnalyticsService:
         self.store.put(message)
         self.metrics.runs_analyzed.labels(verdict=message.verdict).inc()
         self.metrics.analyzed(run.sut, message.summary)
-        self.bus.publish(message, topology.event_key(message))
+        self.bus.publish(message, topology.event_key(message, lab=run.lab or self.settings.lab))
         log.info("run %s analysed: %s, %s W", run_id, message.verdict, message.summary.avg_power_w)
         return message
 

@@ -143,8 +143,11 @@ def lab_run(console: Console, *, workload: str = "builtin:offline", scenario: st
                       soft_wrap=True, highlight=False)
         watch = _Watch(settings, run_id, progress)
         try:
+            # an analysis alone does not end the wait: it comes on the events queue and may overtake
+            # the director's RunStop on the runs queue, and an aborted run gets analyzed too
             LiveView(console, progress).follow(
-                lambda: progress.analyzed is not None or progress.failed or watch.failure is not None,
+                lambda: (progress.analyzed is not None and (progress.stopped is not None or watch.ended_ok))
+                or progress.failed or watch.failure is not None,
                 timeout_s, f"run {run_id}", check=watch.check, check_every_s=poll_s)
         except KeyboardInterrupt:  # Ctrl-C stops the measurement, not only this view of it
             raise LabError(f"run {run_id} {_stop(settings, token, run_id)}: lab run was interrupted") from None
@@ -181,6 +184,7 @@ class _Watch:
     def __init__(self, settings: LabSettings, run_id: str, progress: Progress) -> None:
         self.settings, self.run_id, self.progress = settings, run_id, progress
         self.failure: str | None = None
+        self.ended_ok = False  # the director said the run ended with success (the bus may not have)
         self.ended_at: float | None = None
 
     def check(self) -> None:
@@ -190,6 +194,7 @@ class _Watch:
                 self.failure = _failed(self.run_id, status["status"], status.get("reason", ""))
                 return
             # ended well: analytics has it, or will; ask it too, in case the bus missed its event
+            self.ended_ok = True
             analyzed = _call("analytics", f"{self.settings.analytics_url}/runs/{self.run_id}", missing_ok=True)
             if analyzed is not None:
                 self.progress.update(RunAnalyzed.model_validate(analyzed))

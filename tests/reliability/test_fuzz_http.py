@@ -50,7 +50,9 @@ def director(tmp_path: Path) -> Iterator[FastAPI]:
 @pytest.fixture
 def analytics(tmp_path: Path) -> Iterator[FastAPI]:
     service = AnalyticsService(load_settings(AnalyticsSettings, bus="memory", results_dir=tmp_path), InMemoryBus())
+    service.start()  # subscribed, as deployed: /readyz answers 503 only for a real fault
     yield analytics_app(service)
+    service.stop()
 
 
 @pytest.fixture
