@@ -90,6 +90,9 @@ def load_compose(compose_file: Path, variables: Mapping[str, str]) -> dict[str, 
     raw = yaml.safe_load(compose_file.read_text(encoding="utf-8"))
     config: dict[str, Any] = _interpolate_tree(raw, variables)
     named = set((config.get("volumes") or {}).keys())
+    for secret in (config.get("secrets") or {}).values():
+        if secret.get("file"):  # relative to the compose file, as Compose resolves it
+            secret["file"] = str((compose_file.parent / secret["file"]).resolve())
     for service in config["services"].values():
         service["volumes"] = [_long_volume(v, compose_file.parent, named) for v in service.get("volumes", [])]
         depends = service.get("depends_on") or {}
@@ -159,9 +162,14 @@ def local_services(config: Mapping[str, Any], workdir: Path, secret_values: Mapp
                 folder.mkdir(parents=True, exist_ok=True)
                 paths[volume["target"]] = str(folder)
         for secret in service.get("secrets", []):
-            path = workdir / "secrets" / secret["source"]
-            write_secret(path, secret_values.get(secret["source"], ""))
-            paths[secret.get("target") or f"/run/secrets/{secret['source']}"] = str(path)
+            defined = (config.get("secrets") or {}).get(secret["source"]) or {}
+            if defined.get("file"):  # a file secret (the broker URLs): the process reads that file itself
+                path = Path(defined["file"])
+            else:
+                path = workdir / "secrets" / secret["source"]
+                write_secret(path, secret_values.get(secret["source"], ""))
+            target = secret.get("target") or secret["source"]
+            paths[target if target.startswith("/") else f"/run/secrets/{target}"] = str(path)
 
         def remap(value: str, paths: dict[str, str] = paths) -> str:
             for target, source in paths.items():

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
 import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -149,17 +151,20 @@ def test_every_service_holding_a_secret_waits_for_the_secrets_check(compose: dic
     # it sees the three secrets, and nothing else of the lab
     check = services["check-secrets"]
     assert set(check["secrets"]) == {"mlpower_api_token", "grafana_admin_password"}
-    assert set(check["environment"]) == {"RABBITMQ_PASSWORD"}
+    assert not check.get("environment"), "no broker password in any container's environment"
     assert check["network_mode"] == "none" and check["user"].split(":")[0] != "0"
 
 
-def test_env_example_ships_no_usable_secret_and_compose_refuses_it_as_it_is(deploy_tools: DeployTools) -> None:
+def test_env_example_ships_no_usable_secret_and_compose_refuses_it_as_it_is(tmp_path: Path) -> None:
     example = dict(re.findall(r"^(\w+)=(.*)$", ENV_EXAMPLE.read_text(encoding="utf-8"), re.M))
     assert {name: example[name] for name in SECRET_VARIABLES} == dict.fromkeys(SECRET_VARIABLES, "")
     assert "secrets.token_urlsafe" in ENV_EXAMPLE.read_text(encoding="utf-8")  # how to make one
-    result = compose_config(deploy_tools, COMPOSE, "-q", env_file=ENV_EXAMPLE)
-    assert result.returncode != 0
-    assert "RABBITMQ_PASSWORD" in result.stderr and "secrets.token_urlsafe" in result.stderr
+    # the broker's users come from mlpower.compose_secrets, which refuses the example's empty password
+    result = subprocess.run([sys.executable, "-m", "mlpower.compose_secrets", "--env-file", str(ENV_EXAMPLE),
+                             "--out", str(tmp_path / "secrets")], capture_output=True, text=True, timeout=60,
+                            env={k: v for k, v in os.environ.items() if k != "RABBITMQ_PASSWORD"})
+    assert result.returncode != 0 and "RABBITMQ_PASSWORD" in result.stderr
+    assert not (tmp_path / "secrets").exists()
 
 
 def _check_secrets(tmp_path: Path, password: str, token: str, grafana: str) -> subprocess.CompletedProcess[str]:
@@ -200,7 +205,8 @@ def test_no_credential_is_written_in_the_file() -> None:
     for line in text.splitlines():
         if re.search(r"(PASS|PASSWORD|TOKEN)\w*\s*:", line) and "_FILE" not in line:
             assert "${" in line, f"literal credential: {line.strip()}"
-    assert re.search(r"amqp://\$\{RABBITMQ_USER[^}]*\}:\$\{RABBITMQ_PASSWORD[^}]*\}@", text)
+    # no broker URL nor password at all: each service reads its own URL file (AMQP_URL_FILE)
+    assert "amqp://" not in text and "RABBITMQ_PASSWORD" not in text and "RABBITMQ_DEFAULT_PASS" not in text
     required = set(re.findall(r"\$\{(\w+):\?", text))
     defined = set(re.findall(r"^(\w+)=", ENV_EXAMPLE.read_text(encoding="utf-8"), re.M))
     assert required <= defined, f".env.example lacks {required - defined}"
@@ -232,7 +238,7 @@ def test_environment_names_are_settings_the_service_reads(compose: dict[str, Any
 
     classes = [value for value in vars(module).values()
                if isinstance(value, type) and issubclass(value, ServiceSettings)]
-    aliases = {"MLPOWER_API_TOKEN_FILE"}  # the *_FILE form of MLPOWER_API_TOKEN (shared/settings.py)
+    aliases = {"MLPOWER_API_TOKEN_FILE", "AMQP_URL_FILE"}  # *_FILE forms of secrets (shared/settings.py)
     for settings_class in [ServiceSettings, *classes]:
         aliases |= {field.validation_alias for field in settings_class.model_fields.values()
                     if isinstance(field.validation_alias, str)}
@@ -269,3 +275,20 @@ def test_local_services_run_the_compose_commands_with_loopback_hosts(deploy_tool
     assert services["lab-run"].env["MLPOWER_DIRECTOR_URL"] == "http://127.0.0.1:8000"
     # The image carries the public results (package data), so nothing is mounted for them.
     assert "MLPOWER_DATA_DIR" not in services["figures"].env
+
+
+def test_each_service_mounts_only_its_own_broker_url_file(compose: dict[str, Any]) -> None:
+    services, defined = compose["services"], compose["secrets"]
+    seen = {}
+    for name in MLPOWER_SERVICES:
+        service = services[name]
+        urls = [s for s in service["secrets"] if isinstance(s, dict) and s["source"].startswith("amqp_url_")]
+        assert len(urls) == 1 and urls[0]["target"] == "amqp_url", name
+        assert service["environment"]["AMQP_URL_FILE"] == "/run/secrets/amqp_url", name
+        assert "AMQP_URL" not in service["environment"], name
+        seen[name] = defined[urls[0]["source"]]["file"]
+    assert len(set(seen.values())) == len(seen), "two services share a broker account"
+    broker = services["rabbitmq"]
+    assert broker["secrets"] == ["rabbitmq_definitions"] and not broker.get("environment")
+    conf = next(v for v in broker["volumes"] if "conf.d" in v).split(":")[0]
+    assert "load_definitions = /run/secrets/rabbitmq_definitions" in (DEPLOY / conf).read_text(encoding="utf-8")

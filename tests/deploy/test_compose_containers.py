@@ -27,10 +27,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
 import yaml
+from mlpower import compose_secrets
 from mlpower.testing import wait_for
 
 from .compose_lab import env_file_with_secrets
@@ -109,6 +111,9 @@ def compose_lab(deploy_tools: DeployTools, docker_engine: DockerEngine, lab_imag
         # a short demo measurement: 5 s LoadGen runs, 1 s director pauses (non-compliant, as the demo)
         extra.write(f"\nMLPOWER_IMAGE={lab_images.mlpower}\nMLPOWER_SLIM_IMAGE={lab_images.slim}\n"
                     "MLPOWER_AGENT_DURATION_S=5\nMLPOWER_ANALYZER_SLEEP_S=1\nMLPOWER_SUT=sut1\nMLPOWER_LAB=lab\n")
+        # the broker's users, as a user makes them before `up` (python -m mlpower.compose_secrets)
+        extra.write(f"MLPOWER_SECRETS_DIR={tmp_path / 'secrets'}\n")
+    compose_secrets.main(["--env-file", str(env_file), "--out", str(tmp_path / "secrets")])
     lab = ComposeLab(deploy_tools, docker_engine, f"mlpowertest{secrets.token_hex(4)}",
                      [COMPOSE, _override(tmp_path, lab_images.grafana is not None)], env_file, {})
     try:
@@ -120,6 +125,7 @@ def compose_lab(deploy_tools: DeployTools, docker_engine: DockerEngine, lab_imag
         volumes = docker_engine.run("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={lab.project}",
                                     check=False).stdout.split()
         env_file.unlink(missing_ok=True)  # the secrets do not outlive the test
+        shutil.rmtree(tmp_path / "secrets", ignore_errors=True)
         lab.timings["total_s"] = time.monotonic() - started
         print(f"compose lab timings: {json.dumps({k: round(v, 1) for k, v in lab.timings.items()})}")
         assert down.returncode == 0 and not left and not volumes, f"down -v left {left} {volumes}: {down.stderr}"
@@ -148,6 +154,49 @@ def _check_grafana_files() -> None:
     assert home.startswith(folder + "/")
 
 
+def _broker_passwords(lab: ComposeLab) -> dict[str, str]:
+    """Every broker password of the lab (the services' URL files and the administrator's), by user."""
+    folder = lab.env_file.parent / "secrets"
+    found = {}
+    for path in folder.glob("amqp-url-*"):
+        url = urlsplit(path.read_text(encoding="utf-8"))
+        found[unquote(url.username or "")] = unquote(url.password or "")
+    found["admin"] = dict(re.findall(r"^(\w+)=(.*)$", lab.env_file.read_text(encoding="utf-8"), re.M))[
+        "RABBITMQ_PASSWORD"]
+    assert len(found) == 7 and all(found.values()), sorted(found)
+    return found
+
+
+def _check_broker_accounts(lab: ComposeLab) -> None:
+    """No broker password in any container's environment or the logs, and every service on the
+    broker as its own user (none as the administrator)."""
+    passwords = _broker_passwords(lab)
+    project = f"label=com.docker.compose.project={lab.project}"
+    containers = lab.engine.run("ps", "-aq", "--filter", project).stdout.split()
+    assert containers
+    inspected = json.loads(lab.engine.run("inspect", *containers).stdout)
+    for container in inspected:
+        environment = "\n".join(container["Config"]["Env"] or [])
+        leaked = [user for user, password in passwords.items() if password in environment]
+        assert not leaked, f"{container['Name']}: the password of {leaked} is in its environment"
+        assert "amqp://" not in environment, container["Name"]
+    logs = lab.logs()
+    assert not [user for user, password in passwords.items() if password in logs]
+    expected = {f"mlpower-lab-{account}" for account in ("director-sut1", "sut-agent-sut1", "analytics", "figures",
+                                                        "analyzer-sim")}
+    users: set[str] = set()
+
+    def all_connected() -> bool:
+        nonlocal users
+        listed = lab.compose("exec", "-T", "rabbitmq", "rabbitmqctl", "-q", "list_connections", "user", timeout=60)
+        users = {line.strip() for line in listed.stdout.splitlines() if line.strip() and line.strip() != "user"}
+        return users >= expected
+
+    with contextlib.suppress(AssertionError):  # the assertion below names who is connected
+        wait_for(all_connected, 60, what="every service connected as its own user", poll_s=1)
+    assert users == expected, f"connected as {sorted(users)}, expected {sorted(expected)}"
+
+
 def test_the_compose_lab_runs_a_measurement_in_containers(compose_lab: ComposeLab, lab_images: LabImages) -> None:  # noqa: F811
     lab, clock = compose_lab, time.monotonic()
     services = [*LONG_RUNNING, *(("grafana",) if lab_images.grafana else ())]
@@ -167,6 +216,8 @@ def test_the_compose_lab_runs_a_measurement_in_containers(compose_lab: ComposeLa
         assert states[name]["State"] == "running", (name, states[name]["Status"])
         if name != "grafana":
             assert states[name]["Health"] == "healthy", (name, states[name]["Status"])
+
+    _check_broker_accounts(lab)
 
     # one measurement, started by compose's own one-shot service
     clock = time.monotonic()
