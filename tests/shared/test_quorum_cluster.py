@@ -98,7 +98,11 @@ def cluster(tmp_path: Path) -> Iterator[list[Node]]:
     cookie.chmod(0o400)
     nodes = [Node(f"mlq{tag}{i}@localhost", free_port(), tmp_path / f"node{i}") for i in range(3)]
     try:
-        for node in nodes:
+        # the first node boots alone before its peers start: started together, classic peer discovery
+        # can let each boot as its own cluster, and they never merge
+        nodes[0].start([n.name for n in nodes])
+        wait_for(lambda: nodes[0].running_nodes() == 1, 240, what="the first node to run", poll_s=1.0)
+        for node in nodes[1:]:
             node.start([n.name for n in nodes])
         wait_for(lambda: nodes[0].running_nodes() == 3, 240, what="the 3 nodes to form one cluster", poll_s=1.0)
         yield nodes
