@@ -73,15 +73,16 @@ class Recorder:
         self.readings: list[Reading] = []
         self.stats = RecorderStats()
         self.error: str | None = None
-        self._page: list[Reading] = []
         self._stop = threading.Event()
-        self._outbox: queue.Queue[list[Reading] | None] = queue.Queue()
-        self.publish_error: str | None = None
+        self._pager: Pager | None = None  # pages from its own thread, made at start
         self._thread = threading.Thread(target=self._run, name=f"recorder-{stream}-{mode}", daemon=True)
-        self._publisher = threading.Thread(target=self._publish, name=f"pages-{stream}-{mode}", daemon=True)
+
+    @property
+    def publish_error(self) -> str | None:
+        return None if self._pager is None else self._pager.publish_error
 
     def start(self) -> None:
-        self._publisher.start()
+        self._pager = Pager(self._run_stream, self.stream, self.mode, self._config, clock=self._clock)
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> list[Reading]:
@@ -89,9 +90,9 @@ class Recorder:
         self._stop.set()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=timeout_s)
-        self._outbox.put(None)
-        if threading.current_thread() is not self._publisher:
-            self._publisher.join(timeout=timeout_s)
+        if self._pager is not None:
+            self._pager.close(timeout_s)
+            self.stats.pages = self._pager.pages
         return self.readings
 
     @property
@@ -102,7 +103,8 @@ class Recorder:
         interval = self._config.interval_s
         clock = self._clock
         due = clock.monotonic_s()
-        last_page = due
+        pager = self._pager
+        assert pager is not None, "start() makes the pager"
         while not self._stop.is_set():
             started = clock.monotonic_s()
             self.stats.read_started_mono.append(started)
@@ -111,7 +113,7 @@ class Recorder:
             except Exception as exc:  # any failure of the source ends the phase; the reason is kept
                 self.error = f"{type(exc).__name__}: {exc}"
                 log.error("analyzer %s lost during %s: %s", self.stream, self.mode, self.error)
-                self._flush()
+                pager.flush()  # what was read goes out before the loss is acted on
                 if self._on_lost is not None:
                     self._on_lost(self.error)
                 return
@@ -119,36 +121,15 @@ class Recorder:
                 reading = reading.replace(flags=reading.flags | self._extra_flags)
             self.stats.reads += 1
             self.readings.append(reading)
-            self._page.append(reading)
+            pager.add(reading)
             if self._on_sample is not None:
                 self._on_sample(self.stream, reading)
             now = clock.monotonic_s()
-            if len(self._page) >= self._config.page_max_samples or now - last_page >= self._config.page_interval_s:
-                self._flush()
-                last_page = now
             due += interval
             if due < now:  # we fell behind: skip the missed slots rather than bursting to catch up
                 self.stats.late_reads += 1
                 due = now + interval - ((now - due) % interval)
             clock.wait(self._stop, due - clock.monotonic_s())
-        self._flush()
-
-    def _flush(self) -> None:
-        page, self._page = self._page, []
-        if page and self._run_stream is not None:
-            self._outbox.put(page)
-
-    def _publish(self) -> None:
-        while (page := self._outbox.get()) is not None:
-            columns = {name: [getattr(r, name) for r in page] for name in PAGE_COLUMNS}
-            columns["flags"] = [int(f) for f in columns["flags"]]
-            try:
-                assert self._run_stream is not None
-                self._run_stream.page(self.stream, mode=self.mode, **columns)
-                self.stats.pages += 1
-            except Exception as exc:  # the bus is down: the samples stay on disk; say so once per page
-                self.publish_error = f"{type(exc).__name__}: {exc}"
-                log.error("page of %d samples of %s not published: %s", len(page), self.stream, self.publish_error)
 
 
 class Pager:
@@ -172,15 +153,16 @@ class Pager:
         self._page.append(clean(reading))
         now = self._clock.monotonic_s()
         if len(self._page) >= self._config.page_max_samples or now - self._last_page >= self._config.page_interval_s:
-            self._flush()
+            self.flush()
             self._last_page = now
 
     def close(self, timeout_s: float = 10.0) -> None:
-        self._flush()
+        self.flush()
         self._outbox.put(None)
         self._thread.join(timeout=timeout_s)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Hand what is gathered to the publishing thread now."""
         page, self._page = self._page, []
         if page and self._run_stream is not None:
             self._outbox.put(page)
