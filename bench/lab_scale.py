@@ -1,12 +1,12 @@
 """A lab at scale: N SUT streams on the real RabbitMQ, K analytics replicas with live rules on.
 
     .venv/bin/python -m bench.lab_scale --suts N --rate-hz R --seconds S --analytics-replicas K
-                                        [--page-interval-s 1.0] [--publishers P] [--json FILE] [--path-only]
+                                        [--page-interval-s 0.5] [--publishers P] [--json FILE] [--path-only]
 
 The streams are stand-ins, not simulators with directors: each is a real ``RunStream`` (the code
 path the director publishes with: numbering, routing key with its run shard, publisher confirms)
 publishing real ``SamplePage`` documents of R samples per second, a page every
-``--page-interval-s`` (default: the director's page interval, 1 s; at most the director's 50
+``--page-interval-s`` (default: the director's page interval, 0.5 s; at most the director's 50
 samples a page), between LoadGen-style ``power_begin``/``power_end`` marks. Samples are
 "read" on a fixed schedule in real time: a sample's ``t_utc_s`` is its read time. The streams run
 in ``--publishers`` processes (about 50 streams each). The analytics replicas are K processes

@@ -45,10 +45,16 @@ def clean(reading: Reading) -> Reading:
     return reading.replace(**changes) if changes else reading
 
 
+DEFAULT_PAGE_INTERVAL_S = 0.5
+"""A page at least this often. A sample waits on average half a page interval for its page, and one read
+just after a page waits a whole interval: at 0.5 s, read -> analytics stays under a second at p99 with
+room for the broker and analytics (1 s pages put about a second of batching alone into the tail)."""
+
+
 @dataclass
 class RecorderConfig:
     interval_s: float = 1.0
-    page_interval_s: float = 1.0
+    page_interval_s: float = DEFAULT_PAGE_INTERVAL_S
     page_max_samples: int = 50
 
 

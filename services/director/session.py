@@ -36,7 +36,7 @@ from . import session_files
 from .channels import TOTAL_STREAM
 from .errors import AnalyzerLost, DirectorError, RangeError
 from .ranges import testing_ranges
-from .recorder import Pager, Recorder, RecorderConfig
+from .recorder import DEFAULT_PAGE_INTERVAL_S, Pager, Recorder, RecorderConfig
 from .session_analyzer import ServerLog, SessionAnalyzer, analyzers_of
 from .session_states import (
     END_STATUS,
@@ -98,7 +98,7 @@ class SessionConfig:
     sample_interval_s: float = 1.0
     sleep_s: float = 10.0
     debug: bool = False
-    page_interval_s: float = 1.0
+    page_interval_s: float = DEFAULT_PAGE_INTERVAL_S
     page_max_samples: int = 50
     settings: dict[str, Any] = field(default_factory=dict)
 

@@ -9,6 +9,7 @@ from mlpower.settings import ServiceSettings
 from pydantic import Field, field_validator, model_validator
 
 from .channels import ChannelSpec, parse_channels
+from .recorder import DEFAULT_PAGE_INTERVAL_S
 
 UPSTREAM_SLEEP_S = 10.0
 """power-dev's ANALYZER_SLEEP_SECONDS: the pause inside every start (before Go) and every stop."""
@@ -30,7 +31,8 @@ class DirectorSettings(ServiceSettings):
     powerdev_port: int = Field(default=4950, ge=0, le=65535, validation_alias="MLPOWER_POWERDEV_PORT")
     http_port: int = Field(default=8000, ge=0, le=65535, validation_alias="MLPOWER_DIRECTOR_HTTP_PORT")
     sample_interval_s: float = Field(default=1.0, ge=0.1, le=60.0, validation_alias="MLPOWER_SAMPLE_INTERVAL_S")
-    page_interval_s: float = Field(default=1.0, gt=0, le=60.0, validation_alias="MLPOWER_PAGE_INTERVAL_S",
+    page_interval_s: float = Field(default=DEFAULT_PAGE_INTERVAL_S, gt=0, le=60.0,
+                                   validation_alias="MLPOWER_PAGE_INTERVAL_S",
                                    description="a sample page is published at least this often")
     page_max_samples: int = Field(default=50, ge=1, le=10_000, validation_alias="MLPOWER_PAGE_MAX_SAMPLES")
     analyzer_sleep_s: float | None = Field(default=None, ge=0, le=60, validation_alias="MLPOWER_ANALYZER_SLEEP_S",
