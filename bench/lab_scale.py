@@ -132,6 +132,7 @@ def analytics_path(suts: int, rate_hz: float, seconds: float, page_interval_s: f
     over up to 20 runs of the benchmark's shape, their documents interleaved as they arrive."""
     from mlpower.analytics.live import LiveChecker
     from mlpower.analytics.rules import evaluate
+    from mlpower.analytics.service import stream_view
     from mlpower.analytics.summary import summarize
 
     def once(bodies: list[bytes]) -> tuple[int, float, float]:
@@ -148,8 +149,9 @@ def analytics_path(suts: int, rate_hz: float, seconds: float, page_interval_s: f
             if isinstance(document, SamplePage):
                 samples += len(document)
             elif document.type == "run.stop":  # type: ignore[attr-defined]
-                evaluate(live.view)
-                summarize(live.view)
+                view = stream_view(live)  # the view the service judges a run on that has no output folder
+                evaluate(view)
+                summarize(view)
         return samples, time.process_time() - cpu0, time.perf_counter() - wall0
 
     once(prebuilt_run("warm-up", rate_hz, min(seconds, 30.0), page_interval_s, 0))  # first calls import lazily

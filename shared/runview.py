@@ -122,6 +122,10 @@ class RunView:
         # Facts derived from the documents (kind, power stream, windows), computed once per state:
         # live analytics asks for them once per rule, and any new document clears them.
         self._memo: dict[tuple[Any, ...], Any] = {}
+        # Whether every document came after those before it in seq order: the view is then the very
+        # one from_documents builds from its documents sorted (what a run's verdict is computed on).
+        self.in_seq_order = True
+        self._last_seq = -1
 
     def _memoized(self, key: tuple[Any, ...], compute: Any) -> Any:
         if key not in self._memo:
@@ -133,6 +137,9 @@ class RunView:
         """Take one document; False for a duplicate (same ``seq``), which changes nothing."""
         if document.seq in self.documents:
             return False
+        if document.seq < self._last_seq:
+            self.in_seq_order = False
+        self._last_seq = max(document.seq, self._last_seq)
         self.documents[document.seq] = document
         self._memo.clear()
         if isinstance(document, RunStart):

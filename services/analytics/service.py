@@ -70,6 +70,17 @@ def lab_events_queue(lab: str) -> topology.QueueSpec:
 KEEP_FINISHED_RUNS = 32  # documents of recent runs, so that a redelivered run.stop finds them
 
 
+def stream_view(live: LiveChecker) -> RunView:
+    """A run as its documents show it, for its verdict: ``RunView.from_documents`` of the documents in
+    ``seq`` order. When they arrived in that order (a shard delivers a run's documents in order) the live
+    view is that very view, with the samples already in arrays and the closed window's coverage already
+    computed by the live rules at ``power_end``; otherwise it is built again."""
+    view = live.view
+    if view.in_seq_order:
+        return view
+    return RunView.from_documents([view.documents[k] for k in sorted(view.documents)], live.run_id)
+
+
 @dataclass
 class _Run:
     run_id: str
@@ -213,7 +224,8 @@ class AnalyticsService:
         if view is None:
             if not documents:
                 raise AnalyticsError(f"run {run_id}: no documents and no output folder to analyse")
-            view = RunView.from_documents(documents, run_id)
+            # no other thread adds to this run's view now: its documents come from one shard, one at a time
+            view = stream_view(run.live)
         findings = tuple(evaluate(view, self.options))
         message = RunAnalyzed(run_id=run_id, lab=run.lab, sut=run.sut, summary=summarize(view), findings=findings,
                               verdict=verdict_of(findings), t_utc_s=now_utc_s())
