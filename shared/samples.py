@@ -123,5 +123,11 @@ class Samples:
         return self._usable
 
     def inside(self, begin_utc_s: float, end_utc_s: float) -> np.ndarray:
-        """Strictly inside an interval, as the MLPerf checker selects ``spl.txt`` lines."""
-        return (self.t_utc_s > begin_utc_s) & (self.t_utc_s < end_utc_s)
+        """Strictly inside an interval, as the MLPerf checker selects ``spl.txt`` lines. Computed once
+        per interval (the rules and the summary of a run all ask for its window's) and read-only."""
+        key = ("inside", begin_utc_s, end_utc_s)
+        found: np.ndarray | None = self.memo.get(key)
+        if found is None:
+            found = self.memo[key] = (self.t_utc_s > begin_utc_s) & (self.t_utc_s < end_utc_s)
+            found.flags.writeable = False
+        return found

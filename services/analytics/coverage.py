@@ -113,27 +113,29 @@ def _coverage(samples: Samples, begin_utc_s: float, end_utc_s: float, interval_s
     t = samples.t_utc_s
     previous = np.concatenate(([-np.inf], t[:-1]))[:t.size]  # no samples: none before them either
     usable = samples.usable()
-    lo = np.maximum.reduce([previous, t - (interval_s + tolerance_s), np.full(t.shape, begin_utc_s)])
+    lo = np.maximum(np.maximum(previous, t - (interval_s + tolerance_s)), begin_utc_s)
     hi = np.minimum(t, end_utc_s)
     stands = usable & (hi > lo)
-    # The first sample after the window covers its end; LoadGen's load ends there, so its reading
-    # mixes in what follows: the window's tail takes the last usable sample inside the window's power.
-    power = samples.power_w.copy()
-    held = stands & (t > end_utc_s)
-    last_inside = np.flatnonzero(usable & samples.inside(begin_utc_s, end_utc_s))
-    if last_inside.size:
-        power[held] = power[last_inside[-1]]
+    used_inside = usable & samples.inside(begin_utc_s, end_utc_s)
     lo, hi = lo[stands], hi[stands]
     d = hi - lo
     covered = float(d.sum())
-    energy_j = float(np.sum(power[stands] * d)) if d.size and energy else None
-    trapezoid = _trapezoid_j(samples, power, stands, held, lo, hi, interval_s + tolerance_s) \
-        if d.size and energy else None
+    energy_j = trapezoid = None
+    if d.size and energy:
+        # The first sample after the window covers its end; LoadGen's load ends there, so its reading
+        # mixes in what follows: the window's tail takes the last usable sample inside the window's power.
+        power = samples.power_w.copy()
+        held = stands & (t > end_utc_s)
+        last_inside = np.flatnonzero(used_inside)
+        if last_inside.size:
+            power[held] = power[last_inside[-1]]
+        energy_j = float(np.sum(power[stands] * d))
+        trapezoid = _trapezoid_j(samples, power, stands, held, lo, hi, interval_s + tolerance_s)
     edges = np.concatenate(([begin_utc_s], hi))
     starts = np.concatenate((lo, [end_utc_s]))
     holes = np.flatnonzero(starts - edges > NEGLIGIBLE_S)
     uncovered = tuple(Span(float(edges[k]), float(starts[k])) for k in holes)
-    u = t[usable & samples.inside(begin_utc_s, end_utc_s)]
+    u = t[used_inside]
     jumps = np.flatnonzero(np.diff(u) > INNER_GAP_LIMIT_S)
     gaps = tuple(Span(float(u[k]), float(u[k + 1])) for k in jumps)
     window = end_utc_s - begin_utc_s

@@ -63,6 +63,15 @@ class WindowResult:
 
 
 def analyze_window(samples: Samples, begin_utc_s: float, end_utc_s: float, interval_s: float) -> WindowResult:
+    """Computed once per samples and window: the rules (samples_in_window...) and the summary ask alike."""
+    key = ("analyze_window", begin_utc_s, end_utc_s, interval_s)
+    found: WindowResult | None = samples.memo.get(key)
+    if found is None:
+        found = samples.memo[key] = _analyze_window(samples, begin_utc_s, end_utc_s, interval_s)
+    return found
+
+
+def _analyze_window(samples: Samples, begin_utc_s: float, end_utc_s: float, interval_s: float) -> WindowResult:
     if not (math.isfinite(begin_utc_s) and math.isfinite(end_utc_s)) or end_utc_s <= begin_utc_s:
         raise WindowError(f"power window is empty or reversed: power_begin {begin_utc_s}, power_end {end_utc_s}")
     window_s = end_utc_s - begin_utc_s

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mlpower.runview import RunView, Window
@@ -59,9 +59,11 @@ class LiveChecker:
     _judged_until_s: float = field(default=-math.inf, init=False)
     _last_t: dict[str, float] = field(default_factory=dict, init=False)
     _judged_window: Window | None = field(default=None, init=False)
+    _live_options: CheckOptions = field(init=False)
 
     def __post_init__(self) -> None:
         self.view = RunView(self.run_id)
+        self._live_options = replace(self.options, live=True)  # made once, not on every evaluation
 
     def _report(self, finding: Finding) -> list[Finding]:
         if finding.rule in self.reported:
@@ -78,25 +80,26 @@ class LiveChecker:
         """New findings caused by this document (none for a duplicate)."""
         if not self.view.add(document):
             return []
-        out: list[Finding] = []
-        if isinstance(document, RunStart):
-            self.sut = self.sut or document.sut
-        if isinstance(document, RunStart | PhaseMark):
-            for offset, where in recorded_clock_offsets(self.view):
-                out += self.clock_offset(offset, where)
-        if isinstance(document, SamplePage):
-            out += self._pages(document)
-        skip: set[str] | None = None
-        if isinstance(document, PhaseMark) and self._window_moved():
-            skip = self.reported
-        elif isinstance(document, SamplePage):
+        if isinstance(document, SamplePage):  # most documents: tested first
+            out = self._pages(document)
             due = self._due(document)
+            if due is None:
+                return out
             # a clean page's samples can fail no rule the screen covers: only the whole window's are asked
-            skip = None if due is None else self.reported if due else self.reported | SCREENED_RULES
-        if skip is not None:
-            for finding in evaluate_live(self.view, self.options, skip=skip):
-                if finding.status == "fail":
-                    out += self._report(finding)
+            skip = self.reported if due else self.reported | SCREENED_RULES
+        else:
+            out = []
+            if isinstance(document, RunStart):
+                self.sut = self.sut or document.sut
+            if isinstance(document, RunStart | PhaseMark):
+                for offset, where in recorded_clock_offsets(self.view):
+                    out += self.clock_offset(offset, where)
+            if not (isinstance(document, PhaseMark) and self._window_moved()):
+                return out
+            skip = self.reported
+        for finding in evaluate_live(self.view, self._live_options, skip=skip):
+            if finding.status == "fail":
+                out += self._report(finding)
         return out
 
     def _window_moved(self) -> bool:
@@ -137,10 +140,14 @@ class LiveChecker:
         descriptor = self.view.descriptors.get(page.stream)
         limit_s = (descriptor.sample_interval_s if descriptor is not None else 1.0) * (1 + COVERAGE_TOLERANCE)
         before = self._last_t.get(page.stream)
-        self._last_t[page.stream] = max(t[-1], before if before is not None else -math.inf)
-        times = t if before is None else [before, *t]
-        steps = list(map(operator.sub, times[1:], times[:-1]))
-        return bool(steps) and (max(steps) > limit_s or min(steps) < 0)
+        last = t[-1]
+        self._last_t[page.stream] = last if before is None or last > before else before
+        if before is not None and not 0 <= t[0] - before <= limit_s:
+            return True  # the step from the page before
+        if len(t) < 2:
+            return False
+        steps = list(map(operator.sub, t[1:], t))  # the page's own steps (map stops at the shorter)
+        return max(steps) > limit_s or min(steps) < 0
 
     def clock_offset(self, offset_s: float, where: str) -> list[Finding]:
         if math.isfinite(offset_s) and abs(offset_s) <= self.clock_limit_s:

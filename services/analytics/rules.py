@@ -139,6 +139,6 @@ def evaluate_live(view: RunView, options: CheckOptions, skip: Collection[str] = 
     """The live rules over the run so far (windows that have begun reach to the latest sample). A
     rule with nothing to judge yet (no window, no samples) says nothing rather than failing.
     ``skip``: rules not to evaluate (live analytics reports a rule once: a failed one is done)."""
-    live = replace(options, live=True)
+    live = options if options.live else replace(options, live=True)
     return [f for rule in LIVE_RULES
             if rule.id not in skip and (f := _judge(rule, view, live, missing_fails=False)) is not None]
