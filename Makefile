@@ -33,8 +33,12 @@ rabbitmq:
 demo: venv
 	$(BIN)/mlpower demo
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist): most of its time is waiting on real
+# processes, brokers and LoadGen runs, not CPU, so 3 workers fit 2 cores (bench/README.md has the
+# timings); groups keep each package's shared measurement fixtures on one worker (tests/conftest.py).
+TEST_WORKERS ?= 3
 test: dev rabbitmq
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 test-fast: dev
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.summaries"]  # the ledgers' summary, whole under pytest-xdist
+
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
@@ -60,3 +62,18 @@ def rabbit_bus(amqp_url: str) -> Iterator[object]:
     bus = RabbitMQBus(amqp_url, client_name="pytest", lab="pytest")
     yield bus
     bus.close()
+
+
+# Packages whose session- or package-scoped fixtures are whole measurements or builds (the
+# analytics' real runs, the figures build, the container images, the attack suite's lab): under
+# ``make test``'s workers (pytest-xdist, --dist loadgroup) each of them runs on one worker, so those
+# fixtures are made once; every other test file is a group of its own.
+ONE_WORKER_PACKAGES = frozenset({"analytics", "figures", "deploy", "security"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests_dir = Path(__file__).parent
+    for item in items:
+        relative = item.path.relative_to(tests_dir)
+        group = relative.parts[0] if relative.parts[0] in ONE_WORKER_PACKAGES else relative.as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))

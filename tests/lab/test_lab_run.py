@@ -26,6 +26,8 @@ from mlpower.settings import load_settings
 from mlpower.testing import wait_for
 from rich.console import Console
 
+from tests.ports import free_port_offset
+
 LIVE = re.compile(r"^(\S[\w ]*?)\s+load: .* (\d+) samples, \d+ flagged$")
 
 
@@ -33,7 +35,7 @@ LIVE = re.compile(r"^(\S[\w ]*?)\s+load: .* (\d+) samples, \d+ flagged$")
 def lab(tmp_path_factory: pytest.TempPathFactory, amqp_url: str) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("lab") / ".lab"
     tag = secrets.token_hex(4)
-    offset = 1000 + secrets.randbelow(2000) * 10  # its own ports: other labs may run on this machine
+    offset = free_port_offset()  # its own ports: other labs may run on this machine
     with pytest.MonkeyPatch.context() as env:
         for name, value in {"MLPOWER_LAB_DIR": str(folder), "AMQP_URL": amqp_url, "MLPOWER_LAB": f"lab{tag}",
                             "MLPOWER_SUT": f"sut{tag}", "MLPOWER_AGENT_DURATION_S": "2",

@@ -1,6 +1,6 @@
 """The reliability ledger: what the reliability suite injected, sent, received and fuzzed.
 
-Tests record into the process-wide ``LEDGER``; ``conftest.py`` prints it at the end of the run.
+Tests record into the process-wide ``LEDGER``; ``tests/summaries.py`` prints it at the end of the run.
 A crash is any unexpected exception escaping a component under fuzzing or fault injection.
 """
 
@@ -10,9 +10,11 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
+from tests.ledger_base import Mergeable
+
 
 @dataclass
-class Ledger:
+class Ledger(Mergeable):
     faults_injected: Counter[str] = field(default_factory=Counter)
     samples_sent: int = 0
     samples_received: int = 0

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import random
 import secrets
 import signal
 import urllib.request
@@ -25,6 +24,7 @@ from mlpower.lab.local_lab import lab_down, lab_up
 from mlpower.lab.settings import LabSettings
 from mlpower.settings import load_settings
 
+from tests.ports import free_port_offset
 from tests.reliability.ledger import LEDGER
 from tests.reliability.procs import (
     Proc,
@@ -64,7 +64,7 @@ def lab_env(tmp_path: Path, amqp_url: str, unique: str, monkeypatch: pytest.Monk
     monkeypatch.setenv("MLPOWER_SUT", f"sut{unique}")
     monkeypatch.setenv("MLPOWER_AGENT_DURATION_S", "120")  # the workload outlives the test unless stopped
     monkeypatch.setenv("MLPOWER_ANALYZER_SLEEP_S", "0.3")
-    monkeypatch.setenv("MLPOWER_LAB_PORT_OFFSET", str(random.Random(unique).randrange(20000, 40000, 10)))
+    monkeypatch.setenv("MLPOWER_LAB_PORT_OFFSET", str(free_port_offset()))
     monkeypatch.setenv("RABBITMQ_PASSWORD", secrets.token_urlsafe(32))
     monkeypatch.setenv("MLPOWER_API_TOKEN", secrets.token_urlsafe(32))
     try:

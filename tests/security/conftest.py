@@ -1,4 +1,6 @@
-"""The attack suite's lab (``mlpower lab up`` on the real RabbitMQ, for the whole package) and its summary."""
+"""The attack suite's lab (``mlpower lab up`` on the real RabbitMQ, for the whole package).
+
+Its summary is printed by ``tests/summaries.py``."""
 
 from __future__ import annotations
 
@@ -10,21 +12,6 @@ from typing import Any
 import pytest
 
 from tests.security.lab import Lab, free_offset, lab_environment, prepare
-from tests.security.ledger import LEDGER
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not LEDGER.attempts and not LEDGER.places_searched:
-        return
-    terminalreporter.section("security summary")
-    for line in LEDGER.lines():
-        terminalreporter.write_line(line)
-
-
-def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
-    """Leaks must be 0: one recorded by a test that otherwise passed still fails the run."""
-    if LEDGER.leaks and exitstatus == 0:
-        session.exitstatus = 1
 
 
 @pytest.fixture(scope="package")

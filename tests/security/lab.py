@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from tests.reliability.procs import port_answers
+from tests.ports import free_port_offset
 
 SENTINEL = "SENTINEL-7f3a91-outside-every-data-folder"
 BASE_PORTS = {"power-dev": 4950, "director": 8000, "analytics": 8001, "figures": 8002, "sim-control": 8003,
@@ -153,8 +152,4 @@ def prepare(root: Path) -> None:
 
 def free_offset() -> int:
     """A port offset at which none of the lab's ports is taken (other engineers' labs, stray servers)."""
-    for _ in range(100):
-        offset = random.randrange(20000, 50000, 10)
-        if not any(port_answers(port + offset) for port in BASE_PORTS.values()):
-            return offset
-    raise AssertionError("no free set of ports for the lab")
+    return free_port_offset(BASE_PORTS.values())

@@ -1,6 +1,6 @@
 """The attack suite's ledger: every attempt, whether it was refused, and every leak found.
 
-Tests record into the process-wide ``LEDGER``; ``conftest.py`` prints the summary at the end of
+Tests record into the process-wide ``LEDGER``; ``tests/summaries.py`` prints the summary at the end of
 the run (attempts, refused, leaks found) and fails the run when a leak was recorded by a test
 that otherwise passed.
 """
@@ -11,9 +11,11 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
+from tests.ledger_base import Mergeable
+
 
 @dataclass
-class Ledger:
+class Ledger(Mergeable):
     attempts: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
     let_through: list[str] = field(default_factory=list)
