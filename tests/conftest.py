@@ -71,6 +71,7 @@ def rabbit_bus(amqp_url: str) -> Iterator[object]:
 ONE_WORKER_PACKAGES = frozenset({"analytics", "figures", "deploy", "security"})
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups off the items
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tests_dir = Path(__file__).parent
     for item in items:

@@ -291,11 +291,9 @@ class VisaTransport(Transport):
                 pass
 
     def _close_rm(self) -> None:
-        if self._rm is not None:
-            try:
-                self._rm.close()
-            except Exception:  # noqa: BLE001
-                pass
+        # Dropped, never closed: pyvisa gives every caller in a process the same ResourceManager, and
+        # closing it closes every resource it opened, so the other analyzers of this director (a SUT
+        # with two power supplies) or of another lab in the process would lose their connections.
         self._rm = None
 
     def close(self) -> None:

@@ -457,3 +457,23 @@ def test_a_meter_that_closes_the_connection_at_once_is_lost_not_a_hang() -> None
     finally:
         transport.close()
         listener.close()
+
+
+def test_closing_one_analyzer_leaves_the_others_of_the_process_open() -> None:
+    # pyvisa hands every caller in a process the same ResourceManager, and closing it closes every
+    # resource it opened: two analyzers of one director (two power supplies) or two labs in one
+    # process lost each other's connection ("read failed: argument must be an int, or have a
+    # fileno() method") when one of them closed.
+    with start_simulator(port=0, load="constant:250", seed=1) as one, \
+            start_simulator(port=0, load="constant:400", seed=2) as two:
+        first = open_source(f"TCPIP0::127.0.0.1::{one.port}::SOCKET")
+        second = open_source(f"TCPIP0::127.0.0.1::{two.port}::SOCKET")
+        first.open()
+        second.open()
+        first.close()
+        assert "WT310E" in second.identify()  # still answers after the other analyzer closed
+        second.close()
+        again = open_source(f"TCPIP0::127.0.0.1::{one.port}::SOCKET")
+        again.open()  # and a new one opens after both closed
+        assert "WT310E" in again.identify()
+        again.close()

@@ -32,10 +32,8 @@ def _lab_queues(lab: str) -> list[str]:
 @pytest.fixture
 def labs(amqp_url: str, unique: str, tmp_path: Path,
          monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, EmbeddedLab]]:
-    # Two directors in one process share pyvisa's resource manager: one's idle-analyzer probe
-    # opening and closing its socket while the other's session reads has closed the reader's
-    # socket under it. Separate processes (real labs) do not share it; the probe is not under test.
-    monkeypatch.setenv("MLPOWER_ANALYZER_PROBE_S", "0")
+    # Two directors in one process share pyvisa's resource manager; each one's idle-analyzer probe
+    # opens and closes its meter while the other's session reads (closing one must not close the other).
     started: dict[str, EmbeddedLab] = {}
     with ExitStack() as stack:
         for name in (f"a{unique}", f"b{unique}"):
