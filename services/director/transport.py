@@ -298,10 +298,17 @@ class VisaTransport(Transport):
 
     def close(self) -> None:
         if self._inst is not None:
+            session = getattr(self._inst, "session", None)
+            sessions = getattr(getattr(self._inst, "visalib", None), "sessions", None)
             try:
                 self._inst.close()
             except Exception:  # noqa: BLE001 - closing a lost connection
                 pass
+            if isinstance(sessions, dict):
+                # pyvisa-py keeps every closed session in its library-wide table (and the shared
+                # ResourceManager is never closed): a director that reopens its meter, or probes it
+                # while idle, would grow that table for as long as it runs
+                sessions.pop(session, None)
             self._inst = None
         self._close_rm()
 

@@ -473,7 +473,13 @@ def test_closing_one_analyzer_leaves_the_others_of_the_process_open() -> None:
         first.close()
         assert "WT310E" in second.identify()  # still answers after the other analyzer closed
         second.close()
-        again = open_source(f"TCPIP0::127.0.0.1::{one.port}::SOCKET")
-        again.open()  # and a new one opens after both closed
-        assert "WT310E" in again.identify()
-        again.close()
+        import pyvisa
+
+        table = pyvisa.ResourceManager("@py").visalib.sessions
+        before = len(table)
+        for _ in range(20):  # and new ones open after both closed, leaving nothing behind
+            again = open_source(f"TCPIP0::127.0.0.1::{one.port}::SOCKET")
+            again.open()
+            assert "WT310E" in again.identify()
+            again.close()
+        assert len(table) == before
