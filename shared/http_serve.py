@@ -28,12 +28,12 @@ SIGTERM/SIGINT and the order of stopping.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from typing import Any
 
 from mlpower.errors import MlpowerError
+from mlpower.listen import listen
 
 DEFAULT_HOST = "127.0.0.1"
 LIMIT_CONCURRENCY = 64
@@ -97,15 +97,7 @@ class HttpServer:
         import uvicorn
 
         self.name = name
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.socket(family, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self._sock.bind((host, port))
-            self._sock.listen(backlog)
-        except OSError as exc:
-            self._sock.close()
-            raise HttpServeError(f"{name} cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        self._sock = listen(host, port, backlog=backlog, what=name, error=HttpServeError)
         self.host, self.port = host, int(self._sock.getsockname()[1])
         quiet = "warning" if log_level.lower() in ("debug", "info") else log_level.lower()
         config = uvicorn.Config(app, lifespan="off", log_config=None, log_level=quiet, access_log=False,

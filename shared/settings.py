@@ -7,15 +7,16 @@ the variable. Only entry points turn that into an exit status.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from mlpower.errors import SettingsError
 from mlpower.secrets import PLACEHOLDER_HINT, is_placeholder
 from mlpower.topology import DeadLetterPolicy
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -26,10 +27,22 @@ DEFAULT_DATA_DIR = PACKAGE_DATA_DIR / "mlperf_power"
 DEFAULT_TRACES_DIR = PACKAGE_DATA_DIR / "traces"
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a listen address reaches this machine only (a name other than localhost counts as not)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class ServiceSettings(BaseSettings):
     """What every service needs: where the bus is, which lab it belongs to, where results go."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    # The field holding the address the service's HTTP API (with its control endpoints) listens on.
+    HTTP_HOST_FIELD: ClassVar[str] = ""
 
     amqp_url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/", validation_alias="AMQP_URL",
                           repr=False)  # holds the broker password
@@ -71,6 +84,17 @@ class ServiceSettings(BaseSettings):
             raise ValueError(f"the API token {PLACEHOLDER_HINT}")
         return value
 
+    @model_validator(mode="after")
+    def _network_control_needs_a_token(self) -> ServiceSettings:
+        # Without a token the control endpoints are open to whoever reaches them: fine on loopback,
+        # never on an address other machines reach (a lab no one else controls).
+        host = str(getattr(self, self.HTTP_HOST_FIELD, "")) if self.HTTP_HOST_FIELD else ""
+        if host and not is_loopback(host) and not self.api_token:
+            alias = type(self).model_fields[self.HTTP_HOST_FIELD].validation_alias
+            raise ValueError(f"listening on {host} ({alias}) opens the control API to the network: "
+                             "set MLPOWER_API_TOKEN or MLPOWER_API_TOKEN_FILE first (README, Security)")
+        return self
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
@@ -102,12 +126,13 @@ def load_settings(settings_cls: type[S], **overrides: object) -> S:
         return settings_cls(**values)
     except ValidationError as exc:
         first = exc.errors()[0]
+        message = str(first.get("msg")).removeprefix("Value error, ")  # pydantic's prefix says nothing to a user
         if not first.get("loc"):  # a check across settings: its message names the variables itself
-            raise SettingsError(f"invalid settings: {first.get('msg')}") from exc
+            raise SettingsError(f"invalid settings: {message}") from exc
         field_name = str(first["loc"][0])
         field = settings_cls.model_fields.get(field_name)
         alias = field.validation_alias if field is not None and isinstance(field.validation_alias, str) else field_name
         name = str(alias).upper()
         if name in from_files and field_name not in overrides:
             name += "_FILE"  # the value came from that file: name what the user set
-        raise SettingsError(f"invalid setting {name}: {first.get('msg')}") from exc
+        raise SettingsError(f"invalid setting {name}: {message}") from exc

@@ -12,6 +12,7 @@ from .live import DEFAULT_EVERY_S
 
 
 class AnalyticsSettings(ServiceSettings):
+    HTTP_HOST_FIELD = "http_host"
     http_host: str = Field(default="127.0.0.1", validation_alias="MLPOWER_ANALYTICS_HOST")
     http_port: int = Field(default=8001, ge=0, le=65535, validation_alias="MLPOWER_ANALYTICS_PORT")
     store_path: Path | None = Field(default=None, validation_alias="MLPOWER_ANALYTICS_STORE")

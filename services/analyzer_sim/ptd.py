@@ -24,6 +24,7 @@ from mlpower.analyzer_sim.faults import Faults
 from mlpower.analyzer_sim.instrument import Clock, Instrument
 from mlpower.analyzer_sim.models import meter_model
 from mlpower.analyzer_sim.readiness import wait_readable
+from mlpower.listen import listen
 from mlpower.logtext import client_text
 from mlpower.ptdformat import (
     MULTICHANNEL_DEVICE_TYPES,
@@ -467,10 +468,7 @@ class PtdServer:
         self.log_path = log_path
         self._log: TextIO | None = log_path.open("a", encoding="utf-8") if log_path is not None else None
         self._startup_banner()
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind((host, port))
-        self._listener.listen(16)
+        self._listener = listen(host, port, backlog=16, what="PTDaemon emulator")
         self.port = int(self._listener.getsockname()[1])
         self.say(f"Establishing the listener on port {self.port}...")
         self.say("Waiting for a connection...")

@@ -20,6 +20,7 @@ from mlpower.analyzer_sim.faults import Faults, FaultState
 from mlpower.analyzer_sim.instrument import Instrument
 from mlpower.analyzer_sim.readiness import wait_readable
 from mlpower.analyzer_sim.scpi import Dispatcher
+from mlpower.listen import listen
 from mlpower.logtext import client_text
 
 log = logging.getLogger(__name__)
@@ -93,10 +94,7 @@ class ScpiTcpServer:
         faults.subscribe(self._on_fault)
 
     def _listen(self, port: int) -> int:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.host, port))
-        listener.listen(16)
+        listener = listen(self.host, port, backlog=16, what="simulator SCPI")
         self._listener = listener
         return int(listener.getsockname()[1])
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 
 class Settings(ServiceSettings):
+    HTTP_HOST_FIELD = "host"
     host: str = Field(default="127.0.0.1", validation_alias="MLPOWER_SIM_HOST")
     port: int = Field(default=10001, ge=0, le=65535, validation_alias="MLPOWER_SIM_PORT")
     control_port: int = Field(default=8003, ge=-1, le=65535, validation_alias="MLPOWER_SIM_CONTROL_PORT",

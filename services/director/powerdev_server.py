@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from mlpower.errors import MlpowerError
+from mlpower.listen import listen
 from mlpower.logtext import client_text
 from mlpower.powerdev import CHUNK_BYTES, CLIENT_MAGIC, FETCH_FILES, LABEL_PATTERN, SERVER_MAGIC, set_keepalive
 from mlpower.timeutil import now_utc_s
@@ -150,10 +151,8 @@ class PowerDevServer:
             return len(self._connections)
 
     def start(self) -> PowerDevServer:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self._host, self._requested_port))
-        listener.listen(min(self._max_connections, socket.SOMAXCONN))
+        listener = listen(self._host, self._requested_port, backlog=min(self._max_connections, socket.SOMAXCONN),
+                          what="power-dev server")
         listener.settimeout(0.2)
         self._listener = listener
         self._thread = threading.Thread(target=self._serve, name="powerdev-server", daemon=True)

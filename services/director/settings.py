@@ -19,6 +19,7 @@ DEBUG_SLEEP_S = 0.5
 
 
 class DirectorSettings(ServiceSettings):
+    HTTP_HOST_FIELD = "host"
     analyzer: str = Field(default="", validation_alias="MLPOWER_ANALYZER",
                           description="analyzer channel(s), comma-separated [name=]resource[#element]: a VISA "
                                       "resource, serial path, ptd://host:port, nvml or rapl; several channels are "

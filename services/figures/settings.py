@@ -14,6 +14,7 @@ UPSTREAM_RAW_URL = (
 
 
 class FiguresSettings(ServiceSettings):
+    HTTP_HOST_FIELD = "http_host"
     data_dir: Path = Field(default=DEFAULT_DATA_DIR, validation_alias="MLPOWER_DATA_DIR")
     figures_dir: Path | None = Field(default=None, validation_alias="MLPOWER_FIGURES_DIR")
     http_host: str = Field(default="127.0.0.1", validation_alias="MLPOWER_FIGURES_HOST")

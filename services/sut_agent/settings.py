@@ -10,6 +10,7 @@ from pydantic import Field
 
 
 class Settings(ServiceSettings):
+    HTTP_HOST_FIELD = "http_host"
     sut: str = Field(default="sut", validation_alias="MLPOWER_SUT", pattern=r"^[A-Za-z0-9_\-]+$")
     # Client mode: a built-in or the owner's shell command. Bus mode: the default workload's name,
     # one of those the SUT declares (MLPOWER_AGENT_WORKLOADS) or a built-in.

@@ -50,7 +50,7 @@ def test_a_load_outside_the_traces_folder_or_not_finite_is_refused_without_quoti
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--model", "WT333E", "--split", "0.5"], "mlpower: error: invalid settings: Value error, MLPOWER_SIM_MODEL/"),
+    (["--model", "WT333E", "--split", "0.5"], "mlpower: error: invalid settings: MLPOWER_SIM_MODEL/"),
     (["--model", "WT333E,x\nEVIL"], "mlpower: error: invalid setting MLPOWER_SIM_MODEL: String should match"),
 ])
 def test_settings_that_do_not_fit_name_their_variables_in_one_line(args: list[str], expected: str) -> None:
