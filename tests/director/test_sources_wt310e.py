@@ -110,10 +110,12 @@ def test_ranging_then_testing_session(sim: object, transport: str) -> None:
         expected = sample_uncertainty_w(r.power_w, r.voltage_v, r.current_a, r.power_factor, v, a)
         assert r.uncertainty_w == pytest.approx(expected)
         assert 0 < r.uncertainty_w / r.power_w < 0.01
-    # synchronised to the meter's updates: never faster than its 100 ms, no stale repeats (how much later
-    # a busy machine reads is not the driver's property: bench/ measures the jitter)
+    # synchronised to the meter's updates: on average no faster than its 100 ms, and no stale repeats.
+    # One gap alone says little: a read that a busy machine delayed is followed closely by the next
+    # update's (seen: 0.19 s, then 0.008 s); the jitter is bench/'s to measure, not this test's.
     gaps = [b.t_utc_s - a_.t_utc_s for a_, b in zip(testing, testing[1:], strict=False)]
-    assert all(g > 0.05 for g in gaps), gaps
+    assert sum(gaps) / len(gaps) > 0.08, gaps
+    assert all(b.raw != a_.raw for a_, b in zip(testing, testing[1:], strict=False)), [r.raw for r in testing]
 
 
 def test_identical_behaviour_on_every_transport(sim: object) -> None:
