@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +117,12 @@ class Samples:
         summary of one run ask for the same coverage of the same window."""
         return {}
 
+    def memoized(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per key for these samples (``RunView`` keeps its derived facts alike)."""
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return self.memo[key]
+
     @functools.cached_property
     def _usable(self) -> np.ndarray:
         return usable_mask(self.power_w, self.flags)
@@ -128,9 +134,11 @@ class Samples:
     def inside(self, begin_utc_s: float, end_utc_s: float) -> np.ndarray:
         """Strictly inside an interval, as the MLPerf checker selects ``spl.txt`` lines. Computed once
         per interval (the rules and the summary of a run all ask for its window's) and read-only."""
-        key = ("inside", begin_utc_s, end_utc_s)
-        found: np.ndarray | None = self.memo.get(key)
-        if found is None:
-            found = self.memo[key] = (self.t_utc_s > begin_utc_s) & (self.t_utc_s < end_utc_s)
-            found.flags.writeable = False
+        found: np.ndarray = self.memoized(("inside", begin_utc_s, end_utc_s),
+                                          lambda: _read_only((self.t_utc_s > begin_utc_s) & (self.t_utc_s < end_utc_s)))
         return found
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False  # shared by every caller of the memo: none may change it
+    return array

@@ -100,10 +100,8 @@ def coverage(samples: Samples, begin_utc_s: float, end_utc_s: float, interval_s:
     ``energy=False``: the coverage rule's question only (``energy_j`` and ``energy_trapezoid_j``
     are None), for live analytics, which asks it over the whole run on every page.
     Computed once per samples and arguments: the rules and the summary of one run ask alike."""
-    key = ("coverage", begin_utc_s, end_utc_s, interval_s, tolerance, energy)
-    found: Coverage | None = samples.memo.get(key)
-    if found is None:
-        found = samples.memo[key] = _coverage(samples, begin_utc_s, end_utc_s, interval_s, tolerance, energy)
+    arguments = (begin_utc_s, end_utc_s, interval_s, tolerance, energy)
+    found: Coverage = samples.memoized(("coverage", *arguments), lambda: _coverage(samples, *arguments))
     return found
 
 

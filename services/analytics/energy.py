@@ -64,10 +64,8 @@ class WindowResult:
 
 def analyze_window(samples: Samples, begin_utc_s: float, end_utc_s: float, interval_s: float) -> WindowResult:
     """Computed once per samples and window: the rules (samples_in_window...) and the summary ask alike."""
-    key = ("analyze_window", begin_utc_s, end_utc_s, interval_s)
-    found: WindowResult | None = samples.memo.get(key)
-    if found is None:
-        found = samples.memo[key] = _analyze_window(samples, begin_utc_s, end_utc_s, interval_s)
+    found: WindowResult = samples.memoized(("analyze_window", begin_utc_s, end_utc_s, interval_s),
+                                           lambda: _analyze_window(samples, begin_utc_s, end_utc_s, interval_s))
     return found
 
 
