@@ -181,21 +181,21 @@ class VisaTransport(Transport):
             raise AnalyzerLost(f"{self.address}: not open")
         return self._inst
 
-    def _raw_socket(self) -> socket.socket | None:
+    def _py_session(self) -> Any:
+        """pyvisa-py's session object behind the instrument (None for another backend or when closed)."""
         try:
-            session = self._inst.visalib.sessions[self._inst.session]
-            sock = getattr(session, "interface", None)
+            return self._inst.visalib.sessions[self._inst.session]
         except Exception:  # noqa: BLE001 - another backend or session type
             return None
+
+    def _raw_socket(self) -> socket.socket | None:
+        sock = getattr(self._py_session(), "interface", None)
         return sock if isinstance(sock, socket.socket) else None
 
     def _pending_bytes(self) -> int | None:
         """Bytes pyvisa-py has received but not returned yet (None when unknown)."""
-        try:
-            session = self._inst.visalib.sessions[self._inst.session]
-            return len(session._pending_buffer)
-        except Exception:  # noqa: BLE001 - another backend or session type
-            return None
+        buffer = getattr(self._py_session(), "_pending_buffer", None)
+        return None if buffer is None else len(buffer)
 
     def _socket_error(self) -> str:
         """pyvisa-py connects SOCKET resources without noticing a refusal; ask the socket itself."""
@@ -259,11 +259,9 @@ class VisaTransport(Transport):
             # that closed never blocks (recv returns b'' at EOF): it spun forever, holding the
             # director's instrument lock, on a meter that closed the connection (e.g. at its limit)
             self._drain(sock)
-            try:
-                session = self._inst.visalib.sessions[self._inst.session]
-                session._pending_buffer.clear()
-            except Exception:  # noqa: BLE001 - another backend or session type keeps no buffer
-                pass
+            buffer = getattr(self._py_session(), "_pending_buffer", None)
+            if buffer is not None:  # another backend or session type keeps none
+                buffer.clear()
             return
         try:
             self._inst.clear()
