@@ -60,6 +60,10 @@ class PowerDevConnection:
         self.reply_timeout_s = reply_timeout_s
 
     def _lost(self, doing: str, why: object) -> ConnectionLost:
+        # A reset or broken pipe is the server closing while our next command was in flight (TCP answers
+        # unread data with RST): the same event as a clean close, so the user reads the same words.
+        if isinstance(why, (ConnectionResetError, BrokenPipeError)):
+            why = f"the server closed the connection ({why.strerror or type(why).__name__})"
         return ConnectionLost(f"connection to the power-dev server at {self.address} lost during {doing}: {why}")
 
     def send_line(self, text: str) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from mlpower.sut_agent.client_outputs import hash_tree
 from mlpower.sut_agent.errors import ClockOffsetError, ConnectionLost, ProtocolError
-from mlpower.sut_agent.powerdev_client import CLIENT_MAGIC, FETCH_FILES, ClientOptions, run_client_session
+from mlpower.sut_agent.powerdev_client import (CLIENT_MAGIC, FETCH_FILES, ClientOptions, PowerDevConnection,
+                                               run_client_session)
 from mlpower.sut_agent.workloads import parse_workload
 
 from .conftest import Events
@@ -109,6 +110,37 @@ def test_lost_connection_on_a_command(tmp_path: Path) -> None:
     with FakePowerDevServer(close_after="new,") as server:
         with pytest.raises(ConnectionLost, match="closed the connection"):
             run_client_session(options(server, tmp_path), parse_workload("builtin:singlestream"))
+
+
+def test_a_reset_reads_as_the_server_closing_the_connection() -> None:
+    # The race behind a flaky CI run: the server hangs up while our next command is in flight, and TCP
+    # answers that unread command with RST instead of FIN. SO_LINGER 0 makes the reset certain here.
+    import socket
+    import struct
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    got_line = threading.Event()
+
+    def reset_after_one_line() -> None:
+        conn, _ = listener.accept()
+        conn.recv(100)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        got_line.set()
+        conn.close()
+
+    thread = threading.Thread(target=reset_after_one_line)
+    thread.start()
+    try:
+        connection = PowerDevConnection("127.0.0.1", listener.getsockname()[1], reply_timeout_s=5.0)
+        connection.send_line("time")
+        assert got_line.wait(5)
+        thread.join(5)
+        with pytest.raises(ConnectionLost, match=r"lost during 'time': the server closed the connection \("):
+            connection.read_line("'time'")
+    finally:
+        thread.join(5)
+        listener.close()
 
 
 def test_no_server_is_a_clear_error(tmp_path: Path) -> None:
