@@ -10,8 +10,13 @@ from pathlib import Path
 import pytest
 from mlpower.sut_agent.client_outputs import hash_tree
 from mlpower.sut_agent.errors import ClockOffsetError, ConnectionLost, ProtocolError
-from mlpower.sut_agent.powerdev_client import (CLIENT_MAGIC, FETCH_FILES, ClientOptions, PowerDevConnection,
-                                               run_client_session)
+from mlpower.sut_agent.powerdev_client import (
+    CLIENT_MAGIC,
+    FETCH_FILES,
+    ClientOptions,
+    PowerDevConnection,
+    run_client_session,
+)
 from mlpower.sut_agent.workloads import parse_workload
 
 from .conftest import Events

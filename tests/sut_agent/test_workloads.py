@@ -6,10 +6,15 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from mlpower.sut_agent import loadgen_runner
 from mlpower.sut_agent.errors import LoadGenLogError, WorkloadError, WorkloadFailed
+from mlpower.sut_agent.loadgen_logs import mllog_values
+from mlpower.sut_agent.loadgen_runner import Calibration
 from mlpower.sut_agent.runner import run_phase
 from mlpower.sut_agent.workloads import BUILTIN_WORKLOADS, cuda_available, parse_workload
 
@@ -109,3 +114,18 @@ def test_runner_refuses_a_local_time_zone(tmp_path: Path) -> None:
                           env={"PATH": "/usr/bin:/bin", "TZ": "Europe/Paris"}, capture_output=True, text=True)
     assert done.returncode == 2 and "TZ must be UTC" in done.stderr
     assert not (tmp_path / "mlperf_log_detail.txt").exists()
+
+
+@pytest.mark.parametrize("scenario, understate", [
+    ("offline", lambda cal: replace(cal, batch_throughput_per_s=cal.batch_throughput_per_s / 30)),
+    ("singlestream", lambda cal: replace(cal, single_latency_s=cal.single_latency_s * 30))])
+def test_a_run_cut_short_by_a_busy_calibration_is_run_again_sized_from_loadgen(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], scenario: str,
+        understate: Callable[[Calibration], Calibration]) -> None:
+    # A calibration taken while other processes held the CPUs understates the rate: here 30 times,
+    # so that LoadGen's first run is certain to end before min_duration.
+    loadgen_runner.run(scenario, tmp_path, 1000, calibrate_with=lambda p, i: understate(loadgen_runner.calibrate(p, i)))
+    said = capsys.readouterr().err
+    assert "run 1 ended before min_duration_ms=1000" in said and "running again" in said
+    values = mllog_values((tmp_path / "mlperf_log_detail.txt").read_text())
+    assert values["result_min_duration_met"] is True and values["result_validity"] == "VALID"
