@@ -37,6 +37,7 @@ def director(
 
         from .service import DirectorService
         from .settings import DirectorSettings
+        from .sources import parse_resource
 
         overrides = {key: value for key, value in {
             "analyzer": analyzer or None, "powerdev_port": port, "http_port": http_port, "results_dir": out,
@@ -44,6 +45,10 @@ def director(
         if no_bus:
             overrides["bus_mode"] = False
         settings = load_settings(DirectorSettings, **overrides)
+        # With real sources, a resource none can open (a path out of /dev, a typo) stops the start
+        # rather than the first run; tests that inject fake sources use resources of their own.
+        for channel in settings.channels:
+            parse_resource(channel.resource)
         setup_logging(settings.log_level)
         bus = None if no_bus else connect_service(settings, client_name=f"director-{settings.sut}",
                                                   spool_path=settings.spool_path)

@@ -159,6 +159,9 @@ def parse_resource(resource: str) -> Resource:
         return Resource("nvml", text, index=int(m["index"] or 0))
     if m := _RAPL_RE.match(text):
         return Resource("rapl", m["zone"] or "")
+    if (_SERIAL_RE.match(text) or text.upper().startswith("ASRL")) and ".." in re.split(r"[/:]", text):
+        # A device path that climbs out of /dev names a file, not a meter: refused when the setting is read.
+        raise ResourceError(f"serial device in {text!r} must lie under /dev (no '..')")
     if _SERIAL_RE.match(text):
         return Resource("serial", text)
     if _VISA_RE.match(text) and (text.upper().startswith("ASRL") or "::" in text):

@@ -425,7 +425,7 @@ def test_resource_parts() -> None:
 
 @pytest.mark.parametrize(
     "bad", ["", "   ", "http://x", "ptd://host", "ptd://host:0", "ptd://host:99999", "ptd:host:1", "nvml:x", "TCPIP0",
-            "foo::bar", "wt310e"],
+            "foo::bar", "wt310e", "/dev/../etc/passwd", "ASRL/dev/../etc/passwd::INSTR", "/dev/pts/../../root/x"],
 )  # fmt: skip
 def test_bad_resource_strings(bad: str) -> None:
     with pytest.raises(ResourceError):

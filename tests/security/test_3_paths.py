@@ -66,6 +66,20 @@ def test_trace_loads_on_the_command_line_stay_in_the_traces_folder(lab: Lab) -> 
         assert refused, (name, done.returncode, output[-500:])
 
 
+@pytest.mark.parametrize("resource", ["/dev/../etc/passwd", "/dev/pts/../../proc/self/environ",
+                                      "ASRL/dev/../etc/shadow::INSTR", "/etc/passwd", "../../etc/passwd"])
+def test_analyzer_resources_outside_dev_stop_the_director_at_start(lab: Lab, resource: str) -> None:
+    # A serial path that climbs out of /dev would be opened as a meter at the first run: refused at start.
+    done = subprocess.run([sys.executable, "-m", "mlpower", "director", "--no-bus", "--port", "0", "--http-port", "0",
+                           "--out", str(lab.root / "director-out"), "--analyzer", f"a={resource}"],
+                          env=lab.env, capture_output=True, timeout=60)
+    output = done.stdout + done.stderr
+    lab.answers.append(output.decode("utf-8", errors="replace"))
+    refused = done.returncode == 2 and _clean(output) and len(done.stderr.strip().splitlines()) == 1
+    LEDGER.attempt("path: mlpower director --analyzer", resource, refused)
+    assert refused, (resource, done.returncode, output[-500:])
+
+
 def test_downloads_serve_only_the_runs_own_files(lab: Lab, measured: dict[str, Any]) -> None:
     run_id, run_dir = measured["run_id"], measured["run_dir"]
     os.symlink(lab.sentinel, run_dir / "power" / "link.txt")  # planted in the run folder, pointing out
