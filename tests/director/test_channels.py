@@ -61,4 +61,3 @@ def test_the_idle_probe_opens_each_analyzer_once_and_answers_for_its_channels(tm
         found = director.probe_analyzers()
     assert found == {"psu1": True, "psu2": True, "psu3": True, "psu4": False}
     assert set(director.analyzer_problems) == {"psu4"}
-
