@@ -33,7 +33,7 @@ import time
 from typing import Any
 
 from mlpower.errors import MlpowerError
-from mlpower.listen import listen
+from mlpower.listen import listen, url_host
 
 DEFAULT_HOST = "127.0.0.1"
 LIMIT_CONCURRENCY = 64
@@ -110,8 +110,7 @@ class HttpServer:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{url_host(self.host)}:{self.port}"
 
     def start(self, timeout_s: float = 10.0) -> HttpServer:
         self._thread.start()

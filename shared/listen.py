@@ -17,6 +17,13 @@ class ListenError(MlpowerError):
     """A server cannot listen on the address and port it was given."""
 
 
+def url_host(host: str) -> str:
+    """The host as it goes before ``:port`` in an address or URL: IPv6 in one pair of brackets,
+    whether it was given with them (``[::1]``) or without (``::1``)."""
+    address = host.strip("[]")
+    return f"[{address}]" if ":" in address else address
+
+
 def listen(host: str, port: int, *, backlog: int, what: str,
            error: type[MlpowerError] = ListenError) -> socket.socket:
     """A bound, listening TCP socket (``SO_REUSEADDR``); ``error`` is raised, naming ``what``, when it cannot be."""
@@ -28,5 +35,5 @@ def listen(host: str, port: int, *, backlog: int, what: str,
         sock.listen(backlog)
     except OSError as exc:
         sock.close()
-        raise error(f"{what} cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        raise error(f"{what} cannot listen on {url_host(host)}:{port}: {exc.strerror or exc}") from exc
     return sock

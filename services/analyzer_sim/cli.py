@@ -59,6 +59,7 @@ def sim(
         from mlpower.analyzer_sim.settings import Settings
         from mlpower.analyzer_sim.simulator import start_simulator
         from mlpower.cli import setup_logging
+        from mlpower.listen import url_host
         from mlpower.settings import load_settings
 
         overrides = {k: v for k, v in {"port": port, "load": load, "seed": seed, "host": host, "pty": pty,
@@ -72,11 +73,11 @@ def sim(
                                  pty=settings.pty, control_port=settings.control_port if settings.control_port >= 0
                                  else None, settings=settings, sut=settings.sut)
         try:
-            print(f"listening on {settings.host}:{handle.port}", flush=True)
+            print(f"listening on {url_host(settings.host)}:{handle.port}", flush=True)
             if handle.pty_path:
                 print(f"pty {handle.pty_path}", file=sys.stderr, flush=True)
             if handle.control_port is not None:
-                print(f"control on http://{settings.host}:{handle.control_port}", file=sys.stderr, flush=True)
+                print(f"control on http://{url_host(settings.host)}:{handle.control_port}", file=sys.stderr, flush=True)
             _serve_until(stop)
         finally:
             handle.stop()

@@ -71,7 +71,9 @@ def director(
 
 def serving_text(settings: DirectorSettings, powerdev_port: int, http_port: int, bus: bool) -> str:
     """What the director serves, for its start-up: the lines a user needs to point a SUT at it."""
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    from mlpower.listen import url_host
+
+    host = url_host(settings.host)
     control = "token required for control" if settings.api_token else "control open: no MLPOWER_API_TOKEN set"
     return "\n".join((
         f"mlpower director for SUT {settings.sut} (lab {settings.lab})",

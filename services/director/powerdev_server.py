@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from mlpower.errors import MlpowerError
-from mlpower.listen import listen
+from mlpower.listen import listen, url_host
 from mlpower.logtext import client_text
 from mlpower.powerdev import CHUNK_BYTES, CLIENT_MAGIC, FETCH_FILES, LABEL_PATTERN, SERVER_MAGIC, set_keepalive
 from mlpower.timeutil import now_utc_s
@@ -157,7 +157,7 @@ class PowerDevServer:
         self._listener = listener
         self._thread = threading.Thread(target=self._serve, name="powerdev-server", daemon=True)
         self._thread.start()
-        log.info("power-dev server listening on %s:%d", self._host, self.port)
+        log.info("power-dev server listening on %s:%d", url_host(self._host), self.port)
         return self
 
     def stop(self) -> None:

@@ -35,6 +35,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from mlpower.broker_permissions import Permissions, accounts
 from mlpower.lab.errors import LabError
+from mlpower.listen import url_host
 from mlpower.secrets import is_placeholder, new_secret
 
 SECRETS_DIR = "secrets"
@@ -131,7 +132,7 @@ def _vhost(url: str) -> str:
 
 def _with_account(url: str, user: str, password: str) -> str:
     parts = urlsplit(url)
-    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname or ""
+    host = url_host(parts.hostname or "")
     netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 

@@ -7,10 +7,11 @@ import socket
 import pytest
 from mlpower.analytics.settings import AnalyticsSettings
 from mlpower.analyzer_sim.settings import Settings as SimulatorSettings
+from mlpower.director.cli import serving_text
 from mlpower.director.settings import DirectorSettings
 from mlpower.errors import SettingsError
 from mlpower.figures.settings import FiguresSettings
-from mlpower.listen import ListenError, listen
+from mlpower.listen import ListenError, listen, url_host
 from mlpower.settings import ServiceSettings, is_loopback, load_settings
 from mlpower.sut_agent.settings import Settings as AgentSettings
 
@@ -76,3 +77,12 @@ def test_listen_names_what_could_not_listen_where() -> None:
         held.close()
     with pytest.raises(ListenError, match=r"^third cannot listen on 203\.0\.113\.9:0: "):
         listen("203.0.113.9", 0, backlog=1, what="third")  # TEST-NET-3: no interface of this machine has it
+
+
+
+@pytest.mark.parametrize("host, shown", [("127.0.0.1", "127.0.0.1"), ("::1", "[::1]"), ("[::1]", "[::1]"),
+                                         ("0.0.0.0", "0.0.0.0"), ("lab.example", "lab.example"), ("[::]", "[::]")])
+def test_an_address_shows_ipv6_in_one_pair_of_brackets(host: str, shown: str) -> None:
+    assert url_host(host) == shown
+    settings = load_settings(DirectorSettings, host=host, api_token="t" * 40)
+    assert f"http://{shown}:8000 " in serving_text(settings, 4950, 8000, bus=False)
