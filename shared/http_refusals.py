@@ -27,6 +27,7 @@ DESCRIPTIONS: dict[int, str] = {
     409: "conflicts with what is running",
     413: "request body too large",
     422: "the request does not match the schema, or a value is not acceptable",
+    503: "a part the service needs (the analyzer, its configuration) is unavailable now; the request was fine",
 }
 
 

@@ -100,7 +100,7 @@ def create_app(director: Director, *, api_token: str = "",
         return director.list_runs()
 
     @app.post("/runs", status_code=202, dependencies=control, response_model=RunAccepted,
-              responses=refusals(400, 401, 409))
+              responses=refusals(401, 409, 503))
     def start_run(request: RunRequest) -> RunAccepted:
         try:
             plan = request.plan(agent=director.agent is not None)
@@ -110,8 +110,8 @@ def create_app(director: Director, *, api_token: str = "",
             session = director.run(plan)
         except Busy as exc:
             raise HTTPException(409, str(exc)) from exc
-        except MlpowerError as exc:
-            raise HTTPException(400, str(exc)) from exc
+        except MlpowerError as exc:  # the request passed validation: what failed is on this side (the analyzer)
+            raise HTTPException(503, str(exc)) from exc
         via: Literal["timed", "agent"] = "agent" if isinstance(plan.workload, AgentWorkload) else "timed"
         return RunAccepted(run_id=session.run_id, output_dir=str(session.dir), via=via)
 

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from mlpower.director.director import Director
+from mlpower.director.errors import SourceUnavailable
 from mlpower.director.http_api import create_app
 from mlpower.testing import wait_for
 
 from .conftest import fast_settings
+from .fakes import FakeSource
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -85,3 +87,13 @@ def test_without_a_token_control_is_open(director: Director) -> None:
     open_client = TestClient(create_app(director, api_token=""))
     assert open_client.post("/runs", json={"run_id": "open", "phase_s": 0.1}).status_code == 202
     assert _wait_ended(open_client, "open")["status"] == "success"
+
+
+def test_an_analyzer_that_cannot_be_opened_is_503_and_names_it(tmp_path: Path) -> None:
+    def unreachable(resource: str, interval_s: float) -> FakeSource:
+        raise SourceUnavailable("wt310e", f"cannot connect to {resource}: connection refused")
+
+    director = Director(fast_settings(tmp_path), source_factory=unreachable)
+    answer = TestClient(create_app(director, api_token=TOKEN)).post("/runs", json={"phase_s": 0.1}, headers=AUTH)
+    assert answer.status_code == 503 and "cannot connect to fake://1" in answer.json()["detail"]
+    assert not director.busy
