@@ -57,10 +57,17 @@ Handler = Callable[[Message, Delivery], None]
 
 @dataclass(frozen=True)
 class DeadLetter:
-    body: bytes
+    body: bytes  # the whole body, or its first ``preview_bytes`` when the reader asked for a preview
     reason: str
     exchange: str
     routing_key: str
+    size_bytes: int  # the whole body's size
+
+    @classmethod
+    def of(cls, body: bytes, reason: str, exchange: str, routing_key: str,
+           preview_bytes: int | None = None) -> DeadLetter:
+        kept = body if preview_bytes is None else body[:preview_bytes]
+        return cls(kept, reason, exchange, routing_key, len(body))
 
 
 class Subscription(Protocol):
@@ -88,9 +95,11 @@ class Bus(Protocol):
     def declare(self, spec: topology.QueueSpec) -> None:
         """Create the queue and its bindings now, so messages published before a consumer starts are kept."""
 
-    def dead_letters(self, limit: int = 100, *, keep: bool = False) -> list[DeadLetter]:
+    def dead_letters(self, limit: int = 100, *, keep: bool = False,
+                     preview_bytes: int | None = None) -> list[DeadLetter]:
         """Take up to ``limit`` messages off this lab's dead-letter queue, oldest first (for
-        ``mlpower deadletters`` and tests); ``keep`` leaves them there, only showing them."""
+        ``mlpower deadletters`` and tests); ``keep`` leaves them there, only showing them;
+        ``preview_bytes`` keeps only the start of each body (a reader that shows, not replays)."""
 
     def dead_letter_depth(self) -> int:
         """How many messages wait in this lab's dead-letter queue."""
@@ -275,18 +284,19 @@ class InMemoryBus:
         self._declare(spec)
 
     def _dead_letter(self, envelope: _Envelope, reason: str) -> None:
-        self._dead.append(DeadLetter(envelope.body, reason, envelope.exchange, envelope.routing_key))
+        self._dead.append(DeadLetter.of(envelope.body, reason, envelope.exchange, envelope.routing_key))
 
-    def dead_letters(self, limit: int = 100, *, keep: bool = False) -> list[DeadLetter]:
-        if keep:
-            return list(self._dead)[:limit]
+    def dead_letters(self, limit: int = 100, *, keep: bool = False,
+                     preview_bytes: int | None = None) -> list[DeadLetter]:
         taken: list[DeadLetter] = []
-        while len(taken) < limit:
+        if keep:
+            taken = list(self._dead)[:limit]
+        while not keep and len(taken) < limit:
             try:
                 taken.append(self._dead.popleft())  # deque operations are atomic: no lock needed
             except IndexError:
                 break
-        return taken
+        return [DeadLetter.of(d.body, d.reason, d.exchange, d.routing_key, preview_bytes) for d in taken]
 
     def dead_letter_depth(self) -> int:
         return len(self._dead)

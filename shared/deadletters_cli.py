@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 DEFAULT_LIMIT = 100
+PREVIEW_BYTES = 200  # what a line shows of a body; the rest is not kept, however many letters are read
 
 
 def deadletters(
@@ -37,14 +38,14 @@ def _show(drain: bool, limit: int) -> None:
     bus = connect_service(settings, client_name="mlpower-deadletters")
     try:
         depth = bus.dead_letter_depth()
-        letters = bus.dead_letters(limit, keep=not drain)
+        letters = bus.dead_letters(limit, keep=not drain, preview_bytes=PREVIEW_BYTES)
     finally:
         bus.close()
     queue = topology.dead_letter_queue(settings.lab)
     for number, letter in enumerate(letters, 1):
         typer.echo(f"{number}. {client_text(letter.exchange)} {client_text(letter.routing_key)}")
         typer.echo(f"   reason: {client_text(letter.reason, 500)}")
-        typer.echo(f"   body ({len(letter.body)} bytes): {client_text(letter.body, 200)}")
+        typer.echo(f"   body ({letter.size_bytes} bytes): {client_text(letter.body, PREVIEW_BYTES)}")
     shown = f"{len(letters)} of {depth}" if depth > len(letters) else str(len(letters))
     what = "taken off" if drain else "shown, kept (--drain takes them off)"
     typer.echo(f"{shown} dead letter(s) in {queue}: {what}")

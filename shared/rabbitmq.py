@@ -156,7 +156,7 @@ def declare_queue(channel: Any, spec: topology.QueueSpec, lab: LabTopology) -> s
     return name
 
 
-def _dead_letter_of(method: Any, properties: Any, body: bytes) -> DeadLetter:
+def _dead_letter_of(method: Any, properties: Any, body: bytes, preview_bytes: int | None) -> DeadLetter:
     """The reason our consumers set, else the broker's own (``x-death``: rejected, expired, maxlen)."""
     headers = dict(properties.headers or {})
     reason = _text(headers.get(REASON_HEADER))
@@ -166,7 +166,7 @@ def _dead_letter_of(method: Any, properties: Any, body: bytes) -> DeadLetter:
         death = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
         reason = f"broker: {_text(death.get('reason', 'rejected'))} in {_text(death.get('queue', '?'))}"
         exchange = _text(death.get("exchange", exchange))
-    return DeadLetter(body, reason, exchange, method.routing_key)
+    return DeadLetter.of(body, reason, exchange, method.routing_key, preview_bytes)
 
 
 def _text(value: object) -> str:
@@ -439,7 +439,8 @@ class RabbitMQBus:
         self._subscriptions.append(subscription)
         return subscription
 
-    def dead_letters(self, limit: int = 100, *, keep: bool = False) -> list[DeadLetter]:
+    def dead_letters(self, limit: int = 100, *, keep: bool = False,
+                     preview_bytes: int | None = None) -> list[DeadLetter]:
         def take(channel: Any) -> list[DeadLetter]:
             taken: list[DeadLetter] = []
             last_tag = None
@@ -448,7 +449,7 @@ class RabbitMQBus:
                 if method is None:
                     break
                 last_tag = method.delivery_tag
-                taken.append(_dead_letter_of(method, properties, body))
+                taken.append(_dead_letter_of(method, properties, body, preview_bytes))
             if keep and last_tag is not None:  # back where they were: shown, not taken
                 channel.basic_nack(delivery_tag=last_tag, multiple=True, requeue=True)
                 # The broker requeues after it answers; wait (briefly) until it counts them again, so

@@ -103,7 +103,12 @@ def test_mlpower_deadletters_shows_each_reason_then_drains(lab_bus: RabbitMQBus,
     assert "\x1b" not in shown.stdout and "\\x1b[2J" in shown.stdout  # the body's escape, escaped
     assert shown.stdout.strip().endswith(f"2 dead letter(s) in {lab_bus.topology.dead_letter_queue}: "
                                          "shown, kept (--drain takes them off)")
+    assert f"body ({len(f'not json 0 {ESCAPE}'.encode())} bytes)" in shown.stdout
     assert lab_bus.dead_letter_depth() == 2
+    # A reader that only shows keeps the start of each body, and still says each body's whole size.
+    previews = lab_bus.dead_letters(keep=True, preview_bytes=5)
+    assert [(d.body, d.size_bytes) for d in previews] == [(b"not j", len(f"not json {i} {ESCAPE}".encode()))
+                                                          for i in range(2)]
     drained = _mlpower(lab, amqp_url, "--drain", "--limit", "1")
     assert drained.returncode == 0 and drained.stdout.strip().endswith("taken off"), drained.stdout
     assert "1 of 2 dead letter(s)" in drained.stdout and lab_bus.dead_letter_depth() == 1
