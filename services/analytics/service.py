@@ -16,8 +16,10 @@ to one of them at a time. A run's documents stay unacknowledged until the run is
 replica that dies mid-run leaves the whole run, from ``run.start``, to the replica the broker
 makes the shard's next consumer, which analyses it once. Replica ``i`` of ``n`` consumes its own
 shards (``shard % n == i``) at once and stands by on the others after ``standby_s``, so replicas
-started together split the shards evenly and a missing one's shards are still served. Left
-open: a ``RunAnalyzed`` published just before its replica died is published again by the next.
+started together split the shards evenly and a missing one's shards are still served.
+``RunAnalyzed`` comes at least once: one published just before its replica died is published
+again by the next (the same verdict from the same documents). Its consumers take that into
+account: figures skip a repeat (``FiguresService._on_run_analyzed``), ``lab run`` takes the first.
 """
 
 from __future__ import annotations

@@ -228,11 +228,23 @@ class FiguresService:
 
     def on_message(self, message: Message, delivery: Delivery) -> None:
         if isinstance(message, RunAnalyzed):
-            self.submit(mode="paper", trigger="run_analyzed", run_id=message.run_id, summary=message.summary)
+            self._on_run_analyzed(message)
         elif isinstance(message, RebuildFigures):
             self.submit(message.figures, message.mode, trigger="command")
         else:
             log.debug("figures ignores %s on %s", getattr(message, "type", "?"), delivery.routing_key)
+
+    def _on_run_analyzed(self, message: RunAnalyzed) -> None:
+        # RunAnalyzed comes at least once: an analytics replica that dies between publishing it and
+        # acknowledging the run's documents leaves the run to the next replica, which publishes it again.
+        # The rebuild it asks for is the same, so a second one is skipped unless the first failed.
+        with self._submit_lock:
+            earlier = next((j for j in self.jobs.values() if j.trigger == "run_analyzed"
+                            and j.run_id == message.run_id and j.state != "failed"), None)
+            if earlier is None:
+                self.submit(mode="paper", trigger="run_analyzed", run_id=message.run_id, summary=message.summary)
+                return
+        log.info("run %s analysed again (a redelivery): figures job %s already serves it", message.run_id, earlier.id)
 
     @property
     def worker(self) -> threading.Thread:

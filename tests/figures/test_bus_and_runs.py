@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from mlpower import topology
-from mlpower.bus import InMemoryBus
+from mlpower.bus import Delivery, InMemoryBus
 from mlpower.figures.catalogue import NAMES
 from mlpower.figures.runfigs import load_documents, render_run_figures
 from mlpower.schema import FiguresRebuilt, RebuildFigures, RunAnalyzed, RunSummary
@@ -56,10 +56,15 @@ def test_run_analyzed_on_the_memory_bus(built, data_dir: Path, tmp_path: Path) -
         placement = json.loads((run_dir / "run-7_placement.json").read_text())
         assert placement["key_values"]["n_public"] > 10 and placement["key_values"]["run_efficiency"] == 40.0
 
+        # The same run analysed again (an analytics replica died before its ack): no second rebuild.
+        # Handed over directly, so that it is handled before the command below, which another thread consumes.
+        again = _analyzed("run-7", "memlab")
+        service.on_message(again, Delivery(topology.event_key(again), topology.EVENTS_EXCHANGE, redelivered=True))
         command = RebuildFigures(figures=("fig9",), mode="corrected", reason="test")
         bus.publish(command, topology.command_key("figures", "default", lab="memlab"))
-        rebuilt = events.get(timeout=60)
+        rebuilt = events.get(timeout=60)  # jobs run in order: a second run-7 job would come first
         assert rebuilt.mode == "corrected" and rebuilt.rendered == ("fig9",)
+        assert [j.run_id for j in service.jobs.values() if j.trigger == "run_analyzed"] == ["run-7"]
         assert bus.dead_letters() == []
     finally:
         service.close()
