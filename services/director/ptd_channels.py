@@ -12,15 +12,14 @@ channel asks for it.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from mlpower.ptdformat import SampleGroup
 from mlpower.schema import SourceInfo
 
-from .errors import AnalyzerLost
 from .ptd_format import reading_of
 from .ptd_source import PtdSource, PtdStopResult
+from .shared_instrument import SharedInstrument
 from .sources import Reading
 
 _NONE = SampleGroup.of(None, None, None, None)
@@ -33,11 +32,10 @@ def _largest(values: list[float | None]) -> float | None:
 class MultiChannelPtd:
     def __init__(self, ptd: PtdSource, channels: tuple[int, ...]) -> None:
         self.ptd, self.channels = ptd, tuple(channels)
-        self._lock = threading.RLock()
-        self._opened = 0
-        self._generation = 0
-        self._cached: dict[int, Reading] = {}
-        self._error: Exception | None = None
+        # Hello, Identify, RR once for all channels; every sample line read once for all of them
+        self._shared = SharedInstrument[int](open_instrument=ptd.open, close_instrument=ptd.close,
+                                             read_update=self._read_update)
+        self._lock = self._shared.lock
         self._mark: str | None = None
         self._asked: dict[int, tuple[float | None, float | None]] = {}
         self._stopped: set[int] = set()
@@ -46,16 +44,10 @@ class MultiChannelPtd:
         return [PtdChannelSource(self, channel) for channel in self.channels]
 
     def open(self) -> None:
-        with self._lock:
-            if self._opened == 0:
-                self.ptd.open()
-            self._opened += 1
+        self._shared.open()
 
     def close(self) -> None:
-        with self._lock:
-            self._opened = max(0, self._opened - 1)
-            if self._opened == 0:
-                self.ptd.close()
+        self._shared.close()
 
     def info(self, channel: int) -> SourceInfo:
         return self.ptd.info.model_copy(update={"channel": channel})
@@ -85,20 +77,13 @@ class MultiChannelPtd:
                 self.ptd.stop()
 
     def read(self, channel: int, seen: int) -> tuple[int, Reading]:
-        with self._lock:
-            if self._error is not None and self._generation <= seen:
-                raise self._error
-            if self._generation <= seen:
-                try:
-                    sample = self.ptd.read_line()
-                except AnalyzerLost as exc:
-                    self._error = exc
-                    raise
-                groups = sample.channel_groups()
-                self._cached = {k: reading_of(sample, self.ptd.ranges, self.ptd.config.crest_factor,
-                                              groups.get(k, _NONE)) for k in self.channels}
-                self._generation += 1
-            return self._generation, self._cached[channel]
+        return self._shared.read(channel, seen)
+
+    def _read_update(self) -> dict[int, Reading]:
+        sample = self.ptd.read_line()
+        groups = sample.channel_groups()
+        return {k: reading_of(sample, self.ptd.ranges, self.ptd.config.crest_factor, groups.get(k, _NONE))
+                for k in self.channels}
 
 
 class PtdChannelSource:

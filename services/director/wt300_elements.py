@@ -19,11 +19,11 @@ the last; ``start`` with a mark clears the update flag once per mark.
 from __future__ import annotations
 
 import math
-import threading
 import time
 
 from mlpower.director import ranges as rng
 from mlpower.director.errors import AnalyzerError, AnalyzerLost, AnalyzerTimeout, ReplyParseError
+from mlpower.director.shared_instrument import SharedInstrument
 from mlpower.director.sources import Reading
 from mlpower.director.wt310e import WT310E
 from mlpower.director.wt310e_scpi import (
@@ -70,11 +70,9 @@ class MultiElementMeter:
         if len(set(elements)) != len(elements) or not elements:
             raise ValueError("elements must be distinct")
         self.driver, self.elements = driver, tuple(elements)
-        self._lock = threading.RLock()
-        self._opened = 0
-        self._generation = 0
-        self._cached: dict[int, Reading] = {}
-        self._error: Exception | None = None
+        self._shared = SharedInstrument[int](open_instrument=self._open_meter, close_instrument=driver.close,
+                                             read_update=self._read_update)
+        self._lock = self._shared.lock
         self._mark: str | None = None
         self._previous: dict[int, tuple[float | None, float | None]] = {}
         self.ranges: dict[int, RangeState] = {}
@@ -89,17 +87,17 @@ class MultiElementMeter:
     # ------------------------------------------------------------------ counted open/close
 
     def open(self) -> None:
-        with self._lock:
-            if self._opened == 0:
-                self.driver.open()  # *IDN?, remote, header, mode, crest factor, rate (element 1's items)
-                try:
-                    self._configure_items()
-                    for element in self.elements:
-                        self.ranges[element] = parse_ranges(self.driver.query(ranges_query(element)))
-                except BaseException:
-                    self.driver.close()
-                    raise
-            self._opened += 1
+        self._shared.open()
+
+    def _open_meter(self) -> None:
+        self.driver.open()  # *IDN?, remote, header, mode, crest factor, rate (element 1's items)
+        try:
+            self._configure_items()
+            for element in self.elements:
+                self.ranges[element] = parse_ranges(self.driver.query(ranges_query(element)))
+        except BaseException:
+            self.driver.close()
+            raise
 
     def _configure_items(self) -> None:
         d = self.driver
@@ -109,10 +107,7 @@ class MultiElementMeter:
         d.check_errors(f"numeric items of elements {', '.join(map(str, self.elements))}")
 
     def close(self) -> None:
-        with self._lock:
-            self._opened = max(0, self._opened - 1)
-            if self._opened == 0:
-                self.driver.close()
+        self._shared.close()
 
     def info(self, element: int) -> SourceInfo:
         identity = self.driver.identity
@@ -164,18 +159,7 @@ class MultiElementMeter:
     def read(self, element: int, seen: int) -> tuple[int, Reading]:
         """Element ``element``'s reading of the first update after generation ``seen``; the first
         channel to ask reads the meter, the others get that update's reading."""
-        with self._lock:
-            if self._error is not None and self._generation <= seen:
-                raise self._error
-            if self._generation > seen:
-                return self._generation, self._cached[element]
-            try:
-                self._cached = self._read_update()
-            except (AnalyzerLost, AnalyzerTimeout) as exc:
-                self._error = exc
-                raise
-            self._generation += 1
-            return self._generation, self._cached[element]
+        return self._shared.read(element, seen)
 
     def _read_update(self) -> dict[int, Reading]:
         d = self.driver
