@@ -16,6 +16,14 @@ pytest_plugins = ["tests.summaries"]  # the ledgers' summary, whole under pytest
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
+# The suite runs three workers on two cores, each starting LoadGen runs, services and brokers. A
+# BLAS thread pool per process would oversubscribe the cores, and its threads wait on each other:
+# the built-in Offline workload ran 2.8x slower with 2 OpenBLAS threads than with 1 beside three busy
+# processes, which let a run calibrated in a quiet moment outlast a test's wait. One thread each
+# (the agent passes these on to the built-ins), unless the one who runs the tests chose otherwise.
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:

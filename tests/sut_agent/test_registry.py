@@ -126,6 +126,11 @@ def test_a_declared_workload_gets_only_its_declared_environment(tmp_path: Path) 
                    "MLPOWER_SCENARIO": "Server"}
     builtin = workload_environment(BUILTIN_WORKLOADS["builtin:offline"], tmp_path, "testing", 1.0, source)
     assert set(builtin) == {"PATH", "HOME", "TZ", "MLPOWER_LOADGEN_LOG_DIR", "MLPOWER_MODE", "MLPOWER_DURATION_S"}
+    # the machine's thread counts reach the built-ins (its math libraries read them), nothing else does
+    threads = workload_environment(BUILTIN_WORKLOADS["builtin:offline"], tmp_path, "testing", 1.0,
+                                   {**source, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"})
+    assert set(threads) - set(builtin) == {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"}
+    assert threads["OPENBLAS_NUM_THREADS"] == "1" and threads["OMP_NUM_THREADS"] == "2"
     owner = workload_environment(parse_workload("my-bench --fast"), tmp_path, "testing", 1.0, source)
     assert owner["HF_HOME"] == "/models" and owner["OTHER"] == "not declared"  # the owner's own command
     assert not set(SECRETS) & set(owner) and not set(SECRETS) & set(builtin)

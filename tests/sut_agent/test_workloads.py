@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from mlpower.sut_agent import loadgen_runner
+from mlpower.sut_agent import loadgen_logs, loadgen_runner
 from mlpower.sut_agent.errors import LoadGenLogError, WorkloadError, WorkloadFailed
 from mlpower.sut_agent.loadgen_logs import mllog_values
 from mlpower.sut_agent.loadgen_runner import Calibration
@@ -127,5 +127,8 @@ def test_a_run_cut_short_by_a_busy_calibration_is_run_again_sized_from_loadgen(
     loadgen_runner.run(scenario, tmp_path, 1000, calibrate_with=lambda p, i: understate(loadgen_runner.calibrate(p, i)))
     said = capsys.readouterr().err
     assert "run 1 ended before min_duration_ms=1000" in said and "running again" in said
+    # What the repeat promises is the duration: LoadGen may still call a run on a busy machine INVALID
+    # for another reason (SingleStream's early stopping wants more queries than a slowed second may hold).
     values = mllog_values((tmp_path / "mlperf_log_detail.txt").read_text())
-    assert values["result_min_duration_met"] is True and values["result_validity"] == "VALID"
+    assert values["result_min_duration_met"] is True
+    assert loadgen_logs.read_result(tmp_path).window.duration_s >= 1.0 - 0.002  # 1 ms: the log's resolution
