@@ -346,10 +346,18 @@ def _stat(pid: int) -> list[str] | None:
         return None
 
 
-def pid_alive(pid: int) -> bool:
-    """Running (a zombie has ended: it only waits for its parent to read its status)."""
+def start_ticks(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks after boot, /proc/<pid>/stat field 22): with the pid, it names
+    one process, where the pid alone may be reused by another one once that process has ended."""
     fields = _stat(pid)
-    return fields is not None and fields[0] != "Z"
+    return fields[19] if fields is not None and len(fields) > 19 else None
+
+
+def pid_alive(pid: int, started: str | None = None) -> bool:
+    """Running (a zombie has ended: it only waits for its parent to read its status); with
+    ``started`` (``start_ticks``), only the process that started then counts."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z" and (started is None or start_ticks(pid) == started)
 
 
 def descendants(roots: list[int] | set[int]) -> set[int]:

@@ -31,6 +31,7 @@ from tests.reliability.procs import (
     director_env,
     director_url,
     http,
+    pid_alive,
     sim_resource,
     simulator,
     start_director,
@@ -119,14 +120,6 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def test_agent_killed_in_bus_mode_fails_the_run_within_three_heartbeats(amqp_url: str, tmp_path: Path,
                                                                        unique: str) -> None:
     lab, sut, logs = f"lab{unique}", f"sut{unique}", tmp_path / "logs"
@@ -163,7 +156,7 @@ def test_agent_killed_in_bus_mode_fails_the_run_within_three_heartbeats(amqp_url
                 assert completed.reason == (f"SUT agent {sut!r} missed 3 heartbeats (no sign of life for 6 s) "
                                             "during ranging"), completed.reason
                 assert waited < 6.0 + 4.0, f"failed {waited:.1f} s after the kill (3 heartbeats of 2 s)"
-                wait_until(lambda: not _alive(workload[0]), 10, "the workload to die with its agent")
+                wait_until(lambda: not pid_alive(workload[0]), 10, "the workload to die with its agent")
                 _check_aborted_run_kept(Path(completed.output_dir), collector, run_id, "missed 3 heartbeats",
                                         status="failed")
 

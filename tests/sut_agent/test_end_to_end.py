@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,8 @@ from typing import Any
 import pytest
 from mlpower.sut_agent.loadgen_logs import read_result
 from mlpower.testing import wait_for
+
+from tests.reliability.procs import pid_alive, start_ticks
 
 from .test_powerdev_client import LAYOUT
 
@@ -104,6 +105,8 @@ def test_agent_terminated_mid_workload_aborts_the_director_session(director_serv
         pid_file = next(out.glob("loadgen_logs/*/ranging/shell.pid"))
         wait_for(lambda: pid_file.read_text().strip() != "", 30, what="the shell's pid")
         shell_pid = int(pid_file.read_text())
+        shell_started = start_ticks(shell_pid)
+        assert shell_started is not None and pid_alive(shell_pid, shell_started)
         agent.send_signal(signal.SIGTERM)
         _, stderr = agent.communicate(timeout=30)
     finally:
@@ -114,5 +117,6 @@ def test_agent_terminated_mid_workload_aborts_the_director_session(director_serv
     wait_for(lambda: director_server.session is not None and director_server.session.ended, 30,
              what="the director's session to end")
     assert director_server.session.status_reason == "client disconnected"
-    with pytest.raises(ProcessLookupError):  # the workload's shell was stopped with the agent
-        os.kill(shell_pid, 0)
+    # The workload's shell was stopped with the agent. It may linger as a zombie: dead, waiting for
+    # whoever it was handed to to read its status (an init that does not reap, in some containers).
+    assert not pid_alive(shell_pid, shell_started)  # that process: its pid may since name another
