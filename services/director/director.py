@@ -266,6 +266,8 @@ class Director:
         return Path(self.settings.results_dir) / run_id
 
     def run_status(self, run_id: str) -> dict[str, Any] | None:
+        """A run's state and status: ``running`` until its end is complete (files written, the end
+        published on the bus), then what its ``server.json`` says."""
         session = self.active
         if session is not None and session.run_id == run_id and not session.ended:
             return {"run_id": run_id, "state": session.state.value, "status": "running", "reason": "",

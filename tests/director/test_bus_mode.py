@@ -198,6 +198,8 @@ def test_an_http_run_with_a_workload_goes_through_the_agent(lab: dict, unique: s
     done = _completed(lab)
     assert (done.run_id, done.status) == (f"http-{unique}", "success")
     assert [a.mode for a in fake.asks] == ["ranging", "testing"]
+    # HTTP says "running" until the end is complete: files written, then the end published, then ended
+    wait_for(lambda: http.get(f"/runs/http-{unique}").json()["status"] != "running", 10, what="the run to end")
     assert http.get(f"/runs/http-{unique}").json()["status"] == "success"
 
 
