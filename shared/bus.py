@@ -26,7 +26,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -288,15 +288,18 @@ class InMemoryBus:
 
     def dead_letters(self, limit: int = 100, *, keep: bool = False,
                      preview_bytes: int | None = None) -> list[DeadLetter]:
-        taken: list[DeadLetter] = []
         if keep:
             taken = list(self._dead)[:limit]
-        while not keep and len(taken) < limit:
-            try:
-                taken.append(self._dead.popleft())  # deque operations are atomic: no lock needed
-            except IndexError:
-                break
-        return [DeadLetter.of(d.body, d.reason, d.exchange, d.routing_key, preview_bytes) for d in taken]
+        else:
+            taken = []
+            while len(taken) < limit:
+                try:
+                    taken.append(self._dead.popleft())  # deque operations are atomic: no lock needed
+                except IndexError:
+                    break
+        if preview_bytes is None:
+            return taken
+        return [replace(d, body=d.body[:preview_bytes]) for d in taken]  # size_bytes stays the whole size
 
     def dead_letter_depth(self) -> int:
         return len(self._dead)

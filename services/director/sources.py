@@ -159,12 +159,13 @@ def parse_resource(resource: str) -> Resource:
         return Resource("nvml", text, index=int(m["index"] or 0))
     if m := _RAPL_RE.match(text):
         return Resource("rapl", m["zone"] or "")
-    if (_SERIAL_RE.match(text) or text.upper().startswith("ASRL")) and ".." in re.split(r"[/:]", text):
+    serial, visa_serial = _SERIAL_RE.match(text) is not None, text.upper().startswith("ASRL")
+    if (serial or visa_serial) and ".." in re.split(r"[/:]", text):
         # A device path that climbs out of /dev names a file, not a meter: refused when the setting is read.
         raise ResourceError(f"serial device in {text!r} must lie under /dev (no '..')")
-    if _SERIAL_RE.match(text):
+    if serial:
         return Resource("serial", text)
-    if _VISA_RE.match(text) and (text.upper().startswith("ASRL") or "::" in text):
+    if _VISA_RE.match(text) and (visa_serial or "::" in text):
         return Resource("visa", text)
     raise ResourceError(
         f"unknown analyzer resource {text!r}; expected a VISA resource (TCPIP0::host::10001::SOCKET, "

@@ -114,7 +114,8 @@ def summary_validity(summary_text: str) -> str:
     return found.group(1) if found else ""
 
 
-def _number(value: object) -> float | None:
+def mllog_number(value: object) -> float | None:
+    """An MLLOG value as a number (None for text, a bool or a missing key)."""
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
@@ -123,14 +124,15 @@ def parse_logs(detail_text: str, summary_text: str, detail_path: Path) -> LoadGe
     values = mllog_values(detail_text)
     scenario = str(values.get("effective_scenario", ""))
     metric_key, unit = SCENARIO_METRICS.get(scenario, ("", ""))
-    count, min_duration = _number(values.get("result_query_count")), _number(values.get("effective_min_duration_ms"))
+    count = mllog_number(values.get("result_query_count"))
+    min_duration = mllog_number(values.get("effective_min_duration_ms"))
     return LoadGenResult(
         detail_path=detail_path,
         window=window,
         scenario=scenario,
         validity=summary_validity(summary_text) or str(values.get("result_validity", "")),
         metric_key=metric_key,
-        metric_value=_number(values.get(metric_key)) if metric_key else None,
+        metric_value=mllog_number(values.get(metric_key)) if metric_key else None,
         metric_unit=unit,
         query_count=int(count) if count is not None else None,
         min_duration_ms=int(min_duration) if min_duration is not None else None,

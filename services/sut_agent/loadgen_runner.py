@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mlpower.sut_agent.loadgen_logs import DETAIL_NAME, mllog_values
+from mlpower.sut_agent.loadgen_logs import DETAIL_NAME, mllog_number, mllog_values
 
 SCENARIOS = ("offline", "server", "singlestream")
 DEVICES = ("cpu", "cuda")
@@ -47,18 +47,13 @@ MAX_RUNS = 3  # one run and at most two repeats sized from LoadGen's own measure
 
 
 def _offline_from_loadgen(cal: Calibration, values: dict[str, object]) -> Calibration | None:
-    rate = _positive(values.get("result_samples_per_second"))
-    return replace(cal, batch_throughput_per_s=rate) if rate else None
+    rate = mllog_number(values.get("result_samples_per_second"))
+    return replace(cal, batch_throughput_per_s=rate) if rate and rate > 0 else None
 
 
 def _single_stream_from_loadgen(cal: Calibration, values: dict[str, object]) -> Calibration | None:
-    latency_ns = _positive(values.get("result_mean_latency_ns"))
-    return replace(cal, single_latency_s=latency_ns / 1e9) if latency_ns else None
-
-
-def _positive(value: object) -> float | None:
-    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
-    return float(number) if number is not None and number > 0 else None
+    latency_ns = mllog_number(values.get("result_mean_latency_ns"))
+    return replace(cal, single_latency_s=latency_ns / 1e9) if latency_ns and latency_ns > 0 else None
 
 
 # Scenarios whose queries LoadGen sizes up front from a calibrated number, and how a short run's
@@ -208,12 +203,14 @@ def run(scenario: str, out_dir: Path, duration_ms: int, device: str = "cpu", see
     log_settings = lg.LogSettings()
     log_settings.log_output.outdir = str(out_dir)
     log_settings.log_output.copy_summary_to_stdout = False
+    recalibrate = RECALIBRATE_FROM_LOADGEN.get(scenario)
     try:
         for attempt in range(1, MAX_RUNS + 1):
             lg.StartTestWithLogSettings(sut, qsl, test_settings(lg, scenario, duration_ms, cal), log_settings)
+            if recalibrate is None or attempt == MAX_RUNS:
+                break
             values = mllog_values((out_dir / DETAIL_NAME).read_text(encoding="utf-8", errors="replace"))
-            recalibrate = RECALIBRATE_FROM_LOADGEN.get(scenario)
-            if values.get("result_min_duration_met") is not False or recalibrate is None or attempt == MAX_RUNS:
+            if values.get("result_min_duration_met") is not False:
                 break
             corrected = recalibrate(cal, values)
             if corrected is None:
